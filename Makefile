@@ -1,0 +1,44 @@
+# mastofargate: make install | test | lint | synth | demo | images | bench
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.PHONY: install test lint synth demo images bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+# The whole suite: lint, then every test (Docker-backed image tests start their own engine and registry).
+test: install
+	$(BIN)/ruff check mastofargate tests bench
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+lint: install
+	$(BIN)/ruff check mastofargate tests bench
+
+# Regenerate the committed cfn/ and task_definitions/ from the example mastofargate.toml.
+synth: install
+	$(BIN)/mastofargate synth
+
+# The main job on a fresh machine: write an example config and generate its stack for review.
+demo: install
+	rm -rf demo
+	$(BIN)/mastofargate init --config demo/mastofargate.toml --domain social.example.org \
+		--hosted-zone-id Z0123456789EXAMPLE --admin-email admin@example.org --yes
+	$(BIN)/mastofargate synth --config demo/mastofargate.toml
+	@echo "demo: generated files are in demo/cfn and demo/task_definitions"
+
+images: install
+	$(BIN)/mastofargate images push
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf demo .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from mastofargate.cli import main
+
+main()

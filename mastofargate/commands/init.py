@@ -1,0 +1,114 @@
+"""`mastofargate init`: write mastofargate.toml, asking on a terminal, from flags everywhere else."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
+
+Opt = typer.Option
+
+
+def _default_name(domain: str) -> str:
+    label = re.sub(r"[^a-z0-9-]", "-", domain.split(".")[0].lower()).strip("-") or "mastodon"
+    if not label[0].isalpha():
+        label = "m-" + label
+    return label[:20].rstrip("-")
+
+
+def init(
+    domain: Annotated[str | None, Opt("--domain", help="LOCAL_DOMAIN: the domain in handles. Permanent.")] = None,
+    web_domain: Annotated[str | None, Opt("--web-domain", help="WEB_DOMAIN, if the web UI lives elsewhere.")] = None,
+    region: Annotated[str | None, Opt("--region", help="AWS region (default us-east-1).")] = None,
+    name: Annotated[str | None, Opt("--name", help="Stack name prefix (default: the domain's first label).")] = None,
+    profile: Annotated[str | None, Opt("--profile", help="personal | community | large.")] = None,
+    database: Annotated[str | None, Opt("--database", help="rds | task (default per profile).")] = None,
+    cache: Annotated[str | None, Opt("--cache", help="elasticache | task (default per profile).")] = None,
+    arch: Annotated[str | None, Opt("--arch", help="arm64 | x86_64 (default arm64).")] = None,
+    spot: Annotated[bool | None, Opt("--spot/--no-spot", help="Fargate Spot for stateless services.")] = None,
+    hosted_zone_id: Annotated[str | None, Opt("--hosted-zone-id", help="Route 53 zone for the certificate.")] = None,
+    certificate_arn: Annotated[str | None, Opt("--certificate-arn", help="Existing ACM certificate ARN.")] = None,
+    admin_email: Annotated[str | None, Opt("--admin-email", help="Owner email and alarm address.")] = None,
+    mastodon_version: Annotated[
+        str | None, Opt("--mastodon-version", help="Mastodon release tag, e.g. v4.5.4.")
+    ] = None,
+    yes: Annotated[bool, Opt("--yes", "-y", help="Ask nothing; use defaults for what no flag gives.")] = False,
+    force: Annotated[bool, Opt("--force", help="Overwrite an existing config file.")] = False,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Write mastofargate.toml (interactive on a terminal; non-interactive with --yes or without a TTY)."""
+    from mastofargate.config import DEFAULT_MASTODON_VERSION, PROFILE_DEFAULTS, parse_config
+    from mastofargate.configfile import render
+    from mastofargate.errors import UsageError
+    from mastofargate.ui import say, stdin_is_tty
+
+    if config.exists() and not force:
+        raise UsageError(
+            f"{config} already exists; nothing was written.",
+            fix="pass --force to overwrite it, or --config to write elsewhere",
+        )
+    interactive = stdin_is_tty() and not yes
+
+    def ask(label: str, value: Any, default: Any = None, flag: str = "") -> Any:
+        if value is not None:
+            return value
+        if interactive:
+            return typer.prompt(label, default=default) if default is not None else typer.prompt(label)
+        if default is None:
+            raise UsageError(
+                f"{flag} is required when init cannot ask (no terminal or --yes).", fix=f"pass {flag} VALUE"
+            )
+        return default
+
+    domain = ask("Domain (LOCAL_DOMAIN, permanent)", domain, flag="--domain")
+    profile = ask("Profile (personal/community/large)", profile, "personal")
+    defaults = PROFILE_DEFAULTS.get(profile, PROFILE_DEFAULTS["personal"])
+    if hosted_zone_id is None and certificate_arn is None:
+        if not interactive:
+            raise UsageError(
+                "neither --hosted-zone-id nor --certificate-arn was given; nothing was written.",
+                why="the load balancer needs a TLS certificate for the web host",
+                fix="pass --hosted-zone-id Z... (a Route 53 zone) or --certificate-arn arn:aws:acm:...",
+            )
+        answer = typer.prompt("Route 53 hosted zone id (or an ACM certificate ARN)")
+        certificate_arn, hosted_zone_id = (answer, None) if answer.startswith("arn:") else (None, answer)
+    data: dict[str, Any] = {
+        "server": {"domain": domain, "admin_email": ask("Admin email", admin_email, f"admin@{domain}")},
+        "aws": {
+            "name": ask("Stack name prefix", name, _default_name(str(domain))),
+            "region": ask("AWS region", region, "us-east-1"),
+        },
+        "deployment": {
+            "profile": profile,
+            "database": ask("Database (rds/task)", database, defaults["database"]),
+            "cache": ask("Cache (elasticache/task)", cache, defaults["cache"]),
+            "arch": ask("CPU architecture (arm64/x86_64)", arch, "arm64"),
+            "spot": spot
+            if spot is not None
+            else (typer.confirm("Use Fargate Spot?", default=defaults["spot"]) if interactive else defaults["spot"]),
+            "mastodon_version": ask("Mastodon version", mastodon_version, DEFAULT_MASTODON_VERSION),
+        },
+    }
+    if web_domain:
+        data["server"]["web_domain"] = web_domain
+    if hosted_zone_id:
+        data["aws"]["hosted_zone_id"] = hosted_zone_id
+    if certificate_arn:
+        data["aws"]["certificate_arn"] = certificate_arn
+    cfg = parse_config(data, source="the given values")
+    text = render(cfg)
+    Path(config).parent.mkdir(parents=True, exist_ok=True)
+    Path(config).write_text(text, encoding="utf-8")
+    say(
+        f"Wrote {config} ({cfg.deployment.profile} profile, {cfg.deployment.database} Postgres, "
+        f"{cfg.deployment.cache} Redis, {cfg.deployment.arch}{', Spot' if cfg.deployment.spot else ''})."
+    )
+    say("Next: mastofargate synth   (writes cfn/ and task_definitions/ for review)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)

@@ -1,0 +1,564 @@
+"""mastofargate.toml: the validated description of one Mastodon server.
+
+Every setting is a pydantic field, so `mastofargate schema` can print the JSON Schema for editors and a
+bad value is reported with its field, the value given and what is allowed. The sizing profile supplies
+every number the user did not set (see sizing.py); `Config.services()` returns the resolved rows.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mastofargate.errors import UsageError
+from mastofargate.sizing import (
+    CACHE_NODE_TYPES,
+    PROFILES,
+    RDS_INSTANCE_MEMORY_GIB,
+    SCHEDULER_QUEUE,
+    Profile,
+    ServiceSize,
+    connection_budget,
+    fargate_size_error,
+    rds_max_connections,
+    with_override,
+)
+
+DEFAULT_CONFIG_PATH = Path("mastofargate.toml")
+DEFAULT_MASTODON_VERSION = "v4.5.4"  # >= 4.5.4: fixes assets loading from the main host with CDN_HOST
+
+# PostgreSQL versions RDS offers (majors Mastodon 4.5 supports: >= 14), as cfn-lint's RDS data knows them.
+RDS_POSTGRES_VERSIONS: tuple[str, ...] = (
+    "14.19",
+    "14.20",
+    "15.14",
+    "15.15",
+    "16.10",
+    "16.11",
+    "17.6",
+    "17.7",
+    "18.3",
+)
+DEFAULT_POSTGRES_VERSION = "17.6"
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_VERSION = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$")
+_CERT_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+_ZONE_ID = re.compile(r"^Z[A-Z0-9]{4,31}$")
+# Names that must never reach a task's plain environment (they belong in Secrets Manager).
+SECRET_NAME_PATTERN = re.compile(r"(SECRET|PASSWORD|PASS$|_KEY$|TOKEN|PRIVATE|SALT|DATABASE_URL|REDIS_URL)")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _hostname(field: str, value: str) -> str:
+    v = value.strip().lower()
+    if not _HOSTNAME.match(v):
+        raise ValueError(f"{value!r} is not a hostname; allowed: a fully qualified name such as social.example.org")
+    return v
+
+
+class Server(_Model):
+    """What the Mastodon server is called; LOCAL_DOMAIN can never change after the first deploy."""
+
+    domain: str = Field(description="LOCAL_DOMAIN: the domain in users' handles. Permanent.")
+    web_domain: str | None = Field(None, description="WEB_DOMAIN, when the web UI lives on another host. Permanent.")
+    admin_email: str = Field(description="Owner account's email and the alarm address.")
+    single_user_mode: bool = Field(False, description="SINGLE_USER_MODE: the profile page is the front page.")
+
+    @field_validator("domain", "web_domain")
+    @classmethod
+    def _check_host(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else _hostname("domain", v)
+
+    @field_validator("admin_email")
+    @classmethod
+    def _check_email(cls, v: str) -> str:
+        if not _EMAIL.match(v):
+            raise ValueError(f"{v!r} is not an email address; allowed: name@example.org")
+        return v
+
+    @property
+    def host(self) -> str:
+        """The host serving the web UI and API (WEB_DOMAIN, else LOCAL_DOMAIN)."""
+        return self.web_domain or self.domain
+
+
+class Aws(_Model):
+    """Where the server lives and how its HTTPS certificate is obtained."""
+
+    name: str = Field(description="Prefix of every stack and resource name (lowercase, <= 20 chars).")
+    region: str = Field("us-east-1", description="AWS region.")
+    hosted_zone_id: str | None = Field(None, description="Route 53 zone for DNS validation and the alias record.")
+    certificate_arn: str | None = Field(None, description="An existing ACM certificate for the web host.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid name; allowed: 1-20 characters, lowercase letters, digits and '-', "
+                "starting with a letter"
+            )
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, v: str) -> str:
+        if not _REGION.match(v):
+            raise ValueError(f"{v!r} is not an AWS region; allowed: a region code such as us-east-1")
+        return v
+
+    @field_validator("hosted_zone_id")
+    @classmethod
+    def _check_zone(cls, v: str | None) -> str | None:
+        if v and not _ZONE_ID.match(v):
+            raise ValueError(f"{v!r} is not a Route 53 hosted zone id; allowed: an id such as Z0123456789ABC")
+        return v or None
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _check_cert(cls, v: str | None) -> str | None:
+        if v and not _CERT_ARN.match(v):
+            raise ValueError(
+                f"{v!r} is not an ACM certificate ARN; allowed: arn:aws:acm:REGION:ACCOUNT:certificate/UUID"
+            )
+        return v or None
+
+    @model_validator(mode="after")
+    def _one_certificate_source(self) -> Aws:
+        if not self.hosted_zone_id and not self.certificate_arn:
+            raise ValueError(
+                "neither hosted_zone_id nor certificate_arn is set; allowed: one of them (a Route 53 zone to "
+                "validate a new certificate in, or an existing ACM certificate)"
+            )
+        if self.certificate_arn and f":acm:{self.region}:" not in self.certificate_arn:
+            raise ValueError(
+                f"certificate_arn {self.certificate_arn!r} is not in region {self.region}; allowed: a "
+                "certificate in the same region as the load balancer"
+            )
+        return self
+
+
+# Per-profile defaults for what the user does not choose. Low cost without risking data:
+# - Postgres on RDS everywhere: a Postgres task costs about the same once its public IPv4 address and EFS are
+#   counted (aws.md prices), and RDS brings point-in-time recovery and snapshots.
+# - Redis as a task for personal servers: losing Redis is nearly harmless (mastodon.md, backups) and the task
+#   persists to EFS anyway; ElastiCache (TLS, managed) once a community depends on it.
+# - Spot for the stateless services of personal and community servers (~70 % cheaper; a 2-minute warning is
+#   a short blip for them); large servers stay on demand. The Postgres task never runs on Spot.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "personal": {"database": "rds", "cache": "task", "spot": True},
+    "community": {"database": "rds", "cache": "elasticache", "spot": True},
+    "large": {"database": "rds", "cache": "elasticache", "spot": False},
+}
+
+
+class Deployment(_Model):
+    """The shape: sizing profile, where Postgres and Redis run, CPU architecture, Spot."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            defaults = PROFILE_DEFAULTS.get(str(data.get("profile", "personal")), {})
+            data = {**defaults, **data}
+        return data
+
+    profile: Literal["personal", "community", "large"] = "personal"
+    database: Literal["rds", "task"] = Field("rds", description="RDS (managed, backups) or a Postgres task on EFS.")
+    cache: Literal["elasticache", "task"] = Field("task", description="ElastiCache or a Redis task.")
+    arch: Literal["arm64", "x86_64"] = Field("arm64", description="Graviton (arm64) is ~20 % cheaper.")
+    spot: bool = Field(True, description="Run web/streaming/sidekiq/redis on Fargate Spot. Postgres never.")
+    mastodon_version: str = Field(DEFAULT_MASTODON_VERSION, description="Tag of ghcr.io/mastodon/mastodon(-streaming).")
+    container_insights: bool = Field(False, description="CloudWatch Container Insights (costs extra).")
+
+    @field_validator("mastodon_version")
+    @classmethod
+    def _check_version(cls, v: str) -> str:
+        if not v.startswith("v"):
+            v = "v" + v
+        if not _VERSION.match(v):
+            raise ValueError(f"{v!r} is not a Mastodon release tag; allowed: vMAJOR.MINOR.PATCH such as v4.5.4")
+        major, minor = (int(x) for x in v[1:].split(".")[:2])
+        if (major, minor) < (4, 3):
+            raise ValueError(
+                f"{v!r} is older than 4.3; allowed: v4.3.0 or newer (the separate streaming image and the "
+                "Active Record encryption keys this tool manages appeared in 4.3)"
+            )
+        return v
+
+
+class Rds(_Model):
+    """RDS for PostgreSQL (used when deployment.database = "rds")."""
+
+    postgres_version: str = Field(DEFAULT_POSTGRES_VERSION, description="An RDS PostgreSQL engine version.")
+    instance_class: str | None = Field(None, description="Default: the profile's class.")
+    storage_gb: int | None = Field(None, ge=20, le=65536, description="Initial gp3 storage; default from profile.")
+    max_storage_gb: int | None = Field(None, ge=20, le=65536, description="Storage autoscaling ceiling.")
+    backup_retention_days: int = Field(7, ge=1, le=35)
+    multi_az: bool = Field(False, description="A standby in a second AZ (doubles the instance price).")
+
+    @field_validator("postgres_version")
+    @classmethod
+    def _check_pg(cls, v: str) -> str:
+        if v not in RDS_POSTGRES_VERSIONS:
+            raise ValueError(
+                f"{v!r} is not a PostgreSQL version RDS offers; allowed: {', '.join(RDS_POSTGRES_VERSIONS)}"
+            )
+        return v
+
+    @field_validator("instance_class")
+    @classmethod
+    def _check_class(cls, v: str | None) -> str | None:
+        if v is not None and v not in RDS_INSTANCE_MEMORY_GIB:
+            raise ValueError(
+                f"{v!r} is not a supported RDS instance class; allowed: {', '.join(RDS_INSTANCE_MEMORY_GIB)}"
+            )
+        return v
+
+
+class ElastiCache(_Model):
+    """ElastiCache (used when deployment.cache = "elasticache"); Redis OSS or Valkey, >= 7, TLS + auth."""
+
+    engine: Literal["valkey", "redis"] = "valkey"
+    engine_version: Literal["7.0", "7.1", "7.2", "8.0", "8.1"] = "8.0"
+    node_type: str | None = Field(None, description="Default: the profile's node type.")
+
+    @field_validator("node_type")
+    @classmethod
+    def _check_node(cls, v: str | None) -> str | None:
+        if v is not None and v not in CACHE_NODE_TYPES:
+            raise ValueError(f"{v!r} is not a supported node type; allowed: {', '.join(CACHE_NODE_TYPES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _engine_version(self) -> ElastiCache:
+        if self.engine == "redis" and self.engine_version not in ("7.0", "7.1"):
+            raise ValueError(
+                f"engine_version {self.engine_version!r} does not exist for redis; allowed: 7.0, 7.1 (or "
+                "engine = 'valkey' for 7.2 and 8.x)"
+            )
+        if self.engine == "valkey" and self.engine_version in ("7.0", "7.1"):
+            raise ValueError(
+                f"engine_version {self.engine_version!r} does not exist for valkey; allowed: 7.2, 8.0, 8.1"
+            )
+        return self
+
+
+class Media(_Model):
+    """Remote-media and preview-card cleanup, run by EventBridge Scheduler as one-off tasks."""
+
+    cleanup_days: int = Field(7, ge=1, le=365, description="tootctl media remove --days (operators use 3-7).")
+    preview_card_days: int = Field(30, ge=14, le=3650, description="tootctl preview_cards remove --days (>= 14).")
+    schedule: str = Field("cron(0 4 * * ? *)", description="EventBridge Scheduler expression, in UTC.")
+    versioning: bool = Field(True, description="Keep old versions of media objects for 30 days (guards mistakes).")
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, v: str) -> str:
+        if re.fullmatch(r"rate\(\d+ (minute|minutes|hour|hours|day|days)\)", v):
+            return v
+        m = re.fullmatch(r"cron\((.+)\)", v)
+        fields = m.group(1).split() if m else []
+        if len(fields) != 6 or (fields[2] != "?" and fields[4] != "?"):
+            raise ValueError(
+                f"{v!r} is not an EventBridge Scheduler expression; allowed: rate(N units) or cron(min hour "
+                "day-of-month month day-of-week year) with '?' in day-of-month or day-of-week"
+            )
+        return v
+
+
+class Smtp(_Model):
+    """Outgoing mail (password resets, sign-up confirmations). The password lives in Secrets Manager."""
+
+    server: str | None = None
+    port: int = Field(587, ge=1, le=65535)
+    login: str | None = None
+    from_address: str | None = None
+
+
+class Logs(_Model):
+    retention_days: int = Field(14, description="CloudWatch Logs retention, days.")
+
+    @field_validator("retention_days")
+    @classmethod
+    def _check_retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"{v} is not a CloudWatch retention period; allowed: {', '.join(map(str, LOG_RETENTION_DAYS))}"
+            )
+        return v
+
+
+class ServiceOverride(_Model):
+    """Overrides of one service's documented size; unset fields keep the profile's number."""
+
+    cpu: int | None = None
+    memory: int | None = None
+    container_memory: int | None = Field(None, description="Hard limit, MiB; default: the task's memory.")
+    desired: int | None = Field(None, ge=0, le=100)
+    min: int | None = Field(None, ge=0, le=100)
+    max: int | None = Field(None, ge=1, le=100)
+    web_concurrency: int | None = Field(None, ge=0, le=32)
+    max_threads: int | None = Field(None, ge=1, le=64)
+    sidekiq_concurrency: int | None = Field(None, ge=1, le=100)
+    db_pool: int | None = Field(None, ge=1, le=200)
+
+
+class SidekiqService(ServiceOverride):
+    """A Sidekiq service of a custom split: its name, queues, and size."""
+
+    name: str
+    queues: list[str]
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not re.fullmatch(r"sidekiq(-[a-z0-9]+)*", v):
+            raise ValueError(f"{v!r} is not a Sidekiq service name; allowed: 'sidekiq' or 'sidekiq-<word>'")
+        return v
+
+    @field_validator("queues")
+    @classmethod
+    def _check_queues(cls, v: list[str]) -> list[str]:
+        known = {"default", "push", "ingress", "mailers", "pull", "scheduler", "fasp"}
+        for q in v:
+            if not re.fullmatch(r"[a-z_]+(,\d+)?", q) or q.split(",")[0] not in known:
+                raise ValueError(
+                    f"{q!r} is not a Sidekiq queue; allowed: {', '.join(sorted(known))} (optionally 'name,weight')"
+                )
+        if not v:
+            raise ValueError("[] has no queue; allowed: at least one queue")
+        return v
+
+
+Services = Annotated[
+    dict[str, ServiceOverride],
+    Field(default_factory=dict, description="Size overrides keyed by service name (web, streaming, sidekiq, ...)."),
+]
+
+
+class Config(_Model):
+    """The whole mastofargate.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"title": "mastofargate.toml"})
+
+    server: Server
+    aws: Aws
+    deployment: Deployment = Field(default_factory=Deployment)
+    rds: Rds = Field(default_factory=Rds)
+    elasticache: ElastiCache = Field(default_factory=ElastiCache)
+    media: Media = Field(default_factory=Media)
+    smtp: Smtp = Field(default_factory=Smtp)
+    logs: Logs = Field(default_factory=Logs)
+    services: Services
+    sidekiq: list[SidekiqService] | None = Field(
+        None, description="Replaces the profile's Sidekiq services with this split (scheduler in exactly one)."
+    )
+
+    @property
+    def profile(self) -> Profile:
+        return PROFILES[self.deployment.profile]
+
+    @cached_property
+    def resolved_services(self) -> tuple[ServiceSize, ...]:
+        """web, streaming and sidekiq rows: the profile's numbers with the user's overrides applied."""
+        rows = [s for s in self.profile.services if self.sidekiq is None or s.role != "sidekiq"]
+        if self.sidekiq is not None:
+            template = next(s for s in self.profile.services if s.role == "sidekiq")
+            rows += [_apply(with_override(template, name=i.name, queues=tuple(i.queues)), i) for i in self.sidekiq]
+        return tuple(_apply(s, self.services.get(s.name)) for s in rows)
+
+    @property
+    def postgres_task(self) -> ServiceSize:
+        return _apply(self.profile.postgres_task, self.services.get("postgres"))
+
+    @property
+    def redis_task(self) -> ServiceSize:
+        return _apply(self.profile.redis_task, self.services.get("redis"))
+
+    @property
+    def job(self) -> ServiceSize:
+        """Size of one-off tasks (migrations, tootctl, maintenance)."""
+        return self.profile.job
+
+    @property
+    def all_services(self) -> tuple[ServiceSize, ...]:
+        """Every long-running ECS service the stack creates, in a stable order."""
+        extra = ((self.postgres_task,) if self.deployment.database == "task" else ()) + (
+            (self.redis_task,) if self.deployment.cache == "task" else ()
+        )
+        return (*self.resolved_services, *extra)
+
+    @property
+    def rds_instance_class(self) -> str:
+        return self.rds.instance_class or self.profile.rds_instance_class
+
+    @property
+    def cache_node_type(self) -> str:
+        return self.elasticache.node_type or self.profile.cache_node_type
+
+    @property
+    def max_connections(self) -> int:
+        if self.deployment.database == "rds":
+            return rds_max_connections(self.rds_instance_class)
+        return self.profile.postgres_task_max_connections
+
+    @model_validator(mode="after")
+    def _check_resolved(self) -> Config:
+        known = [s.name for s in self.all_services]
+        for key in self.services:
+            if key not in known:
+                raise ValueError(
+                    f"services.{key}: {key!r} is not a service of this deployment; allowed: {', '.join(known)}"
+                )
+        names = [s.name for s in self.resolved_services]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sidekiq service names {names} repeat; allowed: each name once")
+        schedulers = [s.name for s in self.resolved_services if SCHEDULER_QUEUE in s.queue_names]
+        if len(schedulers) != 1:
+            raise ValueError(
+                f"the scheduler queue is in {len(schedulers)} Sidekiq services ({', '.join(schedulers) or 'none'}); "
+                "allowed: exactly one (two schedulers enqueue every scheduled job twice)"
+            )
+        for s in self.all_services:
+            _check_size(s)
+        if self.rds.max_storage_gb and self.rds.storage_gb and self.rds.max_storage_gb < self.rds.storage_gb:
+            raise ValueError(
+                f"rds.max_storage_gb {self.rds.max_storage_gb} is below rds.storage_gb {self.rds.storage_gb}; "
+                "allowed: a ceiling at or above the initial size"
+            )
+        budget = connection_budget(self.resolved_services, self.profile.job)
+        total = sum(budget.values())
+        if total > self.max_connections:
+            detail = ", ".join(f"{k} {v}" for k, v in budget.items())
+            where = f"RDS {self.rds_instance_class}" if self.deployment.database == "rds" else "the Postgres task"
+            raise ValueError(
+                f"the services can open {total} Postgres connections at peak ({detail}) but {where} allows "
+                f"{self.max_connections}; allowed: fewer tasks, threads or DB_POOL, or a larger instance class"
+            )
+        return self
+
+
+def _apply(size: ServiceSize, override: ServiceOverride | None) -> ServiceSize:
+    if override is None:
+        return size
+    changes: dict[str, Any] = override.model_dump(exclude={"name", "queues"}, exclude_none=True)
+    if "memory" in changes and "container_memory" not in changes:
+        changes["container_memory"] = changes["memory"]
+    if "sidekiq_concurrency" in changes and "db_pool" not in changes and size.role == "sidekiq":
+        changes["db_pool"] = changes["sidekiq_concurrency"]
+    if "max_threads" in changes and "db_pool" not in changes and size.role == "web":
+        changes["db_pool"] = changes["max_threads"]
+    out = with_override(size, **changes)
+    if out.container_reservation > out.container_memory:
+        out = with_override(out, container_reservation=out.container_memory)
+    return out
+
+
+def _check_size(s: ServiceSize) -> None:
+    where = f"services.{s.name}"
+    err = fargate_size_error(s.cpu, s.memory)
+    if err:
+        raise ValueError(f"{where}: {err}")
+    if s.container_memory > s.memory:
+        raise ValueError(
+            f"{where}: container_memory {s.container_memory} MiB does not fit the task's {s.memory} MiB; "
+            f"allowed: at most {s.memory}"
+        )
+    if not s.min <= s.desired <= s.max:
+        raise ValueError(
+            f"{where}: counts min {s.min} / desired {s.desired} / max {s.max}; allowed: min <= desired <= max"
+        )
+    if s.singleton and s.max > 1:
+        raise ValueError(
+            f"{where}: max {s.max}; allowed: 1, because this service must never run twice "
+            f"({'the scheduler queue' if s.role == 'sidekiq' else 'it owns its data directory'})"
+        )
+
+
+# ---------------------------------------------------------------------------- loading and errors
+
+
+def load_config(path: Path = DEFAULT_CONFIG_PATH) -> Config:
+    """Read and validate mastofargate.toml; every problem becomes a UsageError naming field and value."""
+    if not path.exists():
+        raise UsageError(
+            f"{path} does not exist.",
+            fix="Run 'mastofargate init --domain YOUR.DOMAIN' to write one, or pass --config PATH.",
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path} is not valid TOML: {e}", fix="Fix the syntax at the line named above.") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text.") from None
+    return parse_config(data, source=str(path))
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise UsageError(
+            f"{source} has {e.error_count()} invalid setting{'s' if e.error_count() > 1 else ''}:\n"
+            + "\n".join(f"  - {line}" for line in format_validation_error(e)),
+            fix=f"Edit {source} and run the command again ('mastofargate schema' lists every setting).",
+        ) from None
+
+
+def format_validation_error(e: ValidationError) -> list[str]:
+    lines = []
+    for err in e.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        kind = err["type"]
+        if kind == "missing":
+            lines.append(f"{loc}: missing; allowed: a value must be given")
+        elif kind == "extra_forbidden":
+            lines.append(f"{loc}: {err['input']!r} is not a known setting; allowed: see 'mastofargate schema'")
+        elif kind == "value_error":
+            lines.append(f"{loc}: {msg}" if loc != "(top level)" else msg)
+        else:
+            lines.append(f"{loc}: {err['input']!r} is not valid: {msg}")
+    return lines
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()

@@ -1,0 +1,97 @@
+"""What every stack builder shares: the config, the two templates, and cross-stack references.
+
+Two stacks, because they live on different clocks:
+  data  - long-lived and holding user data or identity: network, security groups, KMS key, ECR
+          repositories, Postgres (RDS or EFS), ElastiCache, the media bucket and its CloudFront
+          distribution, backups. Termination protection on; rarely changes.
+  app   - everything that changes with a release: cluster, load balancer, services, task definitions,
+          jobs, schedules, logs and alarms. Safe to delete and recreate at any time.
+The app stack reads the data stack's outputs through exports, so CloudFormation itself refuses to
+delete the data stack while the app stack uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from troposphere import AWSObject, Export, ImportValue, Output, Parameter, Ref, Sub, Template
+
+from mastofargate.config import Config
+
+T = TypeVar("T", bound=AWSObject)
+
+# Placeholders the deploy fills in: image tags (a new release changes nothing else) and secret ARNs
+# (the secrets are created by the deploy's bootstrap, outside CloudFormation, so no stack operation can
+# ever delete or regenerate them).
+APP_PARAMETERS: dict[str, str] = {
+    "MastodonImageTag": "Tag of the pre-baked Mastodon image (web, sidekiq, jobs) in ECR",
+    "StreamingImageTag": "Tag of the pre-baked streaming image in ECR",
+    "AppSecretArn": "ARN of the Secrets Manager secret holding SECRET_KEY_BASE, VAPID and encryption keys",
+    "DatabaseSecretArn": "ARN of the Secrets Manager secret holding the Postgres password",
+    "RedisSecretArn": "ARN of the Secrets Manager secret holding the Redis password and URL",
+    "ServicesEnabled": "false keeps web/streaming/sidekiq at zero tasks (first install runs migrations first)",
+}
+
+
+@dataclass
+class Build:
+    config: Config
+    data: Template = field(default_factory=Template)
+    app: Template = field(default_factory=Template)
+
+    @property
+    def name(self) -> str:
+        return self.config.aws.name
+
+    @property
+    def data_stack(self) -> str:
+        return f"{self.name}-data"
+
+    @property
+    def app_stack(self) -> str:
+        return f"{self.name}-app"
+
+    def add(self, template: Template, resource: T, description: str, skip: Sequence[tuple[str, str]] = ()) -> T:
+        """Add a resource with a human description (shown in reviews and in deploy progress) and the
+        checkov checks it skips, each with the reason."""
+        meta = dict(getattr(resource, "Metadata", {}) or {})
+        meta["Description"] = description
+        if skip:
+            meta["checkov"] = {"skip": [{"id": cid, "comment": why} for cid, why in sorted(skip)]}
+        resource.Metadata = meta
+        template.add_resource(resource)
+        return resource
+
+    def export(self, key: str, value: object, description: str) -> ImportValue:
+        """Publish a data-stack value for the app stack; returns the app stack's reference to it."""
+        self.data.add_output(
+            Output(key, Description=description, Value=value, Export=Export(f"{self.data_stack}:{key}"))
+        )
+        return ImportValue(f"{self.data_stack}:{key}")
+
+    def imported(self, key: str) -> ImportValue:
+        return ImportValue(f"{self.data_stack}:{key}")
+
+    def app_param(self, key: str) -> Ref:
+        if key not in self.app.parameters:
+            kind = {"ServicesEnabled": {"AllowedValues": ["true", "false"], "Default": "true"}}.get(key, {})
+            self.app.add_parameter(Parameter(key, Type="String", Description=APP_PARAMETERS[key], **kind))
+        return Ref(key)
+
+    def data_param(self, key: str) -> Ref:
+        if key not in self.data.parameters:
+            self.data.add_parameter(Parameter(key, Type="String", Description=APP_PARAMETERS[key]))
+        return Ref(key)
+
+    def resource_name(self, suffix: str) -> str:
+        return f"{self.name}-{suffix}"
+
+    def sub(self, text: str) -> Sub:
+        return Sub(text)
+
+
+def logical(name: str) -> str:
+    """A CloudFormation logical id from a service name: 'sidekiq-scheduler' -> 'SidekiqScheduler'."""
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))

@@ -1,0 +1,62 @@
+"""The plain environment of each Mastodon process: only values that are not secret.
+
+Secrets (passwords, keys, the Redis URL that embeds a password) go through `secrets.mastodon_secrets`;
+`tests/test_templates.py` fails if a secret-looking name ever lands here.
+"""
+
+from __future__ import annotations
+
+from troposphere import Join
+
+from mastofargate.sizing import ServiceSize
+from mastofargate.stack.cluster import namespace
+from mastofargate.stack.context import Build
+from mastofargate.stack.database import DB_NAME, DB_USER
+from mastofargate.stack.network import POSTGRES_PORT, REDIS_PORT
+
+EnvValue = str | Join | object
+
+
+def _database(b: Build, role: str) -> dict[str, EnvValue]:
+    if b.config.deployment.database == "rds":
+        # RDS enforces TLS (rds.force_ssl). Rails verifies nothing with `require`; Node's pg treats every
+        # mode but disable/no-verify as verified TLS against its CA store, which lacks the RDS CA.
+        host: EnvValue = b.imported("DatabaseHost")
+        ssl = "no-verify" if role == "streaming" else "require"
+    else:
+        host, ssl = f"postgres.{namespace(b)}", "disable"  # inside the VPC, reachable only from tasks
+    return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_USER, "DB_SSLMODE": ssl}
+
+
+def _redis(b: Build) -> dict[str, EnvValue]:
+    if b.config.deployment.cache == "elasticache":
+        return {"REDIS_DRIVER": "ruby"}  # TLS (rediss:// in REDIS_URL, a secret) needs the Ruby driver
+    return {"REDIS_HOST": f"redis.{namespace(b)}", "REDIS_PORT": str(REDIS_PORT)}
+
+
+def mastodon_environment(b: Build, size: ServiceSize) -> dict[str, EnvValue]:
+    """Environment for web, Sidekiq, streaming and one-off tasks, sorted for stable output."""
+    cfg = b.config
+    env: dict[str, EnvValue] = {"LOCAL_DOMAIN": cfg.server.domain, **_database(b, size.role), **_redis(b), **size.env()}
+    if cfg.server.web_domain:
+        env["WEB_DOMAIN"] = cfg.server.web_domain
+    if size.role == "streaming":
+        return dict(sorted(env.items()))
+    media = b.imported("MediaDomain")
+    env |= {
+        "S3_ENABLED": "true",
+        "S3_BUCKET": b.imported("MediaBucketName"),
+        "S3_REGION": cfg.aws.region,
+        "S3_PROTOCOL": "https",
+        "S3_PERMISSION": "private",  # ACLs are off and Block Public Access on: objects stay private
+        "S3_ALIAS_HOST": media,  # media URLs go through CloudFront
+        "CDN_HOST": Join("", ["https://", media]),  # pre-built assets uploaded under the bucket's assets/
+    }
+    if cfg.server.single_user_mode:
+        env["SINGLE_USER_MODE"] = "true"
+    if cfg.smtp.server:
+        env |= {"SMTP_SERVER": cfg.smtp.server, "SMTP_PORT": str(cfg.smtp.port)}
+        if cfg.smtp.login:
+            env["SMTP_LOGIN"] = cfg.smtp.login
+        env["SMTP_FROM_ADDRESS"] = cfg.smtp.from_address or f"notifications@{cfg.server.domain}"
+    return dict(sorted(env.items()))

@@ -1,0 +1,95 @@
+"""One-off task definitions (migrations, tootctl) and scheduled maintenance.
+
+Upgrades follow Mastodon's zero-downtime order: `migrate-pre` (SKIP_POST_DEPLOYMENT_MIGRATIONS=true) on
+the new image before the rollout, `migrate` (all migrations) after it. `tootctl` runs any command the
+deploy or the user passes as an override; EventBridge Scheduler runs it for media and preview-card
+cleanup, without which the media bucket grows without bound (field notes).
+"""
+
+from __future__ import annotations
+
+import json
+
+from troposphere import GetAtt, Ref, scheduler
+
+from mastofargate.stack.context import Build
+from mastofargate.stack.network import subnet_ids
+from mastofargate.stack.services import container, task_definition
+
+JOB_CONTAINER = "mastodon"
+MIGRATE = ["bundle", "exec", "rails", "db:migrate"]
+JOBS: dict[str, tuple[list[str], dict[str, str], str]] = {
+    "migrate-pre": (
+        MIGRATE,
+        {"SKIP_POST_DEPLOYMENT_MIGRATIONS": "true"},
+        "Pre-deployment migrations, run on the new image before the rollout",
+    ),
+    "migrate": (MIGRATE, {}, "All migrations, including post-deployment ones, run after the rollout"),
+    "tootctl": (["tootctl", "--help"], {}, "tootctl and other one-off commands (command given at run time)"),
+}
+
+
+def maintenance_commands(b: Build) -> dict[str, tuple[list[str], str]]:
+    media = b.config.media
+    return {
+        "MediaCleanup": (["tootctl", "media", "remove", "--days", str(media.cleanup_days)], media.schedule),
+        "PreviewCardCleanup": (
+            ["tootctl", "preview_cards", "remove", "--days", str(media.preview_card_days)],
+            "cron(30 4 ? * SUN *)",
+        ),
+    }
+
+
+def add(b: Build) -> None:
+    size = b.config.job
+    for name, (command, env, description) in JOBS.items():
+        title = "".join(p.capitalize() for p in name.split("-")) + "TaskDefinition"
+        task_definition(
+            b,
+            title,
+            f"{b.name}-{name}",
+            size,
+            [container(b, size, name=JOB_CONTAINER, command=command, extra_env=env)],
+            "MastodonTaskRole",
+            description,
+        )
+    strategy = "FARGATE_SPOT" if b.config.deployment.spot else "FARGATE"
+    for title, (command, expression) in maintenance_commands(b).items():
+        b.add(
+            b.app,
+            scheduler.Schedule(
+                f"{title}Schedule",
+                Name=f"{b.name}-{title}",
+                Description=" ".join(command),
+                ScheduleExpression=expression,
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow=scheduler.FlexibleTimeWindow(Mode="FLEXIBLE", MaximumWindowInMinutes=30),
+                State="ENABLED",
+                Target=scheduler.Target(
+                    Arn=GetAtt("Cluster", "Arn"),
+                    RoleArn=GetAtt("SchedulerRole", "Arn"),
+                    Input=json.dumps(
+                        {"containerOverrides": [{"name": JOB_CONTAINER, "command": command}]}, sort_keys=True
+                    ),
+                    RetryPolicy=scheduler.RetryPolicy(MaximumRetryAttempts=2, MaximumEventAgeInSeconds=3600),
+                    EcsParameters=scheduler.EcsParameters(
+                        TaskDefinitionArn=Ref("TootctlTaskDefinition"),
+                        TaskCount=1,
+                        PlatformVersion="LATEST",
+                        CapacityProviderStrategy=[
+                            scheduler.CapacityProviderStrategyItem(CapacityProvider=strategy, Weight=1)
+                        ],
+                        EnableExecuteCommand=False,
+                        PropagateTags="TASK_DEFINITION",
+                        NetworkConfiguration=scheduler.NetworkConfiguration(
+                            AwsvpcConfiguration=scheduler.AwsVpcConfiguration(
+                                AssignPublicIp="ENABLED",
+                                Subnets=subnet_ids(b),
+                                SecurityGroups=[b.imported("TaskSecurityGroupId")],
+                            )
+                        ),
+                    ),
+                ),
+            ),
+            f"Scheduled maintenance: {' '.join(command)} ({expression} UTC)",
+        )

@@ -1,0 +1,202 @@
+"""Logs and alarms for what breaks small servers: memory, 5xx, failed deployments, unhealthy targets,
+a filling database disk, a full Redis. Alarms go to the admin email through SNS.
+
+Sidekiq's queue backlog has no CloudWatch metric of its own; it needs an exporter (not built yet).
+"""
+
+from __future__ import annotations
+
+from awacs import sns as sns_actions
+from awacs.aws import Allow, PolicyDocument, Principal, Statement
+from troposphere import GetAtt, Ref, Sub, cloudwatch, events, logs, sns
+
+from mastofargate.sizing import ServiceSize
+from mastofargate.stack.context import Build, logical
+
+MEMORY_ALARM_PERCENT = 90
+FIVE_XX_PER_5_MIN = 25
+FREE_STORAGE_BYTES = 2 * 1024**3
+
+
+def log_group_name(b: Build, service: str) -> str:
+    return f"/mastofargate/{b.name}/{service}"
+
+
+def add_log_group(b: Build, service: str) -> logs.LogGroup:
+    title = f"{logical(service)}LogGroup"
+    if title in b.app.resources:
+        return b.app.resources[title]
+    return b.add(
+        b.app,
+        logs.LogGroup(
+            title,
+            LogGroupName=log_group_name(b, service),
+            RetentionInDays=b.config.logs.retention_days,
+            KmsKeyId=b.imported("KeyArn"),
+        ),
+        f"Logs of {service}, kept {b.config.logs.retention_days} days",
+    )
+
+
+def add(b: Build) -> None:
+    t = b.app
+    b.add(
+        t,
+        logs.LogGroup(
+            "ExecLogGroup",
+            LogGroupName=log_group_name(b, "exec"),
+            RetentionInDays=b.config.logs.retention_days,
+            KmsKeyId=b.imported("KeyArn"),
+        ),
+        "Transcripts of ECS Exec sessions",
+    )
+    topic = b.add(
+        t,
+        sns.Topic(
+            "AlarmTopic",
+            TopicName=f"{b.name}-alarms",
+            KmsMasterKeyId=b.imported("KeyArn"),
+            Subscription=[sns.Subscription(Protocol="email", Endpoint=b.config.server.admin_email)],
+        ),
+        f"Alarm notifications to {b.config.server.admin_email}",
+    )
+    b.add(
+        t,
+        sns.TopicPolicy(
+            "AlarmTopicPolicy",
+            Topics=[Ref(topic)],
+            PolicyDocument=PolicyDocument(
+                Version="2012-10-17",
+                Statement=[
+                    Statement(
+                        Sid="EventsAndAlarmsPublish",
+                        Effect=Allow,
+                        Principal=Principal("Service", ["events.amazonaws.com", "cloudwatch.amazonaws.com"]),
+                        Action=[sns_actions.Publish],
+                        Resource=[Ref(topic)],
+                    )
+                ],
+            ),
+        ),
+        "Lets EventBridge and CloudWatch publish alarms",
+    )
+    b.add(
+        t,
+        events.Rule(
+            "DeploymentFailedRule",
+            Description="An ECS deployment failed and rolled back",
+            EventPattern={
+                "source": ["aws.ecs"],
+                "detail-type": ["ECS Deployment State Change"],
+                "resources": [
+                    {
+                        "prefix": Sub(
+                            "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:service/" + b.name + "/"
+                        )
+                    }
+                ],
+                "detail": {"eventName": ["SERVICE_DEPLOYMENT_FAILED"]},
+            },
+            Targets=[events.Target(Id="alarms", Arn=Ref(topic))],
+        ),
+        "Emails when a service deployment fails (circuit breaker rolled back)",
+    )
+    for s in b.config.all_services:
+        _memory_alarm(b, s)
+    _alarm(
+        b,
+        "LoadBalancer5xxAlarm",
+        "More than 25 server errors in 5 minutes",
+        "AWS/ApplicationELB",
+        "HTTPCode_Target_5XX_Count",
+        {"LoadBalancer": GetAtt("LoadBalancer", "LoadBalancerFullName")},
+        FIVE_XX_PER_5_MIN,
+        "Sum",
+        "GreaterThanThreshold",
+    )
+    _alarm(
+        b,
+        "WebUnhealthyAlarm",
+        "A web task failed its health check for 5 minutes",
+        "AWS/ApplicationELB",
+        "UnHealthyHostCount",
+        {
+            "LoadBalancer": GetAtt("LoadBalancer", "LoadBalancerFullName"),
+            "TargetGroup": GetAtt("WebTargetGroup", "TargetGroupFullName"),
+        },
+        0,
+        "Maximum",
+        "GreaterThanThreshold",
+    )
+    if b.config.deployment.database == "rds":
+        _alarm(
+            b,
+            "DatabaseStorageAlarm",
+            "Less than 2 GiB free on the database disk",
+            "AWS/RDS",
+            "FreeStorageSpace",
+            {"DBInstanceIdentifier": b.imported("DatabaseId")},
+            FREE_STORAGE_BYTES,
+            "Minimum",
+            "LessThanThreshold",
+        )
+    if b.config.deployment.cache == "elasticache":
+        _alarm(
+            b,
+            "CacheMemoryAlarm",
+            "Redis memory above 90 %",
+            "AWS/ElastiCache",
+            "DatabaseMemoryUsagePercentage",
+            {"ReplicationGroupId": b.imported("CacheId")},
+            MEMORY_ALARM_PERCENT,
+            "Maximum",
+            "GreaterThanThreshold",
+        )
+
+
+def _memory_alarm(b: Build, s: ServiceSize) -> None:
+    _alarm(
+        b,
+        f"{logical(s.name)}MemoryAlarm",
+        f"{s.name} memory above {MEMORY_ALARM_PERCENT} % of its task",
+        "AWS/ECS",
+        "MemoryUtilization",
+        {"ClusterName": b.name, "ServiceName": s.name},
+        MEMORY_ALARM_PERCENT,
+        "Maximum",
+        "GreaterThanThreshold",
+        depends=f"{logical(s.name)}Service",
+    )
+
+
+def _alarm(
+    b: Build,
+    title: str,
+    description: str,
+    namespace: str,
+    metric: str,
+    dims: dict[str, object],
+    threshold: float,
+    stat: str,
+    op: str,
+    depends: str | None = None,
+) -> None:
+    alarm = cloudwatch.Alarm(
+        title,
+        AlarmName=f"{b.name}-{title.removesuffix('Alarm')}",
+        AlarmDescription=description,
+        Namespace=namespace,
+        MetricName=metric,
+        Dimensions=[cloudwatch.MetricDimension(Name=k, Value=v) for k, v in dims.items()],
+        Statistic=stat,
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=threshold,
+        ComparisonOperator=op,
+        TreatMissingData="notBreaching",
+        AlarmActions=[Ref("AlarmTopic")],
+        OKActions=[Ref("AlarmTopic")],
+    )
+    if depends:
+        alarm.DependsOn = [depends]
+    b.add(b.app, alarm, f"Alarm: {description}")

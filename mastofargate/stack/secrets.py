@@ -1,0 +1,132 @@
+"""Encryption key and the secrets Mastodon needs, and how containers receive them.
+
+The secret *values* are generated once by the deploy's bootstrap and stored in Secrets Manager under
+names derived from the stack name; they are never created by CloudFormation, so no stack update,
+replacement or delete can regenerate or remove them (DESIGN invariant 2). Templates only reference
+them: containers get them through the task definition's `secrets` (never plain `environment`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from awacs.aws import Action, Allow, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
+from troposphere import AccountId, GetAtt, Join, Partition, Ref, Region, Sub, kms
+
+from mastofargate.stack.context import Build
+
+# Keys of the app secret (JSON). Generated once; changing any of them logs users out, breaks push, or
+# (the ACTIVE_RECORD_ENCRYPTION_* keys) makes encrypted columns unreadable forever.
+APP_SECRET_KEYS: tuple[str, ...] = (
+    "SECRET_KEY_BASE",
+    "VAPID_PRIVATE_KEY",
+    "VAPID_PUBLIC_KEY",
+    "ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY",
+    "ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT",
+    "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
+)
+OTP_SECRET = "OTP_SECRET"  # read by Mastodon only before 4.4; generated anyway so upgrades from 4.3 work
+
+
+def secret_names(stack_name: str) -> dict[str, str]:
+    """Secrets Manager names, one place: app keys, database password, Redis password and URL, SMTP."""
+    return {
+        "app": f"mastofargate/{stack_name}/app",
+        "database": f"mastofargate/{stack_name}/database",
+        "redis": f"mastofargate/{stack_name}/redis",
+    }
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """One container secret: environment name <- JSON key of one of our secrets."""
+
+    env: str
+    secret: str  # "app" | "database" | "redis"
+    key: str
+
+    def value_from(self, b: Build) -> Join:
+        param = {"app": "AppSecretArn", "database": "DatabaseSecretArn", "redis": "RedisSecretArn"}[self.secret]
+        return Join("", [b.app_param(param), f":{self.key}::"])
+
+
+def mastodon_secrets(b: Build, role: str) -> list[SecretRef]:
+    """Which secrets each process gets. Streaming needs only DB and Redis credentials (the charts do the
+    same); web, Sidekiq and jobs need everything."""
+    refs = [SecretRef("DB_PASS", "database", "password")]
+    if b.config.deployment.cache == "elasticache":
+        # TLS needs REDIS_URL=rediss://...; the URL carries the password, so the whole URL is a secret.
+        refs.append(SecretRef("REDIS_URL", "redis", "url"))
+    else:
+        refs.append(SecretRef("REDIS_PASSWORD", "redis", "password"))
+    if role == "streaming":
+        return refs
+    refs += [SecretRef(k, "app", k) for k in APP_SECRET_KEYS]
+    major, minor = (int(x) for x in b.config.deployment.mastodon_version[1:].split(".")[:2])
+    if (major, minor) < (4, 4):
+        refs.append(SecretRef(OTP_SECRET, "app", OTP_SECRET))
+    if b.config.smtp.login:
+        refs.append(SecretRef("SMTP_PASSWORD", "app", "SMTP_PASSWORD"))
+    return refs
+
+
+def add(b: Build) -> None:
+    """One customer-managed KMS key for logs, EFS, RDS, ElastiCache, ECR, SNS and the backup vault."""
+    logs_arn = Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*")
+    policy = PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Sid="AccountAdmin",
+                Effect=Allow,
+                Principal=Principal("AWS", Join("", ["arn:", Partition, ":iam::", AccountId, ":root"])),
+                Action=[_kms("*")],
+                Resource=["*"],
+            ),
+            Statement(
+                Sid="CloudWatchLogs",
+                Effect=Allow,
+                Principal=Principal("Service", Join("", ["logs.", Region, ".amazonaws.com"])),
+                Action=[
+                    _kms("Encrypt*"),
+                    _kms("Decrypt*"),
+                    _kms("ReEncrypt*"),
+                    _kms("GenerateDataKey*"),
+                    _kms("Describe*"),
+                ],
+                Resource=["*"],
+                Condition=Condition(StringLike("kms:EncryptionContext:aws:logs:arn", logs_arn)),
+            ),
+            Statement(
+                Sid="AlarmsToSns",
+                Effect=Allow,
+                Principal=Principal("Service", ["cloudwatch.amazonaws.com", "events.amazonaws.com"]),
+                Action=[_kms("Decrypt"), _kms("GenerateDataKey*")],
+                Resource=["*"],
+                Condition=Condition(StringEquals("aws:SourceAccount", AccountId)),
+            ),
+        ],
+    )
+    key = b.add(
+        b.data,
+        kms.Key(
+            "EncryptionKey",
+            Description=f"mastofargate {b.name}: logs, storage, images",
+            EnableKeyRotation=True,
+            KeyPolicy=policy,
+            PendingWindowInDays=30,
+        ),
+        "KMS key encrypting logs, EFS, RDS, ElastiCache, ECR and alarms",
+    )
+    key.DeletionPolicy = "Retain"
+    key.UpdateReplacePolicy = "Retain"
+    b.add(
+        b.data,
+        kms.Alias("EncryptionKeyAlias", AliasName=f"alias/mastofargate/{b.name}", TargetKeyId=Ref(key)),
+        "Readable name of the KMS key",
+    )
+    b.export("KeyArn", GetAtt(key, "Arn"), "KMS key ARN")
+
+
+def _kms(action: str) -> Action:
+    return Action("kms", action)

@@ -1,0 +1,334 @@
+"""ECS services: task definitions, services and autoscaling for every row of the sizing profile.
+
+What a service looks like is decided by its `ServiceSize` row (role, size, counts, singleton), not by
+wiring per name: a profile that splits Sidekiq three ways gets three services from the same code.
+Singletons (the Sidekiq process with the scheduler queue, a Postgres or Redis task that owns its data
+directory) deploy with minimumHealthyPercent 0 / maximumPercent 100, so two never run at once.
+"""
+
+from __future__ import annotations
+
+from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationautoscaling, ecs, servicediscovery
+
+from mastofargate.sizing import ServiceSize
+from mastofargate.stack.context import Build, logical
+from mastofargate.stack.edge import HEALTH_PATHS, PORTS
+from mastofargate.stack.environment import mastodon_environment
+from mastofargate.stack.network import POSTGRES_PORT, REDIS_PORT, subnet_ids
+from mastofargate.stack.observability import add_log_group
+from mastofargate.stack.secrets import SecretRef, mastodon_secrets
+
+SIDEKIQ_READY_FILE = "/opt/mastodon/tmp/sidekiq_process_has_started_and_will_begin_processing_jobs"
+POSTGRES_IMAGE = "public.ecr.aws/docker/library/postgres:{major}-bookworm"
+REDIS_IMAGE = "public.ecr.aws/docker/library/redis:7.4-bookworm"
+CPU_TARGET_PERCENT = 60
+SERVICES_ON = "ServicesOn"
+
+COMMANDS = {
+    "web": ["bundle", "exec", "puma", "-C", "config/puma.rb"],
+    "streaming": ["node", "./streaming/index.js"],
+}
+
+
+def container_name(size: ServiceSize) -> str:
+    return size.role
+
+
+def image(b: Build, role: str) -> Join | str:
+    if role == "streaming":
+        return Join("", [b.imported("StreamingRepositoryUri"), ":", b.app_param("StreamingImageTag")])
+    if role == "postgres":
+        return POSTGRES_IMAGE.format(major=b.config.rds.postgres_version.split(".")[0])
+    if role == "redis":
+        return REDIS_IMAGE
+    return Join("", [b.imported("MastodonRepositoryUri"), ":", b.app_param("MastodonImageTag")])
+
+
+def grace_period(size: ServiceSize) -> int:
+    """Seconds ECS ignores failing health checks after start: Puma boots slowly on a quarter vCPU."""
+    if size.role == "web":
+        return 180 if size.cpu <= 256 else 120
+    return 30
+
+
+def health_check(size: ServiceSize) -> ecs.HealthCheck:
+    curl = "curl -sf --noproxy localhost localhost:{port}{path} || exit 1"
+    cmd = {
+        "web": curl.format(port=PORTS["web"], path=HEALTH_PATHS["web"]),
+        "streaming": curl.format(port=PORTS["streaming"], path=HEALTH_PATHS["streaming"]),
+        "sidekiq": f"test -e {SIDEKIQ_READY_FILE}",
+        "postgres": 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB" -h 127.0.0.1',
+        "redis": 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG',
+    }[size.role]
+    return ecs.HealthCheck(
+        Command=["CMD-SHELL", cmd], Interval=15, Timeout=5, Retries=3, StartPeriod=min(grace_period(size), 300)
+    )
+
+
+def _secrets(b: Build, refs: list[SecretRef]) -> list[ecs.Secret]:
+    return [ecs.Secret(Name=r.env, ValueFrom=r.value_from(b)) for r in sorted(refs, key=lambda r: r.env)]
+
+
+def _env(env: dict[str, object]) -> list[ecs.Environment]:
+    return [ecs.Environment(Name=k, Value=v) for k, v in sorted(env.items())]
+
+
+def container(
+    b: Build,
+    size: ServiceSize,
+    name: str | None = None,
+    command: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> ecs.ContainerDefinition:
+    """The one container of a task, from its sizing row."""
+    role = size.role
+    log = add_log_group(b, name or size.name)
+    props: dict[str, object] = dict(
+        Name=name or container_name(size),
+        Image=image(b, role),
+        Essential=True,
+        Memory=size.container_memory,
+        MemoryReservation=size.container_reservation,
+        LogConfiguration=ecs.LogConfiguration(
+            LogDriver="awslogs",
+            Options={
+                "awslogs-group": Ref(log),
+                "awslogs-region": Ref("AWS::Region"),
+                "awslogs-stream-prefix": size.name,
+            },
+        ),
+        LinuxParameters=ecs.LinuxParameters(InitProcessEnabled=True),  # reaps zombies; needed by ECS Exec
+        StopTimeout=120 if role in ("postgres", "redis", "sidekiq") else 30,
+    )
+    if role in ("web", "streaming", "sidekiq"):
+        props["Command"] = command or (size.sidekiq_command() if role == "sidekiq" else COMMANDS[role])
+        props["Environment"] = _env({**mastodon_environment(b, size), **(extra_env or {})})
+        props["Secrets"] = _secrets(b, mastodon_secrets(b, role))
+    elif role == "postgres":
+        props["Command"] = postgres_args(b, size)
+        props["Environment"] = _env(
+            {
+                "POSTGRES_USER": "mastodon",
+                "POSTGRES_DB": "mastodon_production",
+                "PGDATA": "/var/lib/postgresql/data/pgdata",
+            }
+        )
+        props["Secrets"] = _secrets(b, [SecretRef("POSTGRES_PASSWORD", "database", "password")])
+        props["MountPoints"] = [ecs.MountPoint(ContainerPath="/var/lib/postgresql/data", SourceVolume="data")]
+    elif role == "redis":
+        props["EntryPoint"] = ["sh", "-c"]
+        props["Command"] = [redis_command(size)]
+        props["Secrets"] = _secrets(b, [SecretRef("REDIS_PASSWORD", "redis", "password")])
+        props["MountPoints"] = [ecs.MountPoint(ContainerPath="/data", SourceVolume="data")]
+    if name is None:  # long-running services get a health check; one-off jobs just run
+        props["HealthCheck"] = health_check(size)
+    if role in PORTS and name is None:
+        props["PortMappings"] = [ecs.PortMapping(ContainerPort=PORTS[role], Protocol="tcp", Name=role)]
+    elif role in ("postgres", "redis"):
+        port = POSTGRES_PORT if role == "postgres" else REDIS_PORT
+        props["PortMappings"] = [ecs.PortMapping(ContainerPort=port, Protocol="tcp", Name=role)]
+    return ecs.ContainerDefinition(**props)
+
+
+def postgres_args(b: Build, size: ServiceSize) -> list[str]:
+    """Postgres settings from the task's memory: shared_buffers a quarter, cache size three quarters."""
+    mem = size.container_memory
+    return [
+        "postgres",
+        "-c",
+        f"max_connections={b.config.max_connections}",
+        "-c",
+        f"shared_buffers={mem // 4}MB",
+        "-c",
+        f"effective_cache_size={mem * 3 // 4}MB",
+        "-c",
+        "log_min_duration_statement=2000",
+    ]
+
+
+def redis_command(size: ServiceSize) -> str:
+    """Redis with a password, RDB snapshots on EFS (timelines survive restarts), never evicting (Sidekiq)."""
+    maxmem = size.container_memory * 3 // 4
+    return (
+        'exec redis-server --requirepass "$REDIS_PASSWORD" --dir /data --save 300 1 --save 60 1000 '
+        f"--appendonly no --maxmemory {maxmem}mb --maxmemory-policy noeviction"
+    )
+
+
+def task_definition(
+    b: Build,
+    title: str,
+    family: str,
+    size: ServiceSize,
+    containers: list[ecs.ContainerDefinition],
+    task_role: str,
+    description: str,
+) -> ecs.TaskDefinition:
+    props: dict[str, object] = dict(
+        Family=family,
+        Cpu=str(size.cpu),
+        Memory=str(size.memory),
+        NetworkMode="awsvpc",
+        RequiresCompatibilities=["FARGATE"],
+        ExecutionRoleArn=GetAtt("ExecutionRole", "Arn"),
+        TaskRoleArn=GetAtt(task_role, "Arn"),
+        ContainerDefinitions=containers,
+        RuntimePlatform=ecs.RuntimePlatform(
+            OperatingSystemFamily="LINUX", CpuArchitecture="ARM64" if b.config.deployment.arch == "arm64" else "X86_64"
+        ),
+    )
+    if size.role in ("postgres", "redis"):
+        props["Volumes"] = [
+            ecs.Volume(
+                Name="data",
+                EFSVolumeConfiguration=ecs.EFSVolumeConfiguration(
+                    FilesystemId=b.imported("FileSystemId"),
+                    TransitEncryption="ENABLED",
+                    AuthorizationConfig=ecs.AuthorizationConfig(
+                        AccessPointId=b.imported(f"{size.role.capitalize()}AccessPointId"), IAM="ENABLED"
+                    ),
+                ),
+            )
+        ]
+    return b.add(b.app, ecs.TaskDefinition(title, **props), description)
+
+
+def capacity_strategy(b: Build, size: ServiceSize) -> list[ecs.CapacityProviderStrategyItem]:
+    """Spot for stateless services when enabled, keeping one on-demand task when a service runs two or
+    more; the Postgres task never runs on Spot (a 2-minute warning is no way to stop a database)."""
+    if not b.config.deployment.spot or size.role == "postgres":
+        return [ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE", Weight=1)]
+    if size.min >= 2:
+        return [
+            ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE", Base=1, Weight=0),
+            ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE_SPOT", Weight=1),
+        ]
+    return [ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE_SPOT", Weight=1)]
+
+
+def task_role(size: ServiceSize) -> str:
+    return {"streaming": "StreamingTaskRole", "postgres": "DataTaskRole", "redis": "DataTaskRole"}.get(
+        size.role, "MastodonTaskRole"
+    )
+
+
+def _desired(b: Build, size: ServiceSize, count: int) -> int | AWSHelperFn:
+    """Mastodon services wait at zero while a first install migrates; Postgres/Redis always run."""
+    if size.role in ("postgres", "redis"):
+        return count
+    b.app_param("ServicesEnabled")
+    if SERVICES_ON not in b.app.conditions:
+        b.app.add_condition(SERVICES_ON, Equals(Ref("ServicesEnabled"), "true"))
+    return If(SERVICES_ON, count, 0)
+
+
+def add(b: Build) -> None:
+    for size in b.config.all_services:
+        _service(b, size)
+
+
+def _service(b: Build, size: ServiceSize) -> None:
+    t = b.app
+    key = logical(size.name)
+    td = task_definition(
+        b,
+        f"{key}TaskDefinition",
+        f"{b.name}-{size.name}",
+        size,
+        [container(b, size)],
+        task_role(size),
+        f"Task definition of {size.name} ({size.cpu / 1024:g} vCPU, {size.memory} MiB)",
+    )
+    security = {"postgres": "DatabaseSecurityGroupId", "redis": "CacheSecurityGroupId"}.get(
+        size.role, "TaskSecurityGroupId"
+    )
+    props: dict[str, object] = dict(
+        ServiceName=size.name,
+        Cluster=Ref("Cluster"),
+        TaskDefinition=Ref(td),
+        DesiredCount=_desired(b, size, size.desired),
+        CapacityProviderStrategy=capacity_strategy(b, size),
+        PlatformVersion="LATEST",
+        EnableExecuteCommand=True,
+        PropagateTags="SERVICE",
+        EnableECSManagedTags=True,
+        DeploymentConfiguration=ecs.DeploymentConfiguration(
+            MinimumHealthyPercent=size.minimum_healthy_percent,
+            MaximumPercent=size.maximum_percent,
+            DeploymentCircuitBreaker=ecs.DeploymentCircuitBreaker(Enable=True, Rollback=True),
+        ),
+        NetworkConfiguration=ecs.NetworkConfiguration(
+            AwsvpcConfiguration=ecs.AwsvpcConfiguration(
+                AssignPublicIp="ENABLED", Subnets=subnet_ids(b), SecurityGroups=[b.imported(security)]
+            )
+        ),
+    )
+    depends = ["ClusterCapacity"]
+    if size.role in PORTS:
+        props["LoadBalancers"] = [
+            ecs.LoadBalancer(
+                ContainerName=container_name(size),
+                ContainerPort=PORTS[size.role],
+                TargetGroupArn=Ref(f"{size.role.capitalize()}TargetGroup"),
+            )
+        ]
+        props["HealthCheckGracePeriodSeconds"] = grace_period(size)
+        depends += ["HttpsListener", "StreamingRule"]
+    if size.role in ("postgres", "redis"):
+        registry = b.add(
+            t,
+            servicediscovery.Service(
+                f"{key}Discovery",
+                Name=size.role,
+                NamespaceId=Ref("Namespace"),
+                DnsConfig=servicediscovery.DnsConfig(
+                    DnsRecords=[servicediscovery.DnsRecord(Type="A", TTL=10)], RoutingPolicy="MULTIVALUE"
+                ),
+                HealthCheckCustomConfig=servicediscovery.HealthCheckCustomConfig(FailureThreshold=1),
+            ),
+            f"DNS name {size.role} for the {size.role} task",
+        )
+        props["ServiceRegistries"] = [ecs.ServiceRegistry(RegistryArn=GetAtt(registry, "Arn"))]
+    service = ecs.Service(f"{key}Service", DependsOn=depends, **props)
+    what = {
+        "web": "Mastodon web (Puma)",
+        "streaming": "Mastodon streaming API",
+        "postgres": "Postgres task on EFS",
+        "redis": "Redis task",
+    }.get(size.role, f"Sidekiq ({', '.join(size.queue_names)})")
+    b.add(t, service, f"{what}: {size.desired} task(s)" + (", never two at once" if size.singleton else ""))
+    if size.max > size.min:
+        _autoscaling(b, size, key)
+
+
+def _autoscaling(b: Build, size: ServiceSize, key: str) -> None:
+    target = b.add(
+        b.app,
+        applicationautoscaling.ScalableTarget(
+            f"{key}ScalableTarget",
+            ServiceNamespace="ecs",
+            ScalableDimension="ecs:service:DesiredCount",
+            ResourceId=Join("/", ["service", b.name, GetAtt(f"{key}Service", "Name")]),
+            MinCapacity=_desired(b, size, size.min),
+            MaxCapacity=_desired(b, size, size.max),
+        ),
+        f"Lets {size.name} scale between {size.min} and {size.max} tasks",
+    )
+    b.add(
+        b.app,
+        applicationautoscaling.ScalingPolicy(
+            f"{key}ScalingPolicy",
+            PolicyName=f"{b.name}-{size.name}-cpu",
+            PolicyType="TargetTrackingScaling",
+            ScalingTargetId=Ref(target),
+            TargetTrackingScalingPolicyConfiguration=applicationautoscaling.TargetTrackingScalingPolicyConfiguration(
+                TargetValue=CPU_TARGET_PERCENT,
+                ScaleInCooldown=300,
+                ScaleOutCooldown=60,
+                PredefinedMetricSpecification=applicationautoscaling.PredefinedMetricSpecification(
+                    PredefinedMetricType="ECSServiceAverageCPUUtilization"
+                ),
+            ),
+        ),
+        f"Adds {size.name} tasks above {CPU_TARGET_PERCENT} % CPU, removes them below",
+    )
