@@ -1,0 +1,1 @@
+"""The side-effecting layer: plan, bootstrap, roll out and watch a deployment on AWS."""
