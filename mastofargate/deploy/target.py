@@ -51,17 +51,13 @@ class Target:
         if refresh or stack not in self._outputs:
             from botocore.exceptions import ClientError
 
-            try:
-                with aws.aws_errors(f"reading stack {stack}"):
-                    try:
-                        stacks = self.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
-                    except ClientError as e:
-                        if "does not exist" in str(e):
-                            stacks = []
-                        else:
-                            raise
-            finally:
-                pass
+            with aws.aws_errors(f"reading stack {stack}"):
+                try:
+                    stacks = self.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+                except ClientError as e:
+                    if "does not exist" not in str(e):
+                        raise
+                    stacks = []
             outputs = stacks[0].get("Outputs", []) if stacks else []
             self._outputs[stack] = {o["OutputKey"]: o["OutputValue"] for o in outputs}
         return self._outputs[stack]
