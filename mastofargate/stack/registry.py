@@ -1,10 +1,12 @@
-"""ECR repositories for the pre-baked images: immutable content-addressed tags, scanned on push."""
+"""Where deploy artifacts live: ECR repositories for the pre-baked images (immutable content-addressed
+tags, scanned on push) and a private bucket for templates too large to pass inline (CloudFormation takes
+at most 51,200 bytes in a TemplateBody; the app template is larger)."""
 
 from __future__ import annotations
 
 import json
 
-from troposphere import GetAtt, ecr
+from troposphere import GetAtt, Ref, Sub, ecr, s3
 
 from mastofargate.stack.context import Build
 
@@ -61,3 +63,48 @@ def add(b: Build) -> None:
             f"Image repository for the pre-baked {image} image",
         )
         b.export(f"{image.capitalize()}RepositoryUri", GetAtt(repo, "RepositoryUri"), f"{image} image repository")
+    add_template_bucket(b)
+
+
+def add_template_bucket(b: Build) -> None:
+    bucket = b.add(
+        b.data,
+        s3.Bucket(
+            "DeployBucket",
+            BucketName=Sub(f"{b.name}-deploy-${{AWS::AccountId}}-${{AWS::Region}}"),
+            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+            ),
+            OwnershipControls=s3.OwnershipControls(
+                Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
+            ),
+            BucketEncryption=s3.BucketEncryption(
+                ServerSideEncryptionConfiguration=[
+                    s3.ServerSideEncryptionRule(
+                        ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
+                            SSEAlgorithm="aws:kms", KMSMasterKeyID=GetAtt("EncryptionKey", "Arn")
+                        ),
+                        BucketKeyEnabled=True,
+                    )
+                ]
+            ),
+            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+            LifecycleConfiguration=s3.LifecycleConfiguration(
+                Rules=[
+                    s3.LifecycleRule(
+                        Id="expire-old-templates",
+                        Status="Enabled",
+                        ExpirationInDays=90,
+                        NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=30),
+                    )
+                ]
+            ),
+        ),
+        "Private bucket for deploy artifacts (templates too large to pass inline)",
+        skip=[
+            ("CKV_AWS_18", "access logs need a second bucket; only the deploy writes here"),
+            ("CKV_AWS_144", "templates are regenerated from the config; no replica needed"),
+            ("CKV2_AWS_62", "nothing consumes bucket events"),
+        ],
+    )
+    b.export("DeployBucketName", Ref(bucket), "Bucket for deploy artifacts (templates)")
