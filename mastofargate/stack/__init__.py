@@ -25,7 +25,7 @@ from mastofargate.stack import (
 from mastofargate.stack.context import Build
 
 DATA_BUILDERS = (network, secrets, registry, database, cache, media)
-APP_BUILDERS = (iam, observability, cluster, edge, services, jobs)
+APP_BUILDERS = (iam, cluster, edge, services, jobs, observability)
 
 
 def build(config: Config) -> dict[str, Template]:
@@ -36,12 +36,11 @@ def build(config: Config) -> dict[str, Template]:
     b.data.set_description(
         f"mastofargate {b.name}: network, data stores, media and images (long-lived; holds user data)"
     )
-    b.app.set_description(
-        f"mastofargate {b.name}: Mastodon {config.deployment.mastodon_version} services on ECS Fargate"
-    )
+    # No version here: a release reaches the stack only through the image tag parameters.
+    b.app.set_description(f"mastofargate {b.name}: Mastodon services on ECS Fargate (replaceable; holds no data)")
     for builder in DATA_BUILDERS:
         builder.add(b)
-    for builder in (iam, cluster, edge, services, jobs, observability):
+    for builder in APP_BUILDERS:
         builder.add(b)
     for t in (b.data, b.app):
         t.set_metadata(
