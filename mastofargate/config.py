@@ -7,6 +7,7 @@ every number the user did not set (see sizing.py); `Config.services()` returns t
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from functools import cached_property
@@ -552,12 +553,31 @@ def format_validation_error(e: ValidationError) -> list[str]:
         if kind == "missing":
             lines.append(f"{loc}: missing; allowed: a value must be given")
         elif kind == "extra_forbidden":
-            lines.append(f"{loc}: {err['input']!r} is not a known setting; allowed: see 'mastofargate schema'")
+            known = _known_fields(err["loc"][:-1])
+            name = str(err["loc"][-1])
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(
+                f"{loc}: {name!r} (= {err['input']!r}) is not a known setting{hint}; "
+                f"allowed: {', '.join(known) or 'see mastofargate schema'}"
+            )
         elif kind == "value_error":
             lines.append(f"{loc}: {msg}" if loc != "(top level)" else msg)
         else:
             lines.append(f"{loc}: {err['input']!r} is not valid: {msg}")
     return lines
+
+
+def _known_fields(path: tuple[int | str, ...]) -> list[str]:
+    """Setting names allowed at a location, for 'did you mean' hints."""
+    model: Any = Config
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        model = next((a for a in getattr(annotation, "__args__", ()) if hasattr(a, "model_fields")), annotation)
+    return list(getattr(model, "model_fields", {}))
 
 
 def json_schema() -> dict[str, Any]:

@@ -197,7 +197,7 @@ PROFILES: dict[str, Profile] = {
         job=_JOB,
         rds_instance_class="db.t4g.micro",  # [FN] Postgres on a 1 GB t4g.micro averaged ~1 % CPU
         rds_storage_gb=20,  # [FN] operators ran 25-30 GB gp3 disks for *everything*; media is on S3 here
-        rds_max_storage_gb=100,
+        rds_max_storage_gb=100,  # storage autoscaling ceiling: growth never needs a human, cost stays bounded
         cache_node_type="cache.t4g.micro",  # [FN] Redis never grew enough to matter
         postgres_task_max_connections=100,  # [DOC] the docs' default max_connections
     ),
@@ -214,14 +214,16 @@ PROFILES: dict[str, Profile] = {
             # threads for one user, so 15 for a community; all queues incl. scheduler (singleton).
             _sidekiq("sidekiq", 512, 2048, 2048, 768, (1, 1, 1), 15, ALL_QUEUES),
         ),
+        # [FN] 1 GB was ample for one user's Postgres; [RDS] a community's ~113 connections and cache want 2 GiB.
         postgres_task=ServiceSize("postgres", "postgres", 512, 2048, 2048, 1024, 1, 1, 1),
+        # [FN] Redis never grew enough to matter; home timelines (800 entries per user) for ~500 users fit 1 GiB.
         redis_task=ServiceSize("redis", "redis", 256, 1024, 1024, 512, 1, 1, 1),
         job=_JOB,
         rds_instance_class="db.t4g.small",  # 2 GiB: [RDS] ~180 connections for the budget below
-        rds_storage_gb=40,
-        rds_max_storage_gb=200,
+        rds_storage_gb=40,  # [FN] 25-30 GB served one user with media on disk; media is on S3 here, 40 leaves room
+        rds_max_storage_gb=200,  # storage autoscaling ceiling: growth never needs a human, cost stays bounded
         cache_node_type="cache.t4g.micro",  # [FN] Redis never grew enough to matter
-        postgres_task_max_connections=200,
+        postgres_task_max_connections=200,  # [RDS] the budget below (~113) with headroom
     ),
     "large": Profile(
         name="large",
@@ -237,14 +239,16 @@ PROFILES: dict[str, Profile] = {
             # [DOC] the scheduler queue in exactly one process; it only enqueues, so 5 threads suffice.
             _sidekiq("sidekiq-scheduler", 256, 1024, 1024, 512, (1, 1, 1), 5, ("scheduler",)),
         ),
+        # [RDS] the same 8 GiB as the RDS class below (~550 connections at peak need the memory).
         postgres_task=ServiceSize("postgres", "postgres", 2048, 8192, 8192, 4096, 1, 1, 1),
+        # [FN] Redis is small even so; thousands of users' timelines fit 2 GiB.
         redis_task=ServiceSize("redis", "redis", 512, 2048, 2048, 1024, 1, 1, 1),
         job=_JOB,
         rds_instance_class="db.t4g.large",  # 8 GiB: [RDS] ~720 connections for the budget below
-        rds_storage_gb=100,
+        rds_storage_gb=100,  # [FN] grows with statuses in/out; autoscaling below takes it from here
         rds_max_storage_gb=1000,
-        cache_node_type="cache.t4g.small",
-        postgres_task_max_connections=600,
+        cache_node_type="cache.t4g.small",  # [FN] Redis stays small; 1.37 GiB for thousands of timelines
+        postgres_task_max_connections=600,  # [RDS] the budget below (~553) with headroom
     ),
 }
 

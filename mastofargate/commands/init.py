@@ -64,7 +64,7 @@ def init(
             )
         return default
 
-    domain = ask("Domain (LOCAL_DOMAIN, permanent)", domain, flag="--domain")
+    domain = str(ask("Domain (LOCAL_DOMAIN, permanent)", domain, flag="--domain")).strip().lower()
     profile = ask("Profile (personal/community/large)", profile, "personal")
     defaults = PROFILE_DEFAULTS.get(profile, PROFILE_DEFAULTS["personal"])
     if hosted_zone_id is None and certificate_arn is None:

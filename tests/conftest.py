@@ -1,0 +1,47 @@
+"""Shared fixtures: configs built from plain dicts, and every shape the stack can take."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mastofargate.config import Config, parse_config
+
+PROFILES = ("personal", "community", "large")
+DATABASES = ("rds", "task")
+CACHES = ("elasticache", "task")
+ARCHES = ("arm64", "x86_64")
+SPOTS = (True, False)
+# Every profile x database x cache x arch x spot combination the issue asks to validate.
+COMBINATIONS = list(itertools.product(PROFILES, DATABASES, CACHES, ARCHES, SPOTS))
+
+
+def config_dict(**deployment: Any) -> dict[str, Any]:
+    return {
+        "server": {"domain": "social.example.org", "admin_email": "admin@example.org"},
+        "aws": {"name": "social", "region": "us-east-1", "hosted_zone_id": "Z0123456789EXAMPLE"},
+        "deployment": deployment,
+    }
+
+
+def make_config(extra: dict[str, Any] | None = None, **deployment: Any) -> Config:
+    data = config_dict(**deployment)
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return parse_config(data)
+
+
+@pytest.fixture
+def config_factory() -> Callable[..., Config]:
+    return make_config
+
+
+def combo_id(combo: tuple[str, str, str, str, bool]) -> str:
+    profile, database, cache, arch, spot = combo
+    return f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}"

@@ -1,0 +1,129 @@
+"""init: the flags, non-interactive and interactive runs, and refusing to overwrite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mastofargate.cli import app
+from mastofargate.config import load_config
+
+FLAGS = [
+    "--domain",
+    "--web-domain",
+    "--region",
+    "--name",
+    "--profile",
+    "--database",
+    "--cache",
+    "--arch",
+    "--spot",
+    "--no-spot",
+    "--hosted-zone-id",
+    "--certificate-arn",
+    "--admin-email",
+    "--mastodon-version",
+    "--yes",
+    "--config",
+]
+
+
+def init(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mastofargate", "init", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_every_flag_exists() -> None:
+    text = CliRunner().invoke(app, ["init", "--help"], terminal_width=200).output
+    for flag in FLAGS:
+        assert flag in text, flag
+
+
+def test_non_interactive_with_flags_writes_a_valid_config(tmp_path: Path) -> None:
+    result = init(
+        "--domain",
+        "Social.Example.org",
+        "--hosted-zone-id",
+        "Z0123456789EXAMPLE",
+        "--profile",
+        "community",
+        "--arch",
+        "x86_64",
+        "--no-spot",
+        "--mastodon-version",
+        "4.5.4",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    cfg = load_config(tmp_path / "mastofargate.toml")
+    assert cfg.server.domain == "social.example.org"
+    assert cfg.aws.name == "social" and cfg.server.admin_email == "admin@social.example.org"
+    assert (cfg.deployment.profile, cfg.deployment.cache, cfg.deployment.arch) == ("community", "elasticache", "x86_64")
+    assert cfg.deployment.spot is False and cfg.deployment.mastodon_version == "v4.5.4"
+    text = (tmp_path / "mastofargate.toml").read_text()
+    assert "can NEVER change" in text  # the permanent setting is explained where it is set
+
+
+def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    (tmp_path / "mastofargate.toml").write_text("keep me\n")
+    result = init("--domain", "social.example.org", "--hosted-zone-id", "Z0123456789EXAMPLE", cwd=tmp_path)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert (tmp_path / "mastofargate.toml").read_text() == "keep me\n"
+    forced = init("--domain", "social.example.org", "--hosted-zone-id", "Z0123456789EXAMPLE", "--force", cwd=tmp_path)
+    assert forced.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--hosted-zone-id", "Z0123456789EXAMPLE"], "--domain is required"),
+        (["--domain", "social.example.org"], "neither --hosted-zone-id nor --certificate-arn"),
+        (
+            ["--domain", "social.example.org", "--hosted-zone-id", "Z0123456789EXAMPLE", "--profile", "tiny"],
+            "deployment.profile: 'tiny'",
+        ),
+        (["--domain", "bad_domain", "--hosted-zone-id", "Z0123456789EXAMPLE"], "is not a hostname"),
+    ],
+)
+def test_bad_or_missing_input_exits_2_and_writes_nothing(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = init(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "mastofargate.toml").exists()
+
+
+def test_interactive_prompts_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terminal is simulated (CliRunner has no TTY): only `stdin_is_tty` is replaced."""
+    monkeypatch.setattr("mastofargate.ui.stdin_is_tty", lambda: True)
+    answers = "\n".join(["social.example.org", "personal", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", ""])
+    result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "m.toml")], input=answers + "\n")
+    assert result.exit_code == 0, result.output
+    cfg = load_config(tmp_path / "m.toml")
+    assert cfg.aws.hosted_zone_id == "Z0123456789EXAMPLE" and cfg.deployment.spot is False
+
+
+def test_certificate_arn_instead_of_zone(tmp_path: Path) -> None:
+    arn = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+    result = init(
+        "--domain",
+        "social.example.org",
+        "--certificate-arn",
+        arn,
+        "--region",
+        "eu-west-1",
+        "--web-domain",
+        "web.example.org",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    cfg = load_config(tmp_path / "mastofargate.toml")
+    assert cfg.aws.certificate_arn == arn and cfg.server.host == "web.example.org"

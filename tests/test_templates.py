@@ -1,0 +1,289 @@
+"""Our own checks where cfn-lint and checkov are blind, over every profile x database x cache x arch x spot.
+
+Each test reads the generated CloudFormation (as plain dicts), so it checks what would be deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from typing import Any
+
+import pytest
+
+from mastofargate.config import SECRET_NAME_PATTERN
+from mastofargate.sizing import SCHEDULER_QUEUE
+from mastofargate.stack import build
+from mastofargate.stack.edge import STREAMING_PATHS
+from tests.conftest import COMBINATIONS, combo_id, make_config
+
+DATA_BEARING = {
+    "AWS::RDS::DBInstance": "Snapshot",
+    "AWS::EFS::FileSystem": "Retain",
+    "AWS::EFS::AccessPoint": "Retain",
+    "AWS::ElastiCache::ReplicationGroup": "Snapshot",
+    "AWS::Backup::BackupVault": "Retain",
+    "AWS::KMS::Key": "Retain",
+}
+
+
+@cache
+def stacks(combo: tuple[str, str, str, str, bool]) -> dict[str, dict[str, Any]]:
+    profile, database, cache_, arch, spot = combo
+    cfg = make_config(profile=profile, database=database, cache=cache_, arch=arch, spot=spot)
+    return {name: t.to_dict() for name, t in build(cfg).items()}
+
+
+def resources(combo: tuple, kind: str, stack: str | None = None) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, tpl in stacks(combo).items():
+        if stack in (None, name):
+            out |= {k: v for k, v in tpl["Resources"].items() if v["Type"] == kind}
+    return out
+
+
+def containers(combo: tuple) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [
+        (title, td["Properties"], c)
+        for title, td in resources(combo, "AWS::ECS::TaskDefinition").items()
+        for c in td["Properties"]["ContainerDefinitions"]
+    ]
+
+
+def task_definition_of(combo: tuple, service: dict[str, Any]) -> dict[str, Any]:
+    return stacks(combo)["app"]["Resources"][service["Properties"]["TaskDefinition"]["Ref"]]["Properties"]
+
+
+combos = pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c in COMBINATIONS])
+
+
+@combos
+def test_no_secret_in_plain_environment(combo: tuple) -> None:
+    for title, _, c in containers(combo):
+        for env in c.get("Environment", []):
+            assert not SECRET_NAME_PATTERN.search(env["Name"]), f"{title}: {env['Name']} is plain environment"
+        names = {s["Name"] for s in c.get("Secrets", [])}
+        if c["Name"] in ("web", "sidekiq", "mastodon"):
+            assert {"SECRET_KEY_BASE", "DB_PASS", "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY"} <= names
+    text = json.dumps(stacks(combo))
+    assert "AWS_ACCESS_KEY_ID" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+
+
+@combos
+def test_every_container_fits_its_task(combo: tuple) -> None:
+    by_task: dict[str, int] = {}
+    for title, props, c in containers(combo):
+        assert c["MemoryReservation"] <= c["Memory"], title
+        by_task[title] = by_task.get(title, 0) + c["Memory"]
+        assert by_task[title] <= int(props["Memory"]), f"{title}: containers need more memory than the task has"
+
+
+@combos
+def test_capacity_strategy_and_launch_type_never_together(combo: tuple) -> None:
+    for title, svc in resources(combo, "AWS::ECS::Service").items():
+        props = svc["Properties"]
+        assert "CapacityProviderStrategy" in props and "LaunchType" not in props, title
+    for title, sched in resources(combo, "AWS::Scheduler::Schedule").items():
+        ecs = sched["Properties"]["Target"]["EcsParameters"]
+        assert not ("CapacityProviderStrategy" in ecs and "LaunchType" in ecs), title
+
+
+@combos
+def test_scheduler_queue_runs_in_exactly_one_non_overlapping_task(combo: tuple) -> None:
+    services = resources(combo, "AWS::ECS::Service")
+    with_scheduler = []
+    for title, svc in services.items():
+        command = task_definition_of(combo, svc)["ContainerDefinitions"][0].get("Command", [])
+        queues = [command[i + 1].split(",")[0] for i, arg in enumerate(command) if arg == "-q"]
+        if SCHEDULER_QUEUE in queues:
+            with_scheduler.append(title)
+            deploy = svc["Properties"]["DeploymentConfiguration"]
+            assert deploy["MinimumHealthyPercent"] == 0 and deploy["MaximumPercent"] == 100
+            assert svc["Properties"]["DesiredCount"]["Fn::If"][1] == 1
+            key = title.removesuffix("Service")
+            assert f"{key}ScalableTarget" not in stacks(combo)["app"]["Resources"]
+    assert len(with_scheduler) == 1, with_scheduler
+
+
+@combos
+def test_postgres_task_owns_its_directory_alone(combo: tuple) -> None:
+    svc = resources(combo, "AWS::ECS::Service").get("PostgresService")
+    if combo[1] != "task":
+        assert svc is None
+        return
+    props = svc["Properties"]
+    assert props["DesiredCount"] == 1
+    assert props["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
+    assert props["DeploymentConfiguration"]["MaximumPercent"] == 100
+    assert [s["CapacityProvider"] for s in props["CapacityProviderStrategy"]] == ["FARGATE"]
+    assert "PostgresScalableTarget" not in stacks(combo)["app"]["Resources"]
+    volume = task_definition_of(combo, svc)["Volumes"][0]["EFSVolumeConfiguration"]
+    assert volume["TransitEncryption"] == "ENABLED"
+    assert volume["AuthorizationConfig"]["AccessPointId"] == {"Fn::ImportValue": "social-data:PostgresAccessPointId"}
+
+
+@combos
+def test_streaming_rule_covers_both_paths(combo: tuple) -> None:
+    (rule,) = resources(combo, "AWS::ElasticLoadBalancingV2::ListenerRule").values()
+    values = rule["Properties"]["Conditions"][0]["PathPatternConfig"]["Values"]
+    assert sorted(values) == sorted(STREAMING_PATHS) == ["/api/v1/streaming", "/api/v1/streaming/*"]
+    assert rule["Properties"]["Actions"][0]["TargetGroupArn"] == {"Ref": "StreamingTargetGroup"}
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+
+@combos
+def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
+    bucket = {"Fn::ImportValue": "social-data:MediaBucketArn"}
+    for title, role in resources(combo, "AWS::IAM::Role", "app").items():
+        for st in _statements(role):
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            if any(a.startswith("s3:") for a in actions):
+                assert title == "MastodonTaskRole", f"{title} has S3 access"
+                for res in st["Resource"]:
+                    assert res == bucket or res == {"Fn::Join": ["", [bucket, "/*"]]}, res
+        assert not role["Properties"].get("ManagedPolicyArns") or title == "ExecutionRole", title
+
+
+@combos
+def test_every_data_resource_survives_delete_and_replace(combo: tuple) -> None:
+    data = stacks(combo)["data"]["Resources"]
+    for title, res in data.items():
+        policy = DATA_BEARING.get(res["Type"])
+        if res["Type"] == "AWS::S3::Bucket" and title == "MediaBucket":
+            policy = "Retain"
+        if policy:
+            assert res.get("DeletionPolicy") == policy, title
+            assert res.get("UpdateReplacePolicy") == policy, title
+    assert "MediaBucket" in data
+    db = data.get("Database")
+    if db:
+        props = db["Properties"]
+        assert props["DeletionProtection"] is True and props["StorageEncrypted"] is True
+        assert props["BackupRetentionPeriod"] >= 1 and props["MaxAllocatedStorage"] > int(props["AllocatedStorage"])
+        assert props["MasterUserPassword"].startswith("{{resolve:secretsmanager:mastofargate/social/database:")
+    for kind in DATA_BEARING:
+        assert not resources(combo, kind, "app"), f"{kind} must live in the data stack"
+
+
+@combos
+def test_backup_plan_covers_every_data_store(combo: tuple) -> None:
+    (selection,) = resources(combo, "AWS::Backup::BackupSelection").values()
+    covered = json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
+    assert ("db:${Database}" in covered) == (combo[1] == "rds")
+    assert ("FileSystem" in covered) == ("task" in combo[1:3])
+
+
+@combos
+def test_local_domain_and_media_settings_reach_every_mastodon_process(combo: tuple) -> None:
+    for title, _, c in containers(combo):
+        if c["Name"] not in ("web", "sidekiq", "streaming", "mastodon"):
+            continue
+        env = {e["Name"]: e["Value"] for e in c["Environment"]}
+        assert env["LOCAL_DOMAIN"] == "social.example.org", title
+        if c["Name"] != "streaming":
+            assert env["S3_PERMISSION"] == "private" and env["S3_ENABLED"] == "true"
+            assert env["S3_ALIAS_HOST"] == {"Fn::ImportValue": "social-data:MediaDomain"}
+        secrets = {s["Name"] for s in c["Secrets"]}
+        if combo[2] == "elasticache":
+            assert env["REDIS_DRIVER"] == "ruby" and "REDIS_URL" in secrets
+        else:
+            assert env["REDIS_HOST"] == "redis.social.internal" and "REDIS_PASSWORD" in secrets
+    for tpl in stacks(combo).values():
+        assert tpl["Metadata"]["mastofargate"]["local_domain"] == "social.example.org"
+
+
+@combos
+def test_rollout_defaults_are_fast_and_safe(combo: tuple) -> None:
+    for title, svc in resources(combo, "AWS::ECS::Service").items():
+        breaker = svc["Properties"]["DeploymentConfiguration"]["DeploymentCircuitBreaker"]
+        assert breaker == {"Enable": True, "Rollback": True}, title
+        if "LoadBalancers" in svc["Properties"]:
+            assert svc["Properties"]["HealthCheckGracePeriodSeconds"] >= 60 or title == "StreamingService"
+    for title, tg in resources(combo, "AWS::ElasticLoadBalancingV2::TargetGroup").items():
+        p = tg["Properties"]
+        assert p["HealthCheckIntervalSeconds"] * p["HealthyThresholdCount"] <= 20, title
+        delay = int(p["TargetGroupAttributes"][0]["Value"])
+        assert delay <= 120, title
+
+
+@combos
+def test_spot_never_carries_postgres_and_follows_the_setting(combo: tuple) -> None:
+    spot = combo[4]
+    for title, svc in resources(combo, "AWS::ECS::Service").items():
+        providers = {s["CapacityProvider"] for s in svc["Properties"]["CapacityProviderStrategy"]}
+        if title == "PostgresService" or not spot:
+            assert providers == {"FARGATE"}, title
+        else:
+            assert "FARGATE_SPOT" in providers, title
+
+
+@combos
+def test_architecture_reaches_every_task_definition(combo: tuple) -> None:
+    want = "ARM64" if combo[3] == "arm64" else "X86_64"
+    for title, td in resources(combo, "AWS::ECS::TaskDefinition").items():
+        assert td["Properties"]["RuntimePlatform"]["CpuArchitecture"] == want, title
+
+
+@combos
+def test_every_resource_says_what_it_is(combo: tuple) -> None:
+    for name, tpl in stacks(combo).items():
+        for title, res in tpl["Resources"].items():
+            assert res.get("Metadata", {}).get("Description"), f"{name}:{title} has no description"
+
+
+def test_image_tags_are_parameters_so_a_release_changes_nothing_else() -> None:
+    def text(version: str) -> str:
+        cfg = make_config(mastodon_version=version)
+        return json.dumps({k: t.to_dict() for k, t in build(cfg).items()}, sort_keys=True)
+
+    assert text("v4.5.4") == text("v4.5.5")
+    assert "MastodonImageTag" in text("v4.5.4")
+
+
+def test_mastodon_43_still_gets_its_otp_secret() -> None:
+    cfg = make_config(mastodon_version="v4.3.9")
+    app = build(cfg)["app"].to_dict()
+    web = app["Resources"]["WebTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert "OTP_SECRET" in {s["Name"] for s in web["Secrets"]}
+
+
+def test_sizing_reaches_the_containers() -> None:
+    cfg = make_config(profile="community")
+    app = build(cfg)["app"].to_dict()["Resources"]
+    web = app["WebTaskDefinition"]["Properties"]
+    env = {e["Name"]: e["Value"] for e in web["ContainerDefinitions"][0]["Environment"]}
+    row = cfg.profile.service("web")
+    assert (web["Cpu"], web["Memory"]) == (str(row.cpu), str(row.memory))
+    assert env["WEB_CONCURRENCY"] == str(row.web_concurrency) and env["DB_POOL"] == str(row.db_pool)
+    sidekiq = app["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert sidekiq["Command"][:5] == [
+        "bundle",
+        "exec",
+        "sidekiq",
+        "-c",
+        str(cfg.profile.service("sidekiq").sidekiq_concurrency),
+    ]
+    assert app["WebScalableTarget"]["Properties"]["MaxCapacity"]["Fn::If"][1] == row.max
+
+
+def test_no_template_contains_a_literal_secret_value() -> None:
+    for combo in COMBINATIONS[:8]:
+        text = json.dumps(stacks(combo))
+        for match in re.finditer(r'"(MasterUserPassword|AuthToken)": "([^"]*)"', text):
+            assert match.group(2).startswith("{{resolve:secretsmanager:"), match.group(0)
+
+
+@combos
+def test_no_stack_owns_a_secret(combo: tuple) -> None:
+    """Invariant 2: secrets are created once by the deploy's bootstrap, outside CloudFormation, so no stack
+    update, replacement or delete can regenerate or remove them; templates only reference them."""
+    for name, tpl in stacks(combo).items():
+        kinds = {r["Type"] for r in tpl["Resources"].values()}
+        assert not {k for k in kinds if k.startswith("AWS::SecretsManager::")}, name
+    params = stacks(combo)["app"]["Parameters"]
+    assert {"AppSecretArn", "DatabaseSecretArn", "RedisSecretArn"} <= set(params)
+    assert all(p.get("NoEcho") is not True for p in params.values())  # ARNs are not secret; values never pass
