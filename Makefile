@@ -9,9 +9,10 @@ PYTHON ?= python3
 
 install: $(STAMP)
 
+# Editable in compat mode: a plain .pth entry instead of setuptools' import hook (~40 ms per CLI start).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # The whole suite: lint, then every test (Docker-backed image tests start their own engine and registry).
