@@ -79,3 +79,13 @@ def test_large_profile_splits_sidekiq_with_one_scheduler() -> None:
     assert [s.name for s in rows if "scheduler" in s.queue_names] == ["sidekiq-scheduler"]
     queues = {q for s in rows for q in s.queue_names}
     assert queues == {q.split(",")[0] for q in sizing.ALL_QUEUES}
+
+
+def test_readme_profile_table_is_generated_from_the_sizing_table() -> None:
+    """The README restates no number by hand: its table is `mastofargate sizing --markdown`."""
+    from pathlib import Path
+
+    from mastofargate.commands.sizing import profiles_markdown
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert profiles_markdown() in readme
