@@ -22,7 +22,9 @@ def client(service: str, region: str) -> Any:
     from botocore.config import Config as BotoConfig
 
     return boto3.session.Session().client(
-        service, region_name=region, config=BotoConfig(retries={"mode": "standard", "max_attempts": 6})
+        service,
+        region_name=region,
+        config=BotoConfig(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=5, read_timeout=60),
     )
 
 

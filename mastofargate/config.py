@@ -179,12 +179,12 @@ class Aws(_Model):
 # Per-profile defaults for what the user does not choose. Low cost without risking data:
 # - Postgres on RDS everywhere: a Postgres task costs about the same once its public IPv4 address and EFS are
 #   counted (aws.md prices), and RDS brings point-in-time recovery and snapshots.
-# - Redis as a task for personal servers: losing Redis is nearly harmless (mastodon.md, backups) and the task
-#   persists to EFS anyway; ElastiCache (TLS, managed) once a community depends on it.
+# - ElastiCache (TLS, managed) everywhere: `mastofargate cost` shows a Redis task costs *more* even for a
+#   personal server (its own public IPv4 address, Fargate time, the EFS file system and its writes).
 # - Spot for the stateless services of personal and community servers (~70 % cheaper; a 2-minute warning is
 #   a short blip for them); large servers stay on demand. The Postgres task never runs on Spot.
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "personal": {"database": "rds", "cache": "task", "spot": True},
+    "personal": {"database": "rds", "cache": "elasticache", "spot": True},
     "community": {"database": "rds", "cache": "elasticache", "spot": True},
     "large": {"database": "rds", "cache": "elasticache", "spot": False},
 }
@@ -203,7 +203,7 @@ class Deployment(_Model):
 
     profile: Literal["personal", "community", "large"] = "personal"
     database: Literal["rds", "task"] = Field("rds", description="RDS (managed, backups) or a Postgres task on EFS.")
-    cache: Literal["elasticache", "task"] = Field("task", description="ElastiCache or a Redis task.")
+    cache: Literal["elasticache", "task"] = Field("elasticache", description="ElastiCache or a Redis task.")
     arch: Literal["arm64", "x86_64"] = Field("arm64", description="Graviton (arm64) is ~20 % cheaper.")
     spot: bool = Field(True, description="Run web/streaming/sidekiq/redis on Fargate Spot. Postgres never.")
     mastodon_version: str = Field(DEFAULT_MASTODON_VERSION, description="Tag of ghcr.io/mastodon/mastodon(-streaming).")
@@ -288,7 +288,7 @@ class Media(_Model):
     cleanup_days: int = Field(7, ge=1, le=365, description="tootctl media remove --days (operators use 3-7).")
     preview_card_days: int = Field(30, ge=14, le=3650, description="tootctl preview_cards remove --days (>= 14).")
     schedule: str = Field("cron(0 4 * * ? *)", description="EventBridge Scheduler expression, in UTC.")
-    versioning: bool = Field(True, description="Keep old versions of media objects for 30 days (guards mistakes).")
+    versioning: bool = Field(True, description="Keep deleted/overwritten media objects 7 days (guards mistakes).")
 
     @field_validator("schedule")
     @classmethod

@@ -118,6 +118,10 @@ def test_task_definitions_are_register_task_definition_shaped(workdir: Path) -> 
     assert c["image"] == "{{social-data:MastodonRepositoryUri}}:{{MastodonImageTag}}"
     assert c["logConfiguration"]["options"]["awslogs-stream-prefix"] == "web"  # opaque map keeps its keys
     assert all(s["valueFrom"].startswith("{{") for s in c["secrets"])
+    cfg = workdir / "mastofargate.toml"
+    cfg.write_text(cfg.read_text().replace('cache = "elasticache"', 'cache = "task"'))
+    result = run("synth", cwd=workdir)
+    assert "task_definitions/social-redis.json" in result.stdout
     redis = json.loads((workdir / "task_definitions/social-redis.json").read_text())
     efs = redis["volumes"][0]["efsVolumeConfiguration"]
     assert efs["fileSystemId"] == "{{social-data:FileSystemId}}" and efs["authorizationConfig"]["iam"] == "ENABLED"

@@ -27,6 +27,7 @@ def synth(
 ) -> None:
     """Generate the CloudFormation templates and task definitions (deterministic, no AWS calls)."""
     from mastofargate.config import load_config
+    from mastofargate.cost import synth_summary
     from mastofargate.errors import UsageError
     from mastofargate.render import render_all, stale_files, write_files
     from mastofargate.stack import build
@@ -36,7 +37,8 @@ def synth(
         raise UsageError(f"--format {fmt!r} is not a template format; allowed: yaml, json")
     cfg = load_config(config)
     out = output_dir if output_dir is not None else config.parent
-    files = render_all(build(cfg), cfg.aws.name, fmt)  # type: ignore[arg-type]
+    templates = build(cfg)
+    files = render_all(templates, cfg.aws.name, fmt)  # type: ignore[arg-type]
     if check:
         stale = stale_files(files, out)
         if stale:
@@ -49,13 +51,20 @@ def synth(
         say(f"{len(files)} generated files are up to date.")
         return
     changed = write_files(files, out)
-    say(
-        f"Wrote {len(changed)} of {len(files)} files in {out}/ ({len(files) - len(changed)} unchanged)."
-        if changed
-        else f"All {len(files)} files in {out}/ are up to date."
-    )
+    wanted = {f.path for f in files}
+    removed = [p for p in changed if p not in wanted]
+    written = len(changed) - len(removed)
+    if changed:
+        say(
+            f"Wrote {written} of {len(files)} files in {out}/"
+            + (f", removed {len(removed)} no longer generated" if removed else "")
+            + "."
+        )
+    else:
+        say(f"All {len(files)} files in {out}/ are up to date.")
     for path in changed:
-        say(f"  {path}")
+        say(f"  {'removed ' if path in removed else ''}{path}")
+    say(synth_summary(cfg, templates))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ import json
 
 from awacs.aws import Action, Allow, Bool, Condition, Deny, PolicyDocument, Principal, Statement
 from awacs.sts import AssumeRole
-from troposphere import GetAtt, Ref, Sub, Tags, backup, efs, iam, rds
+from troposphere import GetAtt, Ref, Sub, Tags, backup, efs, iam, logs, rds
 
 from mastofargate.stack.context import Build
 from mastofargate.stack.network import SUBNET_CIDRS
@@ -64,6 +64,7 @@ def _rds(b: Build) -> None:
         t,
         rds.DBInstance(
             "Database",
+            DBInstanceIdentifier=db_identifier(b),
             Engine="postgres",
             EngineVersion=cfg.rds.postgres_version,
             DBInstanceClass=cfg.rds_instance_class,
@@ -100,6 +101,18 @@ def _rds(b: Build) -> None:
     )
     db.DeletionPolicy = "Snapshot"
     db.UpdateReplacePolicy = "Snapshot"
+    # RDS creates the export's log group itself, without retention, unless it already exists: make it first.
+    db.DependsOn = ["DatabaseLogGroup"]
+    b.add(
+        t,
+        logs.LogGroup(
+            "DatabaseLogGroup",
+            LogGroupName=f"/aws/rds/instance/{db_identifier(b)}/postgresql",
+            RetentionInDays=cfg.logs.retention_days,
+            KmsKeyId=GetAtt("EncryptionKey", "Arn"),
+        ),
+        f"Postgres logs (slow statements, errors), kept {cfg.logs.retention_days} days",
+    )
     b.export("DatabaseHost", GetAtt(db, "Endpoint.Address"), "Postgres host")
     b.export("DatabaseId", Ref(db), "RDS instance identifier")
     b.export(
@@ -107,6 +120,11 @@ def _rds(b: Build) -> None:
         Sub("arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:${Database}"),
         "Postgres instance ARN",
     )
+
+
+def db_identifier(b: Build) -> str:
+    """A fixed instance name, so its log group can exist (with retention) before RDS writes to it."""
+    return f"{b.name}-postgres"
 
 
 def _efs(b: Build) -> None:

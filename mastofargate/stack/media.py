@@ -16,6 +16,9 @@ from troposphere import GetAtt, Join, Ref, Sub, cloudfront, s3
 from mastofargate.stack.context import Build
 
 ASSET_PREFIX = "assets"
+# Deleted or overwritten objects stay recoverable this long; cleanup deletes remote media daily, so a longer
+# window mostly pays for old copies of other servers' media.
+NONCURRENT_DAYS = 7
 # URL paths Rails and the web client load from CDN_HOST, served from s3://bucket/assets/<path>.
 ASSET_PATHS = ("packs", "assets", "emoji", "sounds")
 # AWS managed CloudFront policies (stable ids published by AWS).
@@ -53,7 +56,7 @@ def add(b: Build) -> None:
                     s3.LifecycleRule(
                         Id="expire-old-versions",
                         Status="Enabled",
-                        NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=30),
+                        NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=NONCURRENT_DAYS),
                     ),
                     s3.LifecycleRule(
                         Id="abort-incomplete-uploads",

@@ -147,10 +147,13 @@ def postgres_args(b: Build, size: ServiceSize) -> list[str]:
 
 
 def redis_command(size: ServiceSize) -> str:
-    """Redis with a password, RDB snapshots on EFS (timelines survive restarts), never evicting (Sidekiq)."""
+    """Redis with a password, never evicting (Sidekiq), with RDB snapshots on EFS so home timelines survive
+    restarts: hourly, and on every stop (Redis saves on SIGTERM; stopTimeout is 120 s). Each snapshot rewrites
+    the whole file and EFS bills every byte written, so no minute-level save rules: losing under an hour of
+    Redis is nearly harmless (Sidekiq retries, `tootctl feeds build` rebuilds timelines)."""
     maxmem = size.container_memory * 3 // 4
     return (
-        'exec redis-server --requirepass "$REDIS_PASSWORD" --dir /data --save 300 1 --save 60 1000 '
+        'exec redis-server --requirepass "$REDIS_PASSWORD" --dir /data --save 3600 1 '
         f"--appendonly no --maxmemory {maxmem}mb --maxmemory-policy noeviction"
     )
 

@@ -1,0 +1,203 @@
+"""`mastofargate cost`: the monthly bill of what `synth` would generate, before it exists."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
+
+if TYPE_CHECKING:
+    from mastofargate.config import Config
+    from mastofargate.cost import Combination, Estimate, Reference
+    from mastofargate.prices import Prices
+
+
+def cost(
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+    compare_all: Annotated[
+        bool,
+        typer.Option("--compare", help="Every profile x database x cache x spot choice, with reference points."),
+    ] = False,
+    media_gb: Annotated[
+        float | None, typer.Option("--media-gb", min=0, help="Media stored in S3, GB (default: the profile's).")
+    ] = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="Current prices from the AWS Price List API (needs AWS credentials).")
+    ] = False,
+) -> None:
+    """Estimate the monthly AWS bill, line by line, from the generated templates (no AWS calls unless --live)."""
+    from mastofargate.config import load_config
+    from mastofargate.cost import compare, estimate
+    from mastofargate.prices import for_region
+    from mastofargate.stack import build
+
+    cfg = load_config(config)
+    prices = for_region(cfg.aws.region)
+    templates = None if compare_all else build(cfg)
+    if live:
+        prices = _live(cfg, prices, templates)
+    if compare_all:
+        rows = compare(cfg, media_gb=media_gb, prices=prices)
+        _print_compare(cfg, rows, prices, as_json)
+        return
+    est = estimate(cfg, templates, media_gb=media_gb, prices=prices)
+    if as_json:
+        typer.echo(json.dumps(est.to_json(), indent=2))
+    else:
+        _print_estimate(cfg, est)
+
+
+def _live(cfg: Config, prices: Prices, templates: object) -> Prices:
+    """Bundled prices replaced by the Price List API's where it answers; a message either way (stderr)."""
+    from mastofargate.cost import combination_configs, instance_types
+    from mastofargate.prices import fetch_live
+    from mastofargate.ui import err_console, warn
+
+    if templates is not None:
+        rds, cache = instance_types(templates)  # type: ignore[arg-type]
+    else:  # --compare: every profile's classes
+        configs = [c for _, c in combination_configs(cfg) if not isinstance(c, str)]
+        rds = {c.rds_instance_class for c in configs if c.deployment.database == "rds"}
+        cache = {(c.cache_node_type, c.elasticache.engine) for c in configs if c.deployment.cache == "elasticache"}
+    live_prices, message = fetch_live(prices, rds, cache)
+    if live_prices is prices:
+        warn(message)
+    else:
+        err_console().print(message)
+    return live_prices
+
+
+# ---------------------------------------------------------------------------------------- one estimate
+
+
+def _headline(cfg: Config, est: Estimate) -> str:
+    d = cfg.deployment
+    return (
+        f"Monthly cost estimate for {cfg.server.domain} ({d.profile}, {d.database} Postgres, {d.cache} Redis, "
+        f"{d.arch}, {'Spot' if d.spot else 'on-demand'}) in {est.region}"
+    )
+
+
+def _print_estimate(cfg: Config, est: Estimate) -> None:
+    from mastofargate.ui import console, is_ci
+
+    if is_ci():
+        lines = [_headline(cfg, est)]
+        for i in est.items:
+            lines.append(
+                f"  ${i.usd_month:8.2f}  {i.name}  ({i.quantity:,.4g} {i.unit} x ${i.unit_price:,.4f})".rstrip()
+            )
+        lines.append(f"  ${est.total_usd_month:8.2f}  Total per month")
+    else:
+        from rich.table import Table
+
+        table = Table(title=_headline(cfg, est), title_justify="left", show_footer=True)
+        table.add_column("Item", footer="Total per month")
+        table.add_column("Quantity", justify="right")
+        table.add_column("Unit price", justify="right")
+        table.add_column("$/month", justify="right", footer=f"{est.total_usd_month:,.2f}")
+        for i in est.items:
+            table.add_row(i.name, f"{i.quantity:,.4g} {i.unit}", f"${i.unit_price:,.4f}", f"{i.usd_month:,.2f}")
+        console().print(table)
+        lines = []
+    lines.append("Assumptions:")
+    lines += [f"  {n}. {a}" for n, a in enumerate(est.assumptions, 1)]
+    lines.append(f"Prices as of {est.prices_as_of} ({est.region}). An estimate, not a quote: check the AWS bill.")
+    for line in lines:
+        console().print(line, markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------- --compare
+
+_COLUMNS = ("profile", "database", "cache", "spot", "total", "fargate", "ipv4", "alb", "data", "other")
+
+
+def _print_compare(cfg: Config, rows: list[Combination], prices: Prices, as_json: bool) -> None:
+    from mastofargate.cost import cheapest, references
+
+    refs = references()
+    best = cheapest(rows)
+    if as_json:
+        typer.echo(json.dumps(_compare_json(rows, refs, best, prices), indent=2))
+        return
+    from mastofargate.ui import console, is_ci
+
+    title = (
+        f"Monthly cost of every choice for {cfg.server.domain} ({cfg.deployment.arch}, {prices.region}, "
+        f"prices as of {prices.as_of})"
+    )
+    table_rows = []
+    for r in rows:
+        cats = r.categories()
+        total = f"{r.estimate.total_usd_month:,.2f}" if r.estimate else "invalid"
+        mark = "cheapest " + r.profile if best.get(r.profile) is r else r.error
+        table_rows.append(
+            [
+                r.profile,
+                r.database,
+                r.cache,
+                "Spot" if r.spot else "on-demand",
+                total,
+                *(f"{cats[k]:,.2f}" if r.estimate else "" for k in ("fargate", "ipv4", "alb", "data", "other")),
+                mark,
+            ]
+        )
+    headers = ["Profile", "Postgres", "Redis", "Capacity", "$/month", "Fargate", "IPv4", "ALB", "Data", "Other", ""]
+    if is_ci():
+        widths = [max(len(str(x)) for x in col) for col in zip(headers, *table_rows, strict=True)]
+        out = [title, "  ".join(h.ljust(wd) for h, wd in zip(headers, widths, strict=True)).rstrip()]
+        for row in table_rows:
+            out.append("  ".join(str(c).ljust(wd) for c, wd in zip(row, widths, strict=True)).rstrip())
+        for line in out:
+            console().print(line, markup=False, highlight=False)
+    else:
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for h in headers:
+            table.add_column(
+                h, justify="right" if h in ("$/month", "Fargate", "IPv4", "ALB", "Data", "Other") else "left"
+            )
+        for row in table_rows:
+            table.add_row(*row)
+        console().print(table)
+    lines = ["Reference points:"]
+    lines += [f"  ${ref.usd_month:8.2f}  {ref.name}: {ref.note}" for ref in refs]
+    lines.append(
+        "Columns: Fargate = service and scheduled tasks; IPv4 = public addresses of tasks and the load balancer; "
+        "ALB = load balancer hours and LCUs; Data = RDS, ElastiCache, EFS; Other = S3, backups, logs, alarms, "
+        "KMS, secrets, DNS, egress. Run 'mastofargate cost' for one configuration's lines and assumptions."
+    )
+    for line in lines:
+        console().print(line, markup=False, highlight=False)
+
+
+def _compare_json(
+    rows: list[Combination], refs: list[Reference], best: dict[str, Combination], prices: Prices
+) -> dict[str, object]:
+    return {
+        "prices_as_of": prices.as_of,
+        "region": prices.region,
+        "combinations": [
+            {
+                "profile": r.profile,
+                "database": r.database,
+                "cache": r.cache,
+                "spot": r.spot,
+                "total_usd_month": round(r.estimate.total_usd_month, 2) if r.estimate else None,
+                "by_category": {k: round(v, 2) for k, v in r.categories().items()} if r.estimate else None,
+                "cheapest_for_profile": best.get(r.profile) is r,
+                "error": r.error or None,
+            }
+            for r in rows
+        ],
+        "reference_points": [{"name": f.name, "usd_month": round(f.usd_month, 2), "note": f.note} for f in refs],
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.command("cost")(cost)
