@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mastofargate import aws
+from mastofargate import aws, names
 from mastofargate.config import Config
 from mastofargate.stack.secrets import secret_names
 
@@ -29,15 +29,15 @@ class Target:
 
     @property
     def data_stack(self) -> str:
-        return f"{self.name}-data"
+        return names.data_stack(self.name)
 
     @property
     def app_stack(self) -> str:
-        return f"{self.name}-app"
+        return names.app_stack(self.name)
 
     @property
     def cluster(self) -> str:
-        return self.name
+        return names.cluster(self.name)
 
     @property
     def secret_names(self) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from troposphere import Ref, ecs, servicediscovery
 
+from mastofargate import names
 from mastofargate.stack.context import Build
 
 NAMESPACE_SUFFIX = "internal"
@@ -25,7 +26,7 @@ def add(b: Build) -> None:
         t,
         ecs.Cluster(
             "Cluster",
-            ClusterName=b.name,
+            ClusterName=names.cluster(b.name),
             ClusterSettings=[
                 ecs.ClusterSetting(
                     Name="containerInsights", Value="enabled" if b.config.deployment.container_insights else "disabled"

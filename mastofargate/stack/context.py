@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from troposphere import AWSObject, Export, ImportValue, Output, Parameter, Ref, Sub, Template
 
+from mastofargate import names
 from mastofargate.config import Config
 
 T = TypeVar("T", bound=AWSObject)
@@ -47,11 +48,11 @@ class Build:
 
     @property
     def data_stack(self) -> str:
-        return f"{self.name}-data"
+        return names.data_stack(self.name)
 
     @property
     def app_stack(self) -> str:
-        return f"{self.name}-app"
+        return names.app_stack(self.name)
 
     def add(self, template: Template, resource: T, description: str, skip: Sequence[tuple[str, str]] = ()) -> T:
         """Add a resource with a human description (shown in reviews and in deploy progress) and the
@@ -67,12 +68,12 @@ class Build:
     def export(self, key: str, value: object, description: str) -> ImportValue:
         """Publish a data-stack value for the app stack; returns the app stack's reference to it."""
         self.data.add_output(
-            Output(key, Description=description, Value=value, Export=Export(f"{self.data_stack}:{key}"))
+            Output(key, Description=description, Value=value, Export=Export(names.export(self.name, key)))
         )
-        return ImportValue(f"{self.data_stack}:{key}")
+        return self.imported(key)
 
     def imported(self, key: str) -> ImportValue:
-        return ImportValue(f"{self.data_stack}:{key}")
+        return ImportValue(names.export(self.name, key))
 
     def app_param(self, key: str) -> Ref:
         if key not in self.app.parameters:

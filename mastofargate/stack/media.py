@@ -27,27 +27,30 @@ CORS_S3_ORIGIN = "88a5eaf4-2fd4-4709-b370-b4c650ea3fcf"
 CORS_AND_SECURITY_HEADERS = "eaab4381-ed33-4a86-88ca-d9558dc6cd63"
 
 
+def private_bucket(b: Build, purpose: str, encryption: s3.ServerSideEncryptionByDefault) -> dict[str, object]:
+    """What every bucket of ours shares: a name unique per account and region, Block Public Access on all
+    four switches, ACLs disabled (the bucket owner owns every object), default encryption."""
+    return dict(
+        BucketName=Sub(f"{b.name}-{purpose}-${{AWS::AccountId}}-${{AWS::Region}}"),
+        PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+            BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+        ),
+        OwnershipControls=s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
+        BucketEncryption=s3.BucketEncryption(
+            ServerSideEncryptionConfiguration=[
+                s3.ServerSideEncryptionRule(ServerSideEncryptionByDefault=encryption, BucketKeyEnabled=True)
+            ]
+        ),
+    )
+
+
 def add(b: Build) -> None:
     t = b.data
     bucket = b.add(
         t,
         s3.Bucket(
             "MediaBucket",
-            BucketName=Sub(f"{b.name}-media-${{AWS::AccountId}}-${{AWS::Region}}"),
-            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
-            ),
-            OwnershipControls=s3.OwnershipControls(
-                Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
-            ),
-            BucketEncryption=s3.BucketEncryption(
-                ServerSideEncryptionConfiguration=[
-                    s3.ServerSideEncryptionRule(
-                        ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"),
-                        BucketKeyEnabled=True,
-                    )
-                ]
-            ),
+            **private_bucket(b, "media", s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256")),
             VersioningConfiguration=s3.VersioningConfiguration(
                 Status="Enabled" if b.config.media.versioning else "Suspended"
             ),

@@ -10,6 +10,7 @@ from awacs import sns as sns_actions
 from awacs.aws import Allow, PolicyDocument, Principal, Statement
 from troposphere import GetAtt, Ref, Sub, cloudwatch, events, logs, sns
 
+from mastofargate import names
 from mastofargate.sizing import ServiceSize
 from mastofargate.stack.context import Build, logical
 
@@ -19,7 +20,7 @@ FREE_STORAGE_BYTES = 2 * 1024**3
 
 
 def log_group_name(b: Build, service: str) -> str:
-    return f"/mastofargate/{b.name}/{service}"
+    return names.log_group(b.name, service)
 
 
 def add_log_group(b: Build, service: str) -> logs.LogGroup:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 
-from troposphere import GetAtt, Ref, Sub, ecr, s3
+from troposphere import GetAtt, Ref, ecr, s3
 
 from mastofargate.stack.context import Build
+from mastofargate.stack.media import private_bucket
 
 # How many tagged images to keep: enough to roll back several releases; the rest costs storage.
 KEEP_IMAGES = 15
@@ -71,22 +72,10 @@ def add_template_bucket(b: Build) -> None:
         b.data,
         s3.Bucket(
             "DeployBucket",
-            BucketName=Sub(f"{b.name}-deploy-${{AWS::AccountId}}-${{AWS::Region}}"),
-            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
-            ),
-            OwnershipControls=s3.OwnershipControls(
-                Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
-            ),
-            BucketEncryption=s3.BucketEncryption(
-                ServerSideEncryptionConfiguration=[
-                    s3.ServerSideEncryptionRule(
-                        ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
-                            SSEAlgorithm="aws:kms", KMSMasterKeyID=GetAtt("EncryptionKey", "Arn")
-                        ),
-                        BucketKeyEnabled=True,
-                    )
-                ]
+            **private_bucket(
+                b,
+                "deploy",
+                s3.ServerSideEncryptionByDefault(SSEAlgorithm="aws:kms", KMSMasterKeyID=GetAtt("EncryptionKey", "Arn")),
             ),
             VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
             LifecycleConfiguration=s3.LifecycleConfiguration(

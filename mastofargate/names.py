@@ -1,0 +1,26 @@
+"""Names derived from the config's `aws.name`, stated once for the stack builders and the deploy alike."""
+
+from __future__ import annotations
+
+
+def data_stack(name: str) -> str:
+    """The long-lived stack holding data, network and images."""
+    return f"{name}-data"
+
+
+def app_stack(name: str) -> str:
+    """The replaceable stack holding the services."""
+    return f"{name}-app"
+
+
+def cluster(name: str) -> str:
+    return name
+
+
+def export(name: str, key: str) -> str:
+    """Export name of a data-stack output read by the app stack."""
+    return f"{data_stack(name)}:{key}"
+
+
+def log_group(name: str, service_or_job: str) -> str:
+    return f"/mastofargate/{name}/{service_or_job}"
