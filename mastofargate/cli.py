@@ -16,7 +16,7 @@ import typer
 from mastofargate import __version__
 
 # Verb modules: each exposes `register(app)`. Order is the order of `--help`.
-COMMAND_MODULES = ("init", "synth", "sizing", "schema", "cost", "images")
+COMMAND_MODULES = ("init", "synth", "sizing", "schema", "status", "logs", "run", "exec", "cost", "images")
 
 app = typer.Typer(
     name="mastofargate",

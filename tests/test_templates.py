@@ -287,3 +287,17 @@ def test_no_stack_owns_a_secret(combo: tuple) -> None:
     params = stacks(combo)["app"]["Parameters"]
     assert {"AppSecretArn", "DatabaseSecretArn", "RedisSecretArn"} <= set(params)
     assert all(p.get("NoEcho") is not True for p in params.values())  # ARNs are not secret; values never pass
+
+
+def test_one_off_jobs_log_to_their_own_group_and_prefix() -> None:
+    """`mastofargate logs migrate` reads /mastofargate/NAME/migrate, stream migrate/mastodon/TASK."""
+    app = build(make_config())["app"].to_dict()["Resources"]
+    for job in ("migrate-pre", "migrate", "tootctl"):
+        family = f"social-{job}"
+        (td,) = [
+            r for r in app.values() if r["Type"] == "AWS::ECS::TaskDefinition" and r["Properties"]["Family"] == family
+        ]
+        c = td["Properties"]["ContainerDefinitions"][0]
+        options = c["LogConfiguration"]["Options"]
+        group = app[options["awslogs-group"]["Ref"]]["Properties"]["LogGroupName"]
+        assert (c["Name"], group, options["awslogs-stream-prefix"]) == ("mastodon", f"/mastofargate/social/{job}", job)

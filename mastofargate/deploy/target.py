@@ -65,6 +65,14 @@ class Target:
     def network_configuration(self) -> dict[str, Any]:
         """awsvpcConfiguration for one-off tasks: the data stack's subnets and the tasks' security group."""
         out = self.stack_outputs(self.data_stack)
+        if "SubnetIds" not in out or "TaskSecurityGroupId" not in out:
+            from mastofargate.errors import MastofargateError
+
+            raise MastofargateError(
+                f"Stack {self.data_stack} is not deployed (or lacks its network outputs).",
+                why="one-off tasks run in the data stack's subnets and the tasks' security group",
+                fix="run 'mastofargate deploy' first",
+            )
         return {
             "awsvpcConfiguration": {
                 "subnets": out["SubnetIds"].split(","),

@@ -14,9 +14,8 @@ from troposphere import GetAtt, Ref, scheduler
 
 from mastofargate.stack.context import Build
 from mastofargate.stack.network import subnet_ids
-from mastofargate.stack.services import container, task_definition
+from mastofargate.stack.services import JOB_CONTAINER, container, task_definition
 
-JOB_CONTAINER = "mastodon"
 MIGRATE = ["bundle", "exec", "rails", "db:migrate"]
 JOBS: dict[str, tuple[list[str], dict[str, str], str]] = {
     "migrate-pre": (
@@ -49,7 +48,7 @@ def add(b: Build) -> None:
             title,
             f"{b.name}-{name}",
             size,
-            [container(b, size, name=JOB_CONTAINER, command=command, extra_env=env)],
+            [container(b, size, job=name, command=command, extra_env=env)],
             "MastodonTaskRole",
             description,
         )

@@ -23,6 +23,7 @@ POSTGRES_IMAGE = "public.ecr.aws/docker/library/postgres:{major}-bookworm"
 REDIS_IMAGE = "public.ecr.aws/docker/library/redis:7.4-bookworm"
 CPU_TARGET_PERCENT = 60
 SERVICES_ON = "ServicesOn"
+JOB_CONTAINER = "mastodon"  # the container of every one-off task (migrations, tootctl, maintenance)
 
 COMMANDS = {
     "web": ["bundle", "exec", "puma", "-C", "config/puma.rb"],
@@ -76,15 +77,17 @@ def _env(env: dict[str, object]) -> list[ecs.Environment]:
 def container(
     b: Build,
     size: ServiceSize,
-    name: str | None = None,
+    job: str | None = None,
     command: list[str] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> ecs.ContainerDefinition:
-    """The one container of a task, from its sizing row."""
+    """The one container of a service's task (from its sizing row), or of a one-off `job`'s task. A job's
+    container is always named `mastodon`; its logs go to the job's own group and stream prefix."""
     role = size.role
-    log = add_log_group(b, name or size.name)
+    log_name = job or size.name
+    log = add_log_group(b, log_name)
     props: dict[str, object] = dict(
-        Name=name or container_name(size),
+        Name=JOB_CONTAINER if job else container_name(size),
         Image=image(b, role),
         Essential=True,
         Memory=size.container_memory,
@@ -94,7 +97,7 @@ def container(
             Options={
                 "awslogs-group": Ref(log),
                 "awslogs-region": Ref("AWS::Region"),
-                "awslogs-stream-prefix": size.name,
+                "awslogs-stream-prefix": log_name,
             },
         ),
         LinuxParameters=ecs.LinuxParameters(InitProcessEnabled=True),  # reaps zombies; needed by ECS Exec
@@ -120,9 +123,9 @@ def container(
         props["Command"] = [redis_command(size)]
         props["Secrets"] = _secrets(b, [SecretRef("REDIS_PASSWORD", "redis", "password")])
         props["MountPoints"] = [ecs.MountPoint(ContainerPath="/data", SourceVolume="data")]
-    if name is None:  # long-running services get a health check; one-off jobs just run
+    if job is None:  # long-running services get a health check; one-off jobs just run
         props["HealthCheck"] = health_check(size)
-    if role in PORTS and name is None:
+    if role in PORTS and job is None:
         props["PortMappings"] = [ecs.PortMapping(ContainerPort=PORTS[role], Protocol="tcp", Name=role)]
     elif role in ("postgres", "redis"):
         port = POSTGRES_PORT if role == "postgres" else REDIS_PORT

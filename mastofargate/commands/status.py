@@ -1,0 +1,217 @@
+"""`mastofargate status`: is the server up, what runs, and where.
+
+Gathering (`collect`) returns plain data, so `--json` and both renderers show the same facts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
+
+if TYPE_CHECKING:
+    from mastofargate.deploy.target import Target
+
+# A stack in one of these needs a human or a redeploy; UPDATE_ROLLBACK_COMPLETE is not one of them: the
+# previous version is serving (a failed deploy that rolled back, invariant 4).
+FAILED_STACK_STATES = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED", "UPDATE_FAILED")
+VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+(?:-(?:alpha|beta|rc)(?:\.?\d+)*)?")
+
+
+def stack_status(target: Target, stack: str) -> str | None:
+    """CloudFormation status of a stack, None when it does not exist."""
+    from botocore.exceptions import ClientError
+
+    from mastofargate import aws
+
+    with aws.aws_errors(f"reading stack {stack}"):
+        try:
+            return str(target.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"])
+        except ClientError as e:
+            if "does not exist" not in str(e):
+                raise
+            return None
+
+
+def stack_failed(status: str | None) -> bool:
+    return status is not None and (status in FAILED_STACK_STATES or status.endswith("_FAILED"))
+
+
+def image_tag(image: str) -> str:
+    """'repo/path:tag' -> 'tag' ('' when the image has no tag; a digest stays as it is)."""
+    name = image.rsplit("/", 1)[-1]
+    if "@" in name:
+        return name.split("@", 1)[1]
+    return name.split(":", 1)[1] if ":" in name else ""
+
+
+def mastodon_version(tags: list[str]) -> str | None:
+    """The Mastodon release in a running image tag (tags start with it, e.g. 'v4.5.4' or 'v4.5.4-abc123')."""
+    for tag in tags:
+        match = VERSION_TAG.match(tag)
+        if match:
+            return match.group(0)
+    return None
+
+
+def collect(target: Target) -> dict[str, Any]:
+    """Everything `status` shows, as JSON-ready data, plus `healthy` and the `problems` that make it false."""
+    from mastofargate.deploy import ecs
+
+    cfg = target.config
+    stacks = {
+        "data": {"name": target.data_stack, "status": stack_status(target, target.data_stack)},
+        "app": {"name": target.app_stack, "status": stack_status(target, target.app_stack)},
+    }
+    problems = [f"stack {s['name']} is {s['status']}" for s in stacks.values() if stack_failed(s["status"])]
+    deployed = any(s["status"] for s in stacks.values())
+    if not deployed:
+        problems.append("nothing is deployed")
+    services: list[dict[str, Any]] = []
+    url = None
+    if stacks["app"]["status"]:
+        url = target.stack_outputs(target.app_stack).get("Url")
+        names = [s.name for s in cfg.all_services]
+        found = ecs.describe_services(target, names)
+        images = ecs.service_images(target, names)
+        roles = {s.name: s.role for s in cfg.all_services}
+        services = [_service_row(n, roles[n], found.get(n), images.get(n, "")) for n in names]
+        for row in services:
+            if not row["exists"]:
+                problems.append(f"service {row['name']} does not exist")
+            elif row["running"] != row["desired"]:
+                problems.append(f"service {row['name']} runs {row['running']} of {row['desired']} tasks")
+            elif row["rollout_state"] == "FAILED":
+                problems.append(f"service {row['name']}: last rollout FAILED: {row['rollout_reason']}")
+    web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
+    return {
+        "name": target.name,
+        "region": target.region,
+        "domain": cfg.server.domain,
+        "url": url,
+        "deployed": deployed,
+        "stacks": stacks,
+        "services": services,
+        "mastodon_version": mastodon_version(web_tags),
+        "configured_mastodon_version": cfg.deployment.mastodon_version,
+        "healthy": not problems,
+        "problems": problems,
+    }
+
+
+def _service_row(name: str, role: str, service: dict[str, Any] | None, image: str) -> dict[str, Any]:
+    from mastofargate.deploy.ecs import primary_deployment
+
+    if service is None:
+        return {
+            "name": name,
+            "role": role,
+            "exists": False,
+            "desired": 0,
+            "running": 0,
+            "pending": 0,
+            "rollout_state": "MISSING",
+            "rollout_reason": "",
+            "image_tag": "",
+        }
+    primary = primary_deployment(service)
+    return {
+        "name": name,
+        "role": role,
+        "exists": True,
+        "desired": int(service.get("desiredCount", 0)),
+        "running": int(service.get("runningCount", 0)),
+        "pending": int(service.get("pendingCount", 0)),
+        "rollout_state": primary.get("rolloutState", ""),
+        "rollout_reason": primary.get("rolloutStateReason", ""),
+        "image_tag": image_tag(image),
+    }
+
+
+def _version_line(data: dict[str, Any]) -> str:
+    running, configured = data["mastodon_version"], data["configured_mastodon_version"]
+    if running is None:
+        return f"unknown (config: {configured})"
+    return running if running == configured else f"{running} (config says {configured}: deploy to change)"
+
+
+def render_plain(data: dict[str, Any]) -> None:
+    """One fact per line: readable in CI logs and easy to grep."""
+    echo = typer.echo
+    echo(f"server: {data['domain']} ({data['name']}, {data['region']})")
+    for key, stack in data["stacks"].items():
+        echo(f"stack {key}: {stack['name']} {stack['status'] or 'not deployed'}")
+    if not data["deployed"]:
+        echo("not deployed: run 'mastofargate deploy' to create it")
+        return
+    echo(f"url: {data['url'] or '-'}")
+    echo(f"mastodon: {_version_line(data)}")
+    for row in data["services"]:
+        echo(
+            f"service {row['name']}: desired={row['desired']} running={row['running']} pending={row['pending']} "
+            f"rollout={row['rollout_state'] or '-'} image={row['image_tag'] or '-'}"
+        )
+    echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
+
+
+def render_rich(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from mastofargate.ui import console
+
+    c = console()
+    c.print(f"[bold]{data['domain']}[/] ({data['name']}, {data['region']})")
+    for key, stack in data["stacks"].items():
+        status = stack["status"]
+        colour = "red" if stack_failed(status) else "green" if status and status.endswith("_COMPLETE") else "yellow"
+        c.print(f"  {key} stack {stack['name']}: [{colour}]{status or 'not deployed'}[/]")
+    if not data["deployed"]:
+        c.print("Not deployed: run [bold]mastofargate deploy[/] to create it.")
+        return
+    c.print(f"  URL: {data['url'] or '-'}    Mastodon: {_version_line(data)}")
+    if data["services"]:
+        table = Table("service", "desired", "running", "pending", "rollout", "image tag")
+        for row in data["services"]:
+            ok = row["exists"] and row["running"] == row["desired"] and row["rollout_state"] != "FAILED"
+            table.add_row(
+                row["name"],
+                str(row["desired"]),
+                f"[{'green' if ok else 'red'}]{row['running']}[/]",
+                str(row["pending"]),
+                row["rollout_state"] or "-",
+                row["image_tag"] or "-",
+            )
+        c.print(table)
+    c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + "; ".join(data["problems"]))
+
+
+def status(
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (only JSON on stdout).")] = False,
+) -> None:
+    """Show both stacks, each ECS service's tasks and rollout, the running image tags, Mastodon version and URL.
+
+    Exit status: 0 when healthy; 1 when nothing is deployed, a stack is in a failed state, or a service
+    does not exist, is not at its desired task count, or its last rollout FAILED.
+    """
+    from mastofargate.config import load_config
+    from mastofargate.deploy.target import Target
+    from mastofargate.ui import is_ci
+
+    data = collect(Target(load_config(config)))
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif is_ci():
+        render_plain(data)
+    else:
+        render_rich(data)
+    if not data["healthy"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)

@@ -1,0 +1,455 @@
+"""ECS at run time: one-off tasks (migrations, tootctl), watching service rollouts, what is running.
+
+Everything here polls ECS's own records instead of botocore waiters: the `services_stable` waiter gives
+up after 10 minutes and cannot tell a circuit-breaker rollback from success (aws.md), and a one-off task
+needs its logs streamed while it runs. Functions return data; rendering is the caller's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from mastofargate import aws
+from mastofargate.deploy import logs
+from mastofargate.errors import EXIT_TIMEOUT, MastofargateError
+
+if TYPE_CHECKING:
+    from mastofargate.deploy.target import Target
+
+LOG_TAIL_LINES = 30
+EVENTS_SHOWN = 5
+STOPPED_SHOWN = 3
+DESCRIBE_BATCH = 10  # describe_services takes at most 10 names per call
+STARTED_BY = "mastofargate"
+PURPOSE_TAG = "mastofargate:purpose"
+# Fields describe_task_definition returns that register_task_definition refuses.
+READ_ONLY_FIELDS = (
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+)
+
+
+@dataclass(frozen=True)
+class StoppedTask:
+    task_arn: str
+    stopped_reason: str
+    exit_code: int | None
+    container_reason: str
+
+    @property
+    def summary(self) -> str:
+        """stoppedReason with the container's own reason (e.g. OutOfMemoryError) when it adds something."""
+        if self.container_reason and self.container_reason not in self.stopped_reason:
+            return f"{self.stopped_reason} ({self.container_reason})" if self.stopped_reason else self.container_reason
+        return self.stopped_reason
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task_arn: str
+    task_definition: str
+    exit_code: int | None
+    stopped_reason: str
+    log_tail: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class ServiceProgress:
+    service: str
+    desired: int
+    running: int
+    pending: int
+    failed_tasks: int
+    rollout_state: str
+    rollout_reason: str
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    service: str
+    state: Literal["COMPLETED", "FAILED", "IN_PROGRESS"]
+    reason: str
+    events: list[str]
+    stopped: list[StoppedTask]
+
+
+# --- one-off tasks -------------------------------------------------------------------------------------
+
+
+def run_one_off(
+    target: Target,
+    family: str,
+    command: list[str] | None = None,
+    *,
+    image: str | None = None,
+    environment: dict[str, str] | None = None,
+    timeout: float = 1800,
+    poll: float = 5.0,
+    on_line: Callable[[str], None] | None = None,
+) -> TaskResult:
+    """Start one task of `family` on on-demand FARGATE (never Spot: a migration cut short by a Spot
+    reclaim is worse than the saving), stream its log lines to on_line while it runs, return its result.
+
+    A non-zero exit is returned, not raised (the caller decides); a timeout stops the task and raises
+    exit code 3 naming it.
+    """
+    definition = latest_task_definition(target, family)
+    if image and container_image(definition) != image:
+        definition = register_with_image(target, definition, image)
+    task_arn = _start_task(target, definition, command, environment)
+    reader = _log_reader(target, family, definition, task_arn)
+    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+
+    def pump() -> None:
+        for line in reader.read():
+            tail.append(line)
+            if on_line:
+                on_line(line)
+
+    deadline = time.monotonic() + timeout
+    while True:
+        task = describe_task(target, task_arn)
+        pump()
+        if task.get("lastStatus") == "STOPPED":
+            break
+        if time.monotonic() >= deadline:
+            _give_up(target, family, task, timeout)
+        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+    pump()  # awslogs flushes the last lines as the container exits
+    stopped = stopped_task(task, _container_name(definition))
+    return TaskResult(
+        task_arn=task_arn,
+        task_definition=task.get("taskDefinitionArn", definition["taskDefinitionArn"]),
+        exit_code=stopped.exit_code,
+        stopped_reason=stopped.summary,
+        log_tail=list(tail),
+    )
+
+
+def latest_task_definition(target: Target, family: str) -> dict[str, Any]:
+    """The family's latest ACTIVE revision, with its tags under the key "tags"."""
+    from botocore.exceptions import ClientError
+
+    with aws.aws_errors(f"reading task definition {family}"):
+        try:
+            resp = target.client("ecs").describe_task_definition(taskDefinition=family, include=["TAGS"])
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("ClientException", "InvalidParameterException"):
+                raise
+            raise MastofargateError(
+                f"There is no task definition {family}.",
+                why=f"ECS said: {e.response.get('Error', {}).get('Message', e)}",
+                fix="deploy first ('mastofargate deploy'); one-off tasks come with the app stack",
+            ) from None
+    return {**resp["taskDefinition"], "tags": resp.get("tags", [])}
+
+
+def container_image(definition: dict[str, Any]) -> str:
+    return str(definition["containerDefinitions"][0].get("image", ""))
+
+
+def _container_name(definition: dict[str, Any]) -> str:
+    return str(definition["containerDefinitions"][0]["name"])
+
+
+def register_with_image(target: Target, definition: dict[str, Any], image: str) -> dict[str, Any]:
+    """Register a copy of `definition` whose container runs `image`, everything else unchanged.
+
+    Pre-deployment migrations must run on the new image before the services roll, but CloudFormation
+    registers the new revision only with the rollout. The copy is tagged so a human sees why it exists.
+    """
+    spec = {k: v for k, v in definition.items() if k not in (*READ_ONLY_FIELDS, "tags")}
+    spec["containerDefinitions"] = [
+        {**c, "image": image} if i == 0 else c for i, c in enumerate(definition["containerDefinitions"])
+    ]
+    why = f"one-off copy of {definition['family']}:{definition.get('revision')} on image {image}"
+    tags = [t for t in definition.get("tags", []) if t.get("key") != PURPOSE_TAG]
+    tags.append({"key": PURPOSE_TAG, "value": why[:256]})
+    with aws.aws_errors(f"registering a copy of {definition['family']} on image {image}"):
+        resp = target.client("ecs").register_task_definition(**spec, tags=tags)
+    return {**resp["taskDefinition"], "tags": resp.get("tags", tags)}
+
+
+def _network(target: Target) -> dict[str, Any]:
+    try:
+        return target.network_configuration()
+    except KeyError:
+        raise MastofargateError(
+            f"Stack {target.data_stack} has no network outputs (SubnetIds, TaskSecurityGroupId).",
+            why="the data stack is not deployed (or not completely)",
+            fix="run 'mastofargate deploy' first",
+        ) from None
+
+
+def _start_task(
+    target: Target, definition: dict[str, Any], command: list[str] | None, environment: dict[str, str] | None
+) -> str:
+    override: dict[str, Any] = {"name": _container_name(definition)}
+    if command:
+        override["command"] = list(command)
+    if environment:
+        override["environment"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
+    family = definition["family"]
+    with aws.aws_errors(f"starting a {family} task"):
+        resp = target.client("ecs").run_task(
+            cluster=target.cluster,
+            taskDefinition=definition["taskDefinitionArn"],
+            count=1,
+            launchType="FARGATE",
+            platformVersion="LATEST",
+            networkConfiguration=_network(target),
+            overrides={"containerOverrides": [override]},
+            startedBy=STARTED_BY,
+            propagateTags="TASK_DEFINITION",
+        )
+    tasks = resp.get("tasks", [])
+    if not tasks:
+        reasons = "; ".join(f"{f.get('reason', '?')} {f.get('detail', '')}".strip() for f in resp.get("failures", []))
+        raise MastofargateError(
+            f"ECS did not start a {family} task.",
+            why=reasons or "run_task returned no task",
+            fix="check the cluster's capacity providers and the task definition, then try again",
+        )
+    return str(tasks[0]["taskArn"])
+
+
+def _log_reader(target: Target, family: str, definition: dict[str, Any], task_arn: str) -> logs.StreamReader:
+    """Where the task logs: read from its own awslogs options, so the one-off's stream is found even if the
+    stack's naming changes; falls back to the documented `/mastofargate/{name}/{job}` + `{job}/mastodon/ID`."""
+    container = definition["containerDefinitions"][0]
+    options = (container.get("logConfiguration") or {}).get("options") or {}
+    job = family.removeprefix(f"{target.name}-")
+    group = options.get("awslogs-group") or logs.log_group(target, job)
+    prefix = options.get("awslogs-stream-prefix") or job
+    return logs.StreamReader(target, group, logs.stream_name(prefix, container["name"], task_id(task_arn)))
+
+
+def task_id(task_arn: str) -> str:
+    return task_arn.rsplit("/", 1)[-1]
+
+
+def describe_task(target: Target, task_arn: str) -> dict[str, Any]:
+    with aws.aws_errors(f"reading task {task_arn}"):
+        tasks = target.client("ecs").describe_tasks(cluster=target.cluster, tasks=[task_arn])["tasks"]
+    if not tasks:
+        raise MastofargateError(f"ECS no longer knows task {task_arn}.", fix="see 'mastofargate status'")
+    return dict(tasks[0])
+
+
+def _give_up(target: Target, family: str, task: dict[str, Any], timeout: float) -> None:
+    arn = task["taskArn"]
+    with aws.aws_errors(f"stopping task {arn}"):
+        target.client("ecs").stop_task(
+            cluster=target.cluster, task=arn, reason=f"mastofargate gave up waiting after {timeout:.0f} s"
+        )
+    raise MastofargateError(
+        f"Task {arn} ({family}) did not finish within {timeout:.0f} s; it was asked to stop.",
+        why=f"it was still {task.get('lastStatus', 'unknown')} when the wait ran out",
+        fix=f"read its logs ('mastofargate logs {family.removeprefix(target.name + '-')}'), "
+        "then run it again with a longer --timeout if it was just slow",
+        exit_code=EXIT_TIMEOUT,
+    )
+
+
+def stopped_task(task: dict[str, Any], container: str | None = None) -> StoppedTask:
+    """Why a task stopped: its stoppedReason plus the essential container's exit code and reason."""
+    containers = task.get("containers", [])
+    chosen = next((c for c in containers if container and c.get("name") == container), None)
+    if chosen is None:
+        chosen = next(
+            (c for c in containers if c.get("exitCode") not in (None, 0)), containers[0] if containers else {}
+        )
+    return StoppedTask(
+        task_arn=str(task.get("taskArn", "")),
+        stopped_reason=str(task.get("stoppedReason", "")),
+        exit_code=chosen.get("exitCode"),
+        container_reason=str(chosen.get("reason", "")),
+    )
+
+
+# --- services ------------------------------------------------------------------------------------------
+
+
+def describe_services(target: Target, services: list[str]) -> dict[str, dict[str, Any]]:
+    """Active services by name, batched (<= 10 per call); missing or deleted ones are left out."""
+    from botocore.exceptions import ClientError
+
+    found: dict[str, dict[str, Any]] = {}
+    ecs = target.client("ecs")
+    with aws.aws_errors(f"reading ECS services of cluster {target.cluster}"):
+        for i in range(0, len(services), DESCRIBE_BATCH):
+            try:
+                resp = ecs.describe_services(cluster=target.cluster, services=services[i : i + DESCRIBE_BATCH])
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
+                    return {}
+                raise
+            for svc in resp.get("services", []):
+                if svc.get("status") == "ACTIVE":
+                    found[svc["serviceName"]] = svc
+    return found
+
+
+def primary_deployment(service: dict[str, Any]) -> dict[str, Any]:
+    return next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
+
+
+def _failed_deployment(service: dict[str, Any], old_id: str | None) -> dict[str, Any] | None:
+    """The deployment this rollout is about if it FAILED. With rollback, ECS makes the rollback deployment
+    PRIMARY and leaves the failed one ACTIVE; so when the caller names the pre-update deployment, any other
+    FAILED deployment is this rollout's failure. Without it, only a FAILED PRIMARY counts."""
+    for dep in service.get("deployments", []):
+        if dep.get("rolloutState") != "FAILED" or dep.get("id") == old_id:
+            continue
+        if dep.get("status") == "PRIMARY" or old_id is not None:
+            return dict(dep)
+    return None
+
+
+def _progress(name: str, service: dict[str, Any], old_id: str | None) -> tuple[ServiceProgress, dict[str, Any]]:
+    """Progress of the deployment this rollout is about, and that deployment."""
+    dep = _failed_deployment(service, old_id) or primary_deployment(service)
+    state, reason = dep.get("rolloutState", "IN_PROGRESS"), dep.get("rolloutStateReason", "")
+    if old_id is not None and dep.get("id") == old_id:
+        state, reason = "IN_PROGRESS", "waiting for ECS to start the new deployment"
+    return (
+        ServiceProgress(
+            service=name,
+            desired=int(dep.get("desiredCount", service.get("desiredCount", 0))),
+            running=int(dep.get("runningCount", service.get("runningCount", 0))),
+            pending=int(dep.get("pendingCount", service.get("pendingCount", 0))),
+            failed_tasks=int(dep.get("failedTasks", 0)),
+            rollout_state=state,
+            rollout_reason=reason,
+        ),
+        dep,
+    )
+
+
+def watch_services(
+    target: Target,
+    services: list[str],
+    *,
+    timeout: float,
+    poll: float = 5.0,
+    since_deployment: dict[str, str] | None = None,
+    on_progress: Callable[[ServiceProgress], None] | None = None,
+) -> list[RolloutResult]:
+    """Poll describe_services until every service's deployment is COMPLETED, any one FAILED (the circuit
+    breaker rolled it back), or `timeout` passes; one result per service, in the order given.
+
+    A service whose PRIMARY deployment id is in `since_deployment` has not started its new deployment yet.
+    Failed and timed-out services carry their last events and the recently stopped tasks of the
+    deployment, which is where the cause is (an image that does not start, a health check, OOM).
+    """
+    old = since_deployment or {}
+    deadline = time.monotonic() + timeout
+    done: dict[str, ServiceProgress] = {}
+    latest: dict[str, tuple[ServiceProgress, dict[str, Any], dict[str, Any]]] = {}
+    while True:
+        pending = [s for s in services if s not in done]
+        found = describe_services(target, pending)
+        for name in pending:
+            if name not in found:
+                raise MastofargateError(
+                    f"ECS service {name} does not exist in cluster {target.cluster}.",
+                    why="the app stack did not create it, or it was deleted by hand",
+                    fix="run 'mastofargate status' and 'mastofargate deploy' again",
+                )
+            progress, dep = _progress(name, found[name], old.get(name))
+            latest[name] = (progress, found[name], dep)
+            if on_progress:
+                on_progress(progress)
+            if progress.rollout_state in ("COMPLETED", "FAILED"):
+                done[name] = progress
+        failed = any(p.rollout_state == "FAILED" for p in done.values())
+        if failed or len(done) == len(services) or time.monotonic() >= deadline:
+            break
+        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+    return [_rollout_result(target, *latest[name]) for name in services]
+
+
+def _rollout_result(
+    target: Target, progress: ServiceProgress, service: dict[str, Any], dep: dict[str, Any]
+) -> RolloutResult:
+    """The result from a service's last progress: COMPLETED, FAILED, or anything else = still IN_PROGRESS."""
+    name, events = progress.service, format_events(service.get("events", []))
+    if progress.rollout_state == "COMPLETED":
+        return RolloutResult(name, "COMPLETED", progress.rollout_reason, events, [])
+    stopped = recent_stopped_tasks(target, name, dep.get("id"))
+    if progress.rollout_state == "FAILED":
+        return RolloutResult(name, "FAILED", progress.rollout_reason, events, stopped)
+    reason = progress.rollout_reason or "still in progress when the wait ran out"
+    return RolloutResult(name, "IN_PROGRESS", reason, events, stopped)
+
+
+def format_events(events: list[dict[str, Any]]) -> list[str]:
+    """The last service events, newest first (ECS's own order), as "HH:MM:SS message" in local time."""
+    out = []
+    for event in events[:EVENTS_SHOWN]:
+        at = event.get("createdAt")
+        stamp = at.astimezone().strftime("%H:%M:%S") if isinstance(at, datetime) else "--:--:--"
+        out.append(f"{stamp} {event.get('message', '')}")
+    return out
+
+
+def recent_stopped_tasks(target: Target, service: str, deployment_id: str | None) -> list[StoppedTask]:
+    """The service's recently stopped tasks (ECS keeps them about an hour), newest first, preferring those
+    the given deployment started (a service task's startedBy is its deployment id)."""
+    ecs = target.client("ecs")
+    with aws.aws_errors(f"reading stopped tasks of {service}"):
+        arns = ecs.list_tasks(cluster=target.cluster, serviceName=service, desiredStatus="STOPPED")["taskArns"]
+        tasks = ecs.describe_tasks(cluster=target.cluster, tasks=arns[:100])["tasks"] if arns else []
+    mine = [t for t in tasks if deployment_id and t.get("startedBy") == deployment_id]
+    chosen = sorted(mine or tasks, key=_stopped_at, reverse=True)[:STOPPED_SHOWN]
+    return [stopped_task(t) for t in chosen]
+
+
+def _stopped_at(task: dict[str, Any]) -> float:
+    at = task.get("stoppedAt") or task.get("createdAt")
+    return at.timestamp() if isinstance(at, datetime) else 0.0
+
+
+def service_images(target: Target, services: list[str]) -> dict[str, str]:
+    """service -> image its PRIMARY deployment runs (first container); services that do not exist are left
+    out. Status shows it; a rollback needs it."""
+    found = describe_services(target, services)
+    definitions: dict[str, str] = {}
+    images: dict[str, str] = {}
+    ecs = target.client("ecs")
+    for name in services:
+        if name not in found:
+            continue
+        arn = primary_deployment(found[name]).get("taskDefinition") or found[name].get("taskDefinition")
+        if not arn:
+            continue
+        if arn not in definitions:
+            with aws.aws_errors(f"reading task definition {arn}"):
+                definitions[arn] = container_image(ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"])
+        images[name] = definitions[arn]
+    return images
+
+
+def running_tasks(target: Target, service: str) -> list[dict[str, Any]]:
+    """The service's tasks that are RUNNING now (ECS Exec needs one), newest first."""
+    ecs = target.client("ecs")
+    with aws.aws_errors(f"listing tasks of {service}"):
+        arns = ecs.list_tasks(cluster=target.cluster, serviceName=service, desiredStatus="RUNNING")["taskArns"]
+        tasks = ecs.describe_tasks(cluster=target.cluster, tasks=arns[:100])["tasks"] if arns else []
+    running = [t for t in tasks if t.get("lastStatus") == "RUNNING"]
+    return sorted(running, key=lambda t: t["startedAt"].timestamp() if t.get("startedAt") else 0.0, reverse=True)
