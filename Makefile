@@ -27,15 +27,12 @@ lint: install
 synth: install
 	$(BIN)/mastofargate synth
 
-# The main job on a fresh machine: write an example config, generate its stack for review, estimate its cost.
+# The main job on a fresh machine: a first install end to end against a local AWS emulator (moto plus
+# stand-ins, started and stopped by the script), the generated stack in demo/ for review, and its cost.
 demo: install
-	rm -rf demo
-	$(BIN)/mastofargate init --config demo/mastofargate.toml --domain social.example.org \
-		--hosted-zone-id Z0123456789EXAMPLE --admin-email admin@example.org --yes
-	$(BIN)/mastofargate synth --config demo/mastofargate.toml
+	scripts/demo-deploy.sh demo
 	$(BIN)/mastofargate cost --config demo/mastofargate.toml
 	$(BIN)/mastofargate cost --config demo/mastofargate.toml --compare
-	@echo "demo: generated files are in demo/cfn and demo/task_definitions"
 
 images: install
 	$(BIN)/mastofargate images push

@@ -16,7 +16,22 @@ import typer
 from mastofargate import __version__
 
 # Verb modules: each exposes `register(app)`. Order is the order of `--help`.
-COMMAND_MODULES = ("init", "synth", "sizing", "schema", "status", "logs", "run", "exec", "cost", "images")
+COMMAND_MODULES = (
+    "init",
+    "synth",
+    "sizing",
+    "cost",
+    "plan",
+    "deploy",
+    "status",
+    "logs",
+    "run",
+    "exec",
+    "rollback",
+    "destroy",
+    "images",
+    "schema",
+)
 
 app = typer.Typer(
     name="mastofargate",

@@ -179,8 +179,9 @@ class Aws(_Model):
 # Per-profile defaults for what the user does not choose. Low cost without risking data:
 # - Postgres on RDS everywhere: a Postgres task costs about the same once its public IPv4 address and EFS are
 #   counted (aws.md prices), and RDS brings point-in-time recovery and snapshots.
-# - ElastiCache (TLS, managed) everywhere: `mastofargate cost` shows a Redis task costs *more* even for a
-#   personal server (its own public IPv4 address, Fargate time, the EFS file system and its writes).
+# - ElastiCache (TLS, managed, snapshots) everywhere: `mastofargate cost --compare` puts a Redis task within
+#   ~$2/month of it even for a personal server (the task's own public IPv4 address, Fargate time and EFS eat
+#   the node's price), too little to justify one more thing to run.
 # - Spot for the stateless services of personal and community servers (~70 % cheaper; a 2-minute warning is
 #   a short blip for them); large servers stay on demand. The Postgres task never runs on Spot.
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -517,8 +518,9 @@ def _check_size(s: ServiceSize) -> None:
 # ---------------------------------------------------------------------------- loading and errors
 
 
-def load_config(path: Path = DEFAULT_CONFIG_PATH) -> Config:
+def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:
     """Read and validate mastofargate.toml; every problem becomes a UsageError naming field and value."""
+    path = Path(path)
     if not path.exists():
         raise UsageError(
             f"{path} does not exist.",

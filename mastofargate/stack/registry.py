@@ -1,6 +1,6 @@
 """Where deploy artifacts live: ECR repositories for the pre-baked images (immutable content-addressed
 tags, scanned on push) and a private bucket for templates too large to pass inline (CloudFormation takes
-at most 51,200 bytes in a TemplateBody; the app template is larger)."""
+at most 51,200 bytes in a TemplateBody; the app template of the larger profiles exceeds it)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,36 @@
+"""`mastofargate plan`: the change sets deploy would execute, shown and then deleted."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mastofargate.commands.deploy import ImagesJson, MastodonTag, StreamingTag
+from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
+
+
+def plan(
+    config: ConfigOption = DEFAULT_CONFIG,
+    mastodon_tag: MastodonTag = None,
+    streaming_tag: StreamingTag = None,
+    images_json: ImagesJson = None,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 1 when there are changes (for CI), 0 when there are none.")
+    ] = False,
+) -> None:
+    """Show what 'deploy' would change (added / modified / removed, data-bearing replacements loudly).
+    Changes nothing: no secret is created and every change set is deleted again."""
+    from mastofargate.config import load_config
+    from mastofargate.deploy import flow
+
+    cfg = load_config(config)
+    opts = flow.Options(
+        config_path=config, mastodon_tag=mastodon_tag, streaming_tag=streaming_tag, images_json=images_json
+    )
+    if flow.plan_only(cfg, opts) and exit_code:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)

@@ -1,0 +1,313 @@
+"""The server's secrets, generated once and then only ever added to (DESIGN invariant 2).
+
+Three JSON secrets in Secrets Manager, named by `stack.secrets.secret_names`:
+  app       SECRET_KEY_BASE and OTP_SECRET (128 hex, like `rails secret`), the VAPID key pair, and the three
+            ACTIVE_RECORD_ENCRYPTION_* keys (32 alphanumerics, like `bin/rails db:encryption:init`)
+  database  password (RDS master password, or the Postgres task's)
+  redis     password (ElastiCache auth token or the Redis task's), and for ElastiCache `url`
+            (rediss://:PASSWORD@HOST:6379), known only once the data stack has made the cache
+
+They live outside CloudFormation so no stack update, replacement or delete can regenerate them. Every
+deploy calls `ensure_secrets`: a missing secret is created; an existing one is left exactly as it is,
+except that a key a newer mastofargate needs and the secret lacks is added (and only that key). A value
+is never printed, logged or put into an error message.
+
+VAPID format: what Mastodon's webpush gem (`Webpush.generate_key`) produces and `VapidKey.from_keys` reads:
+an EC P-256 key pair, the private key as the 32-byte big-endian scalar and the public key as the 65-byte
+uncompressed point (0x04 || X || Y), each URL-safe base64 with '=' padding (Ruby's
+`Base64.urlsafe_encode64`): 44 and 88 characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import string
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mastofargate import aws
+from mastofargate.errors import EXIT_USAGE, MastofargateError
+from mastofargate.stack.secrets import APP_SECRET_KEYS, OTP_SECRET
+
+if TYPE_CHECKING:
+    from mastofargate.deploy.target import Target
+
+ALPHANUMERIC = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 32  # alphanumeric only: safe in URLs, RDS master passwords and ElastiCache auth tokens
+ENCRYPTION_KEY_LENGTH = 32
+REDIS_PORT = 6379
+DESCRIPTIONS = {
+    "app": "Mastodon app secrets (SECRET_KEY_BASE, VAPID, Active Record encryption). Never regenerate.",
+    "database": "Postgres password of the Mastodon database",
+    "redis": "Redis password (and, for ElastiCache, the rediss:// URL)",
+}
+
+
+@dataclass(frozen=True)
+class SecretArns:
+    app: str
+    database: str
+    redis: str
+
+
+@dataclass(frozen=True)
+class SecretsReport:
+    """What ensure_secrets did, by secret: 'created', 'added KEY, KEY', or 'unchanged' (never values)."""
+
+    arns: SecretArns
+    actions: dict[str, str]
+
+    @property
+    def changed(self) -> bool:
+        return any(a != "unchanged" for a in self.actions.values())
+
+
+# --- generators ----------------------------------------------------------------------------------------
+
+
+def random_hex(chars: int = 128) -> str:
+    return secrets.token_hex(chars // 2)
+
+
+def random_alphanumeric(length: int) -> str:
+    return "".join(secrets.choice(ALPHANUMERIC) for _ in range(length))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii")
+
+
+def vapid_keys() -> tuple[str, str]:
+    """(private, public) in the webpush gem's format (see the module docstring)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_numbers().private_value.to_bytes(32, "big")
+    public = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return _b64url(private), _b64url(public)
+
+
+def _app_generators() -> dict[str, Callable[[], str]]:
+    return {
+        "SECRET_KEY_BASE": random_hex,
+        "ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY": lambda: random_alphanumeric(ENCRYPTION_KEY_LENGTH),
+        "ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT": lambda: random_alphanumeric(ENCRYPTION_KEY_LENGTH),
+        "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY": lambda: random_alphanumeric(ENCRYPTION_KEY_LENGTH),
+        OTP_SECRET: random_hex,
+    }
+
+
+def required_values(kind: str, present: dict[str, Any]) -> dict[str, str]:
+    """The keys `kind` must hold that `present` lacks, freshly generated. The VAPID pair is generated
+    as a pair: if either half is missing, both are (a lone half is useless)."""
+    missing: dict[str, str] = {}
+    if kind == "app":
+        for key, make in _app_generators().items():
+            if key not in present:
+                missing[key] = make()
+        if "VAPID_PRIVATE_KEY" not in present or "VAPID_PUBLIC_KEY" not in present:
+            if "VAPID_PRIVATE_KEY" in present or "VAPID_PUBLIC_KEY" in present:
+                raise MastofargateError(
+                    "The app secret holds only half of the VAPID key pair.",
+                    why="VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY belong together; one of them was removed by hand",
+                    fix="restore the missing half from a previous version of the secret (Secrets Manager keeps "
+                    "versions), or delete both keys so a new pair is made (browsers must then re-subscribe)",
+                    exit_code=EXIT_USAGE,
+                )
+            missing["VAPID_PRIVATE_KEY"], missing["VAPID_PUBLIC_KEY"] = vapid_keys()
+        missing_expected = set(APP_SECRET_KEYS) - set(present) - set(missing)
+        assert not missing_expected, f"no generator for {sorted(missing_expected)}"
+    elif kind in ("database", "redis") and "password" not in present:
+        missing["password"] = random_alphanumeric(PASSWORD_LENGTH)
+    return missing
+
+
+# --- Secrets Manager -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _quiet_errors(doing: str) -> Iterator[None]:
+    """Like aws.aws_errors, and also for botocore's parameter errors, whose messages can echo the
+    parameters (here: secret values), so only the error's type is reported."""
+    from botocore.exceptions import ParamValidationError
+
+    try:
+        with aws.aws_errors(doing):
+            yield
+    except ParamValidationError:
+        raise MastofargateError(
+            f"boto3 rejected the request while {doing} (ParamValidationError).",
+            fix="report this; run again with MASTOFARGATE_DEBUG=1 only on a machine whose output nobody else sees",
+        ) from None
+
+
+def _describe(target: Target, name: str) -> dict[str, Any] | None:
+    from botocore.exceptions import ClientError
+
+    sm = target.client("secretsmanager")
+    with _quiet_errors(f"looking up secret {name}"):
+        try:
+            return dict(sm.describe_secret(SecretId=name))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return None
+            raise
+
+
+def _read(target: Target, name: str) -> dict[str, Any]:
+    sm = target.client("secretsmanager")
+    with _quiet_errors(f"reading secret {name}"):
+        text = sm.get_secret_value(SecretId=name).get("SecretString") or "{}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise MastofargateError(
+            f"Secret {name} does not hold a JSON object.",
+            why="it was changed outside mastofargate (the value is not shown)",
+            fix="restore its previous version in the Secrets Manager console (versions are kept)",
+            exit_code=EXIT_USAGE,
+        )
+    return value
+
+
+def _scheduled_for_deletion(name: str) -> MastofargateError:
+    return MastofargateError(
+        f"Secret {name} is scheduled for deletion.",
+        why="'mastofargate destroy --delete-data' (or someone) deleted it with a recovery window",
+        fix=f"to keep the old keys, restore it: aws secretsmanager restore-secret --secret-id {name}; "
+        "to start afresh, wait until the recovery window ends",
+        exit_code=EXIT_USAGE,
+    )
+
+
+def ensure_secret(target: Target, kind: str, *, dry_run: bool = False) -> tuple[str, str]:
+    """(ARN, action) for one secret; creates it or adds missing keys; never changes an existing key."""
+    name = target.secret_names[kind]
+    info = _describe(target, name)
+    if info is not None and info.get("DeletedDate"):
+        raise _scheduled_for_deletion(name)
+    sm = target.client("secretsmanager")
+    if info is None:
+        if dry_run:
+            return "", "would be created"
+        values = required_values(kind, {})
+        with _quiet_errors(f"creating secret {name}"):
+            arn = sm.create_secret(
+                Name=name,
+                Description=DESCRIPTIONS[kind],
+                SecretString=json.dumps(values, sort_keys=True),
+                Tags=[{"Key": "mastofargate:stack", "Value": target.name}],
+            )["ARN"]
+        return str(arn), "created"
+    present = _read(target, name)
+    missing = required_values(kind, present)
+    if not missing:
+        return str(info["ARN"]), "unchanged"
+    if dry_run:
+        return str(info["ARN"]), "would add " + ", ".join(sorted(missing))
+    _put(target, name, {**present, **missing}, present)
+    return str(info["ARN"]), "added " + ", ".join(sorted(missing))
+
+
+# Keys the operator supplies (not generated), which may therefore be replaced, e.g. a rotated SMTP password.
+OPERATOR_KEYS = frozenset({"SMTP_PASSWORD"})
+
+
+def _put(target: Target, name: str, new: dict[str, Any], old: dict[str, Any]) -> None:
+    """Write a new version; refuses (a bug) to change or drop any generated key `old` has."""
+    changed = [k for k in old if k not in OPERATOR_KEYS and (k not in new or new[k] != old[k])]
+    assert not changed, f"refusing to overwrite existing keys {changed} of {name}"
+    with _quiet_errors(f"adding keys to secret {name}"):
+        target.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(new, sort_keys=True))
+
+
+def ensure_secrets(target: Target, *, dry_run: bool = False) -> SecretsReport:
+    """Create or complete the app, database and redis secrets; return their ARNs and what was done."""
+    arns: dict[str, str] = {}
+    actions: dict[str, str] = {}
+    for kind in ("app", "database", "redis"):
+        arns[kind], actions[kind] = ensure_secret(target, kind, dry_run=dry_run)
+    return SecretsReport(SecretArns(**arns), actions)
+
+
+def set_operator_value(target: Target, key: str, value: str) -> bool:
+    """Store an operator-supplied key (SMTP_PASSWORD) in the app secret; True when it changed."""
+    assert key in OPERATOR_KEYS, key
+    name = target.secret_names["app"]
+    present = _read(target, name)
+    if present.get(key) == value:
+        return False
+    _put(target, name, {**present, key: value}, present)
+    return True
+
+
+def has_key(target: Target, kind: str, key: str) -> bool:
+    return key in _read(target, target.secret_names[kind])
+
+
+def existing_arns(target: Target) -> SecretArns | None:
+    """The three ARNs if all secrets exist (read-only; `plan` uses it)."""
+    arns = {}
+    for kind in ("app", "database", "redis"):
+        info = _describe(target, target.secret_names[kind])
+        if info is None:
+            return None
+        arns[kind] = str(info["ARN"])
+    return SecretArns(**arns)
+
+
+def redis_url(password: str, host: str) -> str:
+    return f"rediss://:{password}@{host}:{REDIS_PORT}"
+
+
+def ensure_redis_url(target: Target, cache_host: str) -> str:
+    """For ElastiCache: set the redis secret's `url` from its password and the cache's host (only that
+    key). Returns 'unchanged' or 'set url'."""
+    name = target.secret_names["redis"]
+    present = _read(target, name)
+    if "password" not in present:
+        raise MastofargateError(
+            f"Secret {name} has no password.",
+            why="it was changed outside mastofargate",
+            fix="restore its previous version in the Secrets Manager console",
+            exit_code=EXIT_USAGE,
+        )
+    url = redis_url(str(present["password"]), cache_host)
+    if present.get("url") == url:
+        return "unchanged"
+    new = {**present, "url": url}
+    with _quiet_errors(f"setting the Redis URL in secret {name}"):
+        target.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(new, sort_keys=True))
+    return "set url"
+
+
+def version_ids(target: Target) -> dict[str, str]:
+    """Current version id of each secret (tests and reports compare them; no values)."""
+    out = {}
+    for kind, name in target.secret_names.items():
+        info = _describe(target, name)
+        if info is None:
+            continue
+        current = [v for v, stages in (info.get("VersionIdsToStages") or {}).items() if "AWSCURRENT" in stages]
+        out[kind] = current[0] if current else ""
+    return out
+
+
+def delete_secrets(target: Target, recovery_days: int = 30) -> list[str]:
+    """Schedule every secret for deletion with a recovery window (destroy --delete-data)."""
+    deleted = []
+    for name in target.secret_names.values():
+        info = _describe(target, name)
+        if info is None or info.get("DeletedDate"):
+            continue
+        with _quiet_errors(f"deleting secret {name}"):
+            target.client("secretsmanager").delete_secret(SecretId=name, RecoveryWindowInDays=recovery_days)
+        deleted.append(name)
+    return deleted

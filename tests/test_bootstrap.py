@@ -1,0 +1,171 @@
+"""Secrets bootstrap against a real moto server: generated once, never replaced, only completed.
+
+DESIGN invariant 2: SECRET_KEY_BASE, the VAPID pair and the Active Record encryption keys are generated
+once; a later deploy must not change them (the same Secrets Manager version stays current) and adds only
+a key that is missing. Values must never reach the terminal.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import string
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from mastofargate.config import Config
+from mastofargate.deploy import bootstrap
+from mastofargate.deploy.target import Target
+from mastofargate.errors import MastofargateError
+from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
+
+ALNUM = set(string.ascii_letters + string.digits)
+
+
+@pytest.fixture
+def target(aws_endpoint: str, config_factory: Callable[..., Config]) -> Target:  # noqa: F811
+    return Target(config_factory())
+
+
+def values(name: str) -> dict[str, Any]:
+    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+
+
+def test_first_run_creates_three_secrets_in_the_formats_mastodon_expects(target: Target) -> None:
+    report = bootstrap.ensure_secrets(target)
+    assert report.actions == {"app": "created", "database": "created", "redis": "created"}
+    assert report.arns.app.startswith("arn:aws:secretsmanager:")
+    app = values("mastofargate/social/app")
+    for key in ("SECRET_KEY_BASE", "OTP_SECRET"):
+        assert re.fullmatch(r"[0-9a-f]{128}", app[key]), key
+    for key in (
+        "ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY",
+        "ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT",
+        "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
+    ):
+        assert len(app[key]) == 32 and set(app[key]) <= ALNUM, key
+    assert len({app[k] for k in app}) == len(app)  # all different
+    for kind in ("database", "redis"):
+        password = values(f"mastofargate/social/{kind}")["password"]
+        assert len(password) == 32 and set(password) <= ALNUM
+
+
+def test_vapid_pair_is_a_p256_key_pair_in_webpush_format(target: Target) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    bootstrap.ensure_secrets(target)
+    app = values("mastofargate/social/app")
+    private = base64.urlsafe_b64decode(app["VAPID_PRIVATE_KEY"])
+    public = base64.urlsafe_b64decode(app["VAPID_PUBLIC_KEY"])
+    assert (len(app["VAPID_PRIVATE_KEY"]), len(app["VAPID_PUBLIC_KEY"])) == (44, 88)  # '='-padded, like Ruby's
+    assert len(private) == 32 and len(public) == 65 and public[0] == 4
+    derived = ec.derive_private_key(int.from_bytes(private, "big"), ec.SECP256R1()).public_key()
+    assert derived.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint) == public
+
+
+def test_later_runs_leave_every_secret_untouched(target: Target) -> None:
+    bootstrap.ensure_secrets(target)
+    before = bootstrap.version_ids(target)
+    contents = {k: values(n) for k, n in target.secret_names.items()}
+    report = bootstrap.ensure_secrets(target)
+    assert report.actions == {"app": "unchanged", "database": "unchanged", "redis": "unchanged"}
+    assert not report.changed
+    assert bootstrap.version_ids(target) == before
+    assert {k: values(n) for k, n in target.secret_names.items()} == contents
+
+
+def test_a_missing_key_is_added_and_nothing_else_changes(target: Target) -> None:
+    bootstrap.ensure_secrets(target)
+    app = values("mastofargate/social/app")
+    older = {k: v for k, v in app.items() if k != "OTP_SECRET"}  # as if written by an older version
+    boto3.client("secretsmanager").put_secret_value(SecretId="mastofargate/social/app", SecretString=json.dumps(older))
+    report = bootstrap.ensure_secrets(target)
+    assert report.actions["app"] == "added OTP_SECRET"
+    now = values("mastofargate/social/app")
+    assert {k: v for k, v in now.items() if k != "OTP_SECRET"} == older
+    assert re.fullmatch(r"[0-9a-f]{128}", now["OTP_SECRET"])
+
+
+def test_half_a_vapid_pair_is_refused_not_regenerated(target: Target) -> None:
+    bootstrap.ensure_secrets(target)
+    app = values("mastofargate/social/app")
+    del app["VAPID_PUBLIC_KEY"]
+    boto3.client("secretsmanager").put_secret_value(SecretId="mastofargate/social/app", SecretString=json.dumps(app))
+    with pytest.raises(MastofargateError) as err:
+        bootstrap.ensure_secrets(target)
+    assert err.value.exit_code == 2
+    assert "half of the VAPID key pair" in err.value.what
+    assert "VAPID_PRIVATE_KEY" in values("mastofargate/social/app")
+
+
+def test_dry_run_creates_nothing(target: Target) -> None:
+    report = bootstrap.ensure_secrets(target, dry_run=True)
+    assert set(report.actions.values()) == {"would be created"}
+    assert boto3.client("secretsmanager").list_secrets()["SecretList"] == []
+
+
+def test_redis_url_sets_only_the_url_key(target: Target) -> None:
+    bootstrap.ensure_secrets(target)
+    before = values("mastofargate/social/redis")
+    assert bootstrap.ensure_redis_url(target, "cache.example.internal") == "set url"
+    after = values("mastofargate/social/redis")
+    assert after == {**before, "url": f"rediss://:{before['password']}@cache.example.internal:6379"}
+    versions = bootstrap.version_ids(target)
+    assert bootstrap.ensure_redis_url(target, "cache.example.internal") == "unchanged"
+    assert bootstrap.version_ids(target) == versions
+
+
+def test_a_secret_scheduled_for_deletion_stops_the_deploy(target: Target) -> None:
+    bootstrap.ensure_secrets(target)
+    boto3.client("secretsmanager").delete_secret(SecretId="mastofargate/social/database", RecoveryWindowInDays=7)
+    with pytest.raises(MastofargateError) as err:
+        bootstrap.ensure_secrets(target)
+    assert "scheduled for deletion" in err.value.what
+    assert "restore-secret" in err.value.fix
+
+
+def test_no_secret_value_reaches_the_terminal(target: Target, capsys: pytest.CaptureFixture[str]) -> None:
+    from mastofargate.deploy import flow
+
+    flow.ensure_secrets(target, flow.Options(), flow.Reporter())
+    bootstrap.ensure_redis_url(target, "cache.example.internal")
+    flow.ensure_secrets(target, flow.Options(), flow.Reporter())
+    printed = capsys.readouterr()
+    secrets = [v for n in target.secret_names.values() for v in values(n).values()]
+    assert "created" in printed.out
+    for secret in secrets:
+        assert secret not in printed.out and secret not in printed.err
+
+
+def test_smtp_password_is_an_operator_key_that_may_change_alone(target: Target) -> None:
+    """SMTP_PASSWORD is supplied by the operator, so a new one replaces the old; generated keys never move."""
+    bootstrap.ensure_secrets(target)
+    before = values("mastofargate/social/app")
+    assert not bootstrap.has_key(target, "app", "SMTP_PASSWORD")
+    assert bootstrap.set_operator_value(target, "SMTP_PASSWORD", "first") is True
+    assert bootstrap.set_operator_value(target, "SMTP_PASSWORD", "first") is False
+    assert bootstrap.set_operator_value(target, "SMTP_PASSWORD", "rotated") is True
+    after = values("mastofargate/social/app")
+    assert after.pop("SMTP_PASSWORD") == "rotated"
+    assert after == before
+
+
+def test_deploy_with_smtp_login_but_no_password_stops_with_the_variable_to_set(
+    target: Target, monkeypatch: pytest.MonkeyPatch, config_factory: Callable[..., Config]
+) -> None:
+    from mastofargate.deploy import flow
+    from mastofargate.errors import UsageError
+
+    smtp_target = Target(config_factory({"smtp": {"server": "smtp.example.org", "login": "mailer"}}))
+    bootstrap.ensure_secrets(smtp_target)
+    monkeypatch.delenv(flow.SMTP_PASSWORD_ENV, raising=False)
+    with pytest.raises(UsageError, match="MASTOFARGATE_SMTP_PASSWORD"):
+        flow.store_smtp_password(smtp_target)
+    monkeypatch.setenv(flow.SMTP_PASSWORD_ENV, "s3cret-value")
+    flow.store_smtp_password(smtp_target)
+    assert values("mastofargate/social/app")["SMTP_PASSWORD"] == "s3cret-value"

@@ -1,0 +1,283 @@
+"""`mastofargate deploy` end to end against the local AWS emulator, with the REAL templates.
+
+The emulator is mastofargate.deploy.sandbox: a moto server plus stand-ins for the resource types moto's
+CloudFormation cannot create (listed in that module). One first install (module fixture) is shared by the
+tests below, which run in file order on one xdist worker and build on each other's state:
+install -> no-change deploy -> refused LOCAL_DOMAIN change -> no-TTY refusal -> upgrade -> plan ->
+rollback -> failed migration -> circuit-breaker rollback -> destroy. Every AWS call the CLI makes is
+recorded (botocore), so "nothing changed" and "in this order" are asserted on the API calls themselves.
+
+The two failure tests use the emulator's failures on purpose (an image tag containing
+`-sandbox-exit-1` makes a one-off task exit 1; `-sandbox-unhealthy` makes ECS's circuit breaker roll the
+service back): moto alone never fails a task or a rollout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.deploy_sandbox import (
+    CliResult,
+    Recorder,
+    Sandbox,
+    aws_env,
+    create_zone,
+    push_fake_images,
+    recording,
+    run_cli,
+    secret_versions,
+    service_images,
+    start_sandbox,
+    write_config,
+)
+
+pytestmark = pytest.mark.xdist_group("deploy-sandbox")
+
+TAG_A = "v4.5.4-a1"
+TAG_B = "v4.5.4-b2"
+MASTODON_SERVICES = ("web", "streaming", "sidekiq")
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    config: Path
+    tmp: Path
+    install: CliResult
+    calls: Recorder
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("deploy-e2e")
+    sandbox = start_sandbox(tmp)
+    try:
+        with aws_env(sandbox.url):
+            config = write_config(tmp / "mastofargate.toml", create_zone())
+            data = run_cli("deploy", "--config", str(config), "--data-only", "--yes")
+            assert data.exit_code == 0, data.output
+            push_fake_images(TAG_A)
+            with recording() as calls:
+                install = deploy(config, TAG_A, "--yes")
+            yield World(sandbox, config, tmp, install, calls)
+    finally:
+        sandbox.stop()
+
+
+def deploy(config: Path, tag: str | None = None, *extra: str) -> CliResult:
+    tags = ["--mastodon-tag", tag, "--streaming-tag", tag] if tag else []
+    return run_cli("deploy", "--config", str(config), *tags, "--skip-assets", *extra)
+
+
+def mastodon_tags() -> set[str]:
+    images = service_images()
+    return {images[name] for name in MASTODON_SERVICES}
+
+
+def run_tasks(calls: Recorder) -> list[tuple[str, list[str]]]:
+    """(family, command) of every RunTask, in order."""
+    out = []
+    for call in calls.find("RunTask"):
+        family = call.params["taskDefinition"].rsplit("/", 1)[-1].split(":")[0]
+        overrides = call.params.get("overrides", {}).get("containerOverrides", [{}])
+        out.append((family, list(overrides[0].get("command", []))))
+    return out
+
+
+def index(calls: Recorder, operation: str, **match: str) -> list[int]:
+    """Positions of the calls of `operation` whose params contain `match` (substring of the value)."""
+    return [
+        i
+        for i, c in enumerate(calls.calls)
+        if c.operation == operation and all(v in str(c.params.get(k, "")) for k, v in match.items())
+    ]
+
+
+def test_first_install_brings_everything_up_in_order(world: World) -> None:
+    assert world.install.exit_code == 0, world.install.output
+    assert "Deployed social.example.org" in world.install.output
+    assert "https://social.example.org" in world.install.output
+    # db:prepare with the services at zero, then the Owner account, then the services switched on.
+    assert run_tasks(world.calls) == [
+        ("social-migrate", ["bundle", "exec", "rails", "db:prepare"]),
+        (
+            "social-tootctl",
+            [
+                "tootctl",
+                "accounts",
+                "create",
+                "admin",
+                "--email",
+                "admin@example.org",
+                "--confirmed",
+                "--role",
+                "Owner",
+            ],
+        ),
+        ("social-tootctl", ["tootctl", "accounts", "modify", "admin", "--approve"]),
+    ]
+    plans = [
+        json.dumps(c.params["Parameters"])
+        for c in world.calls.find("CreateChangeSet")
+        if c.params["StackName"] == "social-app"
+    ]
+    assert '"ServicesEnabled", "ParameterValue": "false"' in plans[0]
+    assert '"ServicesEnabled", "ParameterValue": "true"' in plans[-1]
+    executes = index(world.calls, "ExecuteChangeSet")
+    prepare = index(world.calls, "RunTask", taskDefinition="social-migrate")[0]
+    assert executes[0] < prepare < executes[-1]
+    with aws_env(world.sandbox.url):
+        ecs = boto3.client("ecs")
+        services = ecs.describe_services(cluster="social", services=list(MASTODON_SERVICES))["services"]
+        assert {s["serviceName"]: (s["desiredCount"], s["runningCount"]) for s in services} == {
+            name: (1, 1) for name in MASTODON_SERVICES
+        }
+        data = boto3.client("cloudformation").describe_stacks(StackName="social-data")["Stacks"][0]
+        assert data["EnableTerminationProtection"] is True
+
+
+def test_admin_password_is_shown_exactly_once(world: World) -> None:
+    match = re.search(r"Password, shown only now.*\n\s*\n\s+(\S+)", world.install.output)
+    assert match, world.install.output
+    password = match.group(1)
+    assert len(password) >= 16
+    assert world.install.output.count(password) == 1
+
+
+def test_a_second_deploy_changes_nothing(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        before = secret_versions()
+        with recording() as calls:
+            result = deploy(world.config, None, "--yes")
+        after = secret_versions()
+    assert result.exit_code == 0, result.output
+    assert "No changes" in result.output
+    assert before == after
+    assert not calls.find("ExecuteChangeSet")
+    assert not calls.find("RunTask")
+    assert not calls.find("PutObject")
+    # The only writes: change sets CloudFormation computed as empty, and deleted again.
+    assert set(calls.mutating()) <= {"cloudformation:CreateChangeSet", "cloudformation:DeleteChangeSet"}
+
+
+def test_a_local_domain_change_is_refused_and_changes_nothing(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        zone = boto3.client("route53").list_hosted_zones()["HostedZones"][0]["Id"].rsplit("/", 1)[-1]
+        other = write_config(world.tmp / "other" / "mastofargate.toml", zone, server={"domain": "other.example.org"})
+        with recording() as calls:
+            result = deploy(other, TAG_A, "--yes")
+    assert result.exit_code == 2, result.output
+    assert "LOCAL_DOMAIN would change from social.example.org to other.example.org" in result.output
+    assert "Nothing was changed" in result.output
+    assert calls.mutating() == []
+
+
+def test_without_a_terminal_and_without_yes_nothing_happens(world: World) -> None:
+    with aws_env(world.sandbox.url), recording() as calls:
+        result = run_cli("deploy", "--config", str(world.config), "--mastodon-tag", TAG_B, "--streaming-tag", TAG_B)
+    assert result.exit_code == 2, result.output
+    assert "--yes" in result.output
+    assert calls.calls == []
+
+
+def test_an_upgrade_migrates_before_and_after_the_rollout(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        push_fake_images(TAG_B)
+        before = secret_versions()
+        with recording() as calls:
+            result = deploy(world.config, TAG_B, "--yes")
+        assert result.exit_code == 0, result.output
+        assert secret_versions() == before
+        assert mastodon_tags() == {TAG_B}
+    pre = index(calls, "RunTask", taskDefinition="social-migrate-pre")
+    rollout = [i for i in index(calls, "ExecuteChangeSet")]
+    post = index(calls, "RunTask", taskDefinition="social-migrate:")
+    watch = index(calls, "DescribeServices")
+    assert len(pre) == 1 and len(rollout) == 1 and len(post) == 1, calls.ops()
+    assert pre[0] < rollout[0] < post[0]
+    assert any(rollout[0] < w < post[0] for w in watch)  # the rollout was watched before post-migrations
+    # The pre-deployment migrations ran on the NEW image, before the services had it.
+    registered = [c for c in calls.find("RegisterTaskDefinition") if c.params["family"] == "social-migrate-pre"]
+    assert registered and registered[0].params["containerDefinitions"][0]["image"].endswith(f":{TAG_B}")
+    assert index(calls, "RegisterTaskDefinition", family="social-migrate-pre")[0] < pre[0]
+
+
+def test_plan_exit_code_reports_changes_and_leaves_no_change_sets(world: World) -> None:
+    with aws_env(world.sandbox.url), recording() as calls:
+        result = run_cli(
+            "plan", "--config", str(world.config), "--mastodon-tag", TAG_A, "--streaming-tag", TAG_A, "--exit-code"
+        )
+        leftover = boto3.client("cloudformation").list_change_sets(StackName="social-app")["Summaries"]
+    assert result.exit_code == 1, result.output
+    assert "~ WebService" in result.output
+    assert leftover == []
+    assert not calls.find("ExecuteChangeSet")
+
+
+def test_rollback_returns_to_the_previous_tags_without_migrations(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        with recording() as calls:
+            result = run_cli("rollback", "--config", str(world.config), "--yes")
+        assert result.exit_code == 0, result.output
+        assert mastodon_tags() == {TAG_A}
+    assert "migrations are not reverted" in result.output
+    assert not calls.find("RunTask")
+
+
+def test_a_failed_migration_leaves_the_old_version_serving(world: World) -> None:
+    broken = "v4.5.4-c3-sandbox-exit-1"
+    with aws_env(world.sandbox.url):
+        push_fake_images(broken)
+        with recording() as calls:
+            result = deploy(world.config, broken, "--yes")
+        assert mastodon_tags() == {TAG_A}
+        leftover = boto3.client("cloudformation").list_change_sets(StackName="social-app")["Summaries"]
+    assert result.exit_code == 1, result.output
+    assert "Pre-deployment migrations failed" in result.output
+    assert "still serving" in result.output
+    assert "exit code 1" in result.output
+    assert "failing on purpose" in result.output  # the task's last log lines
+    assert not calls.find("ExecuteChangeSet")
+    assert leftover == []
+
+
+def test_a_circuit_breaker_rollback_fails_the_deploy_with_its_cause(world: World) -> None:
+    unhealthy = "v4.5.4-d4-sandbox-unhealthy"
+    with aws_env(world.sandbox.url):
+        push_fake_images(unhealthy)
+        with recording() as calls:
+            result = deploy(world.config, unhealthy, "--yes")
+    assert result.exit_code == 1, result.output
+    assert "circuit breaker" in result.output
+    assert "exit code 1" in result.output  # a stopped task of the failed deployment
+    assert "mastofargate logs" in result.output and "rollback" in result.output
+    assert not index(calls, "RunTask", taskDefinition="social-migrate:")  # no post-migrations after a failure
+
+
+def test_destroy_without_delete_data_keeps_the_data(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        refused = run_cli("destroy", "--config", str(world.config), "--yes", "--delete-data")
+        assert refused.exit_code == 2, refused.output
+        result = run_cli("destroy", "--config", str(world.config), "--yes")
+        assert result.exit_code == 0, result.output
+        cfn = boto3.client("cloudformation")
+        stacks = {s["StackName"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}
+        assert "social-app" not in stacks
+        assert stacks["social-data"].endswith("_COMPLETE")
+        sm = boto3.client("secretsmanager")
+        for kind in ("app", "database", "redis"):
+            assert "DeletedDate" not in sm.describe_secret(SecretId=f"mastofargate/social/{kind}")
+        assert boto3.client("rds").describe_db_instances()["DBInstances"]
+        outputs = {
+            o["OutputKey"]: o["OutputValue"]
+            for o in cfn.describe_stacks(StackName="social-data")["Stacks"][0]["Outputs"]
+        }
+        boto3.client("s3").head_bucket(Bucket=outputs["MediaBucketName"])
+    assert "Kept social-data" in result.output
