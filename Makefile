@@ -13,6 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+	$(PY) -m compileall -q mastofargate  # bytecode even where PYTHONDONTWRITEBYTECODE is set (as on CI here)
 	touch $(STAMP)
 
 # The whole suite: lint, then every test (Docker-backed image tests start their own engine and registry).

@@ -29,6 +29,9 @@ def median_wall(args: list[str], cwd: Path) -> float:
 
 def main() -> None:
     exe = str(Path(sys.executable).parent / "mastofargate")
+    # Bytecode as an installed package has it (this machine sets PYTHONDONTWRITEBYTECODE, so an editable
+    # checkout would otherwise recompile every module on every start).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "mastofargate")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         shutil.copy(REPO / "mastofargate.toml", work / "mastofargate.toml")

@@ -36,7 +36,9 @@ def is_ci() -> bool:
 
 
 def say(message: str) -> None:
-    console().print(message)
+    """One plain line on stdout. No markup: messages carry names like [AWS::S3::Bucket] verbatim, and the
+    verbs that only say a few lines (synth, init) need not load Rich at all."""
+    print(message, flush=True)
 
 
 def warn(message: str) -> None:
