@@ -301,3 +301,14 @@ def test_one_off_jobs_log_to_their_own_group_and_prefix() -> None:
         options = c["LogConfiguration"]["Options"]
         group = app[options["awslogs-group"]["Ref"]]["Properties"]["LogGroupName"]
         assert (c["Name"], group, options["awslogs-stream-prefix"]) == ("mastodon", f"/mastofargate/social/{job}", job)
+
+
+@combos
+def test_efs_admits_only_the_tasks_that_use_it(combo: tuple) -> None:
+    data = stacks(combo)["data"]["Resources"]
+    uses = {"Postgres": combo[1] == "task", "Redis": combo[2] == "task"}
+    sg = data.get("FileSystemSecurityGroup")
+    assert (sg is not None) == any(uses.values()) == ("FileSystem" in data)
+    if sg:
+        sources = {r["Description"] for r in sg["Properties"]["SecurityGroupIngress"]}
+        assert sources == {f"NFS from the {role} task" for role, on in uses.items() if on}

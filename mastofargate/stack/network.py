@@ -139,27 +139,31 @@ def add(b: Build) -> None:
             )
         ],
     )
-    _sg(
-        b,
-        "FileSystemSecurityGroup",
-        "EFS: reachable only from the Postgres and Redis tasks",
-        [
-            ec2.SecurityGroupRule(
-                IpProtocol="tcp",
-                FromPort=NFS_PORT,
-                ToPort=NFS_PORT,
-                SourceSecurityGroupId=Ref(db),
-                Description="NFS from the Postgres task",
-            ),
-            ec2.SecurityGroupRule(
-                IpProtocol="tcp",
-                FromPort=NFS_PORT,
-                ToPort=NFS_PORT,
-                SourceSecurityGroupId=Ref(cache),
-                Description="NFS from the Redis task",
-            ),
-        ],
-    )
+    # EFS exists only for task-based Postgres/Redis, and admits only the task that uses it.
+    nfs_clients = [
+        (role, sg)
+        for role, sg, on in (
+            ("Postgres", db, b.config.deployment.database == "task"),
+            ("Redis", cache, b.config.deployment.cache == "task"),
+        )
+        if on
+    ]
+    if nfs_clients:
+        _sg(
+            b,
+            "FileSystemSecurityGroup",
+            f"EFS: reachable only from the {' and '.join(role for role, _ in nfs_clients)} task",
+            [
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=NFS_PORT,
+                    ToPort=NFS_PORT,
+                    SourceSecurityGroupId=Ref(sg),
+                    Description=f"NFS from the {role} task",
+                )
+                for role, sg in nfs_clients
+            ],
+        )
 
     b.export("VpcId", Ref(vpc), "VPC id")
     b.export("SubnetIds", _join(subnets), "Public subnet ids (comma-separated)")
