@@ -739,27 +739,16 @@ def explain_service_failure(target: Target, plan_: stacks.Plan, error: Mastofarg
 
 def primary_deployments(target: Target, services: list[str]) -> dict[str, dict[str, Any]]:
     """service -> its PRIMARY deployment (id, desiredCount, taskDefinition), for the services that exist."""
-    from botocore.exceptions import ClientError
+    from mastofargate.deploy import ecs
 
     found: dict[str, dict[str, Any]] = {}
-    ecs = target.client("ecs")
-    for i in range(0, len(services), 10):
-        with aws.aws_errors("reading ECS services"):
-            try:
-                resp = ecs.describe_services(cluster=target.cluster, services=services[i : i + 10])
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
-                    return {}
-                raise
-        for svc in resp.get("services", []):
-            if svc.get("status") != "ACTIVE":
-                continue
-            primary = next((d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), {})
-            found[svc["serviceName"]] = {
-                "id": primary.get("id", ""),
-                "desired": svc.get("desiredCount", 0),
-                "taskDefinition": primary.get("taskDefinition", svc.get("taskDefinition", "")),
-            }
+    for name, svc in ecs.describe_services(target, services).items():
+        primary = ecs.primary_deployment(svc)
+        found[name] = {
+            "id": primary.get("id", ""),
+            "desired": svc.get("desiredCount", 0),
+            "taskDefinition": primary.get("taskDefinition", svc.get("taskDefinition", "")),
+        }
     return found
 
 
