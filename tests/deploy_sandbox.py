@@ -204,7 +204,8 @@ def write_config(path: Path, zone: str, **overrides: Any) -> Path:
 
 
 def push_fake_images(tag: str, name: str = "social") -> None:
-    """Stand-in for `mastofargate images push`: an image manifest per repository in the emulator's ECR."""
+    """Stand-in for `mastofargate images push`: an image manifest per repository in the emulator's ECR.
+    Idempotent like the real push: a tag that exists is left as it is."""
     import hashlib
 
     import boto3
@@ -213,7 +214,8 @@ def push_fake_images(tag: str, name: str = "social") -> None:
     for repo in (f"{name}/mastodon", f"{name}/streaming"):
         manifest = json.loads(json.dumps(MANIFEST))
         manifest["config"]["digest"] = "sha256:" + hashlib.sha256(f"{repo}:{tag}".encode()).hexdigest()
-        ecr.put_image(repositoryName=repo, imageTag=tag, imageManifest=json.dumps(manifest))
+        with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):
+            ecr.put_image(repositoryName=repo, imageTag=tag, imageManifest=json.dumps(manifest))
 
 
 def service_images(cluster: str = "social") -> dict[str, str]:

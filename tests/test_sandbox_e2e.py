@@ -223,6 +223,9 @@ def test_plan_exit_code_reports_changes_and_leaves_no_change_sets(world: World) 
 
 def test_rollback_returns_to_the_previous_tags_without_migrations(world: World) -> None:
     with aws_env(world.sandbox.url):
+        # Stand on TAG_B with TAG_A before it in the history, whichever tests ran first ("No changes" if so).
+        push_fake_images(TAG_B)
+        assert deploy(world.config, TAG_B, "--yes").exit_code == 0
         with recording() as calls:
             result = run_cli("rollback", "--config", str(world.config), "--yes")
         assert result.exit_code == 0, result.output
