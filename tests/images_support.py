@@ -1,5 +1,6 @@
 """Real parts for the image-pipeline tests (and bench/images.py): a Docker engine and local registry,
-offline stand-ins for Mastodon's base images, a moto server, and a registry that demands a login.
+offline stand-ins for Mastodon's base images and a registry that demands a login (the moto server is
+tests/moto_server.py's).
 
 No public registry is reachable here, so the stand-in bases are built from scratch with Debian's static
 busybox. They mimic what the pipeline relies on in the real images: USER mastodon (991), WORKDIR
@@ -325,22 +326,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
-
-
-def start_moto(log_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """A moto server (a real HTTP endpoint boto3 talks to) on a free loopback port."""
-    port = free_port()
-    log = (log_dir / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(f"{url}/moto-api/", proc, "moto server")
-    except RuntimeError:
-        _stop(proc)
-        raise
-    return url, proc
 
 
 def start_auth_registry(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:

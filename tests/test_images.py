@@ -30,6 +30,7 @@ from mastofargate.images.context import (
 )
 from mastofargate.images.registry import ECR_HOST, check_host, is_loopback
 from tests import images_support as support
+from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 
 
 # ============================================================================================ pure parts
@@ -186,31 +187,10 @@ def test_bad_platform_is_a_usage_error(tmp_path):
 
 
 # ============================================================================================ AWS (moto server)
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory) -> Iterator[str]:
-    url, proc = support.start_moto(tmp_path_factory.mktemp("moto"))
-    try:
-        yield url
-    finally:
-        support.stop_process(proc)
-
-
 @pytest.fixture
-def aws_env(moto_url, monkeypatch) -> Iterator[str]:
-    from mastofargate import aws
-
-    for key, value in {
-        "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    aws.reset_clients()
-    yield moto_url
-    aws.reset_clients()
+def aws_env(aws_endpoint: str) -> str:  # noqa: F811
+    """A wiped moto server (shared with the other AWS tests of this process) that boto3 talks to."""
+    return aws_endpoint
 
 
 def test_ecr_registry_name_and_login_come_from_aws(aws_env, tmp_path):
