@@ -2,11 +2,11 @@
 rollout critical path the generated templates imply for web and streaming (target: web < 60 s, against
 450 s with AWS's defaults).
 
-No-change deploy: the sandbox (mastofargate.deploy.sandbox) gets a first install, then `deploy` runs again
+No-change deploy: the emulator (tests/deploy_sandbox.py) gets a first install, then `deploy` runs again
 with nothing to do, several times. Each run is timed in this process (flow.deploy) and split into time
 spent inside AWS API calls (botocore's `_make_api_call`, i.e. the emulator's answers over HTTP), time
-sleeping between polls, and the rest: our own overhead (config, templates, plan, output). The same
-no-change deploy through the CLI in a fresh process (`python -m mastofargate deploy`) adds interpreter
+sleeping between polls (counted by the clock the deploy is given), and the rest: our own overhead (config,
+templates, plan, output). The same no-change deploy through the CLI in a fresh process (`python -m mastofargate deploy`) adds interpreter
 and import start-up. Medians are reported.
 
 Rollout critical path: from a healthy new task to the old one gone = health-check interval x healthy
@@ -39,15 +39,28 @@ AWS_DEFAULT_PATH_S = 30 * 5 + 300  # interval x healthy threshold + deregistrati
 TAG = "v4.5.4-bench"
 
 
+class CountingClock:
+    """The system clock, counting the seconds the deploy spends sleeping between polls (passed in, as the
+    deploy takes its clock from its caller)."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = totals
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        start = time.perf_counter()
+        time.sleep(seconds)
+        self.totals["sleep"] += time.perf_counter() - start
+
+
 @contextlib.contextmanager
 def timed_aws(totals: dict[str, float]) -> Any:
-    """Accumulate seconds spent in AWS calls and in time.sleep (poll waits)."""
+    """Accumulate seconds spent in AWS calls."""
     from botocore.client import BaseClient
 
-    from mastofargate.deploy import flow, stacks
-
     original_call = BaseClient._make_api_call
-    original_sleep = time.sleep
 
     def call(self: Any, name: str, params: dict[str, Any]) -> Any:
         start = time.perf_counter()
@@ -57,33 +70,30 @@ def timed_aws(totals: dict[str, float]) -> Any:
             totals["aws"] += time.perf_counter() - start
             totals["calls"] += 1
 
-    def sleep(seconds: float) -> None:
-        start = time.perf_counter()
-        original_sleep(seconds)
-        totals["sleep"] += time.perf_counter() - start
-
     BaseClient._make_api_call = call  # type: ignore[method-assign]
-    stacks.time.sleep = sleep  # type: ignore[attr-defined]
-    flow.time.sleep = sleep  # type: ignore[attr-defined]
     try:
         yield
     finally:
         BaseClient._make_api_call = original_call  # type: ignore[method-assign]
-        stacks.time.sleep = original_sleep  # type: ignore[attr-defined]
-        flow.time.sleep = original_sleep  # type: ignore[attr-defined]
 
 
 def no_change_deploy(config_path: Path, runs: int) -> None:
     from mastofargate.config import load_config
     from mastofargate.deploy import flow
+    from mastofargate.deploy.context import Run
+    from mastofargate.deploy.options import DeployOptions
+    from mastofargate.deploy.polling import Poller
+    from mastofargate.ui import Output
 
     config = load_config(config_path)
     rows = []
     for _ in range(runs):
         totals = {"aws": 0.0, "sleep": 0.0, "calls": 0.0}
+        run = Run.for_config(config, Output(live=False), Poller(CountingClock(totals), 0.1))
+        opts = DeployOptions(config_path=config_path, yes=True, skip_assets=True)
         with timed_aws(totals), contextlib.redirect_stdout(io.StringIO()) as out:
             start = time.perf_counter()
-            outcome = flow.deploy(config, flow.Options(config_path=config_path, yes=True, skip_assets=True))
+            outcome = flow.deploy(run, opts, confirm=lambda question: True)
             total = time.perf_counter() - start
         assert not outcome.changed and "No changes" in out.getvalue(), out.getvalue()
         rows.append((total, totals["aws"], totals["sleep"], total - totals["aws"] - totals["sleep"], totals["calls"]))
@@ -145,7 +155,6 @@ def main() -> None:
         sandbox = start_sandbox(Path(tmp))
         try:
             with aws_env(sandbox.url):
-                os.environ["MASTOFARGATE_POLL_SECONDS"] = "0.1"
                 config = write_config(Path(tmp) / "mastofargate.toml", create_zone())
                 for step in (["--data-only"], None):
                     if step is None:

@@ -45,3 +45,12 @@ def config_factory() -> Callable[..., Config]:
 def combo_id(combo: tuple[str, str, str, str, bool]) -> str:
     profile, database, cache, arch, spot = combo
     return f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}"
+
+
+def plain_run(config: Config, interval: float = 0.05) -> Any:
+    """A deploy Run for tests: plain output (one line per event, as in CI) and a short poll interval."""
+    from mastofargate.deploy.context import Run
+    from mastofargate.deploy.polling import Poller, SystemClock
+    from mastofargate.ui import Output
+
+    return Run.for_config(config, Output(live=False), Poller(SystemClock(), interval))

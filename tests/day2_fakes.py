@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mastofargate import aws
-from mastofargate.deploy.target import Target
+from mastofargate.target import Target
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from mastofargate import aws
+from mastofargate.deploy import context
+from mastofargate.deploy.polling import Poller, SystemClock
+
+POLL_SECONDS = 0.1
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
-    "MASTOFARGATE_POLL_SECONDS": "0.1",
     "CI": "1",
 }
 AWS_ENV_CLEARED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE", "AWS_ROLE_ARN")
@@ -109,9 +112,14 @@ def aws_env(url: str) -> Iterator[None]:
         os.environ.pop(name, None)
     os.environ.update({**AWS_ENV, "AWS_ENDPOINT_URL": url})
     aws.reset_clients()
+    original_poller = context.system_poller
+    # The emulator's tasks and rollouts take fractions of a second: the CLI's waits get a short interval
+    # (passed in, as the product takes its clock and interval from its caller; no environment knob).
+    context.system_poller = lambda interval=POLL_SECONDS: Poller(SystemClock(), POLL_SECONDS)  # type: ignore[assignment]
     try:
         yield
     finally:
+        context.system_poller = original_poller  # type: ignore[assignment]
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

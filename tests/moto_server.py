@@ -37,7 +37,7 @@ import pytest
 
 from mastofargate import aws
 from mastofargate.config import Config
-from mastofargate.deploy.target import Target
+from mastofargate.target import Target
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -19,8 +19,8 @@ import pytest
 
 from mastofargate.config import Config
 from mastofargate.deploy import bootstrap
-from mastofargate.deploy.target import Target
 from mastofargate.errors import MastofargateError
+from mastofargate.target import Target
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 
 ALNUM = set(string.ascii_letters + string.digits)
@@ -130,11 +130,12 @@ def test_a_secret_scheduled_for_deletion_stops_the_deploy(target: Target) -> Non
 
 
 def test_no_secret_value_reaches_the_terminal(target: Target, capsys: pytest.CaptureFixture[str]) -> None:
-    from mastofargate.deploy import flow
+    from tests.conftest import plain_run
 
-    flow.ensure_secrets(target, flow.Options(), flow.Reporter())
+    run = plain_run(target.config)
+    bootstrap.secrets_step(run, dry_run=False)
     bootstrap.ensure_redis_url(target, "cache.example.internal")
-    flow.ensure_secrets(target, flow.Options(), flow.Reporter())
+    bootstrap.secrets_step(run, dry_run=False)
     printed = capsys.readouterr()
     secrets = [v for n in target.secret_names.values() for v in values(n).values()]
     assert "created" in printed.out
@@ -158,14 +159,43 @@ def test_smtp_password_is_an_operator_key_that_may_change_alone(target: Target) 
 def test_deploy_with_smtp_login_but_no_password_stops_with_the_variable_to_set(
     target: Target, monkeypatch: pytest.MonkeyPatch, config_factory: Callable[..., Config]
 ) -> None:
-    from mastofargate.deploy import flow
     from mastofargate.errors import UsageError
+    from tests.conftest import plain_run
 
-    smtp_target = Target(config_factory({"smtp": {"server": "smtp.example.org", "login": "mailer"}}))
-    bootstrap.ensure_secrets(smtp_target)
-    monkeypatch.delenv(flow.SMTP_PASSWORD_ENV, raising=False)
+    run = plain_run(config_factory({"smtp": {"server": "smtp.example.org", "login": "mailer"}}))
+    bootstrap.ensure_secrets(run.target)
     with pytest.raises(UsageError, match="MASTOFARGATE_SMTP_PASSWORD"):
-        flow.store_smtp_password(smtp_target)
-    monkeypatch.setenv(flow.SMTP_PASSWORD_ENV, "s3cret-value")
-    flow.store_smtp_password(smtp_target)
+        bootstrap.store_smtp_password(run, None)
+    bootstrap.store_smtp_password(run, "s3cret-value")
     assert values("mastofargate/social/app")["SMTP_PASSWORD"] == "s3cret-value"
+
+
+def test_a_write_that_would_change_a_generated_key_is_refused_and_writes_nothing(target: Target) -> None:
+    """Invariant 2 is an explicit check in the one write function, so it holds under `python -O` too."""
+    bootstrap.ensure_secrets(target)
+    name = "mastofargate/social/app"
+    before = values(name)
+    versions = bootstrap.version_ids(target)
+    for new in ({**before, "SECRET_KEY_BASE": "0" * 128}, {k: v for k, v in before.items() if k != "VAPID_PUBLIC_KEY"}):
+        with pytest.raises(bootstrap.SecretOverwriteRefused, match="REFUSED"):
+            bootstrap.write_secret(target, name, new, before)
+    with pytest.raises(bootstrap.SecretOverwriteRefused):
+        bootstrap.set_operator_value(target, "SECRET_KEY_BASE", "x")
+    assert values(name) == before
+    assert bootstrap.version_ids(target) == versions
+
+
+def test_the_secret_guard_survives_python_optimisations() -> None:
+    """`python -O` strips asserts; the guard is not one."""
+    import subprocess
+    import sys
+
+    code = (
+        "from mastofargate.deploy import bootstrap\n"
+        "try:\n"
+        "    bootstrap.write_secret(None, 'n', {'SECRET_KEY_BASE': 'b'}, {'SECRET_KEY_BASE': 'a'})\n"
+        "except bootstrap.SecretOverwriteRefused:\n"
+        "    print('refused')\n"
+    )
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "refused"

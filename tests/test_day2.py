@@ -20,8 +20,8 @@ from mastofargate.cli import app
 from mastofargate.commands import exec as exec_cmd
 from mastofargate.commands import status as status_cmd
 from mastofargate.commands.run import run_task_command
-from mastofargate.deploy.target import Target
 from mastofargate.errors import MastofargateError
+from mastofargate.target import Target
 from tests.conftest import config_dict, make_config
 from tests.day2_fakes import at, fake_network, job_definition, stub_clients, task_arn
 from tests.moto_server import (  # noqa: F401

@@ -9,10 +9,10 @@ import boto3
 import pytest
 
 from mastofargate.deploy import ecs, logs
-from mastofargate.deploy.target import Target
 from mastofargate.errors import EXIT_FAILED, EXIT_TIMEOUT, MastofargateError
+from mastofargate.target import Target
 from tests.conftest import make_config
-from tests.day2_fakes import at, fake_network, job_definition, log_event, stub_clients, task_arn, td_arn
+from tests.day2_fakes import fake_network, job_definition, log_event, stub_clients, task_arn, td_arn
 from tests.moto_server import aws_endpoint, deploy_world, keep_tasks_running, moto_server, put_log_lines  # noqa: F401
 
 FAST = 0.02
@@ -217,126 +217,7 @@ def test_run_one_off_reports_a_task_ecs_refused_to_start(monkeypatch):
     assert "did not start" in caught.value.what and "ENI limit reached" in caught.value.why
 
 
-# --- watch_services ------------------------------------------------------------------------------------
-
-
-def test_watch_services_completes_on_moto(moto):
-    world = deploy_world(make_config())
-    names = [s.name for s in world.target.config.all_services]
-    seen = []
-    results = ecs.watch_services(world.target, names, timeout=5, poll=FAST, on_progress=seen.append)
-    assert [r.service for r in results] == names
-    assert {r.state for r in results} == {"COMPLETED"}
-    assert {p.service for p in seen} == set(names)
-
-
-def test_watch_services_ignores_the_old_deployment_until_a_new_one_starts(moto):
-    world = deploy_world(make_config())
-    client = world.target.client("ecs")
-    old = {
-        s["serviceName"]: ecs.primary_deployment(s)["id"]
-        for s in client.describe_services(cluster="social", services=["web"])["services"]
-    }
-    waiting = ecs.watch_services(world.target, ["web"], timeout=0.2, poll=FAST, since_deployment=old)
-    assert waiting[0].state == "IN_PROGRESS" and "waiting for ECS" in waiting[0].reason
-    client.update_service(cluster="social", service="web", forceNewDeployment=True)  # a new deployment id
-    done = ecs.watch_services(world.target, ["web"], timeout=5, poll=FAST, since_deployment=old)
-    assert done[0].state == "COMPLETED"
-
-
-def test_watch_services_times_out_in_progress(moto):
-    world = deploy_world(make_config(), services_running=False)
-    started = time.monotonic()
-    results = ecs.watch_services(world.target, ["web", "sidekiq"], timeout=0.3, poll=FAST)
-    assert time.monotonic() - started < 5
-    assert [(r.service, r.state) for r in results] == [("web", "IN_PROGRESS"), ("sidekiq", "IN_PROGRESS")]
-
-
-def test_watch_services_refuses_a_service_that_does_not_exist(moto):
-    world = deploy_world(make_config())
-    with pytest.raises(MastofargateError) as caught:
-        ecs.watch_services(world.target, ["web", "sidekiq-federation"], timeout=1, poll=FAST)
-    assert "sidekiq-federation does not exist" in caught.value.what
-
-
-def _deployment(dep_id: str, status: str, state: str, reason: str, running: int = 0, failed: int = 0) -> dict:
-    return {
-        "id": dep_id,
-        "status": status,
-        "taskDefinition": td_arn("social-web", 3),
-        "desiredCount": 1,
-        "pendingCount": 0,
-        "runningCount": running,
-        "failedTasks": failed,
-        "rolloutState": state,
-        "rolloutStateReason": reason,
-    }
-
-
-def test_watch_services_reports_a_circuit_breaker_rollback_with_its_cause(monkeypatch):
-    """Faked: ECS (Stubber), because moto's rolloutState never reaches FAILED. Sequence as ECS reports a
-    rollback: first the new deployment is PRIMARY and IN_PROGRESS; then a rollback deployment is PRIMARY and
-    the new one is ACTIVE with rolloutState FAILED. Its stopped tasks were killed for memory."""
-    stubs = stub_clients(monkeypatch, "ecs")
-    e = stubs["ecs"]
-    old_id, new_id, back_id = "ecs-svc/1", "ecs-svc/2", "ecs-svc/3"
-    web = {"serviceName": "web", "status": "ACTIVE", "events": []}
-    streaming = {
-        "serviceName": "streaming",
-        "status": "ACTIVE",
-        "deployments": [_deployment("ecs-svc/9", "PRIMARY", "COMPLETED", "done", running=1)],
-    }
-    first = {**web, "deployments": [_deployment(new_id, "PRIMARY", "IN_PROGRESS", "in progress")]}
-    events = [{"id": str(i), "createdAt": at(i * 10), "message": f"event {i}"} for i in range(7)]
-    second = {
-        **web,
-        "events": events,
-        "deployments": [
-            _deployment(back_id, "PRIMARY", "IN_PROGRESS", f"rolling back to {old_id}"),
-            _deployment(new_id, "ACTIVE", "FAILED", "ECS deployment circuit breaker: tasks failed to start.", failed=3),
-        ],
-    }
-    e.add_response(
-        "describe_services", {"services": [first, streaming]}, {"cluster": "social", "services": ["web", "streaming"]}
-    )
-    e.add_response("describe_services", {"services": [second]}, {"cluster": "social", "services": ["web"]})
-    e.add_response(
-        "list_tasks",
-        {"taskArns": [task_arn(f"t{i}") for i in range(5)]},
-        {"cluster": "social", "serviceName": "web", "desiredStatus": "STOPPED"},
-    )
-    oom = "OutOfMemoryError: Container killed due to memory usage"
-    tasks = [
-        {
-            "taskArn": task_arn(f"t{i}"),
-            "startedBy": new_id,
-            "stoppedAt": at(100 - i),
-            "stoppedReason": "Essential container in task exited",
-            "containers": [{"name": "web", "exitCode": 137, "reason": oom}],
-        }
-        for i in range(4)
-    ]
-    tasks.append({"taskArn": task_arn("t4"), "startedBy": old_id, "stoppedAt": at(1), "stoppedReason": "Scaling"})
-    e.add_response("describe_tasks", {"tasks": tasks})
-    seen = []
-    results = ecs.watch_services(
-        Target(make_config()),
-        ["web", "streaming"],
-        timeout=60,
-        poll=0,
-        since_deployment={"web": old_id, "streaming": "ecs-svc/8"},
-        on_progress=seen.append,
-    )
-    assert [p.rollout_state for p in seen if p.service == "web"] == ["IN_PROGRESS", "FAILED"]
-    web_result, streaming_result = results
-    assert streaming_result.state == "COMPLETED"
-    assert web_result.state == "FAILED"
-    assert "circuit breaker" in web_result.reason
-    assert [line.split(" ", 1)[1] for line in web_result.events] == [f"event {i}" for i in range(5)]
-    assert [s.task_arn for s in web_result.stopped] == [task_arn("t3"), task_arn("t2"), task_arn("t1")]
-    assert all(s.exit_code == 137 and s.container_reason == oom for s in web_result.stopped)
-    assert "OutOfMemoryError" in web_result.stopped[0].summary
-    e.assert_no_pending_responses()
+# --- services ----------------------------------------------------------------------------------------
 
 
 def test_describe_services_asks_at_most_ten_at_a_time(monkeypatch):

@@ -20,11 +20,13 @@ from botocore.stub import Stubber
 from mastofargate import aws
 from mastofargate.config import Config
 from mastofargate.deploy import stacks
-from mastofargate.deploy.target import Target
+from mastofargate.deploy.polling import Poller, SystemClock
 from mastofargate.errors import MastofargateError
+from mastofargate.target import Target
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 
 STACK = "social-app"
+POLLER = Poller(SystemClock(), 0.0)
 STACK_ID = f"arn:aws:cloudformation:us-east-1:123456789012:stack/{STACK}/abc"
 TEMPLATE = {
     "Resources": {
@@ -100,7 +102,7 @@ def test_a_large_template_goes_through_the_deploy_bucket(target: Target) -> None
     assert {c.logical_id for c in plan.changes} == {"Topic", "Bucket"}
     assert {c.description for c in plan.changes} == {"Alarm notifications", "Private media bucket"}
     stacks.discard(target, plan)
-    assert stacks.describe(target, STACK) is None  # the empty REVIEW_IN_PROGRESS stack went too
+    assert stacks.read_state(target, STACK) is None  # the empty REVIEW_IN_PROGRESS stack went too
 
 
 def test_no_changes_is_not_an_error_and_leaves_no_change_set(target: Target) -> None:
@@ -131,7 +133,6 @@ def stub(monkeypatch: pytest.MonkeyPatch, config_factory: Callable[..., Config])
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never reached: every call is stubbed
-    monkeypatch.setattr(stacks, "POLL_START", 0.0)
     aws.reset_clients()
     client = aws.client("cloudformation", "us-east-1")
     with Stubber(client) as stubber:
@@ -184,7 +185,7 @@ def test_a_failed_update_that_rolled_back_exits_1_naming_the_reason(stub: tuple[
     )
     seen: list[str] = []
     with pytest.raises(MastofargateError) as err:
-        stacks.execute(target, plan, timeout=60, on_event=lambda e: seen.append(e.logical_id))
+        stacks.execute(target, plan, POLLER, timeout=60, on_event=lambda e: seen.append(e.logical_id))
     assert err.value.exit_code == 1
     assert "failed at WebService (Mastodon web)" in err.value.what
     assert err.value.why == "ECS Deployment Circuit Breaker was triggered"
@@ -200,7 +201,7 @@ def test_a_failed_first_creation_says_to_delete_the_stack(stub: tuple[Target, St
         [event(1, "Certificate", "CREATE_FAILED", "Validation timed out", "AWS::CertificateManager::Certificate")],
     )
     with pytest.raises(MastofargateError) as err:
-        stacks.execute(target, plan, timeout=60)
+        stacks.execute(target, plan, POLLER, timeout=60)
     assert err.value.exit_code == 1
     assert err.value.why == "Validation timed out"
     assert f"delete-stack --stack-name {STACK}" in err.value.fix
@@ -214,7 +215,7 @@ def test_a_stack_stuck_in_update_rollback_failed_exits_4_with_the_next_step(stub
         [event(1, "WebService", "UPDATE_FAILED", "Service was deleted by hand")],
     )
     with pytest.raises(MastofargateError) as err:
-        stacks.execute(target, plan, timeout=60)
+        stacks.execute(target, plan, POLLER, timeout=60)
     assert err.value.exit_code == 4
     assert "stuck in UPDATE_ROLLBACK_FAILED" in err.value.what
     assert err.value.why == "Service was deleted by hand"
@@ -228,7 +229,43 @@ def test_a_stack_still_in_progress_at_the_timeout_exits_3(stub: tuple[Target, St
     stubber.add_response("describe_stack_events", {"StackEvents": []}, {"StackName": STACK})
     reader = stacks.EventReader(target, STACK, {})
     with pytest.raises(MastofargateError) as err:
-        stacks.wait(target, STACK, reader, timeout=0)
+        stacks.follow(target, STACK, reader, POLLER, timeout=0)
     assert err.value.exit_code == 3
     assert "still UPDATE_IN_PROGRESS" in err.value.what
-    assert "state on AWS is unknown" in err.value.why
+    assert "CloudFormation goes on with it" in err.value.why
+    assert "mastofargate status" in err.value.fix
+
+
+def test_a_change_set_that_imports_unpublished_exports_is_told_apart_by_type(stub: tuple[Target, Stubber]) -> None:
+    """CloudFormation accepts the change set and then FAILS it with "No export named ... found": the deploy
+    must recognise that case (plan the app stack after the data stack) without reading the text itself."""
+    from mastofargate.aws import ExportsNotPublished
+
+    target, stubber = stub
+    reason = "No export named social-data-BackupBucketName found"
+    stubber.add_response("create_change_set", {"Id": "cs-9", "StackId": STACK_ID})
+    failed = {"ChangeSetId": "cs-9", "StackName": STACK, "Status": "FAILED", "StatusReason": reason, "Changes": []}
+    stubber.add_response("describe_change_set", failed)
+    stubber.add_response("delete_change_set", {}, {"ChangeSetName": "cs-9"})
+    with pytest.raises(ExportsNotPublished) as err:
+        stacks.create_change_set(target, STACK, TEMPLATE, {}, kind="UPDATE")
+    assert reason in err.value.why
+
+
+def test_an_empty_change_set_is_a_plan_without_changes(stub: tuple[Target, Stubber]) -> None:
+    target, stubber = stub
+    stubber.add_response("create_change_set", {"Id": "cs-8", "StackId": STACK_ID})
+    reason = "The submitted information didn't contain changes. Submit different information to create a change set."
+    empty = {"ChangeSetId": "cs-8", "StackName": STACK, "Status": "FAILED", "StatusReason": reason, "Changes": []}
+    stubber.add_response("describe_change_set", empty)
+    stubber.add_response("delete_change_set", {}, {"ChangeSetName": "cs-8"})
+    plan = stacks.create_change_set(target, STACK, TEMPLATE, {}, kind="UPDATE")
+    assert not plan.has_changes and plan.change_set_id is None
+
+
+def test_a_stack_that_does_not_exist_is_a_typed_error_not_a_message(stub: tuple[Target, Stubber]) -> None:
+    target, stubber = stub
+    stubber.add_client_error(
+        "describe_stacks", "ValidationError", f"Stack with id {STACK} does not exist", http_status_code=400
+    )
+    assert stacks.read_state(target, STACK) is None

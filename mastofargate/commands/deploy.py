@@ -48,16 +48,23 @@ def deploy(
 ) -> None:
     """Deploy: preflight, secrets, plan, confirm, migrations and rollout, report. Exit 0 ok, 1 failed and
     rolled back, 2 usage, 3 timed out (state unknown), 4 stack stuck."""
+    import os
+
     from mastofargate.config import load_config
     from mastofargate.deploy import flow
+    from mastofargate.deploy.bootstrap import SMTP_PASSWORD_ENV
+    from mastofargate.deploy.context import Run
+    from mastofargate.deploy.options import DeployOptions, ImageChoice
+    from mastofargate.deploy.preflight import require_confirmation_possible
+    from mastofargate.ui import make_output, stdin_is_tty
 
     cfg = load_config(config)
-    opts = flow.Options(
+    require_confirmation_possible(yes=yes, dry_run=dry_run, interactive=stdin_is_tty())
+    opts = DeployOptions(
         config_path=config,
-        mastodon_tag=mastodon_tag,
-        streaming_tag=streaming_tag,
-        build=build,
-        images_json=images_json,
+        images=ImageChoice(
+            mastodon_tag=mastodon_tag, streaming_tag=streaming_tag, images_json=images_json, build=build
+        ),
         yes=yes,
         dry_run=dry_run,
         allow_data_replacement=allow_data_replacement,
@@ -68,7 +75,14 @@ def deploy(
         data_only=data_only,
         skip_assets=skip_assets,
     )
-    flow.report(flow.deploy(cfg, opts), cfg)
+    run = Run.for_config(cfg, make_output())
+    outcome = flow.deploy(run, opts, confirm, smtp_password=os.environ.get(SMTP_PASSWORD_ENV) or None)
+    flow.report(run, outcome)
+
+
+def confirm(question: str) -> bool:
+    """The one prompt of deploy and rollback (the deploy layer never prompts)."""
+    return bool(typer.confirm(question, default=False))
 
 
 def register(app: typer.Typer) -> None:

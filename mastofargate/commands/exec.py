@@ -21,7 +21,7 @@ import typer
 from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
 
 if TYPE_CHECKING:
-    from mastofargate.deploy.target import Target
+    from mastofargate.target import Target
 
 PLUGIN = "session-manager-plugin"
 
@@ -119,8 +119,8 @@ def exec_(
     Needs AWS's session-manager-plugin on PATH.
     """
     from mastofargate.config import load_config
-    from mastofargate.deploy.target import Target
     from mastofargate.errors import UsageError
+    from mastofargate.target import Target
 
     cfg = load_config(config)
     names = [s.name for s in cfg.all_services]

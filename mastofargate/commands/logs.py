@@ -53,8 +53,8 @@ def logs(
     """Print a service's or one-off job's logs (all its tasks, interleaved by time, UTC)."""
     from mastofargate.config import load_config
     from mastofargate.deploy import logs as cwlogs
-    from mastofargate.deploy.target import Target
     from mastofargate.errors import MastofargateError
+    from mastofargate.target import Target
     from mastofargate.ui import err_console
 
     cfg = load_config(config)

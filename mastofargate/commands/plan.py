@@ -23,12 +23,14 @@ def plan(
     Changes nothing: no secret is created and every change set is deleted again."""
     from mastofargate.config import load_config
     from mastofargate.deploy import flow
+    from mastofargate.deploy.context import Run
+    from mastofargate.deploy.options import ImageChoice, PlanOptions
+    from mastofargate.ui import make_output
 
     cfg = load_config(config)
-    opts = flow.Options(
-        config_path=config, mastodon_tag=mastodon_tag, streaming_tag=streaming_tag, images_json=images_json
-    )
-    if flow.plan_only(cfg, opts) and exit_code:
+    images = ImageChoice(mastodon_tag=mastodon_tag, streaming_tag=streaming_tag, images_json=images_json)
+    opts = PlanOptions(config_path=config, images=images)
+    if flow.plan_only(Run.for_config(cfg, make_output()), opts) and exit_code:
         raise typer.Exit(1)
 
 

@@ -19,12 +19,19 @@ def rollback(
 ) -> None:
     """Deploy the previous image tags again (from the deploy history). Migrations are skipped and NOT
     reverted: the previous version runs on the current database schema."""
+    from mastofargate.commands.deploy import confirm
     from mastofargate.config import load_config
     from mastofargate.deploy import flow
+    from mastofargate.deploy.context import Run
+    from mastofargate.deploy.options import RollbackOptions
+    from mastofargate.deploy.preflight import require_confirmation_possible
+    from mastofargate.ui import make_output, stdin_is_tty
 
     cfg = load_config(config)
-    opts = flow.Options(config_path=config, yes=yes, dry_run=dry_run, timeout=timeout, no_wait=no_wait, admin=False)
-    flow.report(flow.rollback(cfg, opts), cfg)
+    require_confirmation_possible(yes=yes, dry_run=dry_run, interactive=stdin_is_tty(), verb="rollback")
+    opts = RollbackOptions(config_path=config, yes=yes, dry_run=dry_run, timeout=timeout, no_wait=no_wait)
+    run = Run.for_config(cfg, make_output())
+    flow.report(run, flow.rollback(run, opts, confirm))
 
 
 def register(app: typer.Typer) -> None:

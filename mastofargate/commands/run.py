@@ -15,7 +15,7 @@ import typer
 from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
 
 if TYPE_CHECKING:
-    from mastofargate.deploy.target import Target
+    from mastofargate.target import Target
 
 # Everything after the first word of the command is passed through untouched, even options that look like
 # ours (`tootctl media remove -c 5` means --concurrency there, not --config).
@@ -54,7 +54,7 @@ def run_task_command(target: Target, command: list[str], *, timeout: float, poll
 
 def _run(config_path: Path, command: list[str], timeout: float) -> None:
     from mastofargate.config import load_config
-    from mastofargate.deploy.target import Target
+    from mastofargate.target import Target
 
     code = run_task_command(Target(load_config(config_path)), command, timeout=timeout)
     if code:

@@ -14,31 +14,25 @@ import typer
 from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
 
 if TYPE_CHECKING:
-    from mastofargate.deploy.target import Target
+    from mastofargate.target import Target
 
-# A stack in one of these needs a human or a redeploy; UPDATE_ROLLBACK_COMPLETE is not one of them: the
-# previous version is serving (a failed deploy that rolled back, invariant 4).
-FAILED_STACK_STATES = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED", "UPDATE_FAILED")
 VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+(?:-(?:alpha|beta|rc)(?:\.?\d+)*)?")
 
 
 def stack_status(target: Target, stack: str) -> str | None:
     """CloudFormation status of a stack, None when it does not exist."""
-    from botocore.exceptions import ClientError
+    from mastofargate.target import read_state
 
-    from mastofargate import aws
-
-    with aws.aws_errors(f"reading stack {stack}"):
-        try:
-            return str(target.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"])
-        except ClientError as e:
-            if "does not exist" not in str(e):
-                raise
-            return None
+    state = read_state(target, stack)
+    return state.status if state else None
 
 
 def stack_failed(status: str | None) -> bool:
-    return status is not None and (status in FAILED_STACK_STATES or status.endswith("_FAILED"))
+    """A stack that needs a human, or whose creation failed (UPDATE_ROLLBACK_COMPLETE is fine: the previous
+    version is serving)."""
+    from mastofargate.target import phase
+
+    return status is not None and (phase(status) == "stuck" or status == "ROLLBACK_COMPLETE")
 
 
 def image_tag(image: str) -> str:
@@ -199,7 +193,7 @@ def status(
     does not exist, is not at its desired task count, or its last rollout FAILED.
     """
     from mastofargate.config import load_config
-    from mastofargate.deploy.target import Target
+    from mastofargate.target import Target
     from mastofargate.ui import is_ci
 
     data = collect(Target(load_config(config)))

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws
-from mastofargate.errors import EXIT_USAGE, MastofargateError
+from mastofargate.errors import EXIT_USAGE, MastofargateError, UsageError
 from mastofargate.stack.secrets import APP_SECRET_KEYS, OTP_SECRET
 
 if TYPE_CHECKING:
-    from mastofargate.deploy.target import Target
+    from mastofargate.deploy.context import Run
+    from mastofargate.target import Target
 
 ALPHANUMERIC = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 32  # alphanumeric only: safe in URLs, RDS master passwords and ElastiCache auth tokens
@@ -121,7 +122,12 @@ def required_values(kind: str, present: dict[str, Any]) -> dict[str, str]:
                 )
             missing["VAPID_PRIVATE_KEY"], missing["VAPID_PUBLIC_KEY"] = vapid_keys()
         missing_expected = set(APP_SECRET_KEYS) - set(present) - set(missing)
-        assert not missing_expected, f"no generator for {sorted(missing_expected)}"
+        if missing_expected:
+            raise MastofargateError(
+                f"mastofargate has no generator for the app secret keys {sorted(missing_expected)}.",
+                why="a key was added to the app secret's list without a way to make it (a bug)",
+                fix="report this; nothing was written",
+            )
     elif kind in ("database", "redis") and "password" not in present:
         missing["password"] = random_alphanumeric(PASSWORD_LENGTH)
     return missing
@@ -212,19 +218,36 @@ def ensure_secret(target: Target, kind: str, *, dry_run: bool = False) -> tuple[
         return str(info["ARN"]), "unchanged"
     if dry_run:
         return str(info["ARN"]), "would add " + ", ".join(sorted(missing))
-    _put(target, name, {**present, **missing}, present)
+    write_secret(target, name, {**present, **missing}, present)
     return str(info["ARN"]), "added " + ", ".join(sorted(missing))
 
 
-# Keys the operator supplies (not generated), which may therefore be replaced, e.g. a rotated SMTP password.
+# Keys that may be replaced once written: operator-supplied ones (a rotated SMTP password) and ones derived
+# from other values (the ElastiCache URL follows the cache's host). Every other key is generated once and
+# never changed (DESIGN invariant 2).
 OPERATOR_KEYS = frozenset({"SMTP_PASSWORD"})
+DERIVED_KEYS = frozenset({"url"})
+REPLACEABLE_KEYS = OPERATOR_KEYS | DERIVED_KEYS
 
 
-def _put(target: Target, name: str, new: dict[str, Any], old: dict[str, Any]) -> None:
-    """Write a new version; refuses (a bug) to change or drop any generated key `old` has."""
-    changed = [k for k in old if k not in OPERATOR_KEYS and (k not in new or new[k] != old[k])]
-    assert not changed, f"refusing to overwrite existing keys {changed} of {name}"
-    with _quiet_errors(f"adding keys to secret {name}"):
+class SecretOverwriteRefused(MastofargateError):
+    """A write would change or drop a generated key: refused, always (DESIGN invariant 2)."""
+
+
+def write_secret(target: Target, name: str, new: dict[str, Any], old: dict[str, Any]) -> None:
+    """THE way a secret's value is changed: writes `new` as a new version, after checking that every key of
+    `old` that is not replaceable is still in `new` with the same value. An explicit check that raises, not
+    an assert (which `python -O` removes)."""
+    changed = sorted(k for k in old if k not in REPLACEABLE_KEYS and (k not in new or new[k] != old[k]))
+    if changed:
+        raise SecretOverwriteRefused(
+            f"REFUSED: writing secret {name} would change or remove {', '.join(changed)}. Nothing was written.",
+            why="these keys were generated once and must never change: losing them logs users out, breaks push "
+            "and makes encrypted data unreadable",
+            fix="report this (a bug); restore the secret's previous version in Secrets Manager if it was edited",
+            exit_code=EXIT_USAGE,
+        )
+    with _quiet_errors(f"writing secret {name}"):
         target.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(new, sort_keys=True))
 
 
@@ -239,12 +262,17 @@ def ensure_secrets(target: Target, *, dry_run: bool = False) -> SecretsReport:
 
 def set_operator_value(target: Target, key: str, value: str) -> bool:
     """Store an operator-supplied key (SMTP_PASSWORD) in the app secret; True when it changed."""
-    assert key in OPERATOR_KEYS, key
+    if key not in OPERATOR_KEYS:
+        raise SecretOverwriteRefused(
+            f"REFUSED: {key} is not a key the operator may set.",
+            why=f"only {', '.join(sorted(OPERATOR_KEYS))} may be supplied or replaced by hand",
+            exit_code=EXIT_USAGE,
+        )
     name = target.secret_names["app"]
     present = _read(target, name)
     if present.get(key) == value:
         return False
-    _put(target, name, {**present, key: value}, present)
+    write_secret(target, name, {**present, key: value}, present)
     return True
 
 
@@ -282,9 +310,7 @@ def ensure_redis_url(target: Target, cache_host: str) -> str:
     url = redis_url(str(present["password"]), cache_host)
     if present.get("url") == url:
         return "unchanged"
-    new = {**present, "url": url}
-    with _quiet_errors(f"setting the Redis URL in secret {name}"):
-        target.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(new, sort_keys=True))
+    write_secret(target, name, {**present, "url": url}, present)
     return "set url"
 
 
@@ -311,3 +337,63 @@ def delete_secrets(target: Target, recovery_days: int = 30) -> list[str]:
             target.client("secretsmanager").delete_secret(SecretId=name, RecoveryWindowInDays=recovery_days)
         deleted.append(name)
     return deleted
+
+
+# --- the deploy's secrets step -------------------------------------------------------------------------
+
+
+def secrets_step(run: Run, *, dry_run: bool, smtp_password: str | None = None) -> SecretsReport:
+    """Deploy step 2: create or complete the secrets (or, dry run, say what would be done), and store an
+    operator-supplied SMTP password when the config uses SMTP with a login."""
+    target = run.target
+    run.out.step("Secrets")
+    report = ensure_secrets(target, dry_run=dry_run)
+    for kind, action in report.actions.items():
+        run.out.line(f"  {target.secret_names[kind]}: {action}")
+    if target.config.smtp.login and not dry_run:
+        store_smtp_password(run, smtp_password)
+    return report
+
+
+SMTP_PASSWORD_ENV = "MASTOFARGATE_SMTP_PASSWORD"
+
+
+def store_smtp_password(run: Run, password: str | None) -> None:
+    """SMTP needs a password Mastodon reads from the app secret: supplied by the operator (the command layer
+    reads MASTOFARGATE_SMTP_PASSWORD, never the config file), stored once, replaced when a new one is given."""
+    target = run.target
+    name = target.secret_names["app"]
+    if password:
+        changed = set_operator_value(target, "SMTP_PASSWORD", password)
+        run.out.line(f"  {name}: SMTP_PASSWORD {'stored' if changed else 'unchanged'}")
+    elif not has_key(target, "app", "SMTP_PASSWORD"):
+        raise UsageError(
+            f"smtp.login is set but {name} holds no SMTP password; nothing was deployed.",
+            why="the tasks would fail to start without SMTP_PASSWORD",
+            fix=f"export {SMTP_PASSWORD_ENV}='...' and run the command again (it is stored in Secrets Manager, "
+            "never printed)",
+        )
+
+
+def fill_redis_url(run: Run) -> None:
+    """For ElastiCache: the rediss:// URL in the redis secret, once the data stack knows the cache's host."""
+    target = run.target
+    if target.config.deployment.cache != "elasticache":
+        return
+    host = target.stack_outputs(target.data_stack).get("CacheHost")
+    if host:
+        action = ensure_redis_url(target, host)
+        if action != "unchanged":
+            run.out.line(f"  {target.secret_names['redis']}: {action}")
+
+
+def require_arns(target: Target) -> SecretArns:
+    """The three secrets' ARNs, which must exist once the secrets step has run."""
+    arns = existing_arns(target)
+    if arns is None:
+        raise MastofargateError(
+            "The server's secrets are missing after the secrets step.",
+            why="one was deleted while the deploy ran",
+            fix="run 'mastofargate deploy' again",
+        )
+    return arns

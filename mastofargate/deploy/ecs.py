@@ -1,25 +1,27 @@
 """ECS at run time: one-off tasks (migrations, tootctl), watching service rollouts, what is running.
 
-Everything here polls ECS's own records instead of botocore waiters: the `services_stable` waiter gives
-up after 10 minutes and cannot tell a circuit-breaker rollback from success (aws.md), and a one-off task
-needs its logs streamed while it runs. Functions return data; rendering is the caller's.
+A one-off task is polled through deploy.polling (its log lines are streamed while it runs, which no
+waiter does); services are read here and watched by deploy.rollout while CloudFormation updates them (the
+`services_stable` waiter gives up after 10 minutes and cannot tell a circuit-breaker rollback from
+success, aws.md). Functions return data; rendering is the caller's.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws
+from mastofargate.aws import NotFound
 from mastofargate.deploy import logs
+from mastofargate.deploy.polling import DEFAULT_INTERVAL, Clock, Poller, SystemClock
 from mastofargate.errors import EXIT_TIMEOUT, MastofargateError
 
 if TYPE_CHECKING:
-    from mastofargate.deploy.target import Target
+    from mastofargate.target import Target
 
 LOG_TAIL_LINES = 30
 EVENTS_SHOWN = 5
@@ -79,15 +81,6 @@ class ServiceProgress:
     rollout_reason: str
 
 
-@dataclass(frozen=True)
-class RolloutResult:
-    service: str
-    state: Literal["COMPLETED", "FAILED", "IN_PROGRESS"]
-    reason: str
-    events: list[str]
-    stopped: list[StoppedTask]
-
-
 # --- one-off tasks -------------------------------------------------------------------------------------
 
 
@@ -99,7 +92,8 @@ def run_one_off(
     image: str | None = None,
     environment: dict[str, str] | None = None,
     timeout: float = 1800,
-    poll: float = 5.0,
+    poll: float = DEFAULT_INTERVAL,
+    clock: Clock | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> TaskResult:
     """Start one task of `family` on on-demand FARGATE (never Spot: a migration cut short by a Spot
@@ -121,15 +115,16 @@ def run_one_off(
             if on_line:
                 on_line(line)
 
-    deadline = time.monotonic() + timeout
+    poller = Poller(clock or SystemClock(), poll)
+    deadline = poller.deadline(timeout)
     while True:
         task = describe_task(target, task_arn)
         pump()
         if task.get("lastStatus") == "STOPPED":
             break
-        if time.monotonic() >= deadline:
+        if poller.expired(deadline):
             _give_up(target, family, task, timeout)
-        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+        poller.pause(deadline)
     pump()  # awslogs flushes the last lines as the container exits
     stopped = stopped_task(task, _container_name(definition))
     return TaskResult(
@@ -143,19 +138,15 @@ def run_one_off(
 
 def latest_task_definition(target: Target, family: str) -> dict[str, Any]:
     """The family's latest ACTIVE revision, with its tags under the key "tags"."""
-    from botocore.exceptions import ClientError
-
-    with aws.aws_errors(f"reading task definition {family}"):
-        try:
+    try:
+        with aws.aws_errors(f"reading task definition {family}"):
             resp = target.client("ecs").describe_task_definition(taskDefinition=family, include=["TAGS"])
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") not in ("ClientException", "InvalidParameterException"):
-                raise
-            raise MastofargateError(
-                f"There is no task definition {family}.",
-                why=f"ECS said: {e.response.get('Error', {}).get('Message', e)}",
-                fix="deploy first ('mastofargate deploy'); one-off tasks come with the app stack",
-            ) from None
+    except NotFound as e:
+        raise MastofargateError(
+            f"There is no task definition {family}.",
+            why=e.what,
+            fix="deploy first ('mastofargate deploy'); one-off tasks come with the app stack",
+        ) from None
     return {**resp["taskDefinition"], "tags": resp.get("tags", [])}
 
 
@@ -287,115 +278,22 @@ def stopped_task(task: dict[str, Any], container: str | None = None) -> StoppedT
 
 def describe_services(target: Target, services: list[str]) -> dict[str, dict[str, Any]]:
     """Active services by name, batched (<= 10 per call); missing or deleted ones are left out."""
-    from botocore.exceptions import ClientError
-
     found: dict[str, dict[str, Any]] = {}
     ecs = target.client("ecs")
-    with aws.aws_errors(f"reading ECS services of cluster {target.cluster}"):
-        for i in range(0, len(services), DESCRIBE_BATCH):
-            try:
+    for i in range(0, len(services), DESCRIBE_BATCH):
+        try:
+            with aws.aws_errors(f"reading ECS services of cluster {target.cluster}"):
                 resp = ecs.describe_services(cluster=target.cluster, services=services[i : i + DESCRIBE_BATCH])
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
-                    return {}
-                raise
-            for svc in resp.get("services", []):
-                if svc.get("status") == "ACTIVE":
-                    found[svc["serviceName"]] = svc
+        except NotFound:  # no cluster (yet)
+            return {}
+        for svc in resp.get("services", []):
+            if svc.get("status") == "ACTIVE":
+                found[svc["serviceName"]] = svc
     return found
 
 
 def primary_deployment(service: dict[str, Any]) -> dict[str, Any]:
     return next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
-
-
-def _failed_deployment(service: dict[str, Any], old_id: str | None) -> dict[str, Any] | None:
-    """The deployment this rollout is about if it FAILED. With rollback, ECS makes the rollback deployment
-    PRIMARY and leaves the failed one ACTIVE; so when the caller names the pre-update deployment, any other
-    FAILED deployment is this rollout's failure. Without it, only a FAILED PRIMARY counts."""
-    for dep in service.get("deployments", []):
-        if dep.get("rolloutState") != "FAILED" or dep.get("id") == old_id:
-            continue
-        if dep.get("status") == "PRIMARY" or old_id is not None:
-            return dict(dep)
-    return None
-
-
-def _progress(name: str, service: dict[str, Any], old_id: str | None) -> tuple[ServiceProgress, dict[str, Any]]:
-    """Progress of the deployment this rollout is about, and that deployment."""
-    dep = _failed_deployment(service, old_id) or primary_deployment(service)
-    state, reason = dep.get("rolloutState", "IN_PROGRESS"), dep.get("rolloutStateReason", "")
-    if old_id is not None and dep.get("id") == old_id:
-        state, reason = "IN_PROGRESS", "waiting for ECS to start the new deployment"
-    return (
-        ServiceProgress(
-            service=name,
-            desired=int(dep.get("desiredCount", service.get("desiredCount", 0))),
-            running=int(dep.get("runningCount", service.get("runningCount", 0))),
-            pending=int(dep.get("pendingCount", service.get("pendingCount", 0))),
-            failed_tasks=int(dep.get("failedTasks", 0)),
-            rollout_state=state,
-            rollout_reason=reason,
-        ),
-        dep,
-    )
-
-
-def watch_services(
-    target: Target,
-    services: list[str],
-    *,
-    timeout: float,
-    poll: float = 5.0,
-    since_deployment: dict[str, str] | None = None,
-    on_progress: Callable[[ServiceProgress], None] | None = None,
-) -> list[RolloutResult]:
-    """Poll describe_services until every service's deployment is COMPLETED, any one FAILED (the circuit
-    breaker rolled it back), or `timeout` passes; one result per service, in the order given.
-
-    A service whose PRIMARY deployment id is in `since_deployment` has not started its new deployment yet.
-    Failed and timed-out services carry their last events and the recently stopped tasks of the
-    deployment, which is where the cause is (an image that does not start, a health check, OOM).
-    """
-    old = since_deployment or {}
-    deadline = time.monotonic() + timeout
-    done: dict[str, ServiceProgress] = {}
-    latest: dict[str, tuple[ServiceProgress, dict[str, Any], dict[str, Any]]] = {}
-    while True:
-        pending = [s for s in services if s not in done]
-        found = describe_services(target, pending)
-        for name in pending:
-            if name not in found:
-                raise MastofargateError(
-                    f"ECS service {name} does not exist in cluster {target.cluster}.",
-                    why="the app stack did not create it, or it was deleted by hand",
-                    fix="run 'mastofargate status' and 'mastofargate deploy' again",
-                )
-            progress, dep = _progress(name, found[name], old.get(name))
-            latest[name] = (progress, found[name], dep)
-            if on_progress:
-                on_progress(progress)
-            if progress.rollout_state in ("COMPLETED", "FAILED"):
-                done[name] = progress
-        failed = any(p.rollout_state == "FAILED" for p in done.values())
-        if failed or len(done) == len(services) or time.monotonic() >= deadline:
-            break
-        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
-    return [_rollout_result(target, *latest[name]) for name in services]
-
-
-def _rollout_result(
-    target: Target, progress: ServiceProgress, service: dict[str, Any], dep: dict[str, Any]
-) -> RolloutResult:
-    """The result from a service's last progress: COMPLETED, FAILED, or anything else = still IN_PROGRESS."""
-    name, events = progress.service, format_events(service.get("events", []))
-    if progress.rollout_state == "COMPLETED":
-        return RolloutResult(name, "COMPLETED", progress.rollout_reason, events, [])
-    stopped = recent_stopped_tasks(target, name, dep.get("id"))
-    if progress.rollout_state == "FAILED":
-        return RolloutResult(name, "FAILED", progress.rollout_reason, events, stopped)
-    reason = progress.rollout_reason or "still in progress when the wait ran out"
-    return RolloutResult(name, "IN_PROGRESS", reason, events, stopped)
 
 
 def format_events(events: list[dict[str, Any]]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mastofargate import aws
 
 if TYPE_CHECKING:
-    from mastofargate.deploy.target import Target
+    from mastofargate.target import Target
 
 # awslogs delivers late: an event can show up seconds after later ones. `follow` re-reads this window
 # each poll and drops what it has already shown, so late events are not lost.

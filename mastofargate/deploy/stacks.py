@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from mastofargate import aws
-from mastofargate.errors import EXIT_FAILED, EXIT_STUCK, EXIT_TIMEOUT, EXIT_USAGE, MastofargateError
+from mastofargate.aws import ChangeSetEmpty, NotFound, StackFailed, StackNotFound, StackStuck, WaitTimedOut
+from mastofargate.errors import EXIT_USAGE, MastofargateError
+from mastofargate.target import StackState, read_state
+
+__all__ = ["StackState", "read_state"]
 
 if TYPE_CHECKING:
     from troposphere import Template
 
-    from mastofargate.deploy.target import Target
+    from mastofargate.deploy.polling import Poller
+    from mastofargate.target import Target
 
 # CloudFormation refuses a TemplateBody larger than this; bigger templates go through S3.
 TEMPLATE_BODY_LIMIT = 51_200
@@ -45,12 +49,8 @@ DATA_BEARING = {
     "AWS::KMS::Key": "encryption key",
     "AWS::ECR::Repository": "image repository",
 }
-NO_CHANGES = ("didn't contain changes", "No updates are to be performed", "No changes")
-OK_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE", "DELETE_COMPLETE")
-ROLLED_BACK_STATES = ("ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_COMPLETE")
 CANCELLED = ("Resource creation cancelled", "Resource update cancelled", "Resource deletion cancelled")
-POLL_START = 0.25
-POLL_MAX = 5.0
+CHANGE_SET_POLL_SECONDS = 2  # the change_set_create_complete waiter's delay (botocore's default is 30 s)
 
 Kind = Literal["CREATE", "UPDATE"]
 
@@ -70,49 +70,22 @@ def descriptions(template: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _sleep_backoff(delay: float) -> float:
-    time.sleep(delay)
-    return min(delay * 1.6, POLL_MAX)
+# --- stack state (the one reader lives in target.py, below deploy/ and images/) ------------------------------
 
 
-# --- stack state ---------------------------------------------------------------------------------------
-
-
-def describe(target: Target, stack: str) -> dict[str, Any] | None:
-    """The stack, or None when it does not exist (or only a leftover REVIEW_IN_PROGRESS shell exists)."""
-    from botocore.exceptions import ClientError
-
-    with aws.aws_errors(f"reading stack {stack}"):
-        try:
-            stacks = target.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
-        except ClientError as e:
-            if "does not exist" in str(e):
-                return None
-            raise
-    return dict(stacks[0]) if stacks else None
-
-
-def exists(info: dict[str, Any] | None) -> bool:
-    return info is not None and info.get("StackStatus") not in ("REVIEW_IN_PROGRESS", "DELETE_COMPLETE")
-
-
-def parameters(info: dict[str, Any] | None) -> dict[str, str]:
-    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in (info or {}).get("Parameters", [])}
+def exists(state: StackState | None) -> bool:
+    return state is not None and state.exists
 
 
 def deployed_template(target: Target, stack: str) -> dict[str, Any] | None:
     """The template the stack runs now (its metadata names the LOCAL_DOMAIN it was built for)."""
-    from botocore.exceptions import ClientError
-
-    with aws.aws_errors(f"reading the template of stack {stack}"):
-        try:
+    try:
+        with aws.aws_errors(f"reading the template of stack {stack}"):
             body = target.client("cloudformation").get_template(StackName=stack, TemplateStage="Original")[
                 "TemplateBody"
             ]
-        except ClientError as e:
-            if "does not exist" in str(e):
-                return None
-            raise
+    except StackNotFound:
+        return None
     if isinstance(body, dict):
         return body
     try:
@@ -224,16 +197,39 @@ def upload_template(target: Target, bucket: str, stack: str, body: str) -> str:
     digest = hashlib.sha256(body.encode()).hexdigest()
     key = f"templates/{stack}/{digest}.json"
     s3 = target.client("s3")
-    from botocore.exceptions import ClientError
-
-    with aws.aws_errors(f"uploading the {stack} template to s3://{bucket}/{key}"):
-        try:
+    try:
+        with aws.aws_errors(f"looking for the {stack} template in s3://{bucket}/{key}"):
             s3.head_object(Bucket=bucket, Key=key)  # same content, same key: already there
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                raise
+    except NotFound:
+        with aws.aws_errors(f"uploading the {stack} template to s3://{bucket}/{key}"):
             s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
     return f"https://{bucket}.s3.{target.region}.amazonaws.com/{key}"
+
+
+def _template_source(target: Target, stack: str, body: str, bucket: str | None) -> tuple[dict[str, str], str | None]:
+    if bucket:
+        url = upload_template(target, bucket, stack, body)
+        return {"TemplateURL": url}, url
+    if len(body.encode()) <= TEMPLATE_BODY_LIMIT:
+        return {"TemplateBody": body}, None
+    raise MastofargateError(
+        f"The {stack} template is {len(body.encode())} bytes; CloudFormation takes at most "
+        f"{TEMPLATE_BODY_LIMIT} inline and there is no deploy bucket to upload it to.",
+        fix="report this: the data stack template must stay small enough to pass inline",
+    )
+
+
+class ChangeSetFailed(MastofargateError):
+    """CloudFormation could not compute a change set; `reason` is its StatusReason."""
+
+    def __init__(self, stack: str, reason: str) -> None:
+        super().__init__(
+            f"CloudFormation could not plan {stack}.",
+            why=reason or "the change set failed without a reason",
+            fix="fix the cause above and run the command again; nothing was changed",
+        )
+        self.stack = stack
+        self.reason = reason
 
 
 def create_change_set(
@@ -246,29 +242,17 @@ def create_change_set(
     bucket: str | None = None,
     timeout: float = 600,
 ) -> Plan:
-    """Create a change set and wait until CloudFormation has computed it. A change set without changes
-    is deleted and returned as a plan without changes (not an error)."""
-    from botocore.exceptions import ClientError
-
+    """Create a change set and wait (botocore's waiter) until CloudFormation has computed it. A change set
+    without changes is deleted and returned as a plan without changes (not an error). A change set that
+    imports an export the data stack has not published yet raises `aws.ExportsNotPublished`."""
     body = json.dumps(template, sort_keys=True)
-    source: dict[str, str]
-    url = None
-    if bucket:
-        url = upload_template(target, bucket, stack, body)
-        source = {"TemplateURL": url}
-    elif len(body.encode()) <= TEMPLATE_BODY_LIMIT:
-        source = {"TemplateBody": body}
-    else:
-        raise MastofargateError(
-            f"The {stack} template is {len(body.encode())} bytes; CloudFormation takes at most "
-            f"{TEMPLATE_BODY_LIMIT} inline and there is no deploy bucket to upload it to.",
-            fix="report this: the data stack template must stay small enough to pass inline",
-        )
+    source, url = _template_source(target, stack, body, bucket)
     name = f"mastofargate-{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
     cfn = target.client("cloudformation")
     desc = descriptions(template)
-    with aws.aws_errors(f"creating a change set for {stack}"):
-        try:
+    no_changes = Plan(stack, kind, [], params, template, None, "", url, desc)
+    try:
+        with aws.aws_errors(f"creating a change set for {stack}"):
             resp = cfn.create_change_set(
                 StackName=stack,
                 ChangeSetName=name,
@@ -279,53 +263,62 @@ def create_change_set(
                 Tags=[{"Key": "mastofargate:stack", "Value": target.name}],
                 **source,
             )
-        except ClientError as e:
-            if any(s in str(e) for s in NO_CHANGES):
-                return Plan(stack, kind, [], params, template, None, "", url, desc)
-            raise
+    except ChangeSetEmpty:
+        return no_changes
     change_set_id = str(resp["Id"])
     info = _wait_change_set(target, change_set_id, timeout)
-    if info["Status"] == "FAILED":
+    if info.get("Status") == "FAILED":
         reason = str(info.get("StatusReason", ""))
         delete_change_set(target, change_set_id)
-        if any(s in reason for s in NO_CHANGES):
-            return Plan(stack, kind, [], params, template, None, "", url, desc)
-        raise MastofargateError(
-            f"CloudFormation could not plan {stack}.",
-            why=reason or "the change set failed without a reason",
-            fix="fix the cause above and run the command again; nothing was changed",
-        )
-    changes = [_change(rc, desc) for rc in _all_changes(target, change_set_id, info)]
+        if aws.is_no_changes(reason):
+            return no_changes
+        if aws.is_missing_export(reason):
+            raise aws.ExportsNotPublished(
+                f"The {stack} change set imports a value the data stack has not exported yet.",
+                why=reason,
+                fix="update the data stack first (deploy does this in order)",
+            )
+        raise ChangeSetFailed(stack, reason)
+    changes = [_change(rc, desc) for rc in _all_changes(target, change_set_id)]
     return Plan(stack, kind, changes, params, template, change_set_id, "", url, desc)
 
 
 def _wait_change_set(target: Target, change_set_id: str, timeout: float) -> dict[str, Any]:
+    """The change set once computed (CREATE_COMPLETE or FAILED): botocore's waiter, whose end states are
+    terminal. The waiter raises on FAILED; its last response is the answer either way."""
+    from botocore.exceptions import WaiterError
+
     cfn = target.client("cloudformation")
-    deadline = time.monotonic() + timeout
-    delay = POLL_START
-    while True:
-        with aws.aws_errors("reading a change set"):
-            info = dict(cfn.describe_change_set(ChangeSetName=change_set_id))
-        if info.get("Status") in ("CREATE_COMPLETE", "FAILED"):
-            return info
-        if time.monotonic() > deadline:
-            raise MastofargateError(
-                f"CloudFormation took longer than {timeout:.0f} s to compute change set {change_set_id}.",
-                fix="try again; if it keeps happening, look at the change set in the CloudFormation console",
-                exit_code=EXIT_TIMEOUT,
-            )
-        delay = _sleep_backoff(delay)
+    attempts = max(1, int(timeout // CHANGE_SET_POLL_SECONDS))
+    try:
+        with aws.aws_errors("waiting for a change set"):
+            try:
+                cfn.get_waiter("change_set_create_complete").wait(
+                    ChangeSetName=change_set_id,
+                    WaiterConfig={"Delay": CHANGE_SET_POLL_SECONDS, "MaxAttempts": attempts},
+                )
+            except WaiterError as e:
+                last = dict(e.last_response or {})
+                if last.get("Status") == "FAILED":
+                    return last
+                if "Error" in last:
+                    raise
+                raise WaitTimedOut(
+                    f"CloudFormation took longer than {timeout:.0f} s to compute change set {change_set_id}.",
+                    fix="try again; if it keeps happening, look at the change set in the CloudFormation console",
+                ) from None
+    except MastofargateError:
+        raise
+    with aws.aws_errors("reading a change set"):
+        return dict(cfn.describe_change_set(ChangeSetName=change_set_id))
 
 
-def _all_changes(target: Target, change_set_id: str, first: dict[str, Any]) -> list[dict[str, Any]]:
-    out = list(first.get("Changes", []))
-    token = first.get("NextToken")
+def _all_changes(target: Target, change_set_id: str) -> list[dict[str, Any]]:
     cfn = target.client("cloudformation")
-    while token:
-        with aws.aws_errors("reading a change set"):
-            page = cfn.describe_change_set(ChangeSetName=change_set_id, NextToken=token)
-        out += page.get("Changes", [])
-        token = page.get("NextToken")
+    out: list[dict[str, Any]] = []
+    with aws.aws_errors("reading a change set"):
+        for page in cfn.get_paginator("describe_change_set").paginate(ChangeSetName=change_set_id):
+            out += page.get("Changes", [])
     return out
 
 
@@ -353,10 +346,14 @@ def discard(target: Target, plan: Plan) -> None:
     delete_change_set(target, plan.change_set_id)
     plan.change_set_id = None
     if plan.kind == "CREATE":
-        info = describe(target, plan.stack)
-        if info is not None and info.get("StackStatus") == "REVIEW_IN_PROGRESS":
+        state = read_state(target, plan.stack)
+        if state is not None and state.status == "REVIEW_IN_PROGRESS":
             with aws.aws_errors(f"deleting the empty stack {plan.stack}"):
                 target.client("cloudformation").delete_stack(StackName=plan.stack)
+
+
+class DataLossRefused(MastofargateError):
+    """A plan would replace or remove a data-bearing resource (DESIGN invariant 3)."""
 
 
 def refuse_data_loss(plans: list[Plan], allow: bool) -> None:
@@ -365,7 +362,7 @@ def refuse_data_loss(plans: list[Plan], allow: bool) -> None:
     if not losses or allow:
         return
     listed = "; ".join(f"{stack} {c.logical_id} ({c.data_kind}: {c.description})" for stack, c in losses)
-    raise MastofargateError(
+    raise DataLossRefused(
         "REFUSED: this deploy would replace or remove resources that hold data. Nothing was changed.",
         why=listed,
         fix="find the config change that causes it and undo it; if losing that data is really intended, "
@@ -401,26 +398,22 @@ class EventReader:
         self.desc = desc
         self.seen: set[str] = set()
         self.events: list[StackEvent] = []
-        self.since = datetime.now(UTC)
         for event in self._page():  # what is already there is history, not this operation
             self.seen.add(event["EventId"])
 
     def _page(self) -> list[dict[str, Any]]:
-        from botocore.exceptions import ClientError
-
+        """Events newer than the last seen one (the paginator's pages are newest first)."""
         cfn = self.target.client("cloudformation")
         out: list[dict[str, Any]] = []
-        with aws.aws_errors(f"reading events of stack {self.stack}"):
-            try:
+        try:
+            with aws.aws_errors(f"reading events of stack {self.stack}"):
                 for page in cfn.get_paginator("describe_stack_events").paginate(StackName=self.stack):
                     batch = page.get("StackEvents", [])
                     out += batch
                     if any(e["EventId"] in self.seen for e in batch):
                         break
-            except ClientError as e:
-                if "does not exist" in str(e):
-                    return out
-                raise
+        except StackNotFound:
+            return out
         return out
 
     def read(self) -> list[StackEvent]:
@@ -450,65 +443,83 @@ class EventReader:
         return next((e for e in self.events if e.status.endswith("_FAILED")), None)
 
 
-def execute(
-    target: Target,
-    plan: Plan,
-    *,
-    timeout: float,
-    on_event: Callable[[StackEvent], None] | None = None,
-) -> str:
-    """Execute a plan's change set and watch it to the end; returns the final status or raises with
-    the exit code its end state deserves (see the module docstring)."""
+def start(target: Target, plan: Plan) -> EventReader | None:
+    """Execute a plan's change set and return at once (the reader of its events); None when there is
+    nothing to execute. Follow it with `follow`."""
     if plan.change_set_id is None:
-        return "NO_CHANGES"
+        return None
     reader = EventReader(target, plan.stack, plan._descriptions or descriptions(plan.template))
     with aws.aws_errors(f"executing the change set of {plan.stack}"):
         target.client("cloudformation").execute_change_set(ChangeSetName=plan.change_set_id)
     plan.change_set_id = None
-    return wait(target, plan.stack, reader, timeout=timeout, on_event=on_event)
+    return reader
 
 
-def wait(
+def execute(
     target: Target,
-    stack: str,
-    reader: EventReader,
+    plan: Plan,
+    poller: Poller,
     *,
     timeout: float,
     on_event: Callable[[StackEvent], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+) -> str:
+    """Execute a plan's change set and follow it to the end; returns the final status or raises (see
+    `follow`)."""
+    reader = start(target, plan)
+    if reader is None:
+        return "NO_CHANGES"
+    return follow(target, plan.stack, reader, poller, timeout=timeout, on_event=on_event, on_tick=on_tick)
+
+
+def follow(
+    target: Target,
+    stack: str,
+    reader: EventReader,
+    poller: Poller,
+    *,
+    timeout: float,
+    on_event: Callable[[StackEvent], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
     deleting: bool = False,
 ) -> str:
-    """Poll a stack until it leaves *_IN_PROGRESS; report its new events on the way."""
-    deadline = time.monotonic() + timeout
-    delay = POLL_START
+    """Poll a stack until it leaves *_IN_PROGRESS, streaming its new events to on_event and calling on_tick
+    once per poll (the deploy reads its services' deployments there). Returns an OK status; raises
+    StackFailed (rolled back: exit 1), StackStuck (exit 4) or WaitTimedOut (exit 3)."""
+    deadline = poller.deadline(timeout)
     while True:
-        info = describe(target, stack)
+        state = read_state(target, stack)
         for event in reader.read():
             if on_event:
                 on_event(event)
-        status = "DELETE_COMPLETE" if info is None and deleting else str((info or {}).get("StackStatus", ""))
-        if info is None and not deleting:
-            raise MastofargateError(f"Stack {stack} disappeared while it was being changed.", exit_code=EXIT_TIMEOUT)
-        if not status.endswith("_IN_PROGRESS"):
-            return verdict(stack, status, reader, info)
-        if time.monotonic() > deadline:
-            raise MastofargateError(
-                f"Gave up waiting for stack {stack} after {timeout:.0f} s; it is still {status}.",
-                why="the operation takes longer than --timeout; the state on AWS is unknown until it ends",
-                fix=f"watch it with 'aws cloudformation describe-stacks --stack-name {stack}' (or the console); "
-                "when it has finished, run 'mastofargate deploy' again",
-                exit_code=EXIT_TIMEOUT,
+        if on_tick:
+            on_tick()
+        if state is None or (deleting and state.status == "DELETE_COMPLETE"):
+            if deleting:
+                return "DELETE_COMPLETE"
+            raise StackFailed(stack, "", "", "", what=f"Stack {stack} disappeared while it was being changed.")
+        if state.phase != "in_progress":
+            return verdict(state, reader)
+        if poller.expired(deadline):
+            raise WaitTimedOut(
+                f"Gave up waiting for stack {stack} after {timeout:.0f} s; it is still {state.status}.",
+                why="the operation takes longer than --timeout; CloudFormation goes on with it",
+                fix=f"watch it with 'mastofargate status' (or 'aws cloudformation describe-stacks --stack-name "
+                f"{stack}'); when it has finished, run 'mastofargate deploy' again",
             )
-        delay = _sleep_backoff(delay)
+        poller.pause(deadline)
 
 
-def verdict(stack: str, status: str, reader: EventReader, info: dict[str, Any] | None) -> str:
-    """OK states pass through; failures raise with what failed, why, and what to do."""
-    if status in OK_STATES:
+def verdict(state: StackState, reader: EventReader) -> str:
+    """OK states pass through; failures raise typed errors saying what failed, why, and what to do."""
+    stack, status = state.name, state.status
+    if state.phase == "ok":
         return status
     failure = reader.first_failure()
+    logical_id = failure.logical_id if failure else ""
     what = f"{failure.logical_id} ({failure.description or failure.resource_type})" if failure else stack
-    why = failure.reason if failure and failure.reason else str((info or {}).get("StackStatusReason", "")) or status
-    if status in ROLLED_BACK_STATES:
+    reason = failure.reason if failure and failure.reason else state.reason or status
+    if state.phase == "rolled_back":
         undone = "the stack was never created" if status == "ROLLBACK_COMPLETE" else "the previous state is back"
         fix = (
             f"fix the cause and run 'mastofargate deploy' again (the failed stack is deleted first: "
@@ -516,30 +527,28 @@ def verdict(stack: str, status: str, reader: EventReader, info: dict[str, Any] |
             if status == "ROLLBACK_COMPLETE"
             else "fix the cause and run 'mastofargate deploy' again"
         )
-        raise MastofargateError(
-            f"Stack {stack} failed at {what} and was rolled back ({status}: {undone}).",
-            why=why,
+        raise StackFailed(
+            stack,
+            logical_id,
+            status,
+            reason,
+            what=f"Stack {stack} failed at {what} and was rolled back ({status}: {undone}).",
             fix=fix,
-            exit_code=EXIT_FAILED,
         )
     if status == "DELETE_FAILED":
         fix = (
             f"remove what blocks the delete (see why), then 'aws cloudformation delete-stack --stack-name {stack}' "
             "or run the command again"
         )
-    else:
+    elif failure:
         fix = (
             f"aws cloudformation continue-update-rollback --stack-name {stack}  (add --resources-to-skip "
             f"{failure.logical_id} if that resource cannot roll back), then run 'mastofargate deploy' again"
-            if failure
-            else f"aws cloudformation continue-update-rollback --stack-name {stack}, then 'mastofargate deploy'"
         )
-    raise MastofargateError(
-        f"Stack {stack} is stuck in {status} at {what}; it needs a human.",
-        why=why,
-        fix=fix,
-        exit_code=EXIT_STUCK,
-    )
+    else:
+        fix = f"aws cloudformation continue-update-rollback --stack-name {stack}, then 'mastofargate deploy'"
+    what = f"Stack {stack} is stuck in {status} at {what}; it needs a human."
+    raise StackStuck(stack, logical_id, status, reason, what=what, fix=fix)
 
 
 def set_termination_protection(target: Target, stack: str, enabled: bool) -> None:
@@ -550,11 +559,16 @@ def set_termination_protection(target: Target, stack: str, enabled: bool) -> Non
 
 
 def delete_stack(
-    target: Target, stack: str, *, timeout: float, on_event: Callable[[StackEvent], None] | None = None
+    target: Target,
+    stack: str,
+    poller: Poller,
+    *,
+    timeout: float,
+    on_event: Callable[[StackEvent], None] | None = None,
 ) -> str:
     """Delete a stack and wait for it to be gone."""
     template = deployed_template(target, stack) or {}
     reader = EventReader(target, stack, descriptions(template))
     with aws.aws_errors(f"deleting stack {stack}"):
         target.client("cloudformation").delete_stack(StackName=stack)
-    return wait(target, stack, reader, timeout=timeout, on_event=on_event, deleting=True)
+    return follow(target, stack, reader, poller, timeout=timeout, on_event=on_event, deleting=True)

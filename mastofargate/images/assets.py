@@ -74,7 +74,7 @@ def content_type(name: str) -> str:
 
 def default_bucket(config: Config) -> str:
     """The data stack's media bucket; a clear error when the stack is not there yet."""
-    from mastofargate.deploy.target import Target
+    from mastofargate.target import Target
 
     target = Target(config)
     bucket = target.stack_outputs(target.data_stack).get("MediaBucketName")

@@ -1,0 +1,198 @@
+"""Deploy step 5, the rollout: a stack change executed while its services are watched, and explained.
+
+On AWS, CloudFormation does not finish updating an `AWS::ECS::Service` until the service is stable, and
+when the deployment circuit breaker trips it fails the resource and rolls the *stack* back. So the services
+are watched *while* the change set executes: every poll reads the stack's new events and, for each service
+the change touches, the deployment the update started (desired / running / pending / failed tasks, rollout
+state). The deployments that existed before are recorded first, so the one being reported is the new one,
+not the one ECS restores.
+
+When the stack fails, the failure names the service, the stopped task's reason and exit code, the last log
+lines of its container and the newest service events — what the user needs to fix it — says that the
+previous version is still serving, and gives the next command (`StackFailed`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mastofargate.aws import StackFailed
+from mastofargate.deploy import ecs, logs, stacks
+from mastofargate.deploy.context import Run
+from mastofargate.deploy.ecs import ServiceProgress, StoppedTask
+from mastofargate.target import phase
+
+LOG_LINES_SHOWN = 15
+EVENTS_SHOWN = 3
+
+
+def touched_services(plan: stacks.Plan) -> list[str]:
+    """ECS service names whose resources the plan adds or modifies (read off the template)."""
+    resources = plan.template.get("Resources") or {}
+    names = []
+    for change in plan.changes:
+        if change.resource_type != "AWS::ECS::Service" or change.action not in ("Add", "Modify"):
+            continue
+        name = str(((resources.get(change.logical_id) or {}).get("Properties") or {}).get("ServiceName", ""))
+        if name:
+            names.append(name)
+    return names
+
+
+def service_of(plan: stacks.Plan, logical_id: str) -> str | None:
+    resource = (plan.template.get("Resources") or {}).get(logical_id) or {}
+    if resource.get("Type") != "AWS::ECS::Service":
+        return None
+    return str((resource.get("Properties") or {}).get("ServiceName", "")) or None
+
+
+@dataclass
+class ServiceWatch:
+    """What was seen of one service during the update."""
+
+    before: str  # PRIMARY deployment id before the update ("" for a new service)
+    deployment: dict[str, Any] = field(default_factory=dict)
+    service: dict[str, Any] = field(default_factory=dict)
+    progress: ServiceProgress | None = None
+
+
+class RolloutMonitor:
+    """Reads the touched services once per poll and reports the deployment the update started."""
+
+    def __init__(self, run: Run, services: list[str]) -> None:
+        self.run = run
+        self.watches: dict[str, ServiceWatch] = {}
+        found = ecs.describe_services(run.target, services) if services else {}
+        for name in services:
+            before = ecs.primary_deployment(found[name]).get("id", "") if name in found else ""
+            self.watches[name] = ServiceWatch(before=str(before))
+
+    def tick(self) -> None:
+        if not self.watches:
+            return
+        found = ecs.describe_services(self.run.target, list(self.watches))
+        for name, watch in self.watches.items():
+            svc = found.get(name)
+            if svc is None:
+                continue
+            watch.service = svc
+            followed = watch.deployment.get("id")
+            followed = followed if followed != watch.before else None
+            watch.deployment = same_deployment(svc, followed) or new_deployment(svc, watch.before)
+            watch.progress = progress_of(name, svc, watch.deployment)
+            self.run.out.service(watch.progress)
+
+    def story(self, service: str) -> list[str]:
+        """Why a service's new deployment failed: its rollout reason, stopped tasks (reason, exit code), the
+        failing container's last log lines and the newest service events. Never raises: gathering the
+        cause must not hide the failure."""
+        watch = self.watches.get(service)
+        if watch is None:
+            return []
+        try:
+            return self._story(service, watch)
+        except Exception as e:  # reading the cause failed (permissions, throttling): say so, keep the failure
+            return [f"(could not read the service's own story: {type(e).__name__})"]
+
+    def _story(self, service: str, watch: ServiceWatch) -> list[str]:
+        target = self.run.target
+        found = ecs.describe_services(target, [service]).get(service, watch.service)
+        lines: list[str] = []
+        dep = watch.deployment or new_deployment(found, watch.before)
+        if dep.get("rolloutStateReason"):
+            lines.append(f"ECS: {dep['rolloutStateReason']}")
+        stopped = ecs.recent_stopped_tasks(target, service, dep.get("id") or None)
+        for task in stopped[:2]:
+            lines.append(describe_stopped(task))
+        if stopped:
+            task = ecs.task_id(stopped[0].task_arn)
+            tail = logs.tail(target, service, since_seconds=3600, limit=LOG_LINES_SHOWN, task_id=task)
+            if tail:
+                lines.append("last log lines of the failed task:\n    " + "\n    ".join(tail))
+        lines += [f"event {e}" for e in ecs.format_events(found.get("events", []))[:EVENTS_SHOWN]]
+        return lines
+
+
+def describe_stopped(task: StoppedTask) -> str:
+    code = f", exit code {task.exit_code}" if task.exit_code is not None else ""
+    return f"stopped task {ecs.task_id(task.task_arn)[:12]}: {task.summary or 'no reason given'}{code}"
+
+
+def new_deployment(service: dict[str, Any], before: str) -> dict[str, Any]:
+    """The deployment the update started: the newest one that did not exist before (ECS lists the
+    newest first); the PRIMARY one when the update started none (a count change)."""
+    for dep in service.get("deployments", []):
+        if dep.get("id") != before:
+            return dict(dep)
+    return ecs.primary_deployment(service)
+
+
+def same_deployment(service: dict[str, Any], deployment_id: str | None) -> dict[str, Any] | None:
+    """The deployment already being followed: once the update's deployment is known it is followed to
+    its end, even after a circuit-breaker rollback starts a newer one (which restores the old version)."""
+    if not deployment_id:
+        return None
+    return next((dict(d) for d in service.get("deployments", []) if d.get("id") == deployment_id), None)
+
+
+def progress_of(name: str, service: dict[str, Any], dep: dict[str, Any]) -> ServiceProgress:
+    state = str(dep.get("rolloutState", "") or "IN_PROGRESS")
+    reason = str(dep.get("rolloutStateReason", "") or "")
+    return ServiceProgress(
+        service=name,
+        desired=int(dep.get("desiredCount", service.get("desiredCount", 0))),
+        running=int(dep.get("runningCount", service.get("runningCount", 0))),
+        pending=int(dep.get("pendingCount", service.get("pendingCount", 0))),
+        failed_tasks=int(dep.get("failedTasks", 0)),
+        rollout_state=state,
+        rollout_reason=reason,
+    )
+
+
+def apply(run: Run, plan: stacks.Plan, *, timeout: float, serving: str = "") -> None:
+    """Execute the plan's change set, streaming stack events and the touched services' new deployments
+    until the stack settles. A failure raises StackFailed with the service's story, the fact that the
+    previous version (`serving`) is still serving, and the next command."""
+    monitor = RolloutMonitor(run, touched_services(plan))
+    stack = plan.stack
+    with run.out.live():
+        try:
+            stacks.execute(
+                run.target,
+                plan,
+                run.poller,
+                timeout=timeout,
+                on_event=lambda e: run.out.stack_event(stack, e.line()),
+                on_tick=monitor.tick,
+            )
+        except StackFailed as failure:
+            raise explain(failure, plan, monitor, serving) from None
+
+
+def explain(failure: StackFailed, plan: stacks.Plan, monitor: RolloutMonitor, serving: str) -> StackFailed:
+    """Add the ECS side of a failed stack change: which service, why its tasks stopped, what they logged."""
+    service = service_of(plan, failure.logical_id)
+    if service is None:  # a failure elsewhere; name the service whose rollout failed, if one did
+        service = next(
+            (n for n, w in monitor.watches.items() if w.progress and w.progress.rollout_state == "FAILED"), None
+        )
+    if phase(failure.status) != "rolled_back":
+        return failure
+    still = ""
+    if plan.kind == "UPDATE":
+        still = f" The previous version{f' ({serving})' if serving else ''} is still serving."
+    if service is None:
+        what = f"{failure.what}{still}"
+        why = failure.why
+        fix = failure.fix
+    else:
+        what = f"The rollout of {service} failed and CloudFormation rolled {plan.stack} back.{still}"
+        why = "; ".join([f"CloudFormation: {failure.reason}", *monitor.story(service)])
+        fix = (
+            f"read 'mastofargate logs {service}', fix the cause (image, config, memory), then run "
+            "'mastofargate deploy' again (or 'mastofargate rollback')"
+        )
+    return StackFailed(
+        failure.stack, failure.logical_id, failure.status, failure.reason, what=what, why=why, fix=fix
+    )
