@@ -6,8 +6,8 @@ No-change deploy: the emulator (tests/deploy_sandbox.py) gets a first install, t
 with nothing to do, several times. Each run is timed in this process (flow.deploy) and split into time
 spent inside AWS API calls (botocore's `_make_api_call`, i.e. the emulator's answers over HTTP), time
 sleeping between polls (counted by the clock the deploy is given), and the rest: our own overhead (config,
-templates, plan, output). The same no-change deploy through the CLI in a fresh process (`python -m mastofargate deploy`) adds interpreter
-and import start-up. Medians are reported.
+templates, plan, output). The same no-change deploy through the CLI in a fresh process
+(`python -m mastofargate deploy`) adds interpreter and import start-up. Medians are reported.
 
 Rollout critical path: from a healthy new task to the old one gone = health-check interval x healthy
 threshold + deregistration delay, read from the target groups in the generated app template (and checked
