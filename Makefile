@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m compileall -q mastofargate  # bytecode even where PYTHONDONTWRITEBYTECODE is set (as on CI here)
 	touch $(STAMP)
 
-# The whole suite: lint, then every test (Docker-backed image tests start their own engine and registry).
-test: install
-	$(BIN)/ruff check mastofargate tests bench
+# The whole suite: lint and type check, then every test (Docker-backed image tests start their own engine
+# and registry).
+test: lint
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check mastofargate tests bench
+	$(BIN)/mypy
 
 # Regenerate the committed cfn/ and task_definitions/ from the example mastofargate.toml.
 synth: install

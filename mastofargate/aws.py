@@ -35,7 +35,8 @@ def client(service: str, region: str) -> Any:
 
     with aws_errors(f"setting up the {service} client"):
         session = boto3.session.Session()
-        return session.client(
+        # boto3-stubs types each service name as a Literal; these names come from our own call sites.
+        return session.client(  # type: ignore[call-overload]
             service,
             region_name=region,
             config=BotoConfig(

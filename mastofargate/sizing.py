@@ -19,7 +19,7 @@ connection count) is computed from this table by the functions below and never r
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["web", "streaming", "sidekiq", "postgres", "redis"]
 ProfileName = Literal["personal", "community", "large"]
@@ -301,6 +301,6 @@ def connection_budget(services: tuple[ServiceSize, ...], job: ServiceSize) -> di
     return budget
 
 
-def with_override(size: ServiceSize, **changes: object) -> ServiceSize:
+def with_override(size: ServiceSize, **changes: Any) -> ServiceSize:
     """A row with user overrides applied; None values keep the documented number."""
     return replace(size, **{k: v for k, v in changes.items() if v is not None})

@@ -7,12 +7,17 @@ stack builders (stack/context.py) are stated once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mastofargate import aws, names
 from mastofargate.aws import StackNotFound
 from mastofargate.config import Config
 from mastofargate.stack.secrets import secret_names
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_ecs.type_defs import NetworkConfigurationTypeDef
 
 Phase = Literal["absent", "in_progress", "ok", "rolled_back", "stuck"]
 
@@ -60,7 +65,7 @@ def read_state(target: Target, stack: str) -> StackState | None:
     """The stack's state, or None when CloudFormation has no such stack."""
     try:
         with aws.aws_errors(f"reading stack {stack}"):
-            stacks = target.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+            stacks = target.cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except StackNotFound:
         return None
     if not stacks:
@@ -110,6 +115,16 @@ class Target:
     def client(self, service: str) -> Any:
         return aws.client(service, self.region)
 
+    @property
+    def cloudformation(self) -> CloudFormationClient:
+        """The CloudFormation client, typed (boto3-stubs): calls and answers are checked by mypy."""
+        return self.client("cloudformation")
+
+    @property
+    def ecs(self) -> ECSClient:
+        """The ECS client, typed (boto3-stubs)."""
+        return self.client("ecs")
+
     def stack_outputs(self, stack: str, refresh: bool = False) -> dict[str, str]:
         """Outputs of a deployed stack ({} when it does not exist)."""
         if refresh or stack not in self._outputs:
@@ -117,7 +132,7 @@ class Target:
             self._outputs[stack] = dict(state.outputs) if state else {}
         return self._outputs[stack]
 
-    def network_configuration(self) -> dict[str, Any]:
+    def network_configuration(self) -> NetworkConfigurationTypeDef:
         """awsvpcConfiguration for one-off tasks: the data stack's subnets and the tasks' security group."""
         out = self.stack_outputs(self.data_stack)
         if "SubnetIds" not in out or "TaskSecurityGroupId" not in out:

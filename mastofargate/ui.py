@@ -75,12 +75,18 @@ def show_error(error: MastofargateError) -> None:
 class ServiceRow(Protocol):
     """What the live table shows of a service (deploy.ecs.ServiceProgress has these fields)."""
 
-    service: str
-    desired: int
-    running: int
-    pending: int
-    failed_tasks: int
-    rollout_state: str
+    @property
+    def service(self) -> str: ...
+    @property
+    def desired(self) -> int: ...
+    @property
+    def running(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def failed_tasks(self) -> int: ...
+    @property
+    def rollout_state(self) -> str: ...
 
 
 class Output:

@@ -21,6 +21,8 @@ import typer
 from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
 
 if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import TaskTypeDef
+
     from mastofargate.target import Target
 
 PLUGIN = "session-manager-plugin"
@@ -41,7 +43,7 @@ def find_plugin() -> str:
     return path
 
 
-def plugin_argv(plugin: str, response: dict[str, Any], task: dict[str, Any], region: str, endpoint: str) -> list[str]:
+def plugin_argv(plugin: str, response: dict[str, Any], task: TaskTypeDef, region: str, endpoint: str) -> list[str]:
     """The plugin's command line, as the AWS CLI builds it: session, region, StartSession, profile,
     the SSM target `ecs:CLUSTER_TASKID_RUNTIMEID`, and the ECS endpoint."""
     container = response["containerName"]

@@ -14,6 +14,8 @@ import typer
 from mastofargate.commands.options import DEFAULT_CONFIG, ConfigOption
 
 if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import ServiceTypeDef
+
     from mastofargate.target import Target
 
 VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+(?:-(?:alpha|beta|rc)(?:\.?\d+)*)?")
@@ -97,7 +99,7 @@ def collect(target: Target) -> dict[str, Any]:
     }
 
 
-def _service_row(name: str, role: str, service: dict[str, Any] | None, image: str) -> dict[str, Any]:
+def _service_row(name: str, role: str, service: ServiceTypeDef | None, image: str) -> dict[str, Any]:
     from mastofargate.deploy.ecs import primary_deployment
 
     if service is None:

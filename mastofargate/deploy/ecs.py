@@ -9,7 +9,7 @@ success, aws.md). Functions return data; rendering is the caller's.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,16 @@ from mastofargate.deploy.polling import DEFAULT_INTERVAL, Clock, Poller, SystemC
 from mastofargate.errors import EXIT_TIMEOUT, MastofargateError
 
 if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import (
+        ContainerOverrideTypeDef,
+        ContainerTypeDef,
+        DeploymentTypeDef,
+        NetworkConfigurationTypeDef,
+        ServiceEventTypeDef,
+        ServiceTypeDef,
+        TaskTypeDef,
+    )
+
     from mastofargate.target import Target
 
 LOG_TAIL_LINES = 30
@@ -140,7 +150,7 @@ def latest_task_definition(target: Target, family: str) -> dict[str, Any]:
     """The family's latest ACTIVE revision, with its tags under the key "tags"."""
     try:
         with aws.aws_errors(f"reading task definition {family}"):
-            resp = target.client("ecs").describe_task_definition(taskDefinition=family, include=["TAGS"])
+            resp = target.ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
     except NotFound as e:
         raise MastofargateError(
             f"There is no task definition {family}.",
@@ -150,7 +160,7 @@ def latest_task_definition(target: Target, family: str) -> dict[str, Any]:
     return {**resp["taskDefinition"], "tags": resp.get("tags", [])}
 
 
-def container_image(definition: dict[str, Any]) -> str:
+def container_image(definition: Mapping[str, Any]) -> str:
     return str(definition["containerDefinitions"][0].get("image", ""))
 
 
@@ -172,11 +182,11 @@ def register_with_image(target: Target, definition: dict[str, Any], image: str) 
     tags = [t for t in definition.get("tags", []) if t.get("key") != PURPOSE_TAG]
     tags.append({"key": PURPOSE_TAG, "value": why[:256]})
     with aws.aws_errors(f"registering a copy of {definition['family']} on image {image}"):
-        resp = target.client("ecs").register_task_definition(**spec, tags=tags)
+        resp = target.ecs.register_task_definition(**spec, tags=tags)
     return {**resp["taskDefinition"], "tags": resp.get("tags", tags)}
 
 
-def _network(target: Target) -> dict[str, Any]:
+def _network(target: Target) -> NetworkConfigurationTypeDef:
     try:
         return target.network_configuration()
     except KeyError:
@@ -190,14 +200,14 @@ def _network(target: Target) -> dict[str, Any]:
 def _start_task(
     target: Target, definition: dict[str, Any], command: list[str] | None, environment: dict[str, str] | None
 ) -> str:
-    override: dict[str, Any] = {"name": _container_name(definition)}
+    override: ContainerOverrideTypeDef = {"name": _container_name(definition)}
     if command:
         override["command"] = list(command)
     if environment:
         override["environment"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
-    family = definition["family"]
+    family = str(definition["family"])
     with aws.aws_errors(f"starting a {family} task"):
-        resp = target.client("ecs").run_task(
+        resp = target.ecs.run_task(
             cluster=target.cluster,
             taskDefinition=definition["taskDefinitionArn"],
             count=1,
@@ -234,18 +244,18 @@ def task_id(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
 
 
-def describe_task(target: Target, task_arn: str) -> dict[str, Any]:
+def describe_task(target: Target, task_arn: str) -> TaskTypeDef:
     with aws.aws_errors(f"reading task {task_arn}"):
-        tasks = target.client("ecs").describe_tasks(cluster=target.cluster, tasks=[task_arn])["tasks"]
+        tasks = target.ecs.describe_tasks(cluster=target.cluster, tasks=[task_arn])["tasks"]
     if not tasks:
         raise MastofargateError(f"ECS no longer knows task {task_arn}.", fix="see 'mastofargate status'")
-    return dict(tasks[0])
+    return tasks[0]
 
 
-def _give_up(target: Target, family: str, task: dict[str, Any], timeout: float) -> None:
+def _give_up(target: Target, family: str, task: TaskTypeDef, timeout: float) -> None:
     arn = task["taskArn"]
     with aws.aws_errors(f"stopping task {arn}"):
-        target.client("ecs").stop_task(
+        target.ecs.stop_task(
             cluster=target.cluster, task=arn, reason=f"mastofargate gave up waiting after {timeout:.0f} s"
         )
     raise MastofargateError(
@@ -257,14 +267,14 @@ def _give_up(target: Target, family: str, task: dict[str, Any], timeout: float) 
     )
 
 
-def stopped_task(task: dict[str, Any], container: str | None = None) -> StoppedTask:
+def stopped_task(task: TaskTypeDef, container: str | None = None) -> StoppedTask:
     """Why a task stopped: its stoppedReason plus the essential container's exit code and reason."""
     containers = task.get("containers", [])
+    empty: ContainerTypeDef = {}
     chosen = next((c for c in containers if container and c.get("name") == container), None)
     if chosen is None:
-        chosen = next(
-            (c for c in containers if c.get("exitCode") not in (None, 0)), containers[0] if containers else {}
-        )
+        failed = (c for c in containers if c.get("exitCode") not in (None, 0))
+        chosen = next(failed, containers[0] if containers else empty)
     return StoppedTask(
         task_arn=str(task.get("taskArn", "")),
         stopped_reason=str(task.get("stoppedReason", "")),
@@ -276,10 +286,10 @@ def stopped_task(task: dict[str, Any], container: str | None = None) -> StoppedT
 # --- services ------------------------------------------------------------------------------------------
 
 
-def describe_services(target: Target, services: list[str]) -> dict[str, dict[str, Any]]:
+def describe_services(target: Target, services: list[str]) -> dict[str, ServiceTypeDef]:
     """Active services by name, batched (<= 10 per call); missing or deleted ones are left out."""
-    found: dict[str, dict[str, Any]] = {}
-    ecs = target.client("ecs")
+    found: dict[str, ServiceTypeDef] = {}
+    ecs = target.ecs
     for i in range(0, len(services), DESCRIBE_BATCH):
         try:
             with aws.aws_errors(f"reading ECS services of cluster {target.cluster}"):
@@ -292,11 +302,13 @@ def describe_services(target: Target, services: list[str]) -> dict[str, dict[str
     return found
 
 
-def primary_deployment(service: dict[str, Any]) -> dict[str, Any]:
-    return next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
+def primary_deployment(service: ServiceTypeDef) -> DeploymentTypeDef:
+    """The deployment ECS is rolling towards ({} for a service that has none)."""
+    none: DeploymentTypeDef = {}
+    return next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), none)
 
 
-def format_events(events: list[dict[str, Any]]) -> list[str]:
+def format_events(events: list[ServiceEventTypeDef]) -> list[str]:
     """The last service events, newest first (ECS's own order), as "HH:MM:SS message" in local time."""
     out = []
     for event in events[:EVENTS_SHOWN]:
@@ -309,7 +321,7 @@ def format_events(events: list[dict[str, Any]]) -> list[str]:
 def recent_stopped_tasks(target: Target, service: str, deployment_id: str | None) -> list[StoppedTask]:
     """The service's recently stopped tasks (ECS keeps them about an hour), newest first, preferring those
     the given deployment started (a service task's startedBy is its deployment id)."""
-    ecs = target.client("ecs")
+    ecs = target.ecs
     with aws.aws_errors(f"reading stopped tasks of {service}"):
         arns = ecs.list_tasks(cluster=target.cluster, serviceName=service, desiredStatus="STOPPED")["taskArns"]
         tasks = ecs.describe_tasks(cluster=target.cluster, tasks=arns[:100])["tasks"] if arns else []
@@ -318,7 +330,7 @@ def recent_stopped_tasks(target: Target, service: str, deployment_id: str | None
     return [stopped_task(t) for t in chosen]
 
 
-def _stopped_at(task: dict[str, Any]) -> float:
+def _stopped_at(task: TaskTypeDef) -> float:
     at = task.get("stoppedAt") or task.get("createdAt")
     return at.timestamp() if isinstance(at, datetime) else 0.0
 
@@ -329,7 +341,7 @@ def service_images(target: Target, services: list[str]) -> dict[str, str]:
     found = describe_services(target, services)
     definitions: dict[str, str] = {}
     images: dict[str, str] = {}
-    ecs = target.client("ecs")
+    ecs = target.ecs
     for name in services:
         if name not in found:
             continue
@@ -343,9 +355,9 @@ def service_images(target: Target, services: list[str]) -> dict[str, str]:
     return images
 
 
-def running_tasks(target: Target, service: str) -> list[dict[str, Any]]:
+def running_tasks(target: Target, service: str) -> list[TaskTypeDef]:
     """The service's tasks that are RUNNING now (ECS Exec needs one), newest first."""
-    ecs = target.client("ecs")
+    ecs = target.ecs
     with aws.aws_errors(f"listing tasks of {service}"):
         arns = ecs.list_tasks(cluster=target.cluster, serviceName=service, desiredStatus="RUNNING")["taskArns"]
         tasks = ecs.describe_tasks(cluster=target.cluster, tasks=arns[:100])["tasks"] if arns else []

@@ -158,7 +158,7 @@ def web_task_domains(target: Target) -> dict[str, str]:
         family = f"{target.name}-{size.name}"
         try:
             with aws.aws_errors(f"reading task definition {family}"):
-                td = target.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
+                td = target.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
         except NotFound:
             continue
         for container in td.get("containerDefinitions", []):

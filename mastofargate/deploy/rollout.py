@@ -15,13 +15,16 @@ previous version is still serving, and gives the next command (`StackFailed`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mastofargate.aws import StackFailed
 from mastofargate.deploy import ecs, logs, stacks
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.ecs import ServiceProgress, StoppedTask
 from mastofargate.target import phase
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import DeploymentTypeDef, ServiceTypeDef
 
 LOG_LINES_SHOWN = 15
 EVENTS_SHOWN = 3
@@ -52,8 +55,8 @@ class ServiceWatch:
     """What was seen of one service during the update."""
 
     before: str  # PRIMARY deployment id before the update ("" for a new service)
-    deployment: dict[str, Any] = field(default_factory=dict)
-    service: dict[str, Any] = field(default_factory=dict)
+    deployment: DeploymentTypeDef = field(default_factory=lambda: no_deployment())
+    service: ServiceTypeDef | None = None
     progress: ServiceProgress | None = None
 
 
@@ -97,17 +100,18 @@ class RolloutMonitor:
 
     def _story(self, service: str, watch: ServiceWatch) -> list[str]:
         target = self.run.target
-        found = ecs.describe_services(target, [service]).get(service, watch.service)
+        found = ecs.describe_services(target, [service]).get(service) or watch.service
+        if found is None:
+            return []
         lines: list[str] = []
         dep = watch.deployment or new_deployment(found, watch.before)
         if dep.get("rolloutStateReason"):
             lines.append(f"ECS: {dep['rolloutStateReason']}")
         stopped = ecs.recent_stopped_tasks(target, service, dep.get("id") or None)
-        for task in stopped[:2]:
-            lines.append(describe_stopped(task))
+        lines += [describe_stopped(task) for task in stopped[:2]]
         if stopped:
-            task = ecs.task_id(stopped[0].task_arn)
-            tail = logs.tail(target, service, since_seconds=3600, limit=LOG_LINES_SHOWN, task_id=task)
+            newest = ecs.task_id(stopped[0].task_arn)
+            tail = logs.tail(target, service, since_seconds=3600, limit=LOG_LINES_SHOWN, task_id=newest)
             if tail:
                 lines.append("last log lines of the failed task:\n    " + "\n    ".join(tail))
         lines += [f"event {e}" for e in ecs.format_events(found.get("events", []))[:EVENTS_SHOWN]]
@@ -119,24 +123,28 @@ def describe_stopped(task: StoppedTask) -> str:
     return f"stopped task {ecs.task_id(task.task_arn)[:12]}: {task.summary or 'no reason given'}{code}"
 
 
-def new_deployment(service: dict[str, Any], before: str) -> dict[str, Any]:
+def no_deployment() -> DeploymentTypeDef:
+    return {}
+
+
+def new_deployment(service: ServiceTypeDef, before: str) -> DeploymentTypeDef:
     """The deployment the update started: the newest one that did not exist before (ECS lists the
     newest first); the PRIMARY one when the update started none (a count change)."""
     for dep in service.get("deployments", []):
         if dep.get("id") != before:
-            return dict(dep)
+            return dep
     return ecs.primary_deployment(service)
 
 
-def same_deployment(service: dict[str, Any], deployment_id: str | None) -> dict[str, Any] | None:
+def same_deployment(service: ServiceTypeDef, deployment_id: str | None) -> DeploymentTypeDef | None:
     """The deployment already being followed: once the update's deployment is known it is followed to
     its end, even after a circuit-breaker rollback starts a newer one (which restores the old version)."""
     if not deployment_id:
         return None
-    return next((dict(d) for d in service.get("deployments", []) if d.get("id") == deployment_id), None)
+    return next((d for d in service.get("deployments", []) if d.get("id") == deployment_id), None)
 
 
-def progress_of(name: str, service: dict[str, Any], dep: dict[str, Any]) -> ServiceProgress:
+def progress_of(name: str, service: ServiceTypeDef, dep: DeploymentTypeDef) -> ServiceProgress:
     state = str(dep.get("rolloutState", "") or "IN_PROGRESS")
     reason = str(dep.get("rolloutStateReason", "") or "")
     return ServiceProgress(

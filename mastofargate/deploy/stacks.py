@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from mastofargate import aws
 from mastofargate.aws import ChangeSetEmpty, NotFound, StackFailed, StackNotFound, StackStuck, WaitTimedOut
@@ -30,6 +30,12 @@ from mastofargate.target import StackState, read_state
 __all__ = ["StackState", "read_state"]
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudformation.literals import CapabilityType
+    from mypy_boto3_cloudformation.type_defs import (
+        ChangeTypeDef,
+        DescribeChangeSetOutputTypeDef,
+        StackEventTypeDef,
+    )
     from troposphere import Template
 
     from mastofargate.deploy.polling import Poller
@@ -37,7 +43,7 @@ if TYPE_CHECKING:
 
 # CloudFormation refuses a TemplateBody larger than this; bigger templates go through S3.
 TEMPLATE_BODY_LIMIT = 51_200
-CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
+CAPABILITIES: list[CapabilityType] = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 # Resources that hold user data or identity: replacing or removing one loses data (DESIGN invariant 3).
 DATA_BEARING = {
     "AWS::RDS::DBInstance": "database",
@@ -81,7 +87,7 @@ def deployed_template(target: Target, stack: str) -> dict[str, Any] | None:
     """The template the stack runs now (its metadata names the LOCAL_DOMAIN it was built for)."""
     try:
         with aws.aws_errors(f"reading the template of stack {stack}"):
-            body = target.client("cloudformation").get_template(StackName=stack, TemplateStage="Original")[
+            body = target.cloudformation.get_template(StackName=stack, TemplateStage="Original")[
                 "TemplateBody"
             ]
     except StackNotFound:
@@ -248,7 +254,7 @@ def create_change_set(
     body = json.dumps(template, sort_keys=True)
     source, url = _template_source(target, stack, body, bucket)
     name = f"mastofargate-{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
-    cfn = target.client("cloudformation")
+    cfn = target.cloudformation
     desc = descriptions(template)
     no_changes = Plan(stack, kind, [], params, template, None, "", url, desc)
     try:
@@ -261,7 +267,7 @@ def create_change_set(
                 Capabilities=CAPABILITIES,
                 Description="mastofargate deploy",
                 Tags=[{"Key": "mastofargate:stack", "Value": target.name}],
-                **source,
+                **source,  # type: ignore[arg-type]  # TemplateBody or TemplateURL, both str
             )
     except ChangeSetEmpty:
         return no_changes
@@ -283,12 +289,12 @@ def create_change_set(
     return Plan(stack, kind, changes, params, template, change_set_id, "", url, desc)
 
 
-def _wait_change_set(target: Target, change_set_id: str, timeout: float) -> dict[str, Any]:
+def _wait_change_set(target: Target, change_set_id: str, timeout: float) -> DescribeChangeSetOutputTypeDef:
     """The change set once computed (CREATE_COMPLETE or FAILED): botocore's waiter, whose end states are
     terminal. The waiter raises on FAILED; its last response is the answer either way."""
     from botocore.exceptions import WaiterError
 
-    cfn = target.client("cloudformation")
+    cfn = target.cloudformation
     attempts = max(1, int(timeout // CHANGE_SET_POLL_SECONDS))
     try:
         with aws.aws_errors("waiting for a change set"):
@@ -298,9 +304,9 @@ def _wait_change_set(target: Target, change_set_id: str, timeout: float) -> dict
                     WaiterConfig={"Delay": CHANGE_SET_POLL_SECONDS, "MaxAttempts": attempts},
                 )
             except WaiterError as e:
-                last = dict(e.last_response or {})
+                last: Any = e.last_response or {}
                 if last.get("Status") == "FAILED":
-                    return last
+                    return cast("DescribeChangeSetOutputTypeDef", last)
                 if "Error" in last:
                     raise
                 raise WaitTimedOut(
@@ -310,20 +316,20 @@ def _wait_change_set(target: Target, change_set_id: str, timeout: float) -> dict
     except MastofargateError:
         raise
     with aws.aws_errors("reading a change set"):
-        return dict(cfn.describe_change_set(ChangeSetName=change_set_id))
+        return cfn.describe_change_set(ChangeSetName=change_set_id)
 
 
-def _all_changes(target: Target, change_set_id: str) -> list[dict[str, Any]]:
-    cfn = target.client("cloudformation")
-    out: list[dict[str, Any]] = []
+def _all_changes(target: Target, change_set_id: str) -> list[ChangeTypeDef]:
+    cfn = target.cloudformation
+    out: list[ChangeTypeDef] = []
     with aws.aws_errors("reading a change set"):
         for page in cfn.get_paginator("describe_change_set").paginate(ChangeSetName=change_set_id):
             out += page.get("Changes", [])
     return out
 
 
-def _change(raw: dict[str, Any], desc: dict[str, str]) -> Change:
-    rc = raw.get("ResourceChange", {})
+def _change(raw: ChangeTypeDef, desc: dict[str, str]) -> Change:
+    rc = raw.get("ResourceChange") or {}
     logical_id = str(rc.get("LogicalResourceId", ""))
     return Change(
         action=str(rc.get("Action", "")),
@@ -336,7 +342,7 @@ def _change(raw: dict[str, Any], desc: dict[str, str]) -> Change:
 
 def delete_change_set(target: Target, change_set_id: str) -> None:
     with aws.aws_errors("deleting a change set"):
-        target.client("cloudformation").delete_change_set(ChangeSetName=change_set_id)
+        target.cloudformation.delete_change_set(ChangeSetName=change_set_id)
 
 
 def discard(target: Target, plan: Plan) -> None:
@@ -349,7 +355,7 @@ def discard(target: Target, plan: Plan) -> None:
         state = read_state(target, plan.stack)
         if state is not None and state.status == "REVIEW_IN_PROGRESS":
             with aws.aws_errors(f"deleting the empty stack {plan.stack}"):
-                target.client("cloudformation").delete_stack(StackName=plan.stack)
+                target.cloudformation.delete_stack(StackName=plan.stack)
 
 
 class DataLossRefused(MastofargateError):
@@ -401,10 +407,10 @@ class EventReader:
         for event in self._page():  # what is already there is history, not this operation
             self.seen.add(event["EventId"])
 
-    def _page(self) -> list[dict[str, Any]]:
+    def _page(self) -> list[StackEventTypeDef]:
         """Events newer than the last seen one (the paginator's pages are newest first)."""
-        cfn = self.target.client("cloudformation")
-        out: list[dict[str, Any]] = []
+        cfn = self.target.cloudformation
+        out: list[StackEventTypeDef] = []
         try:
             with aws.aws_errors(f"reading events of stack {self.stack}"):
                 for page in cfn.get_paginator("describe_stack_events").paginate(StackName=self.stack):
@@ -450,7 +456,7 @@ def start(target: Target, plan: Plan) -> EventReader | None:
         return None
     reader = EventReader(target, plan.stack, plan._descriptions or descriptions(plan.template))
     with aws.aws_errors(f"executing the change set of {plan.stack}"):
-        target.client("cloudformation").execute_change_set(ChangeSetName=plan.change_set_id)
+        target.cloudformation.execute_change_set(ChangeSetName=plan.change_set_id)
     plan.change_set_id = None
     return reader
 
@@ -553,7 +559,7 @@ def verdict(state: StackState, reader: EventReader) -> str:
 
 def set_termination_protection(target: Target, stack: str, enabled: bool) -> None:
     with aws.aws_errors(f"{'enabling' if enabled else 'disabling'} termination protection of {stack}"):
-        target.client("cloudformation").update_termination_protection(
+        target.cloudformation.update_termination_protection(
             StackName=stack, EnableTerminationProtection=enabled
         )
 
@@ -570,5 +576,5 @@ def delete_stack(
     template = deployed_template(target, stack) or {}
     reader = EventReader(target, stack, descriptions(template))
     with aws.aws_errors(f"deleting stack {stack}"):
-        target.client("cloudformation").delete_stack(StackName=stack)
+        target.cloudformation.delete_stack(StackName=stack)
     return follow(target, stack, reader, poller, timeout=timeout, on_event=on_event, deleting=True)

@@ -6,6 +6,8 @@ Secrets (passwords, keys, the Redis URL that embeds a password) go through `secr
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from troposphere import Join
 
 from mastofargate.sizing import ServiceSize
@@ -14,7 +16,7 @@ from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
 from mastofargate.stack.network import POSTGRES_PORT, REDIS_PORT
 
-EnvValue = str | Join | object
+EnvValue: TypeAlias = str | Join | object
 
 
 def _database(b: Build, role: str) -> dict[str, EnvValue]:
