@@ -12,6 +12,8 @@ module (`_classify`).
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -25,6 +27,8 @@ from mastofargate.errors import EXIT_FAILED, EXIT_STUCK, EXIT_TIMEOUT, EXIT_USAG
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 20
 MAX_ATTEMPTS = 3
+# A call still unanswered after this long gets a line on stderr, so a slow network never looks like a hang.
+SLOW_CALL_NOTICE = 5.0
 
 
 @cache
@@ -208,6 +212,9 @@ def aws_errors(doing: str) -> Iterator[None]:
     )
     from botocore.parsers import ResponseParserError
 
+    notice = threading.Timer(SLOW_CALL_NOTICE, _still_waiting, args=(doing,))
+    notice.daemon = True
+    notice.start()
     try:
         yield
     except MastofargateError:
@@ -270,6 +277,13 @@ def aws_errors(doing: str) -> Iterator[None]:
             why=str(e)[:300],
             fix="check the AWS settings (profile, region, endpoint) and run the command again",
         ) from None
+    finally:
+        notice.cancel()
+
+
+def _still_waiting(doing: str) -> None:
+    sys.stderr.write(f"still waiting for AWS ({doing})...\n")
+    sys.stderr.flush()
 
 
 def _service_from_meta(error: Any) -> str:

@@ -76,13 +76,19 @@ def deploy(
         skip_assets=skip_assets,
     )
     run = Run.for_config(cfg, make_output())
-    outcome = flow.deploy(run, opts, confirm, smtp_password=os.environ.get(SMTP_PASSWORD_ENV) or None)
+    with run.interruptible():
+        outcome = flow.deploy(run, opts, confirm, smtp_password=os.environ.get(SMTP_PASSWORD_ENV) or None)
     flow.report(run, outcome)
 
 
 def confirm(question: str) -> bool:
-    """The one prompt of deploy and rollback (the deploy layer never prompts)."""
-    return bool(typer.confirm(question, default=False))
+    """The one prompt of deploy and rollback (the deploy layer never prompts). Ctrl-C at the prompt is a no."""
+    import click
+
+    try:
+        return bool(typer.confirm(question, default=False))
+    except click.exceptions.Abort:
+        return False
 
 
 def register(app: typer.Typer) -> None:

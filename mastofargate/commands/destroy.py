@@ -44,7 +44,7 @@ def destroy(
     require_confirmation_possible(yes=yes, dry_run=dry_run, interactive=stdin_is_tty(), verb="destroy")
     if delete_data and not dry_run:
         _confirm_domain(cfg.server.domain, confirm_domain)
-    run = Run.for_config(cfg, make_output())
+    run = Run.for_config(cfg, make_output(), verb="destroy")
     target = run.target
     app = stacks.read_state(target, target.app_stack)
     data = stacks.read_state(target, target.data_stack)
@@ -57,11 +57,12 @@ def destroy(
         return
     if not yes and not typer.confirm("Delete this?", default=False):
         raise MastofargateError("Cancelled; nothing was deleted.")
-    if app is not None:
-        teardown.delete_app(run, timeout=timeout)
-    if delete_data:
-        teardown.delete_data(run, data, timeout=timeout)
-    else:
+    with run.interruptible():
+        if app is not None:
+            teardown.delete_app(run, timeout=timeout)
+        if delete_data:
+            teardown.delete_data(run, data, timeout=timeout)
+    if not delete_data:
         run.out.line(
             f"Kept {target.data_stack} (database, file system, media bucket, network) and the secrets; "
             "'mastofargate deploy' brings the server back."

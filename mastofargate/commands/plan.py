@@ -30,7 +30,11 @@ def plan(
     cfg = load_config(config)
     images = ImageChoice(mastodon_tag=mastodon_tag, streaming_tag=streaming_tag, images_json=images_json)
     opts = PlanOptions(config_path=config, images=images)
-    if flow.plan_only(Run.for_config(cfg, make_output()), opts) and exit_code:
+    run = Run.for_config(cfg, make_output(), verb="plan")
+    with run.interruptible(), run.pending("change sets made for the plan (they change nothing; delete them or "
+                                          "let the next plan or deploy replace them)"):
+        changes = flow.plan_only(run, opts)
+    if changes and exit_code:
         raise typer.Exit(1)
 
 

@@ -30,8 +30,10 @@ def rollback(
     cfg = load_config(config)
     require_confirmation_possible(yes=yes, dry_run=dry_run, interactive=stdin_is_tty(), verb="rollback")
     opts = RollbackOptions(config_path=config, yes=yes, dry_run=dry_run, timeout=timeout, no_wait=no_wait)
-    run = Run.for_config(cfg, make_output())
-    flow.report(run, flow.rollback(run, opts, confirm))
+    run = Run.for_config(cfg, make_output(), verb="rollback")
+    with run.interruptible():
+        outcome = flow.rollback(run, opts, confirm)
+    flow.report(run, outcome)
 
 
 def register(app: typer.Typer) -> None:

@@ -93,7 +93,7 @@ def apply_data(run: Run, plan: stacks.Plan, opts: DeployOptions) -> bool:
     target = run.target
     if plan.has_changes:
         run.out.step(f"{'Creating' if plan.kind == 'CREATE' else 'Updating'} {target.data_stack}")
-        with run.out.live():
+        with run.pending(f"CloudFormation is changing {target.data_stack}; it carries on without mastofargate"):
             stacks.execute(
                 target,
                 plan,

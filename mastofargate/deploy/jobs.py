@@ -41,16 +41,18 @@ def run_job(
     family = f"{run.target.name}-{job}"
     what = describe or (" ".join(command) if command else JOB_COMMANDS.get(job, "its own command"))
     run.out.step(f"Running {job} ({what})" + (f" on {image.rsplit('/', 1)[-1]}" if image else ""))
-    return ecs.run_one_off(
-        run.target,
-        family,
-        command,
-        image=image,
-        timeout=timeout,
-        poll=run.poller.interval,
-        clock=run.poller.clock,
-        on_line=(lambda line: run.out.task_line(job, line)) if show_lines else None,
-    )
+    pending = f"the one-off task {family} may still run on ECS; follow it with 'mastofargate logs {job}'"
+    with run.pending(pending):
+        return ecs.run_one_off(
+            run.target,
+            family,
+            command,
+            image=image,
+            timeout=timeout,
+            poll=run.poller.interval,
+            clock=run.poller.clock,
+            on_line=(lambda line: run.out.task_line(job, line)) if show_lines else None,
+        )
 
 
 def task_failure(job: str, result: TaskResult, what: str, fix: str) -> MastofargateError:

@@ -164,7 +164,11 @@ def apply(run: Run, plan: stacks.Plan, *, timeout: float, serving: str = "") -> 
     previous version (`serving`) is still serving, and the next command."""
     monitor = RolloutMonitor(run, touched_services(plan))
     stack = plan.stack
-    with run.out.live():
+    pending = (
+        f"CloudFormation is changing {stack}; it carries on without mastofargate (and rolls back by itself if "
+        "the services fail to start)"
+    )
+    with run.pending(pending), run.out.live():
         try:
             stacks.execute(
                 run.target,

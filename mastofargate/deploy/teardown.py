@@ -53,13 +53,15 @@ def show_plan(run: Run, app: StackState | None, data: StackState | None, delete_
 def delete_app(run: Run, *, timeout: float) -> None:
     target = run.target
     run.out.step(f"Deleting {target.app_stack}")
-    stacks.delete_stack(
-        target,
-        target.app_stack,
-        run.poller,
-        timeout=timeout,
-        on_event=lambda e: run.out.stack_event(target.app_stack, e.line()),
-    )
+    pending = f"CloudFormation is deleting {target.app_stack}; it carries on without mastofargate"
+    with run.pending(pending):
+        stacks.delete_stack(
+            target,
+            target.app_stack,
+            run.poller,
+            timeout=timeout,
+            on_event=lambda e: run.out.stack_event(target.app_stack, e.line()),
+        )
 
 
 def delete_data(run: Run, data: StackState | None, *, timeout: float) -> None:
@@ -76,13 +78,14 @@ def delete_data(run: Run, data: StackState | None, *, timeout: float) -> None:
             empty_bucket(target, outputs["DeployBucketName"])
         stacks.set_termination_protection(target, target.data_stack, False)
         run.out.step(f"Deleting {target.data_stack}")
-        stacks.delete_stack(
-            target,
-            target.data_stack,
-            run.poller,
-            timeout=timeout,
-            on_event=lambda e: run.out.stack_event(target.data_stack, e.line()),
-        )
+        with run.pending(f"CloudFormation is deleting {target.data_stack}; it carries on without mastofargate"):
+            stacks.delete_stack(
+                target,
+                target.data_stack,
+                run.poller,
+                timeout=timeout,
+                on_event=lambda e: run.out.stack_event(target.data_stack, e.line()),
+            )
         for key, what in RETAINED.items():
             if outputs.get(key):
                 run.out.line(f"  still there (retained): {what}: {outputs[key]}")
