@@ -77,7 +77,7 @@ def garbage_server() -> Iterator[str]:
     """Answers every request with 200 and a body that is not an AWS response (a captive proxy)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             body = b"<html><body>Please log in to the hotel wifi</body"
             self.send_response(200)
