@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 
 # The whole suite: lint, then every test (Docker-backed image tests start their own engine and registry).
 test: install
-	$(BIN)/ruff check mastofargate tests bench
+	$(BIN)/ruff check mastofargate sandbox tests bench
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: install
-	$(BIN)/ruff check mastofargate tests bench
+	$(BIN)/ruff check mastofargate sandbox tests bench
 
 # Regenerate the committed cfn/ and task_definitions/ from the example mastofargate.toml.
 synth: install

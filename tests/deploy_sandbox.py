@@ -1,6 +1,6 @@
-"""The local AWS emulator (mastofargate.deploy.sandbox) for deploy tests, and helpers to drive the CLI.
+"""The local AWS emulator (the top-level `sandbox` package) for deploy tests, and helpers to drive the CLI.
 
-`start_sandbox()` runs `python -m mastofargate.deploy.sandbox --port 0` (a moto server with stand-ins so the
+`start_sandbox()` runs `python -m sandbox --port 0` (a moto server with stand-ins so the
 real templates deploy) and returns its URL; `Recorder` records every AWS API call the CLI makes in this
 process (botocore's `_make_api_call`), so tests can assert what was and was not called, and in which order.
 """
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mastofargate import aws
+
+REPO = Path(__file__).resolve().parents[1]
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -76,7 +78,7 @@ def start_sandbox(log_dir: Path) -> Sandbox:
         [
             sys.executable,
             "-m",
-            "mastofargate.deploy.sandbox",
+            "sandbox",
             "--port",
             "0",
             "--task-seconds",
@@ -87,6 +89,7 @@ def start_sandbox(log_dir: Path) -> Sandbox:
         stdout=handle,
         stderr=subprocess.STDOUT,
         text=True,
+        cwd=REPO,  # the emulator is the top-level `sandbox` package, beside (not inside) mastofargate
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """`mastofargate deploy` end to end against the local AWS emulator, with the REAL templates.
 
-The emulator is mastofargate.deploy.sandbox: a moto server plus stand-ins for the resource types moto's
+The emulator is the top-level `sandbox` package: a moto server plus stand-ins for the resource types moto's
 CloudFormation cannot create (listed in that module). One first install (module fixture) is shared by the
 tests below, which run in file order on one xdist worker and build on each other's state:
 install -> no-change deploy -> refused LOCAL_DOMAIN change -> no-TTY refusal -> upgrade -> plan ->
