@@ -1,26 +1,45 @@
 """Patches of moto's CloudFormation backend (change sets are how every deploy talks to CloudFormation).
 
 Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
+  - ExecuteChangeSet returns at once and the stack changes over time, waiting for ECS services and rolling
+    back on failure (sandbox/operations.py has the sequences); moto applied everything inside the call;
+  - while a stack operation is in progress, CreateChangeSet and ExecuteChangeSet on that stack are refused
+    ("... is in UPDATE_IN_PROGRESS state and can not be updated."); executing a change set drops the
+    stack's other change sets;
   - a CREATE change set's stack sees the region's exports (moto builds it without them, so every
     `Fn::ImportValue` of the app stack failed);
-  - executing a change set refreshes the stack's outputs, exports and parameters (moto keeps those of
-    the empty REVIEW_IN_PROGRESS stack), records one event per changed resource (moto records only stack
-    events), and turns an exception while applying into a rolled-back stack with a `*_FAILED` event
-    carrying the reason, instead of an HTTP 500; and drops the stack's change sets once one has been
-    executed;
-  - a resource whose only change is a parameter, used directly or through a condition (`Fn::If`), or a
-    changed task definition it refers to (a new revision, so a new ARN), is listed in the change set and
-    updated when it executes (moto listed parameter-only changes not at all and missed conditions);
+  - a resource whose only change is a parameter, used directly, through `Fn::Sub` or through a condition
+    (`Fn::If`), or a changed task definition it refers to (a new revision, so a new ARN), is listed in the
+    change set and updated when it executes (moto listed parameter-only changes not at all and missed
+    conditions and Fn::Sub); modified resources are applied after the modified resources they refer to;
+  - DescribeStackEvents pages (100 events, NextToken), newest first (moto returned every event at once);
   - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
   - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing.
+
+Still unlike AWS: DeleteStack is synchronous (the stack is gone when the call returns, with DELETE events).
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import time
 from typing import Any
 
-_FINAL_FAIL = {"CREATE": "ROLLBACK_COMPLETE", "UPDATE": "UPDATE_ROLLBACK_COMPLETE"}
+from sandbox import operations
+
+EVENTS_PAGE = 100  # DescribeStackEvents returns at most this many events per page, newest first
+
+
+def _refuse_if_busy(stack: Any) -> None:
+    """AWS refuses to change a stack while an operation on it is in progress."""
+    from moto.cloudformation.exceptions import ValidationError
+
+    if stack.status.endswith("_IN_PROGRESS") and stack.status != "REVIEW_IN_PROGRESS":
+        raise ValidationError(
+            stack.name,
+            message=f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.",
+        )
 
 
 def patch() -> None:
@@ -28,11 +47,9 @@ def patch() -> None:
     from moto.cloudformation import models, responses
     from moto.cloudformation.exceptions import ValidationError
     from moto.cloudformation.parsing import ResourceMap
-    from moto.core.utils import utcnow
 
     backend_cls = models.CloudFormationBackend
     original_create = backend_cls.create_change_set
-    original_execute = backend_cls.execute_change_set
     original_delete = backend_cls.delete_stack
     original_map_delete = ResourceMap.delete
     from moto.cloudformation import parsing
@@ -40,8 +57,11 @@ def patch() -> None:
     for fname in ("parse_and_create_resource", "parse_and_update_resource"):
         setattr(parsing, fname, _remember_failing_resource(getattr(parsing, fname)))
 
-    def create_change_set(self: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
-        change_set_id, stack_id = original_create(self, *args, **kwargs)
+    def create_change_set(self: Any, stack_name: str, *args: Any, **kwargs: Any) -> tuple[str, str]:
+        for stack in self.stacks.values():
+            if stack.name == stack_name:
+                _refuse_if_busy(stack)
+        change_set_id, stack_id = original_create(self, stack_name, *args, **kwargs)
         stack = self.stacks[stack_id]
         stack.cross_stack_resources = self.exports
         stack.resource_map.cross_stack_resources = self.exports
@@ -55,45 +75,10 @@ def patch() -> None:
                 message=f"ChangeSet [{change_set.change_set_id}] cannot be executed in its current status of "
                 f"[{change_set.status}]",
             )
-        stack = self.stacks[change_set.stack_id]
-        kind = change_set.change_set_type
-        old_exports = list(stack.exports)
-        for export in old_exports:
-            self.exports.pop(export.name, None)
-        try:
-            original_execute(self, change_set_name, stack_name)
-        except Exception as e:  # AWS reports the failed resource and rolls back; so do we
-            reason = getattr(e, "message", None) or str(e) or type(e).__name__
-            failed = next(
-                (c for c in change_set.changes if c.logical_resource_id == getattr(e, "_sandbox_logical_id", None)),
-                None,
-            )
-            _resource_event(stack, failed, f"{kind}_FAILED", reason)
-            stack.status = _FINAL_FAIL[kind]
-            stack._add_stack_event(stack.status)
-            change_set.execution_status = "EXECUTE_FAILED"
-            for export in old_exports:
-                self.exports[export.name] = export
-            return
-        stack.template = change_set.template
-        stack._parse_template()
-        stack.description = stack.template_dict.get("Description")
-        stack.output_map = stack._create_output_map()
-        for export in stack.exports:
-            self.exports[export.name] = export
-        if change_set.parameters:
-            stack.parameters = dict(change_set.parameters)
-        final = stack.events.pop()  # re-order: resource events before the stack's COMPLETE event
-        status = "CREATE" if kind == "CREATE" else "UPDATE"
-        for change in change_set.changes:
-            action = {"Add": "CREATE", "Modify": "UPDATE", "Remove": "DELETE"}[change.action]
-            _resource_event(stack, change, f"{action}_IN_PROGRESS", None)
-            _resource_event(stack, change, f"{action}_COMPLETE", None)
-        final.timestamp = utcnow()
-        stack.events.append(final)
-        stack.status = f"{status}_COMPLETE"
-        for cs_id in [i for i, cs in self.change_sets.items() if cs.stack_id == stack.stack_id]:
+        _refuse_if_busy(self.stacks[change_set.stack_id])
+        for cs_id in [i for i, cs in self.change_sets.items() if cs.stack_id == change_set.stack_id]:
             del self.change_sets[cs_id]  # AWS drops a stack's change sets once one is executed
+        operations.start(self, change_set, time.monotonic())
 
     def diff(self: Any) -> list[Any]:
         names = self.stack.resource_map.build_resource_diff(self.template_dict, self.parameters)
@@ -123,7 +108,7 @@ def patch() -> None:
                 modify.append(name)
         return {
             "Add": [name for name in new if name not in old],
-            "Modify": modify,
+            "Modify": _dependency_order(modify, new),
             "Remove": [name for name in old if name not in new],
         }
 
@@ -149,6 +134,17 @@ def patch() -> None:
         stack.enable_termination_protection = bool(self._get_bool_param("EnableTerminationProtection"))
         return ActionResult({"StackId": stack.stack_id})
 
+    def describe_stack_events(self: Any) -> Any:
+        from moto.core.responses import ActionResult
+
+        events = self.cloudformation_backend.describe_stack_events(self._get_param("StackName"))[::-1]
+        token = self._get_param("NextToken")
+        start = int(token) if token and str(token).isdigit() else 0
+        result: dict[str, Any] = {"StackEvents": events[start : start + EVENTS_PAGE]}
+        if start + EVENTS_PAGE < len(events):
+            result["NextToken"] = str(start + EVENTS_PAGE)
+        return ActionResult(result)
+
     backend_cls.create_change_set = create_change_set  # type: ignore[method-assign]
     backend_cls.execute_change_set = execute_change_set  # type: ignore[method-assign]
     backend_cls.delete_stack = delete_stack  # type: ignore[method-assign]
@@ -156,6 +152,7 @@ def patch() -> None:
     ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
     ResourceMap.delete = map_delete  # type: ignore[method-assign]
     responses.CloudFormationResponse.update_termination_protection = update_termination_protection  # type: ignore[attr-defined]
+    responses.CloudFormationResponse.describe_stack_events = describe_stack_events  # type: ignore[method-assign]
 
 
 def _refs(node: Any) -> tuple[set[str], set[str]]:
@@ -170,6 +167,9 @@ def _refs(node: Any) -> tuple[set[str], set[str]]:
                 conds.add(value)
             elif key == "Fn::If" and isinstance(value, list) and value and isinstance(value[0], str):
                 conds.add(value[0])
+            elif key == "Fn::Sub":  # "${Name}" and "${Resource.Attr}" in the string are references too
+                text = value[0] if isinstance(value, list) and value else value
+                refs |= {m.split(".", 1)[0] for m in re.findall(r"\$\{([^}!]+)\}", str(text))}
             sub_refs, sub_conds = _refs(value)
             refs |= sub_refs
             conds |= sub_conds
@@ -179,6 +179,19 @@ def _refs(node: Any) -> tuple[set[str], set[str]]:
             refs |= sub_refs
             conds |= sub_conds
     return refs, conds
+
+
+def _dependency_order(names: list[str], resources: dict[str, Any]) -> list[str]:
+    """`names` with every resource after the ones among them it refers to (moto applies updates in list order,
+    and a service updated before its task definition would keep the old revision)."""
+    todo = list(names)
+    ordered: list[str] = []
+    while todo:
+        ready = [n for n in todo if not (operations.depends_on(resources.get(n, {})) & set(todo)) - {n}]
+        for name in ready or todo[:1]:  # a cycle cannot be deployed anyway; keep going in template order
+            ordered.append(name)
+            todo.remove(name)
+    return ordered
 
 
 def _conditions_using(conditions: dict[str, Any], params: set[str]) -> set[str]:
@@ -215,23 +228,3 @@ def _remember_failing_resource(fn: Any) -> Any:
 
     wrapper._sandbox_wrapped = True  # type: ignore[attr-defined]
     return wrapper
-
-
-def _resource_event(stack: Any, change: Any, status: str, reason: str | None) -> None:
-    from moto.cloudformation.models import Event
-
-    logical_id = change.logical_resource_id if change else stack.name
-    resource = stack.resource_map._parsed_resources.get(logical_id) if change else None
-    stack.events.append(
-        Event(
-            stack_id=stack.stack_id,
-            stack_name=stack.name,
-            logical_resource_id=logical_id,
-            physical_resource_id=str(getattr(resource, "physical_resource_id", "") or ""),
-            resource_type=change.resource_type if change else "AWS::CloudFormation::Stack",
-            resource_status=status,
-            resource_status_reason=reason,
-            resource_properties=None,
-        )
-    )
-

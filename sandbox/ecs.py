@@ -37,6 +37,7 @@ import re
 import secrets
 import string
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,13 @@ from typing import Any
 from sandbox.standins import new_uuid, rand
 from sandbox.timing import TIMING
 
+
+class _Defer(threading.local):
+    active = False
+
+
+# Set by a stack operation while moto applies its change set: service updates then wait for their step.
+DEFER = _Defer()
 UNHEALTHY_MARK = "-sandbox-unhealthy"  # image tag marker: the service's new tasks never get healthy
 CIRCUIT_BREAKER_REASON = "ECS deployment circuit breaker: tasks failed to start."
 
@@ -108,7 +116,8 @@ def _models() -> dict[str, type]:
             backend = ecs_backends[account_id][region_name]
             td = backend.register_task_definition(**kw)
             td._sandbox_props = json.dumps(kw, sort_keys=True, default=str)
-            backend.deregister_task_definition(original_resource.arn)
+            if not DEFER.active:  # in a stack operation, the old revision goes in its cleanup phase
+                backend.deregister_task_definition(original_resource.arn)
             return td
 
         @classmethod
@@ -174,19 +183,26 @@ def _models() -> dict[str, type]:
             service = original_resource
             desired = int(props.get("DesiredCount", 1))
             td = task_definition_arn(props)
-            new_definition = service.task_definition != td
-            service.task_definition = td
-            for key, value in service_settings(props).items():
-                if value is not None:
-                    setattr(service, key, value)
-            extras(service, props)
-            if new_definition:
-                service.desired_count = desired
-                start_deployment(service)
-            elif service.desired_count != desired:  # ECS scales the PRIMARY deployment; no new deployment
-                service.desired_count = desired
-                if service.deployments:
-                    service.deployments[0]["desiredCount"] = desired
+
+            def update_service() -> None:  # what UpdateService does
+                new_definition = service.task_definition != td
+                service.task_definition = td
+                for key, value in service_settings(props).items():
+                    if value is not None:
+                        setattr(service, key, value)
+                extras(service, props)
+                if new_definition:
+                    service.desired_count = desired
+                    start_deployment(service)
+                elif service.desired_count != desired:  # ECS scales the PRIMARY deployment; no new deployment
+                    service.desired_count = desired
+                    if service.deployments:
+                        service.deployments[0]["desiredCount"] = desired
+
+            if DEFER.active:  # inside a stack operation: UpdateService is called when the resource's turn comes
+                service._sandbox_pending_update = update_service
+            else:
+                update_service()
             return service
 
         @classmethod
@@ -345,7 +361,7 @@ def _advance_service(service: Any, now: float) -> None:
     if now - started < TIMING.rollout:
         return
     primary.pop("_sandbox_seen", None)
-    if UNHEALTHY_MARK in _service_image(service, primary) and len(service.deployments) > 1:
+    if UNHEALTHY_MARK in _service_image(service, primary):
         _trip_circuit_breaker(service, primary)
         return
     primary.update(
@@ -374,11 +390,11 @@ def _service_image(service: Any, deployment: dict[str, Any]) -> str:
 
 def _trip_circuit_breaker(service: Any, failed: dict[str, Any]) -> None:
     """What ECS does when a new version's tasks keep failing: stopped tasks with a reason, the deployment
-    FAILED, and (rollback on) a new PRIMARY deployment of the previous task definition."""
+    FAILED, and (rollback on) a new PRIMARY deployment of the last COMPLETED deployment's task definition.
+    With no deployment to go back to (a new service), the failed one stays PRIMARY."""
     from moto.ecs.models import ecs_backends
 
     backend = ecs_backends[service._account_id][service.region_name]
-    reason = "ECS deployment circuit breaker: tasks failed to start."
     for _ in range(2):
         try:
             task = backend.run_task(
@@ -397,19 +413,22 @@ def _trip_circuit_breaker(service: Any, failed: dict[str, Any]) -> None:
         task._sandbox_done = True
         _stop(task, "Essential container in task exited", 1, "the image tag asks the sandbox for unhealthy tasks")
     failed.update(
-        status="ACTIVE",
         rolloutState="FAILED",
-        rolloutStateReason=reason,
+        rolloutStateReason=CIRCUIT_BREAKER_REASON,
         failedTasks=2,
         runningCount=0,
         pendingCount=0,
+        updatedAt=datetime.now(UTC),
     )
-    previous = next((d for d in service.deployments[1:] if d.get("status") == "ACTIVE"), None)
+    service.__dict__.setdefault("_sandbox_failed_deployments", set()).add(failed["id"])
+    others = service.deployments[1:]
+    previous = next((d for d in others if d.get("rolloutState") == "COMPLETED"), None)
     service.deployments = [failed]
     _service_event(
         service, f"(service {service.name}) (deployment {failed['id']}) deployment failed: tasks failed to start."
     )
     if previous is not None:
+        failed["status"] = "ACTIVE"
         service.task_definition = previous["taskDefinition"]
         start_deployment(service)
         service.deployments[0]["rolloutStateReason"] = f"ECS deployment {service.deployments[0]['id']} rolling back."

@@ -28,8 +28,9 @@ def install() -> None:
         if _installed:
             return
         from moto.moto_api import state_manager
+        from moto.moto_api._internal.models import MotoAPIBackend
 
-        from sandbox import cloudformation, ecs, moto_fixes, standins
+        from sandbox import cloudformation, ecs, moto_fixes, operations, standins
 
         moto_fixes.apply()
         standins.register()
@@ -37,15 +38,24 @@ def install() -> None:
         cloudformation.patch()
         # Only the clock stops tasks (moto would step one state per DescribeTasks call).
         state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
+        original_reset = MotoAPIBackend.reset
+
+        def reset(self: Any) -> None:  # /moto-api/reset forgets the stacks, so their operations too
+            operations.reset()
+            original_reset(self)
+
+        MotoAPIBackend.reset = reset  # type: ignore[method-assign]
         _installed = True
 
 
 def tick(now: float | None = None) -> None:
     """One step of emulated time: ECS first (tasks, deployments), then the stack operations that wait on it."""
-    from sandbox import ecs
+    from sandbox import ecs, operations
 
     now = time.monotonic() if now is None else now
-    ecs.tick(now)
+    with operations.LOCK:
+        ecs.tick(now)
+        operations.tick(now)
 
 
 class Clock(threading.Thread):

@@ -71,7 +71,8 @@ class Sandbox:
         urllib.request.urlopen(req, timeout=10).read()
 
 
-def start_sandbox(log_dir: Path) -> Sandbox:
+def start_sandbox(log_dir: Path, *options: str) -> Sandbox:
+    """`python -m sandbox` on a free port, fast durations (later `options` override them), until it listens."""
     log = log_dir / "sandbox.log"
     handle = log.open("w")
     proc = subprocess.Popen(
@@ -85,6 +86,7 @@ def start_sandbox(log_dir: Path) -> Sandbox:
             "0.3",
             "--rollout-seconds",
             "0.3",
+            *options,
         ],
         stdout=handle,
         stderr=subprocess.STDOUT,

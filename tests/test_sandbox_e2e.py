@@ -4,12 +4,13 @@ The emulator is the top-level `sandbox` package: a moto server plus stand-ins fo
 CloudFormation cannot create (listed in that module). One first install (module fixture) is shared by the
 tests below, which run in file order on one xdist worker and build on each other's state:
 install -> no-change deploy -> refused LOCAL_DOMAIN change -> no-TTY refusal -> upgrade -> plan ->
-rollback -> failed migration -> circuit-breaker rollback -> destroy. Every AWS call the CLI makes is
+rollback -> failed migration -> circuit-breaker rollback of the stack -> destroy. Every AWS call the CLI makes is
 recorded (botocore), so "nothing changed" and "in this order" are asserted on the API calls themselves.
 
 The two failure tests use the emulator's failures on purpose (an image tag containing
 `-sandbox-exit-1` makes a one-off task exit 1; `-sandbox-unhealthy` makes ECS's circuit breaker roll the
-service back): moto alone never fails a task or a rollout.
+service back, and CloudFormation, which waits for the service as on AWS, fail it and roll the stack back):
+moto alone never fails a task or a rollout.
 """
 
 from __future__ import annotations
@@ -251,17 +252,86 @@ def test_a_failed_migration_leaves_the_old_version_serving(world: World) -> None
     assert leftover == []
 
 
-def test_a_circuit_breaker_rollback_fails_the_deploy_with_its_cause(world: World) -> None:
+@dataclass
+class BreakerRun:
+    result: CliResult
+    calls: Recorder
+    before: dict[str, str]  # service -> task definition ARN before the failed upgrade
+    after: dict[str, str]  # service -> task definition ARN of its PRIMARY deployment after it
+    stack_status: str
+    events: list[dict[str, str]]  # the app stack's events of this operation, oldest first
+
+
+_breaker: list[BreakerRun] = []
+
+
+def breaker_run(world: World) -> BreakerRun:
+    """One upgrade to an image whose tasks never get healthy (the emulator's `-sandbox-unhealthy` tag), shared by
+    the tests below; on AWS, CloudFormation fails the service and rolls the stack back."""
+    if _breaker:
+        return _breaker[0]
     unhealthy = "v4.5.4-d4-sandbox-unhealthy"
     with aws_env(world.sandbox.url):
         push_fake_images(unhealthy)
+        ecs = boto3.client("ecs")
+        cfn = boto3.client("cloudformation")
+        seen = {e["EventId"] for e in cfn.describe_stack_events(StackName="social-app")["StackEvents"]}
+        before = {
+            s["serviceName"]: s["taskDefinition"]
+            for s in ecs.describe_services(cluster="social", services=list(MASTODON_SERVICES))["services"]
+        }
         with recording() as calls:
             result = deploy(world.config, unhealthy, "--yes")
-    assert result.exit_code == 1, result.output
-    assert "circuit breaker" in result.output
-    assert "exit code 1" in result.output  # a stopped task of the failed deployment
-    assert "mastofargate logs" in result.output and "rollback" in result.output
-    assert not index(calls, "RunTask", taskDefinition="social-migrate:")  # no post-migrations after a failure
+        services = ecs.describe_services(cluster="social", services=list(MASTODON_SERVICES))["services"]
+        after = {
+            s["serviceName"]: next(d["taskDefinition"] for d in s["deployments"] if d["status"] == "PRIMARY")
+            for s in services
+        }
+        status = cfn.describe_stacks(StackName="social-app")["Stacks"][0]["StackStatus"]
+        events = [
+            {k: str(e.get(k, "")) for k in ("LogicalResourceId", "ResourceStatus", "ResourceStatusReason")}
+            for page in cfn.get_paginator("describe_stack_events").paginate(StackName="social-app")
+            for e in page["StackEvents"]
+            if e["EventId"] not in seen
+        ][::-1]
+    _breaker.append(BreakerRun(result, calls, before, after, status, events))
+    return _breaker[0]
+
+
+def test_a_circuit_breaker_failure_rolls_the_stack_back_and_fails_the_deploy(world: World) -> None:
+    """The path users meet on AWS: the stack waits for the services, the circuit breaker fails them, and
+    CloudFormation rolls the whole stack back; the old version keeps serving."""
+    run = breaker_run(world)
+    assert run.result.exit_code == 1, run.result.output
+    assert run.stack_status == "UPDATE_ROLLBACK_COMPLETE"
+    assert run.after == run.before  # every service's PRIMARY deployment is on its old task definition again
+    failed = [e for e in run.events if e["ResourceStatus"] == "UPDATE_FAILED"]
+    assert failed and all("ECS Deployment Circuit Breaker was triggered" in e["ResourceStatusReason"] for e in failed)
+    assert "WebService" in {e["LogicalResourceId"] for e in failed}
+    assert run.events[-1] == {
+        "LogicalResourceId": "social-app",
+        "ResourceStatus": "UPDATE_ROLLBACK_COMPLETE",
+        "ResourceStatusReason": "",
+    }
+    # What the user sees today: which resource failed, CloudFormation's reason, and that the stack rolled back.
+    assert "ECS Deployment Circuit Breaker was triggered" in run.result.output
+    assert "rolled back" in run.result.output
+    assert not index(run.calls, "RunTask", taskDefinition="social-migrate:")  # no post-migrations after a failure
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 8 item 1 (the lead's deploy rewrite): on the AWS-like path the stack is rolled back before the "
+    "product looks at the service, so the message does not yet name the stopped task's reason and exit code "
+    "nor the next command; this passes (and must lose this marker) once deploy streams the rollout while the "
+    "stack changes",
+)
+def test_a_circuit_breaker_failure_names_the_stopped_task_and_what_to_do(world: World) -> None:
+    run = breaker_run(world)
+    assert run.result.exit_code == 1, run.result.output
+    assert "Essential container in task exited" in run.result.output  # a stopped task of the failed deployment
+    assert "exit code 1" in run.result.output
+    assert "mastofargate logs" in run.result.output
 
 
 def test_destroy_without_delete_data_keeps_the_data(world: World) -> None:
