@@ -22,7 +22,7 @@ test: lint
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: install
-	$(BIN)/ruff check mastofargate tests bench
+	$(BIN)/ruff check mastofargate sandbox tests bench
 	$(BIN)/mypy
 
 # Regenerate the committed cfn/ and task_definitions/ from the example mastofargate.toml.

@@ -2,7 +2,7 @@
 rollout critical path the generated templates imply for web and streaming (target: web < 60 s, against
 450 s with AWS's defaults).
 
-No-change deploy: the emulator (tests/deploy_sandbox.py) gets a first install, then `deploy` runs again
+No-change deploy: the emulator (the top-level `sandbox` package) gets a first install, then `deploy` runs again
 with nothing to do, several times. Each run is timed in this process (flow.deploy) and split into time
 spent inside AWS API calls (botocore's `_make_api_call`, i.e. the emulator's answers over HTTP), time
 sleeping between polls (counted by the clock the deploy is given), and the rest: our own overhead (config,

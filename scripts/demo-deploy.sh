@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a whole first install, end to end, against a local AWS emulator — no AWS account needed.
 #
-# Starts the sandbox (moto + stand-ins, mastofargate/deploy/sandbox.py) on a free 127.0.0.1 port, creates
+# Starts the sandbox (moto + stand-ins, the top-level sandbox/ package) on a free 127.0.0.1 port, creates
 # the operator's Route 53 zone in it, writes DIR/mastofargate.toml, then does what an operator does:
 #   mastofargate deploy --data-only   (network, database, cache, media bucket, image repositories)
 #   <push the images>                 (here: two image manifests put into the emulator's ECR)
@@ -27,7 +27,7 @@ export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export MASTOFARGATE_POLL_SECONDS=0.5
 
 LOG="$(mktemp -t mastofargate-sandbox.XXXXXX)"
-"$PY" -m mastofargate.deploy.sandbox --host 127.0.0.1 --port 0 >"$LOG" 2>&1 &
+(cd "$HERE" && exec "$PY" -m sandbox --host 127.0.0.1 --port 0) >"$LOG" 2>&1 &
 SANDBOX_PID=$!
 stop_sandbox() {
   kill "$SANDBOX_PID" 2>/dev/null || true

@@ -1,6 +1,6 @@
-"""The local AWS emulator (mastofargate.deploy.sandbox) for deploy tests, and helpers to drive the CLI.
+"""The local AWS emulator (the top-level `sandbox` package) for deploy tests, and helpers to drive the CLI.
 
-`start_sandbox()` runs `python -m mastofargate.deploy.sandbox --port 0` (a moto server with stand-ins so the
+`start_sandbox()` runs `python -m sandbox --port 0` (a moto server with stand-ins so the
 real templates deploy) and returns its URL; `Recorder` records every AWS API call the CLI makes in this
 process (botocore's `_make_api_call`), so tests can assert what was and was not called, and in which order.
 """
@@ -24,6 +24,8 @@ from mastofargate.deploy import context
 from mastofargate.deploy.polling import Poller, SystemClock
 
 POLL_SECONDS = 0.1
+
+REPO = Path(__file__).resolve().parents[1]
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -72,24 +74,27 @@ class Sandbox:
         urllib.request.urlopen(req, timeout=10).read()
 
 
-def start_sandbox(log_dir: Path) -> Sandbox:
+def start_sandbox(log_dir: Path, *options: str) -> Sandbox:
+    """`python -m sandbox` on a free port, fast durations (later `options` override them), until it listens."""
     log = log_dir / "sandbox.log"
     handle = log.open("w")
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "mastofargate.deploy.sandbox",
+            "sandbox",
             "--port",
             "0",
             "--task-seconds",
             "0.3",
             "--rollout-seconds",
             "0.3",
+            *options,
         ],
         stdout=handle,
         stderr=subprocess.STDOUT,
         text=True,
+        cwd=REPO,  # the emulator is the top-level `sandbox` package, beside (not inside) mastofargate
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

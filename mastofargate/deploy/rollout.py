@@ -55,9 +55,18 @@ class ServiceWatch:
     """What was seen of one service during the update."""
 
     before: str  # PRIMARY deployment id before the update ("" for a new service)
+    desired_before: int = 0
     deployment: DeploymentTypeDef = field(default_factory=lambda: no_deployment())
     service: ServiceTypeDef | None = None
     progress: ServiceProgress | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.progress is not None and self.progress.rollout_state == "FAILED"
+
+    def started(self, dep: DeploymentTypeDef) -> bool:
+        """The update has visibly begun for this service: a new deployment, or a new task count."""
+        return dep.get("id") != self.before or int(dep.get("desiredCount", 0)) != self.desired_before
 
 
 class RolloutMonitor:
@@ -68,8 +77,8 @@ class RolloutMonitor:
         self.watches: dict[str, ServiceWatch] = {}
         found = ecs.describe_services(run.target, services) if services else {}
         for name in services:
-            before = ecs.primary_deployment(found[name]).get("id", "") if name in found else ""
-            self.watches[name] = ServiceWatch(before=str(before))
+            primary = ecs.primary_deployment(found[name]) if name in found else no_deployment()
+            self.watches[name] = ServiceWatch(str(primary.get("id", "")), int(primary.get("desiredCount", 0)))
 
     def tick(self) -> None:
         if not self.watches:
@@ -77,13 +86,16 @@ class RolloutMonitor:
         found = ecs.describe_services(self.run.target, list(self.watches))
         for name, watch in self.watches.items():
             svc = found.get(name)
-            if svc is None:
+            if svc is None or watch.failed:  # a failed deployment stays the one reported, whatever ECS does next
                 continue
             watch.service = svc
             followed = watch.deployment.get("id")
             followed = followed if followed != watch.before else None
-            watch.deployment = same_deployment(svc, followed) or new_deployment(svc, watch.before)
-            watch.progress = progress_of(name, svc, watch.deployment)
+            dep = same_deployment(svc, followed) or new_deployment(svc, watch.before)
+            if not watch.started(dep):  # ECS has not started the update's deployment yet
+                continue
+            watch.deployment = dep
+            watch.progress = progress_of(name, svc, dep)
             self.run.out.service(watch.progress)
 
     def story(self, service: str) -> list[str]:
@@ -184,11 +196,8 @@ def apply(run: Run, plan: stacks.Plan, *, timeout: float, serving: str = "") -> 
 
 def explain(failure: StackFailed, plan: stacks.Plan, monitor: RolloutMonitor, serving: str) -> StackFailed:
     """Add the ECS side of a failed stack change: which service, why its tasks stopped, what they logged."""
-    service = service_of(plan, failure.logical_id)
-    if service is None:  # a failure elsewhere; name the service whose rollout failed, if one did
-        service = next(
-            (n for n, w in monitor.watches.items() if w.progress and w.progress.rollout_state == "FAILED"), None
-        )
+    failed = [n for n, w in monitor.watches.items() if w.failed]
+    service = service_of(plan, failure.logical_id) or (failed[0] if failed else None)
     if phase(failure.status) != "rolled_back":
         return failure
     still = ""
@@ -199,10 +208,14 @@ def explain(failure: StackFailed, plan: stacks.Plan, monitor: RolloutMonitor, se
         why = failure.why
         fix = failure.fix
     else:
-        what = f"The rollout of {service} failed and CloudFormation rolled {plan.stack} back.{still}"
-        why = "; ".join([f"CloudFormation: {failure.reason}", *monitor.story(service)])
+        names = sorted({service, *failed})
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else service
+        what = f"The rollout of {listed} failed and CloudFormation rolled {plan.stack} back.{still}"
+        why = "; ".join([f"{service}: CloudFormation: {failure.reason}", *monitor.story(service)])
+        others = [n for n in names if n != service]
+        likewise = f" (and likewise {', '.join(others)})" if others else ""
         fix = (
-            f"read 'mastofargate logs {service}', fix the cause (image, config, memory), then run "
+            f"read 'mastofargate logs {service}'{likewise}, fix the cause (image, config, memory), then run "
             "'mastofargate deploy' again (or 'mastofargate rollback')"
         )
     return StackFailed(

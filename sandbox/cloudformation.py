@@ -1,0 +1,230 @@
+"""Patches of moto's CloudFormation backend (change sets are how every deploy talks to CloudFormation).
+
+Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
+  - ExecuteChangeSet returns at once and the stack changes over time, waiting for ECS services and rolling
+    back on failure (sandbox/operations.py has the sequences); moto applied everything inside the call;
+  - while a stack operation is in progress, CreateChangeSet and ExecuteChangeSet on that stack are refused
+    ("... is in UPDATE_IN_PROGRESS state and can not be updated."); executing a change set drops the
+    stack's other change sets;
+  - a CREATE change set's stack sees the region's exports (moto builds it without them, so every
+    `Fn::ImportValue` of the app stack failed);
+  - a resource whose only change is a parameter, used directly, through `Fn::Sub` or through a condition
+    (`Fn::If`), or a changed task definition it refers to (a new revision, so a new ARN), is listed in the
+    change set and updated when it executes (moto listed parameter-only changes not at all and missed
+    conditions and Fn::Sub); modified resources are applied after the modified resources they refer to;
+  - DescribeStackEvents pages (100 events, NextToken), newest first (moto returned every event at once);
+  - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
+  - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing.
+
+Still unlike AWS: DeleteStack is synchronous (the stack is gone when the call returns, with DELETE events).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Any
+
+from sandbox import operations
+
+EVENTS_PAGE = 100  # DescribeStackEvents returns at most this many events per page, newest first
+
+
+def _refuse_if_busy(stack: Any) -> None:
+    """AWS refuses to change a stack while an operation on it is in progress."""
+    from moto.cloudformation.exceptions import ValidationError
+
+    if stack.status.endswith("_IN_PROGRESS") and stack.status != "REVIEW_IN_PROGRESS":
+        raise ValidationError(
+            stack.name,
+            message=f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.",
+        )
+
+
+def patch() -> None:
+    """Apply the backend patches listed in the module docstring."""
+    from moto.cloudformation import models, responses
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.parsing import ResourceMap
+
+    backend_cls = models.CloudFormationBackend
+    original_create = backend_cls.create_change_set
+    original_delete = backend_cls.delete_stack
+    original_map_delete = ResourceMap.delete
+    from moto.cloudformation import parsing
+
+    for fname in ("parse_and_create_resource", "parse_and_update_resource"):
+        setattr(parsing, fname, _remember_failing_resource(getattr(parsing, fname)))
+
+    def create_change_set(self: Any, stack_name: str, *args: Any, **kwargs: Any) -> tuple[str, str]:
+        for stack in self.stacks.values():
+            if stack.name == stack_name:
+                _refuse_if_busy(stack)
+        change_set_id, stack_id = original_create(self, stack_name, *args, **kwargs)
+        stack = self.stacks[stack_id]
+        stack.cross_stack_resources = self.exports
+        stack.resource_map.cross_stack_resources = self.exports
+        return change_set_id, stack_id
+
+    def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+        change_set = self.describe_change_set(change_set_name)
+        if change_set.execution_status != "AVAILABLE":
+            raise ValidationError(
+                change_set.stack_name,
+                message=f"ChangeSet [{change_set.change_set_id}] cannot be executed in its current status of "
+                f"[{change_set.status}]",
+            )
+        _refuse_if_busy(self.stacks[change_set.stack_id])
+        for cs_id in [i for i, cs in self.change_sets.items() if cs.stack_id == change_set.stack_id]:
+            del self.change_sets[cs_id]  # AWS drops a stack's change sets once one is executed
+        operations.start(self, change_set, time.monotonic())
+
+    def diff(self: Any) -> list[Any]:
+        names = self.stack.resource_map.build_resource_diff(self.template_dict, self.parameters)
+        old = self.stack.resource_map._resource_json_map
+        new = self.template_dict.get("Resources", {})
+        changes = []
+        for action, logical_ids in names.items():
+            for logical_id in dict.fromkeys(logical_ids):
+                rtype = (new.get(logical_id) or old.get(logical_id) or {}).get("Type", "")
+                changes.append(models.Change(action=action, logical_resource_id=logical_id, resource_type=rtype))
+        return changes
+
+    def build_resource_diff(self: Any, other_template: dict[str, Any], params: dict[str, Any] | None = None) -> Any:
+        old = self._resource_json_map
+        new = other_template["Resources"]
+        modify = [name for name in new if name in old and new[name] != old[name]]
+        if params:
+            changed = {p for p in params if self.input_parameters.get(p) != params[p]}
+            conditions = _conditions_using(other_template.get("Conditions", {}), changed)
+            for name in new:
+                if name in old and name not in modify and _uses(new[name], changed, conditions):
+                    modify.append(name)
+        # A changed task definition is a new revision (a new ARN): what refers to it changes too, after it.
+        replaced = {n for n in modify if new[n].get("Type") == "AWS::ECS::TaskDefinition"}
+        for name in new:
+            if name in old and name not in modify and _refs(new[name])[0] & replaced:
+                modify.append(name)
+        return {
+            "Add": [name for name in new if name not in old],
+            "Modify": _dependency_order(modify, new),
+            "Remove": [name for name in old if name not in new],
+        }
+
+    def delete_stack(self: Any, name_or_stack_id: str) -> None:
+        for stack in list(self.stacks.values()):
+            if name_or_stack_id in (stack.name, stack.stack_id) and stack.enable_termination_protection:
+                raise ValidationError(
+                    stack.name,
+                    message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled",
+                )
+        original_delete(self, name_or_stack_id)
+
+    def map_delete(self: Any) -> None:
+        try:
+            original_map_delete(self)
+        except Exception as e:  # moto cannot delete some resources (a VPC with dependants): forget them
+            print(f"sandbox: forgot resources moto could not delete: {e}", file=sys.stderr, flush=True)
+
+    def update_termination_protection(self: Any) -> Any:
+        from moto.core.responses import ActionResult
+
+        stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+        stack.enable_termination_protection = bool(self._get_bool_param("EnableTerminationProtection"))
+        return ActionResult({"StackId": stack.stack_id})
+
+    def describe_stack_events(self: Any) -> Any:
+        from moto.core.responses import ActionResult
+
+        events = self.cloudformation_backend.describe_stack_events(self._get_param("StackName"))[::-1]
+        token = self._get_param("NextToken")
+        start = int(token) if token and str(token).isdigit() else 0
+        result: dict[str, Any] = {"StackEvents": events[start : start + EVENTS_PAGE]}
+        if start + EVENTS_PAGE < len(events):
+            result["NextToken"] = str(start + EVENTS_PAGE)
+        return ActionResult(result)
+
+    backend_cls.create_change_set = create_change_set  # type: ignore[method-assign]
+    backend_cls.execute_change_set = execute_change_set  # type: ignore[method-assign]
+    backend_cls.delete_stack = delete_stack  # type: ignore[method-assign]
+    models.ChangeSet.diff = diff  # type: ignore[method-assign]
+    ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+    ResourceMap.delete = map_delete  # type: ignore[method-assign]
+    responses.CloudFormationResponse.update_termination_protection = update_termination_protection  # type: ignore[attr-defined]
+    responses.CloudFormationResponse.describe_stack_events = describe_stack_events  # type: ignore[method-assign]
+
+
+def _refs(node: Any) -> tuple[set[str], set[str]]:
+    """(parameters/resources named by Ref, conditions named by Fn::If/Condition) anywhere in a node."""
+    refs: set[str] = set()
+    conds: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                refs.add(value)
+            elif key == "Condition" and isinstance(value, str):
+                conds.add(value)
+            elif key == "Fn::If" and isinstance(value, list) and value and isinstance(value[0], str):
+                conds.add(value[0])
+            elif key == "Fn::Sub":  # "${Name}" and "${Resource.Attr}" in the string are references too
+                text = value[0] if isinstance(value, list) and value else value
+                refs |= {m.split(".", 1)[0] for m in re.findall(r"\$\{([^}!]+)\}", str(text))}
+            sub_refs, sub_conds = _refs(value)
+            refs |= sub_refs
+            conds |= sub_conds
+    elif isinstance(node, list):
+        for item in node:
+            sub_refs, sub_conds = _refs(item)
+            refs |= sub_refs
+            conds |= sub_conds
+    return refs, conds
+
+
+def _dependency_order(names: list[str], resources: dict[str, Any]) -> list[str]:
+    """`names` with every resource after the ones among them it refers to (moto applies updates in list order,
+    and a service updated before its task definition would keep the old revision)."""
+    todo = list(names)
+    ordered: list[str] = []
+    while todo:
+        ready = [n for n in todo if not (operations.depends_on(resources.get(n, {})) & set(todo)) - {n}]
+        for name in ready or todo[:1]:  # a cycle cannot be deployed anyway; keep going in template order
+            ordered.append(name)
+            todo.remove(name)
+    return ordered
+
+
+def _conditions_using(conditions: dict[str, Any], params: set[str]) -> set[str]:
+    """Conditions whose value depends (directly or through other conditions) on any of `params`."""
+    found: set[str] = set()
+    grew = True
+    while grew:
+        grew = False
+        for name, definition in conditions.items():
+            refs, conds = _refs(definition)
+            if name not in found and (refs & params or conds & found):
+                found.add(name)
+                grew = True
+    return found
+
+
+def _uses(resource: dict[str, Any], params: set[str], conditions: set[str]) -> bool:
+    refs, conds = _refs(resource)
+    return bool(refs & params or conds & conditions)
+
+
+def _remember_failing_resource(fn: Any) -> Any:
+    """Wrap moto's per-resource create/update so an exception names the (innermost) failing resource."""
+    if getattr(fn, "_sandbox_wrapped", False):
+        return fn
+
+    def wrapper(logical_id: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(logical_id, *args, **kwargs)
+        except Exception as e:
+            if not hasattr(e, "_sandbox_logical_id"):
+                e._sandbox_logical_id = logical_id  # type: ignore[attr-defined]
+            raise
+
+    wrapper._sandbox_wrapped = True  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,453 @@
+"""ECS in the emulator: CloudFormation handlers for task definitions and services, and what ECS does by itself
+as time passes (one-off tasks stop, deployments complete or trip the circuit breaker).
+
+Where moto 5.2 differs from AWS, and what this module does instead (as AWS does):
+  - AWS::ECS::TaskDefinition: moto keeps only family, containers, volumes and memory, and re-registers
+    PascalCase containers on update; here every property is registered (cpu, network mode, roles, runtime
+    platform, compatibilities), camelCased. An update registers a new revision (a replacement: new ARN).
+  - AWS::ECS::Service: moto drops the network configuration, capacity providers, deployment configuration
+    and load balancers, never deletes the service and never starts a new deployment on update; here they
+    are kept, a new PRIMARY deployment (rolloutState IN_PROGRESS) starts when the task definition changes,
+    a count change alone scales the PRIMARY deployment (no new deployment, as on ECS), and the service is
+    deleted with the stack.
+  - moto steps a task one state per DescribeTasks call; here only the clock moves tasks (see `tick`).
+
+What ECS does by itself, on the emulator's clock (timing.TIMING):
+  - a task started by `RunTask` stops `task` seconds later with exit code 0 and stoppedReason "Essential
+    container in task exited"; it first writes one log line (`[sandbox] ran: COMMAND`) to the task's
+    awslogs stream, and for `tootctl accounts create` the `New password: ...` line real tootctl prints;
+  - a deployment IN_PROGRESS for `rollout` seconds becomes COMPLETED with runningCount = desiredCount and
+    the older deployments go away, as after a rolling deploy; a service whose desired count changed
+    (without a new deployment) reaches it `rollout` seconds later; each writes the service event
+    "(service X) has reached a steady state.".
+
+Failures on purpose (the emulator's own knobs, chosen by the image tag; the product knows nothing of them):
+  - a one-off task whose image tag contains `-sandbox-exit-N` exits with code N (e.g. a failing migration);
+  - a deployment to an image tag containing `-sandbox-unhealthy` trips the deployment circuit breaker:
+    two stopped tasks (exit code 1, stoppedReason "Essential container in task exited"), the deployment
+    rolloutState FAILED with "ECS deployment circuit breaker: tasks failed to start.", a service event,
+    and (as with rollback enabled) a new PRIMARY deployment of the last COMPLETED deployment's task
+    definition; with nothing to roll back to (a new service) the failed deployment stays PRIMARY.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import string
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.standins import new_uuid, rand
+from sandbox.timing import TIMING
+
+
+class _Defer(threading.local):
+    active = False
+
+
+# Set by a stack operation while moto applies its change set: service updates then wait for their step.
+DEFER = _Defer()
+UNHEALTHY_MARK = "-sandbox-unhealthy"  # image tag marker: the service's new tasks never get healthy
+CIRCUIT_BREAKER_REASON = "ECS deployment circuit breaker: tasks failed to start."
+
+
+# --- CloudFormation handlers ----------------------------------------------------------------------------
+
+
+def register() -> None:
+    """Replace moto's CloudFormation handlers of AWS::ECS::TaskDefinition and AWS::ECS::Service."""
+    from moto.cloudformation import parsing
+
+    model_map = parsing.get_model_map()
+    for rtype, cls in _models().items():
+        model_map[rtype] = cls
+
+
+def _models() -> dict[str, type]:
+    """Replacement CloudFormation handlers for ECS task definitions and services (see module docstring)."""
+    from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+    from moto.ecs.models import Service, TaskDefinition, ecs_backends
+
+    def camel(value: Any) -> Any:
+        return remap_nested_keys(value, pascal_to_camelcase) if value is not None else None
+
+    def task_definition_kwargs(props: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "family": props.get("Family") or f"task-definition-{rand(6)}",
+            "container_definitions": camel(props.get("ContainerDefinitions", [])),
+            "volumes": camel(props.get("Volumes")),
+            "network_mode": props.get("NetworkMode"),
+            "requires_compatibilities": props.get("RequiresCompatibilities"),
+            "cpu": props.get("Cpu"),
+            "memory": props.get("Memory"),
+            "task_role_arn": props.get("TaskRoleArn"),
+            "execution_role_arn": props.get("ExecutionRoleArn"),
+            "runtime_platform": camel(props.get("RuntimePlatform")),
+            "tags": camel(props.get("Tags")),
+        }
+
+    class FullTaskDefinition(TaskDefinition):
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> Any:
+            kw = task_definition_kwargs(cloudformation_json["Properties"])
+            td = ecs_backends[account_id][region_name].register_task_definition(**kw)
+            td._sandbox_props = json.dumps(kw, sort_keys=True, default=str)
+            return td
+
+        @classmethod
+        def update_from_cloudformation_json(  # type: ignore[override]
+            cls,
+            original_resource: Any,
+            new_resource_name: str,
+            cloudformation_json: Any,
+            account_id: str,
+            region_name: str,
+        ) -> Any:
+            kw = task_definition_kwargs(cloudformation_json["Properties"])
+            if getattr(original_resource, "_sandbox_props", None) == json.dumps(kw, sort_keys=True, default=str):
+                return original_resource
+            backend = ecs_backends[account_id][region_name]
+            td = backend.register_task_definition(**kw)
+            td._sandbox_props = json.dumps(kw, sort_keys=True, default=str)
+            if not DEFER.active:  # in a stack operation, the old revision goes in its cleanup phase
+                backend.deregister_task_definition(original_resource.arn)
+            return td
+
+        @classmethod
+        def delete_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+        ) -> None:
+            return None
+
+    def service_settings(props: dict[str, Any]) -> dict[str, Any]:
+        net = props.get("NetworkConfiguration", {}).get("AwsvpcConfiguration")
+        return {
+            "network_configuration": {"awsvpcConfiguration": camel(net)} if net else None,
+            "load_balancers": camel(props.get("LoadBalancers", [])),
+            "service_registries": camel(props.get("ServiceRegistries", [])),
+            "platform_version": props.get("PlatformVersion"),
+            "propagate_tags": props.get("PropagateTags", "NONE"),
+        }
+
+    def extras(service: Any, props: dict[str, Any]) -> None:
+        service.capacity_provider_strategy = camel(props.get("CapacityProviderStrategy", []))
+        service.deployment_configuration = camel(props.get("DeploymentConfiguration", {}))
+        service.health_check_grace_period_seconds = props.get("HealthCheckGracePeriodSeconds")
+        service.enable_execute_command = props.get("EnableExecuteCommand", False)
+
+    def cluster_name(props: dict[str, Any]) -> str:
+        c = props["Cluster"]
+        return str(getattr(c, "name", c)).split("/")[-1]
+
+    def task_definition_arn(props: dict[str, Any]) -> str:
+        td = props["TaskDefinition"]
+        return str(getattr(td, "arn", td))
+
+    class FullService(Service):
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> Any:
+            props = cloudformation_json["Properties"]
+            backend = ecs_backends[account_id][region_name]
+            service = backend.create_service(
+                cluster_name(props),
+                props.get("ServiceName") or resource_name,
+                int(props.get("DesiredCount", 1)),
+                task_definition_str=task_definition_arn(props),
+                launch_type="FARGATE",
+                **service_settings(props),
+            )
+            extras(service, props)
+            service.deployments = []  # moto made one; ours follows the ECS rules below
+            start_deployment(service)
+            return service
+
+        @classmethod
+        def update_from_cloudformation_json(  # type: ignore[override]
+            cls,
+            original_resource: Any,
+            new_resource_name: str,
+            cloudformation_json: Any,
+            account_id: str,
+            region_name: str,
+        ) -> Any:
+            props = cloudformation_json["Properties"]
+            service = original_resource
+            desired = int(props.get("DesiredCount", 1))
+            td = task_definition_arn(props)
+
+            def update_service() -> None:  # what UpdateService does
+                new_definition = service.task_definition != td
+                service.task_definition = td
+                for key, value in service_settings(props).items():
+                    if value is not None:
+                        setattr(service, key, value)
+                extras(service, props)
+                if new_definition:
+                    service.desired_count = desired
+                    start_deployment(service)
+                elif service.desired_count != desired:  # ECS scales the PRIMARY deployment; no new deployment
+                    service.desired_count = desired
+                    if service.deployments:
+                        service.deployments[0]["desiredCount"] = desired
+
+            if DEFER.active:  # inside a stack operation: UpdateService is called when the resource's turn comes
+                service._sandbox_pending_update = update_service
+            else:
+                update_service()
+            return service
+
+        @classmethod
+        def delete_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+        ) -> None:
+            return None
+
+        def delete(self, account_id: str, region_name: str) -> None:  # type: ignore[override]
+            backend = ecs_backends[account_id][region_name]
+            backend.delete_service(self.cluster_name, self.name, force=True)
+            backend.services.pop(f"{self.cluster_name}:{self.name}", None)
+
+    return {"AWS::ECS::TaskDefinition": FullTaskDefinition, "AWS::ECS::Service": FullService}
+
+
+def start_deployment(service: Any) -> dict[str, Any]:
+    """A new PRIMARY deployment of the service's task definition, as ECS starts on a task-definition change.
+    With a desired count of 0 it is COMPLETED at once (nothing to start) and replaces the others."""
+    now = datetime.now(UTC)
+    for old in service.deployments:
+        if old.get("status") == "PRIMARY":
+            old["status"] = "ACTIVE"
+    dep_id = f"ecs-svc/{secrets.randbelow(10**18):018d}"
+    service.deployments.insert(
+        0,
+        {
+            "id": dep_id,
+            "status": "PRIMARY",
+            "taskDefinition": service.task_definition,
+            "desiredCount": service.desired_count,
+            "pendingCount": service.desired_count,
+            "runningCount": 0,
+            "failedTasks": 0,
+            "createdAt": now,
+            "updatedAt": now,
+            "launchType": "FARGATE",
+            "rolloutState": "IN_PROGRESS" if service.desired_count else "COMPLETED",
+            "rolloutStateReason": f"ECS deployment {dep_id} in progress.",
+        },
+    )
+    service.running_count = 0 if service.desired_count else service.running_count
+    service.pending_count = service.desired_count
+    if not service.desired_count:
+        service.deployments[1:] = []
+        service.running_count = 0
+        service.pending_count = 0
+    return service.deployments[0]
+
+
+# --- what ECS does as time passes -----------------------------------------------------------------------
+
+
+def tick(now: float) -> None:
+    """Advance every ECS task and service deployment that has waited long enough (see the docstring)."""
+    from moto.ecs.models import ecs_backends
+
+    for account, regions in list(ecs_backends.items()):
+        for region, backend in list(regions.items()):
+            for cluster_tasks in list(backend.tasks.values()):
+                for task in list(cluster_tasks.values()):
+                    _advance_task(task, backend, account, region, now)
+            for service in list(backend.services.values()):
+                _advance_service(service, now)
+
+
+def _advance_task(task: Any, backend: Any, account: str, region: str, now: float) -> None:
+    started = task.__dict__.setdefault("_sandbox_seen", now)
+    if task.desired_status == "STOPPED" or task.__dict__.get("_sandbox_done") or now - started < TIMING.task:
+        return
+    task._sandbox_done = True
+    code = _exit_code_for(_task_image(task, backend))
+    _write_task_log(task, backend, account, region, code)
+    _stop(task, "Essential container in task exited", code)
+
+
+def _stop(task: Any, reason: str, code: int, container_reason: str = "") -> None:
+    task.last_status = "STOPPED"
+    task.desired_status = "STOPPED"
+    task.stopped_reason = reason
+    task.stopped_at = datetime.now(UTC)
+    task.stop_code = "EssentialContainerExited"
+    for container in task.containers:
+        container.last_status = "STOPPED"
+        container.exitCode = code
+        container.exit_code = code
+        if container_reason:
+            container.reason = container_reason
+
+
+def _task_image(task: Any, backend: Any) -> str:
+    try:
+        return str(backend.describe_task_definition(task.task_definition_arn).container_definitions[0].get("image"))
+    except Exception:
+        return ""
+
+
+def _exit_code_for(image: str) -> int:
+    """`...-sandbox-exit-N` in the image tag: the task exits with N (a failing migration, on purpose)."""
+    match = re.search(r"-sandbox-exit-(\d+)", image.rsplit(":", 1)[-1]) if ":" in image else None
+    return int(match.group(1)) if match else 0
+
+
+def _task_command(task: Any, container_def: dict[str, Any]) -> list[str]:
+    for override in (task.overrides or {}).get("containerOverrides", []) or []:
+        if override.get("name") == container_def.get("name") and override.get("command"):
+            return list(override["command"])
+    return list(container_def.get("command") or [])
+
+
+def _container_output(command: list[str]) -> list[str]:
+    """What the container itself prints for the commands the deploy runs: real tootctl prints "OK" and the
+    generated password for `accounts create`. A `bash -c SCRIPT` is followed as far as a pipe through
+    `grep -v PATTERN`, which drops the lines PATTERN matches before they reach the log, as in the container."""
+    script = command[command.index("-c") + 1] if command[:1] in (["bash"], ["sh"]) and "-c" in command else ""
+    created = command[:3] == ["tootctl", "accounts", "create"] or "tootctl accounts create" in script
+    lines = ["OK", "New password: " + rand(32, string.ascii_letters + string.digits)] if created else []
+    dropped = re.search(r'\|\s*grep\b[^|]*\s-v\s+"([^"]+)"', script)
+    if dropped:
+        lines = [line for line in lines if not re.search(dropped.group(1), line)]
+    return lines
+
+
+def _write_task_log(task: Any, backend: Any, account: str, region: str, code: int = 0) -> None:
+    """One line per task in its awslogs stream (prefix/container/task-id), as the container would write."""
+    from moto.logs.models import logs_backends
+
+    try:
+        td = backend.describe_task_definition(task.task_definition_arn)
+        container = td.container_definitions[0]
+        options = (container.get("logConfiguration") or {}).get("options") or {}
+        group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+        if not group or not prefix:
+            return
+        command = _task_command(task, container)
+        stream = f"{prefix}/{container.get('name')}/{task.id}"
+        logs = logs_backends[account][region]
+        if group not in logs.groups:
+            return
+        if stream not in logs.groups[group].streams:
+            logs.create_log_stream(group, stream)
+        lines = [f"[sandbox] ran: {' '.join(command)}"]
+        if code:
+            lines += [f"[sandbox] failing on purpose: the image tag asks for exit code {code}"]
+        else:
+            lines += _container_output(command)
+        ms = int(time.time() * 1000)
+        logs.put_log_events(group, stream, [{"timestamp": ms + i, "message": m} for i, m in enumerate(lines)])
+    except Exception as e:  # a log line is a nicety; never let it stop the clock
+        print(f"sandbox: could not write a task log line: {e}", file=sys.stderr, flush=True)
+
+
+def _advance_service(service: Any, now: float) -> None:
+    if not service.deployments:
+        return
+    primary = service.deployments[0]
+    if primary.get("rolloutState") == "COMPLETED" and service.running_count != service.desired_count:
+        started = service.__dict__.setdefault("_sandbox_scale_seen", now)
+        if now - started >= TIMING.rollout:
+            service.__dict__.pop("_sandbox_scale_seen", None)
+            service.running_count = service.desired_count
+            service.pending_count = 0
+            primary.update(runningCount=service.desired_count, pendingCount=0, updatedAt=datetime.now(UTC))
+            _service_event(service, f"(service {service.name}) has reached a steady state.")
+        return
+    if primary.get("rolloutState") != "IN_PROGRESS":
+        return
+    started = primary.setdefault("_sandbox_seen", now)
+    if now - started < TIMING.rollout:
+        return
+    primary.pop("_sandbox_seen", None)
+    if UNHEALTHY_MARK in _service_image(service, primary):
+        _trip_circuit_breaker(service, primary)
+        return
+    primary.update(
+        rolloutState="COMPLETED",
+        rolloutStateReason=f"ECS deployment {primary['id']} completed.",
+        runningCount=primary["desiredCount"],
+        pendingCount=0,
+        updatedAt=datetime.now(UTC),
+    )
+    service.deployments[1:] = []
+    service.running_count = service.desired_count
+    service.pending_count = 0
+    _service_event(service, f"(service {service.name}) has reached a steady state.")
+
+
+def _service_image(service: Any, deployment: dict[str, Any]) -> str:
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends[service._account_id][service.region_name]
+    try:
+        td = backend.describe_task_definition(deployment["taskDefinition"])
+        return str(td.container_definitions[0].get("image", ""))
+    except Exception:
+        return ""
+
+
+def _trip_circuit_breaker(service: Any, failed: dict[str, Any]) -> None:
+    """What ECS does when a new version's tasks keep failing: stopped tasks with a reason, the deployment
+    FAILED, and (rollback on) a new PRIMARY deployment of the last COMPLETED deployment's task definition.
+    With no deployment to go back to (a new service), the failed one stays PRIMARY."""
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends[service._account_id][service.region_name]
+    for _ in range(2):
+        try:
+            task = backend.run_task(
+                service.cluster_name,
+                failed["taskDefinition"],
+                1,
+                None,
+                failed["id"],
+                [],
+                "FARGATE",
+                service.network_configuration or None,
+            )[0]
+        except Exception as e:  # keep the failure visible even without its stopped tasks
+            print(f"sandbox: could not record a failed task: {e}", file=sys.stderr, flush=True)
+            break
+        task._sandbox_done = True
+        _stop(task, "Essential container in task exited", 1, "the image tag asks the sandbox for unhealthy tasks")
+    failed.update(
+        rolloutState="FAILED",
+        rolloutStateReason=CIRCUIT_BREAKER_REASON,
+        failedTasks=2,
+        runningCount=0,
+        pendingCount=0,
+        updatedAt=datetime.now(UTC),
+    )
+    service.__dict__.setdefault("_sandbox_failed_deployments", set()).add(failed["id"])
+    others = service.deployments[1:]
+    previous = next((d for d in others if d.get("rolloutState") == "COMPLETED"), None)
+    service.deployments = [failed]
+    _service_event(
+        service, f"(service {service.name}) (deployment {failed['id']}) deployment failed: tasks failed to start."
+    )
+    if previous is not None:
+        failed["status"] = "ACTIVE"
+        service.task_definition = previous["taskDefinition"]
+        start_deployment(service)
+        service.deployments[0]["rolloutStateReason"] = f"ECS deployment {service.deployments[0]['id']} rolling back."
+
+
+def _service_event(service: Any, message: str) -> None:
+    service.events.insert(0, {"id": new_uuid(), "createdAt": datetime.now(UTC), "message": message})
+
+

@@ -1,0 +1,89 @@
+"""Small fixes of moto 5.2's models that the real templates trip over (each: what moto does, what AWS does).
+
+  - `Ref` to an RDS DB parameter group or an EFS access point returned the Python object; AWS returns the
+    group's name / the access point's id;
+  - `Fn::GetAtt` Arn / FileSystemId of an EFS file system, Arn / AccessPointId of an access point, the
+    ALB's DNSName, CanonicalHostedZoneID, LoadBalancerFullName, LoadBalancerName, LoadBalancerArn and the
+    target group's TargetGroupFullName, TargetGroupArn, TargetGroupName were "not implemented" in moto;
+  - a VPC made by CloudFormation ignored EnableDnsHostnames/EnableDnsSupport (RunTask then failed on the
+    task's ENI); AWS applies them;
+  - Route 53 hosted zone ids did not always start with "Z" as AWS's do (and as the config requires).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def apply() -> None:
+    """Small fixes of moto models our templates trip over (listed in the module docstring)."""
+    from moto.efs.models import AccessPoint, FileSystem
+    from moto.rds.models import DBParameterGroup
+    from moto.route53.models import HostedZoneIdentifier
+
+    # Route 53 zone ids start with "Z" on AWS (and our config validates that); moto's may not.
+    original_generate = HostedZoneIdentifier.generate
+    if not getattr(original_generate, "_sandbox_wrapped", False):
+
+        def generate(self: Any, *args: Any, **kwargs: Any) -> str:
+            return "Z" + str(original_generate(self, *args, **kwargs))[1:]
+
+        generate._sandbox_wrapped = True  # type: ignore[attr-defined]
+        HostedZoneIdentifier.generate = generate  # type: ignore[method-assign]
+
+    # `Ref` to these returned the Python object (no physical_resource_id), not the name/id.
+    DBParameterGroup.physical_resource_id = property(lambda self: self.name)  # type: ignore[attr-defined]
+    AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)  # type: ignore[attr-defined]
+    # `Fn::GetAtt` Arn of an EFS file system / access point was not implemented.
+    _add_attributes(FileSystem, {"Arn": "file_system_arn", "FileSystemId": "file_system_id"})
+    # moto's VPC ignores EnableDnsHostnames/EnableDnsSupport; ECS's RunTask then fails on the task's ENI.
+    from moto.ec2.models.vpcs import VPC
+
+    original_vpc_create = VPC.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    if not getattr(original_vpc_create, "_sandbox_wrapped", False):
+
+        def vpc_create(cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
+            vpc = original_vpc_create(cls, resource_name, cloudformation_json, *args, **kwargs)
+            props = cloudformation_json.get("Properties", {})
+            vpc.enable_dns_hostnames = str(props.get("EnableDnsHostnames", False)).lower() == "true"
+            vpc.enable_dns_support = str(props.get("EnableDnsSupport", True)).lower() == "true"
+            return vpc
+
+        vpc_create._sandbox_wrapped = True  # type: ignore[attr-defined]
+        VPC.create_from_cloudformation_json = classmethod(vpc_create)  # type: ignore[method-assign,assignment]
+    # ALB attributes moto leaves "not implemented" (alarms and the DNS alias use them).
+    from moto.elbv2.models import FakeLoadBalancer, FakeTargetGroup
+
+    _add_attributes(
+        FakeLoadBalancer,
+        {
+            "DNSName": "dns_name",
+            "LoadBalancerName": "name",
+            "CanonicalHostedZoneID": "canonical_hosted_zone_id",
+            "LoadBalancerFullName": "_sandbox_full_name",
+            "LoadBalancerArn": "arn",
+        },
+    )
+    FakeLoadBalancer._sandbox_full_name = property(lambda self: self.arn.split(":loadbalancer/", 1)[-1])  # type: ignore[attr-defined]
+    _add_attributes(
+        FakeTargetGroup,
+        {"TargetGroupFullName": "_sandbox_full_name", "TargetGroupArn": "arn", "TargetGroupName": "name"},
+    )
+    FakeTargetGroup._sandbox_full_name = property(lambda self: self.arn.rsplit(":", 1)[-1])  # type: ignore[attr-defined]
+    _add_attributes(AccessPoint, {"Arn": "access_point_arn", "AccessPointId": "access_point_id"})
+
+
+def _add_attributes(cls: type, attrs: dict[str, str]) -> None:
+    def has_cfn_attr(klass: type, attr: str) -> bool:
+        return attr in attrs
+
+    def get_cfn_attribute(self: Any, attribute_name: str) -> Any:
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name not in attrs:
+            raise UnformattedGetAttTemplateException()
+        return getattr(self, attrs[attribute_name])
+
+    cls.has_cfn_attr = classmethod(has_cfn_attr)  # type: ignore[attr-defined]
+    cls.get_cfn_attribute = get_cfn_attribute  # type: ignore[attr-defined]
+
