@@ -13,6 +13,8 @@ Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
     change set and updated when it executes (moto listed parameter-only changes not at all and missed
     conditions and Fn::Sub); modified resources are applied after the modified resources they refer to;
   - DescribeStackEvents pages (100 events, NextToken), newest first (moto returned every event at once);
+  - a change set that imports an export no stack publishes FAILS with "No export named X found", as AWS
+    computes it (moto accepted it and failed only on execution);
   - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
   - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing.
 
@@ -65,6 +67,14 @@ def patch() -> None:
         stack = self.stacks[stack_id]
         stack.cross_stack_resources = self.exports
         stack.resource_map.cross_stack_resources = self.exports
+        change_set = self.change_sets[change_set_id]
+        missing = sorted(_imports(change_set.template_dict) - set(self.exports))
+        if missing and change_set.status == "CREATE_COMPLETE":
+            # AWS resolves Fn::ImportValue while computing the change set and fails it (moto resolved it only
+            # when executing, so an app stack needing a data stack's new export looked plannable).
+            change_set.status = "FAILED"
+            change_set.execution_status = "UNAVAILABLE"
+            change_set.status_reason = f"No export named {missing[0]} found"
         return change_set_id, stack_id
 
     def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
@@ -153,6 +163,21 @@ def patch() -> None:
     ResourceMap.delete = map_delete  # type: ignore[method-assign]
     responses.CloudFormationResponse.update_termination_protection = update_termination_protection  # type: ignore[attr-defined]
     responses.CloudFormationResponse.describe_stack_events = describe_stack_events  # type: ignore[method-assign]
+
+
+def _imports(node: Any) -> set[str]:
+    """Literal export names a template imports (Fn::ImportValue of a string)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Fn::ImportValue" and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= _imports(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _imports(item)
+    return found
 
 
 def _refs(node: Any) -> tuple[set[str], set[str]]:

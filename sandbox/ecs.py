@@ -27,7 +27,8 @@ Failures on purpose (the emulator's own knobs, chosen by the image tag; the prod
     two stopped tasks (exit code 1, stoppedReason "Essential container in task exited"), the deployment
     rolloutState FAILED with "ECS deployment circuit breaker: tasks failed to start.", a service event,
     and (as with rollback enabled) a new PRIMARY deployment of the last COMPLETED deployment's task
-    definition; with nothing to roll back to (a new service) the failed deployment stays PRIMARY.
+    definition; with nothing to roll back to (a new service) the failed deployment stays PRIMARY;
+  - a deployment to an image tag containing `-sandbox-slow-N` takes N seconds instead of the usual rollout.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class _Defer(threading.local):
 # Set by a stack operation while moto applies its change set: service updates then wait for their step.
 DEFER = _Defer()
 UNHEALTHY_MARK = "-sandbox-unhealthy"  # image tag marker: the service's new tasks never get healthy
+SLOW_MARK = "-sandbox-slow-"  # image tag marker: `-sandbox-slow-N`, the deployment takes N seconds
 CIRCUIT_BREAKER_REASON = "ECS deployment circuit breaker: tasks failed to start."
 
 
@@ -371,7 +373,7 @@ def _advance_service(service: Any, now: float) -> None:
     if primary.get("rolloutState") != "IN_PROGRESS":
         return
     started = primary.setdefault("_sandbox_seen", now)
-    if now - started < TIMING.rollout:
+    if now - started < _rollout_seconds(service, primary):
         return
     primary.pop("_sandbox_seen", None)
     if UNHEALTHY_MARK in _service_image(service, primary):
@@ -388,6 +390,12 @@ def _advance_service(service: Any, now: float) -> None:
     service.running_count = service.desired_count
     service.pending_count = 0
     _service_event(service, f"(service {service.name}) has reached a steady state.")
+
+
+def _rollout_seconds(service: Any, deployment: dict[str, Any]) -> float:
+    """`...-sandbox-slow-N` in the image tag: the deployment takes N seconds (a rollout that outlasts --timeout)."""
+    match = re.search(SLOW_MARK + r"(\d+)", _service_image(service, deployment).rsplit(":", 1)[-1])
+    return float(match.group(1)) if match else TIMING.rollout
 
 
 def _service_image(service: Any, deployment: dict[str, Any]) -> str:

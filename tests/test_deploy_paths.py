@@ -1,0 +1,213 @@
+"""The deploy's other paths, end to end on the AWS-like emulator (its own instance, beside the main e2e run):
+--dry-run, --data-only with ElastiCache (the rediss:// URL), termination protection restored after an
+interrupted first deploy, --build, --no-wait, a rollout that outlasts --timeout (exit 3), the data-loss
+refusal inside deploy, a change set that waits on exports the data stack has not yet published, and the
+certificate branch of preflight.
+
+Faked, with the reason: `--build`'s image pipeline (the emulator's ECR repository hosts are not a registry
+anything can push to; the real pipeline is tested against a real local registry in test_images.py). The
+stand-in pushes an image manifest per repository into the emulator's ECR and returns the pipeline's own
+result type, so everything around it (tags, ordering, the ECR check) is the product's real path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from mastofargate.images.pipeline import ImageResult
+from tests.deploy_sandbox import (
+    CliResult,
+    Sandbox,
+    aws_env,
+    create_zone,
+    push_fake_images,
+    recording,
+    run_cli,
+    service_images,
+    start_sandbox,
+    write_config,
+)
+
+pytestmark = pytest.mark.xdist_group("deploy-paths")
+
+BUILT = "v4.5.4-built1"
+TAG_B = "v4.5.4-b2"
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    tmp: Path
+    zone: str
+    config: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("deploy-paths")
+    sandbox = start_sandbox(tmp)
+    try:
+        with aws_env(sandbox.url):
+            zone = create_zone()
+            config = write_config(tmp / "mastofargate.toml", zone, deployment={"cache": "elasticache"})
+            yield World(sandbox, tmp, zone, config)
+    finally:
+        sandbox.stop()
+
+
+def deploy(world: World, *args: str, config: Path | None = None) -> CliResult:
+    return run_cli("deploy", "--config", str(config or world.config), "--skip-assets", *args)
+
+
+def tags(tag: str) -> list[str]:
+    return ["--mastodon-tag", tag, "--streaming-tag", tag]
+
+
+def settle(stack: str = "social-app", timeout: float = 60) -> str:
+    """Wait until CloudFormation has finished with the stack (after --no-wait or a timed-out deploy)."""
+    cfn = boto3.client("cloudformation")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = str(cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"])
+        if not status.endswith("_IN_PROGRESS"):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"{stack} still in progress after {timeout} s")
+
+
+def test_a_dry_run_on_an_empty_account_writes_nothing(world: World) -> None:
+    with aws_env(world.sandbox.url), recording() as calls:
+        result = deploy(world, "--dry-run", *tags(BUILT))
+        secrets = boto3.client("secretsmanager").list_secrets()["SecretList"]
+    assert result.exit_code == 0, result.output
+    assert "social-data: new stack" in result.output and "Dry run: nothing was changed." in result.output
+    assert calls.mutating() == []
+    assert secrets == []
+
+
+def test_data_only_with_elasticache_stores_the_tls_redis_url(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        result = deploy(world, "--data-only", "--yes")
+        assert result.exit_code == 0, result.output
+        sm = boto3.client("secretsmanager")
+        redis = __import__("json").loads(sm.get_secret_value(SecretId="mastofargate/social/redis")["SecretString"])
+        cfn = boto3.client("cloudformation")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="social-data")["Stacks"][0]["Outputs"]}
+    assert outputs["CacheHost"]
+    assert redis["url"] == f"rediss://:{redis['password']}@{outputs['CacheHost']}:6379"
+    assert "set url" in result.output and redis["password"] not in result.output
+
+
+def test_termination_protection_is_restored_after_an_interrupted_first_deploy(world: World) -> None:
+    """An interrupt between the data stack's creation and its protection left it unprotected: the next
+    deploy protects it, whatever else it has to do."""
+    with aws_env(world.sandbox.url):
+        cfn = boto3.client("cloudformation")
+        cfn.update_termination_protection(StackName="social-data", EnableTerminationProtection=False)
+        result = deploy(world, "--data-only", "--yes")
+        protected = cfn.describe_stacks(StackName="social-data")["Stacks"][0]["EnableTerminationProtection"]
+    assert result.exit_code == 0, result.output
+    assert protected is True
+    assert "termination protection enabled on social-data" in result.output
+
+
+def test_build_builds_pushes_and_installs_with_the_pipelines_tags(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed: list[Any] = []
+
+    def push_images(request: Any, display: Any) -> list[ImageResult]:
+        pushed.append(request)
+        push_fake_images(BUILT)
+        return [
+            ImageResult("mastodon", f"repo/mastodon:{BUILT}", BUILT, "pushed", built=True),
+            ImageResult("streaming", f"repo/streaming:{BUILT}", BUILT, "pushed", built=True),
+        ]
+
+    monkeypatch.setattr("mastofargate.images.push_images", push_images)
+    with aws_env(world.sandbox.url), recording() as calls:
+        result = deploy(world, "--build", "--yes")
+        running = set(service_images().values())
+    assert result.exit_code == 0, result.output
+    assert pushed and pushed[0].config.aws.name == "social"
+    assert "Building and pushing images" in result.output
+    assert running == {BUILT}
+    assert calls.find("DescribeImages")  # the pipeline's tags were checked in ECR before anything rolled
+
+
+def test_a_change_set_that_would_lose_data_is_refused_inside_deploy(world: World) -> None:
+    moved = write_config(world.tmp / "moved" / "mastofargate.toml", world.zone, deployment={"cache": "task"})
+    with aws_env(world.sandbox.url), recording() as calls:
+        result = deploy(world, "--yes", config=moved)
+        cfn = boto3.client("cloudformation")
+        left = [cfn.list_change_sets(StackName=s)["Summaries"] for s in ("social-data", "social-app")]
+    assert result.exit_code == 2, result.output
+    assert "REFUSED: this deploy would replace or remove resources that hold data" in result.output
+    assert "Cache" in result.output and "--allow-data-replacement" in result.output
+    assert not calls.find("ExecuteChangeSet")
+    assert left == [[], []]
+
+
+def test_no_wait_starts_the_rollout_and_returns(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        push_fake_images(TAG_B)
+        with recording() as calls:
+            result = deploy(world, "--no-wait", "--yes", *tags(TAG_B))
+        status = boto3.client("cloudformation").describe_stacks(StackName="social-app")["Stacks"][0]["StackStatus"]
+        final = settle()
+    assert result.exit_code == 0, result.output
+    assert "rollout started (--no-wait)" in result.output
+    assert "post-deployment migrations NOT run" in result.output
+    assert status == "UPDATE_IN_PROGRESS"  # we returned while CloudFormation was still at work
+    assert final == "UPDATE_COMPLETE"
+    assert not [c for c in calls.find("RunTask") if "social-migrate:" in c.params["taskDefinition"]]
+
+
+def test_a_rollout_that_outlasts_the_timeout_exits_3_and_says_what_goes_on(world: World) -> None:
+    slow = "v4.5.4-c3-sandbox-slow-6"
+    with aws_env(world.sandbox.url):
+        push_fake_images(slow)
+        result = deploy(world, "--yes", "--timeout", "2", *tags(slow))
+        final = settle()
+    assert result.exit_code == 3, result.output
+    assert "Gave up waiting for stack social-app after 2 s; it is still UPDATE_IN_PROGRESS" in result.output
+    assert "CloudFormation goes on with it" in result.output and "mastofargate status" in result.output
+    assert final == "UPDATE_COMPLETE"
+
+
+def test_an_app_stack_needing_new_data_exports_is_planned_after_the_data_stack(world: World) -> None:
+    """Moving Redis from ElastiCache into a task (allowed explicitly): the app stack imports exports the data
+    stack publishes only with this update, so CloudFormation cannot plan it first; deploy plans it after."""
+    moved = write_config(world.tmp / "moved" / "mastofargate.toml", world.zone, deployment={"cache": "task"})
+    with aws_env(world.sandbox.url), recording() as calls:
+        result = deploy(world, "--yes", "--allow-data-replacement", config=moved)
+    assert result.exit_code == 0, result.output
+    assert "social-app: planned after the data stack update" in result.output
+    executed = [c.params["ChangeSetName"] for c in calls.find("ExecuteChangeSet")]
+    assert len(executed) == 2
+    stacks_in_order = [c.params["StackName"] for c in calls.find("CreateChangeSet")]
+    assert stacks_in_order.index("social-data") < len(stacks_in_order) - 1
+    assert stacks_in_order[-1] == "social-app"
+
+
+def test_preflight_checks_an_existing_certificate(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        missing = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+        bad = write_config(world.tmp / "cert" / "mastofargate.toml", world.zone)
+        text = bad.read_text().replace(f'hosted_zone_id = "{world.zone}"', f'certificate_arn = "{missing}"')
+        bad.write_text(text)
+        refused = run_cli("plan", "--config", str(bad))
+        arn = boto3.client("acm").request_certificate(DomainName="social.example.org")["CertificateArn"]
+        bad.write_text(text.replace(missing, arn))
+        planned = run_cli("plan", "--config", str(bad))
+    assert refused.exit_code == 2, refused.output
+    assert f"Certificate {missing} does not exist" in refused.output
+    assert planned.exit_code == 0, planned.output
+    assert f"certificate {arn.rsplit('/', 1)[-1]}:" in planned.output
