@@ -74,7 +74,9 @@ class Postgres:
         }
         args = [
             "bash",
-            str(self.script),
+            "-c",  # as the task definition runs it: the script's text, not a file in the image
+            self.script.read_text(),
+            "mastofargate-postgres",
             "-c",
             f"port={self.port}",
             "-c",
