@@ -642,6 +642,24 @@ def redis_saves_per_month(command: str, changes_per_s: float) -> tuple[float, st
     return HOURS_PER_MONTH * 3600 / interval, f"every {interval} s"
 
 
+# Bytes one Redis change adds to the append-only file: Sidekiq's pushes carry ~300-1000 byte JSON jobs,
+# home-feed ZADDs ~60 bytes; most changes are feed inserts, so ~300 bytes on average (an assumption).
+AOF_BYTES_PER_CHANGE = 300
+AOF_REWRITE_MIN_GB = 64 / 1024  # Redis rewrites the AOF when it doubled AND exceeds 64 MB (redis.conf defaults)
+
+
+def redis_aof_writes_gb(changes_per_s: float, dataset_gb: float) -> tuple[float, str]:
+    """GB a month written to an append-only file: every change appended, plus the rewrites that compact it
+    (each writes the whole data set once the file has grown by max(data set, 64 MB))."""
+    appended = changes_per_s * AOF_BYTES_PER_CHANGE * HOURS_PER_MONTH * 3600 / 1e9
+    rewrites = appended / max(dataset_gb, AOF_REWRITE_MIN_GB)
+    total = appended + rewrites * dataset_gb
+    return total, (
+        f"~{changes_per_s:g} changes/s x ~{AOF_BYTES_PER_CHANGE} B appended ({appended:,.1f} GB) plus "
+        f"{rewrites:,.0f} rewrites of the ~{dataset_gb * 1000:g} MB data set: {total:,.1f} GB written a month"
+    )
+
+
 def _file_systems(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     p = w.prices
     u = w.usage
@@ -659,6 +677,11 @@ def _file_systems(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> Non
                     f"Postgres on EFS: {u.db_data_gb:g} GB of data, ~{u.postgres_efs_write_gb:g} GB metered "
                     f"writes (WAL, checkpoints) and ~{u.postgres_efs_read_gb:g} GB reads a month"
                 )
+            elif role == "redis" and "appendfsync everysec" in " ".join(container.get("EntryPoint", [])):
+                aof_gb, how = redis_aof_writes_gb(u.redis_changes_per_s, u.redis_rdb_gb)
+                gb += u.redis_rdb_gb
+                writes += aof_gb
+                notes.append(f"Redis on EFS keeps an append-only file: {how}")
             elif role == "redis":
                 command = " ".join(container.get("Command", []))
                 saves, how = redis_saves_per_month(command, u.redis_changes_per_s)

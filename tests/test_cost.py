@@ -109,8 +109,10 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     assert usd(est, "Scheduled task PreviewCardCleanup") == pytest.approx(
         H / 24 / 7 * 10 / 60 * ((0.5 * 0.03238 + 2 * 0.00356) * SPOT + 0.005)
     )
-    # Redis --save 3600 1 fires hourly at 5 changes/s: 730 saves a month of a 0.02 GB RDB, $0.06/GB
-    assert usd(est, "EFS Elastic Throughput writes") == pytest.approx(H * 3600 / 3600 * 0.02 * 0.06)
+    # Redis appends 5 changes/s x 300 B to its AOF and rewrites the 0.02 GB data set each time the file has
+    # grown 64 MB; EFS Elastic writes are $0.06/GB
+    appended = 5 * 300 * H * 3600 / 1e9
+    assert usd(est, "EFS Elastic Throughput writes") == pytest.approx((appended + appended / (64 / 1024) * 0.02) * 0.06)
     assert usd(est, "EFS Standard storage") == pytest.approx(0.02 * 0.30)
     assert usd(est, "Secrets Manager secrets") == pytest.approx(3 * 0.40)
     assert usd(est, "KMS customer-managed keys") == pytest.approx(1.00)
@@ -169,8 +171,10 @@ def test_postgres_task_never_on_spot_and_efs_io_adds_up() -> None:
     est = estimate(make_config(database="task", cache="task"))
     assert usd(est, "Fargate: postgres") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * H)
     assert not any(i.name.startswith("Fargate Spot: postgres") for i in est.items)
-    # Postgres 40 GB writes (assumed) + Redis RDB 0.02 GB every hour; Postgres 20 GB reads
-    writes = 40 + H * 3600 / 3600 * 0.02
+    # Postgres 40 GB writes (assumed) + Redis AOF (5 changes/s x 300 B, rewrites of 0.02 GB per 64 MB);
+    # Postgres 20 GB reads
+    appended = 5 * 300 * H * 3600 / 1e9
+    writes = 40 + appended + appended / (64 / 1024) * 0.02
     assert usd(est, "EFS Elastic Throughput writes") == pytest.approx(writes * 0.06)
     assert usd(est, "EFS Elastic Throughput reads") == pytest.approx(20 * 0.03)
     assert usd(est, "EFS Standard storage") == pytest.approx((3 + 0.02) * 0.30)

@@ -20,13 +20,14 @@ EnvValue: TypeAlias = str | Join | object
 
 
 def _database(b: Build, role: str) -> dict[str, EnvValue]:
+    # Both RDS (rds.force_ssl) and the Postgres task (its entrypoint: hostssl only, a self-signed certificate)
+    # refuse TCP without TLS. Rails verifies nothing with `require`; Node's pg treats every mode but
+    # disable/no-verify as verified TLS against its CA store, which has neither the RDS CA nor ours.
+    ssl = "no-verify" if role == "streaming" else "require"
     if b.config.deployment.database == "rds":
-        # RDS enforces TLS (rds.force_ssl). Rails verifies nothing with `require`; Node's pg treats every
-        # mode but disable/no-verify as verified TLS against its CA store, which lacks the RDS CA.
         host: EnvValue = b.imported("DatabaseHost")
-        ssl = "no-verify" if role == "streaming" else "require"
     else:
-        host, ssl = f"postgres.{namespace(b)}", "disable"  # inside the VPC, reachable only from tasks
+        host = f"postgres.{namespace(b)}"
     return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_USER, "DB_SSLMODE": ssl}
 
 

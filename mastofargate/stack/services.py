@@ -11,6 +11,7 @@ from __future__ import annotations
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationautoscaling, ecs, servicediscovery
 
 from mastofargate.sizing import ServiceSize
+from mastofargate.stack import entrypoints
 from mastofargate.stack.context import Build, logical
 from mastofargate.stack.edge import HEALTH_PATHS, PORTS
 from mastofargate.stack.environment import mastodon_environment
@@ -59,7 +60,8 @@ def health_check(size: ServiceSize) -> ecs.HealthCheck:
         "streaming": curl.format(port=PORTS["streaming"], path=HEALTH_PATHS["streaming"]),
         "sidekiq": f"test -e {SIDEKIQ_READY_FILE}",
         "postgres": 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB" -h 127.0.0.1',
-        "redis": 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG',
+        # REDISCLI_AUTH, not -a: a password in argv is readable by every process through /proc.
+        "redis": 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p "$REDIS_PORT" ping | grep -q PONG',
     }[size.role]
     return ecs.HealthCheck(
         Command=["CMD-SHELL", cmd], Interval=15, Timeout=5, Retries=3, StartPeriod=min(grace_period(size), 300)
@@ -108,19 +110,16 @@ def container(
         props["Environment"] = _env({**mastodon_environment(b, size), **(extra_env or {})})
         props["Secrets"] = _secrets(b, mastodon_secrets(b, role))
     elif role == "postgres":
-        props["Command"] = postgres_args(b, size)
-        props["Environment"] = _env(
-            {
-                "POSTGRES_USER": "mastodon",
-                "POSTGRES_DB": "mastodon_production",
-                "PGDATA": "/var/lib/postgresql/data/pgdata",
-            }
-        )
+        # The shipped entrypoint: an EFS lock so one Postgres owns the data directory, fast shutdown on
+        # SIGTERM, TLS, memory settings from the container budget (mastofargate/data/postgres-entrypoint.sh).
+        props["EntryPoint"] = ["bash", "-c", entrypoints.script(entrypoints.POSTGRES), "mastofargate-postgres"]
+        props["Environment"] = _env(postgres_environment(b, size))
         props["Secrets"] = _secrets(b, [SecretRef("POSTGRES_PASSWORD", "database", "password")])
         props["MountPoints"] = [ecs.MountPoint(ContainerPath="/var/lib/postgresql/data", SourceVolume="data")]
     elif role == "redis":
-        props["EntryPoint"] = ["sh", "-c"]
-        props["Command"] = [redis_command(size)]
+        # The shipped entrypoint: append-only file (everysec) on EFS, password via stdin, never as root.
+        props["EntryPoint"] = ["bash", "-c", entrypoints.script(entrypoints.REDIS), "mastofargate-redis"]
+        props["Environment"] = _env(redis_environment(size))
         props["Secrets"] = _secrets(b, [SecretRef("REDIS_PASSWORD", "redis", "password")])
         props["MountPoints"] = [ecs.MountPoint(ContainerPath="/data", SourceVolume="data")]
     if job is None:  # long-running services get a health check; one-off jobs just run
@@ -133,32 +132,32 @@ def container(
     return ecs.ContainerDefinition(**props)
 
 
-def postgres_args(b: Build, size: ServiceSize) -> list[str]:
-    """Postgres settings from the task's memory: shared_buffers a quarter, cache size three quarters."""
-    mem = size.container_memory
-    return [
-        "postgres",
-        "-c",
-        f"max_connections={b.config.max_connections}",
-        "-c",
-        f"shared_buffers={mem // 4}MB",
-        "-c",
-        f"effective_cache_size={mem * 3 // 4}MB",
-        "-c",
-        "log_min_duration_statement=2000",
-    ]
+def postgres_environment(b: Build, size: ServiceSize) -> dict[str, str]:
+    """The Postgres entrypoint's settings: its memory budget is the container's hard limit (the sizing table),
+    from which it derives shared_buffers and the rest; TLS is on because Postgres is a separate task that
+    Mastodon reaches across the VPC (issue 10: TLS between tasks)."""
+    return {
+        "POSTGRES_USER": "mastodon",
+        "POSTGRES_DB": "mastodon_production",
+        "PGDATA": "/var/lib/postgresql/data/pgdata",
+        "POSTGRES_MEMORY_MB": str(size.container_memory),
+        "POSTGRES_MAX_CONNECTIONS": str(b.config.max_connections),
+        "POSTGRES_TLS": "on",
+    }
 
 
-def redis_command(size: ServiceSize) -> str:
-    """Redis with a password, never evicting (Sidekiq), with RDB snapshots on EFS so home timelines survive
-    restarts: hourly, and on every stop (Redis saves on SIGTERM; stopTimeout is 120 s). Each snapshot rewrites
-    the whole file and EFS bills every byte written, so no minute-level save rules: losing under an hour of
-    Redis is nearly harmless (Sidekiq retries, `tootctl feeds build` rebuilds timelines)."""
-    maxmem = size.container_memory * 3 // 4
-    return (
-        'exec redis-server --requirepass "$REDIS_PASSWORD" --dir /data --save 3600 1 '
-        f"--appendonly no --maxmemory {maxmem}mb --maxmemory-policy noeviction"
-    )
+def redis_environment(size: ServiceSize) -> dict[str, str]:
+    """The Redis entrypoint's settings: data on EFS (/data), never evicting (Sidekiq), a quarter of the
+    container left for the AOF rewrite's fork and buffers. TLS stays off for now: Mastodon's Redis client
+    verifies the server certificate against the image's CA store (redis-client's default; Mastodon has no
+    setting to relax it), so a self-signed certificate would stop every Mastodon process from connecting.
+    The security group admits only the server's tasks, and the password is required."""
+    return {
+        "REDIS_DIR": "/data",
+        "REDIS_PORT": str(REDIS_PORT),
+        "REDIS_MAXMEMORY_MB": str(size.container_memory * 3 // 4),
+        "REDIS_TLS": "off",
+    }
 
 
 def task_definition(
