@@ -12,6 +12,7 @@ result type, so everything around it (tags, ordering, the ECR check) is the prod
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,9 +98,9 @@ def test_data_only_with_elasticache_stores_the_tls_redis_url(world: World) -> No
         result = deploy(world, "--data-only", "--yes")
         assert result.exit_code == 0, result.output
         sm = boto3.client("secretsmanager")
-        redis = __import__("json").loads(sm.get_secret_value(SecretId="mastofargate/social/redis")["SecretString"])
-        cfn = boto3.client("cloudformation")
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="social-data")["Stacks"][0]["Outputs"]}
+        redis = json.loads(sm.get_secret_value(SecretId="mastofargate/social/redis")["SecretString"])
+        data = boto3.client("cloudformation").describe_stacks(StackName="social-data")["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in data["Outputs"]}
     assert outputs["CacheHost"]
     assert redis["url"] == f"rediss://:{redis['password']}@{outputs['CacheHost']}:6379"
     assert "set url" in result.output and redis["password"] not in result.output

@@ -64,7 +64,7 @@ def reconcile(ecs: Any, ec2: Any, r53: Any, cluster: str, service: str, zone: st
     ]:
         if rrs["Name"] == name and rrs["Type"] in ("A", "AAAA") and "ResourceRecords" in rrs:
             have[rrs["Type"]] = rrs
-    changes = []
+    changes: list[dict[str, Any]] = []
     for kind, address in want.items():
         old = have.get(kind)
         current = [r["Value"] for r in old["ResourceRecords"]] if old else []

@@ -8,6 +8,8 @@ directory) deploy with minimumHealthyPercent 0 / maximumPercent 100, so two neve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationautoscaling, ecs, servicediscovery
 
 from mastofargate.sizing import ServiceSize
@@ -72,7 +74,7 @@ def _secrets(b: Build, refs: list[SecretRef]) -> list[ecs.Secret]:
     return [ecs.Secret(Name=r.env, ValueFrom=r.value_from(b)) for r in sorted(refs, key=lambda r: r.env)]
 
 
-def _env(env: dict[str, object]) -> list[ecs.Environment]:
+def _env(env: Mapping[str, object]) -> list[ecs.Environment]:
     return [ecs.Environment(Name=k, Value=v) for k, v in sorted(env.items())]
 
 
