@@ -171,6 +171,40 @@ def test_no_wait_starts_the_rollout_and_returns(world: World) -> None:
     assert not [c for c in calls.find("RunTask") if "social-migrate:" in c.params["taskDefinition"]]
 
 
+def test_the_asset_export_runs_beside_the_pre_deployment_migrations(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither needs the other, so neither waits for the other; the rollout waits for both. Faked: the export
+    itself (its real path is test_images.py's hand-off test), timed, as is the migration's task."""
+    from mastofargate.deploy import handoff, jobs
+
+    spans: dict[str, tuple[float, float]] = {}
+    run_job = jobs.run_job
+
+    def export(run: Any, tags: Any, *, skip: bool) -> None:
+        start = time.monotonic()
+        time.sleep(1.5)
+        spans["export"] = (start, time.monotonic())
+
+    def timed_job(run: Any, job: str, *args: Any, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        try:
+            return run_job(run, job, *args, **kwargs)
+        finally:
+            spans.setdefault(job, (start, time.monotonic()))
+
+    monkeypatch.setattr(handoff, "export_assets", export)
+    monkeypatch.setattr(jobs, "run_job", timed_job)
+    with aws_env(world.sandbox.url):
+        push_fake_images("v4.5.4-c2")
+        with recording() as calls:
+            result = run_cli("deploy", "--config", str(world.config), "--yes", *tags("v4.5.4-c2"))
+    assert result.exit_code == 0, result.output
+    (export_start, export_end), (pre_start, pre_end) = spans["export"], spans["migrate-pre"]
+    assert pre_start < export_end and export_start < pre_end  # they overlapped
+    assert calls.find("ExecuteChangeSet")  # and the rollout came after both
+
+
 def test_a_rollout_that_outlasts_the_timeout_exits_3_and_says_what_goes_on(world: World) -> None:
     slow = "v4.5.4-c3-sandbox-slow-6"
     with aws_env(world.sandbox.url):

@@ -459,3 +459,34 @@ def test_asset_export_without_a_data_stack_says_so(aws_env, tmp_path):
     assert run.returncode == 1
     assert "data stack" in run.stderr and "does not exist yet" in run.stderr and "--bucket" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("docker")
+def test_the_deploys_asset_hand_off_exports_the_new_image_to_the_media_bucket(
+    docker_client, bases, name, aws_env, tmp_path
+):
+    """deploy's step (deploy.handoff.export_assets) with a real engine, a real local registry and the moto
+    server's S3. The data stack's outputs are given to the Target directly (the repository URI is the local
+    registry's, which the emulator's ECR cannot be), everything else is the deploy's own path."""
+    from mastofargate import aws
+    from mastofargate.config import load_config
+    from mastofargate.deploy import handoff
+    from mastofargate.deploy.options import Tags
+    from tests.conftest import plain_run
+
+    config_path = support.write_config(tmp_path, name)
+    refs = _refs(_images("push", config_path, bases, "--json"))
+    host, repository, tag = _split(refs["mastodon"])
+    docker_client.images.remove(refs["mastodon"], force=True)  # the hand-off must pull it from the registry
+    run = plain_run(load_config(config_path))
+    bucket = f"media-{name}"
+    aws.client("s3", "us-east-1").create_bucket(Bucket=bucket)
+    run.target._outputs[run.target.data_stack] = {
+        "MastodonRepositoryUri": f"{host}/{repository}",
+        "StreamingRepositoryUri": f"{host}/{repository}",
+        "MediaBucketName": bucket,
+    }
+    handoff.export_assets(run, Tags(tag, tag), skip=False)
+    keys = {o["Key"] for o in aws.client("s3", "us-east-1").list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {f"assets/{rel}" for rel in support.MASTODON_ASSETS} <= keys

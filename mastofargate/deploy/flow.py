@@ -14,6 +14,7 @@ module only orders them. Safety rules it keeps (DESIGN invariants):
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mastofargate.deploy import bootstrap, handoff, history, jobs, rollout, stacks
@@ -72,7 +73,7 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
         )
         return Outcome(False)
     tags = handoff.settle_images(run, state, opts)
-    if state.installing or state.deployed_tags != tags:
+    if state.installing:
         handoff.export_assets(run, tags, skip=opts.skip_assets)
     rollout_started = run.poller.clock.monotonic()
     if state.installing:
@@ -155,21 +156,30 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     if not app_plan.has_changes:
         return Outcome(False, tags=tags)
     serving = state.deployed_tags.describe() if state.deployed_tags else ""
+    new_image, _ = handoff.image_refs(target, tags)
     if new_images and opts.skip_migrations:
         run.out.warn("rollback: migrations are not reverted; the older version runs on the newer database schema")
-    if migrate:
-        new_image, _ = handoff.image_refs(target, tags)
-        result = jobs.run_job(run, "migrate-pre", None, timeout=opts.timeout, image=new_image)
-        if not result.ok:
+    # The asset export and the pre-deployment migrations depend on nothing but the new image: they run side by
+    # side, and the rollout waits for both (bench/upgrade.py: this takes the export off the critical path).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        export = pool.submit(handoff.export_assets, run, tags, skip=opts.skip_assets) if new_images else None
+        result = jobs.run_job(run, "migrate-pre", None, timeout=opts.timeout, image=new_image) if migrate else None
+        try:
+            if export is not None:
+                export.result()
+        except BaseException:
             stacks.discard(target, app_plan)
-            raise jobs.task_failure(
-                "migrate-pre",
-                result,
-                "Pre-deployment migrations failed on the new image; nothing was rolled out and the old version "
-                f"({serving or '?'}) is still serving.",
-                "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' "
-                "again",
-            )
+            raise
+    if result is not None and not result.ok:
+        stacks.discard(target, app_plan)
+        raise jobs.task_failure(
+            "migrate-pre",
+            result,
+            "Pre-deployment migrations failed on the new image; nothing was rolled out and the old version "
+            f"({serving or '?'}) is still serving.",
+            "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' "
+            "again",
+        )
     run.out.step(f"Updating {target.app_stack}")
     if opts.no_wait:
         notes = []
