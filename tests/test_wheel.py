@@ -134,6 +134,12 @@ def test_installed_wheel_works_from_an_empty_repository(
     assert cost.returncode == 0, cost.stderr
     assert '"total_usd_month"' in cost.stdout
 
+    ci = run(exe, "ci", "init", cwd=user_repo)
+    assert ci.returncode == 0, ci.stderr
+    for name in ("review.yml", "images.yml", "deploy.yml"):
+        assert (user_repo / ".github" / "workflows" / name).is_file(), name
+    assert (user_repo / "Makefile").is_file()
+
     # An overlay file in the user's repository reaches the image built from the packaged Dockerfile.
     robots = readme.parent / "public" / "robots.txt"
     robots.parent.mkdir(parents=True)
