@@ -9,6 +9,7 @@ only when the infrastructure or the assumptions do. Reads git through its comman
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tomllib
 from collections import defaultdict
@@ -22,6 +23,7 @@ from mastofargate.render import CFN_DIR
 
 # A line whose monthly cost moves by less than half a cent has not changed.
 EPSILON = 0.005
+_PARENS = re.compile(r"\([^()]*\)")
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,10 @@ class Side:
 
 @dataclass(frozen=True)
 class LineDiff:
-    name: str
+    name: str  # the working tree's wording (the base's for a line that is gone)
     base_usd_month: float | None  # None: the line is new
     head_usd_month: float | None  # None: the line is gone
+    base_name: str | None = None  # the base's wording, when it differs (other sizes or assumptions)
 
     @property
     def delta(self) -> float:
@@ -67,6 +70,7 @@ class CostDiff:
             "lines": [
                 {
                     "name": d.name,
+                    "base_name": d.base_name,
                     "base_usd_month": r(d.base_usd_month),
                     "head_usd_month": r(d.head_usd_month),
                     "delta_usd_month": r(d.delta),
@@ -164,11 +168,25 @@ def working_tree(config_path: Path) -> Side:
     return Side(config, templates)
 
 
-def _by_name(items: list[Any]) -> dict[str, float]:
-    out: dict[str, float] = defaultdict(float)
-    for i in items:
-        out[i.name] += i.usd_month
-    return dict(out)
+def line_key(name: str) -> str:
+    """What a line is, without its sizes and assumptions: "Fargate Spot: web (1 vCPU, 2 GB, X86_64)" and
+    "Fargate Spot: web (0.25 vCPU, 1 GB, X86_64)" are the same line at another price."""
+    return " ".join(_PARENS.sub("", name).split())
+
+
+def _by_key(items: list[Any]) -> dict[str, tuple[str, float]]:
+    """{key: (name, $/month)}; lines sharing a key on one side keep their full names (no false pairing)."""
+    keys = [line_key(i.name) for i in items]
+    out: dict[str, tuple[str, float]] = {}
+    totals: dict[str, float] = defaultdict(float)
+    names: dict[str, str] = {}
+    for i, key in zip(items, keys, strict=True):
+        k = key if keys.count(key) == 1 else i.name
+        totals[k] += i.usd_month
+        names[k] = i.name
+    for k, total in totals.items():
+        out[k] = (names[k], total)
+    return out
 
 
 def diff(config_path: Path, ref: str, media_gb: float | None = None) -> CostDiff:
@@ -181,10 +199,13 @@ def diff(config_path: Path, ref: str, media_gb: float | None = None) -> CostDiff
     base_prices = prices if base.config.aws.region == head.config.aws.region else for_region(base.config.aws.region)
     before = estimate(base.config, base.templates, media_gb=media_gb, prices=base_prices)
     after = estimate(head.config, head.templates, media_gb=media_gb, prices=prices)
-    old, new = _by_name(before.items), _by_name(after.items)
+    old, new = _by_key(before.items), _by_key(after.items)
     lines = []
-    for name in list(old) + [n for n in new if n not in old]:
-        d = LineDiff(name, old.get(name), new.get(name))
-        if d.base_usd_month is None or d.head_usd_month is None or abs(d.delta) >= EPSILON:
+    for key in list(new) + [k for k in old if k not in new]:
+        base_name, base_usd = old.get(key, (None, None))
+        head_name, head_usd = new.get(key, (None, None))
+        name = head_name or base_name or key
+        d = LineDiff(name, base_usd, head_usd, base_name if base_name not in (None, name) else None)
+        if abs(d.delta) >= EPSILON:
             lines.append(d)
     return CostDiff(ref, before.total_usd_month, after.total_usd_month, lines, after.prices_as_of)

@@ -73,6 +73,12 @@ def test_profile_change_gives_the_right_delta(repo: Path) -> None:
         abs(ln["delta_usd_month"]) >= 0.01 or None in (ln["base_usd_month"], ln["head_usd_month"]) for ln in d["lines"]
     )
     assert sum(ln["delta_usd_month"] for ln in d["lines"]) == pytest.approx(delta, abs=0.01 * len(d["lines"]))
+    # A resized service is one line at another price, not one removed and one added.
+    web = next(ln for ln in d["lines"] if ln["name"].startswith("Fargate Spot: web ("))
+    assert web["base_usd_month"] and web["head_usd_month"] and web["base_name"] != web["name"]
+    rds = {ln["name"]: ln for ln in d["lines"] if ln["name"].startswith("RDS PostgreSQL")}
+    assert rds["RDS PostgreSQL db.t4g.micro"]["head_usd_month"] is None
+    assert rds["RDS PostgreSQL db.t4g.small"]["base_usd_month"] is None
     unchanged = {i.name for i in expected_head.items} - {ln["name"] for ln in d["lines"]}
     assert unchanged, "lines that did not move are left out"
 

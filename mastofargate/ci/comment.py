@@ -109,8 +109,9 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
         return lines
     lines += ["| Line | Base | This branch | Change |", "|---|---:|---:|---:|"]
     for row in cost["lines"]:
+        name = f"{row['base_name']} → {row['name']}" if row.get("base_name") else row["name"]
         lines.append(
-            f"| {_cell(row['name'])} | {_money(row['base_usd_month'])} | {_money(row['head_usd_month'])} "
+            f"| {_cell(name)} | {_money(row['base_usd_month'])} | {_money(row['head_usd_month'])} "
             f"| {_delta(row['delta_usd_month'])} |"
         )
     lines.append("")

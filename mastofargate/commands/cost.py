@@ -141,7 +141,11 @@ def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool) -
     def signed(x: float) -> str:
         return f"{'+' if x >= 0 else '-'}${abs(x):,.2f}"
 
-    rows = [(ln.name, money(ln.base_usd_month), money(ln.head_usd_month), signed(ln.delta)) for ln in d.lines]
+    rows = []
+    for ln in d.lines:
+        if ln.base_name:
+            rows.append((f"{ln.base_name} ->", "", "", ""))
+        rows.append((ln.name, money(ln.base_usd_month), money(ln.head_usd_month), signed(ln.delta)))
     rows.append(("Total per month", money(d.base_total), money(d.head_total), signed(d.delta)))
     head = ("Line", ref, "working tree", "change")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
