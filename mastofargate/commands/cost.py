@@ -45,7 +45,7 @@ def cost(
     from mastofargate.config import load_config
     from mastofargate.cost import compare, estimate
     from mastofargate.prices import for_region
-    from mastofargate.stack import build
+    from mastofargate.stack import build_all as build
 
     cfg = load_config(config)
     prices = for_region(cfg.aws.region)
