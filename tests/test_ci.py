@@ -192,3 +192,45 @@ def test_comment_shows_counts_data_loss_in_bold_and_the_cost_difference() -> Non
     assert "**Monthly cost**: $40.00 → $55.50 (**+$15.50**) against `main`" in text
     assert "| RDS db.t4g.micro | $10.00 | — | −$10.00 |" in text
     assert "The plan did not run" in render_comment("social", None, None)
+
+
+def test_plan_summary_reads_the_deploy_layers_plans(tmp_path: Path) -> None:
+    """plan_summary() over real deploy.stacks.Plan objects, rendered by `ci comment` (the files the review
+    workflow passes it)."""
+    from mastofargate.ci.comment import plan_summary
+    from mastofargate.deploy.stacks import Change, Plan, deferred_plan
+
+    data = Plan(
+        "social-data",
+        "UPDATE",
+        [
+            Change("Modify", "Database", "AWS::RDS::DBInstance", "True", "Postgres"),
+            Change("Modify", "MediaBucket", "AWS::S3::Bucket", "False", "Media"),
+        ],
+        {},
+        {},
+    )
+    app = deferred_plan("social-app", {}, {}, "planned once the images are built")
+    summary = plan_summary([data, app], images="v4.5.4-a1")
+    assert summary["stacks"][0]["changes"][0] == {
+        "action": "Modify",
+        "logical_id": "Database",
+        "resource_type": "AWS::RDS::DBInstance",
+        "replacement": "True",
+        "description": "Postgres",
+        "data_kind": "database",
+        "loses_data": True,
+    }
+    assert summary["stacks"][1]["deferred"] is True
+    repo = repo_with_config(tmp_path)
+    (repo / "plan.json").write_text(json.dumps(summary))
+    out = cli("ci", "comment", "--plan", "plan.json", "--output", "comment.md", cwd=repo)
+    assert out.returncode == 0, out.stderr
+    text = (repo / "comment.md").read_text()
+    assert text.startswith("<!-- mastofargate:plan social -->\n")
+    assert "**⚠️ Data loss: Database (database) would be replaced.**" in text
+    assert "| ~ | `MediaBucket` | AWS::S3::Bucket |  | Media |" in text
+    assert "**social-app**: planned during the deploy (planned once the images are built)" in text
+    (repo / "bad.json").write_text("{")
+    bad = cli("ci", "comment", "--plan", "bad.json", cwd=repo)
+    assert bad.returncode == 2 and "--plan bad.json is not JSON" in bad.stderr
