@@ -101,7 +101,7 @@ def test_workflow_rules(tmp_path: Path) -> None:
     assert "deploy --yes" in deploy["steps"][-1]["run"] and "--images-json" in deploy["steps"][-1]["run"]
     images = yaml.safe_load((repo / ".github/workflows/images.yml").read_text())
     assert images[True]["push"]["branches"] == ["main"]  # `on:` is YAML 1.1's True
-    assert images["jobs"]["deploy"]["uses"] == "$/.github/workflows/deploy.yml"
+    assert images["jobs"]["deploy"]["uses"] == "./.github/workflows/deploy.yml"
     review = yaml.safe_load((repo / ".github/workflows/review.yml").read_text())
     assert set(review[True]) == {"pull_request"}  # never pull_request_target
     plan_job = review["jobs"]["plan"]
