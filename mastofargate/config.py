@@ -376,6 +376,52 @@ Services = Annotated[
 ]
 
 
+_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")
+_BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,100}$")
+
+
+class Ci(_Model):
+    """The repository whose GitHub Actions workflows plan, push images and deploy (through the CI roles)."""
+
+    provider: Literal["github"] = Field("github", description="CI system the workflows and roles are for.")
+    repository: str | None = Field(
+        None, description="GitHub repository owner/name: the only one whose workflows may assume the CI roles."
+    )
+    branch: str = Field("main", description="The branch whose pushes build images and deploy.")
+    oidc_provider_arn: str | None = Field(
+        None,
+        description="An existing IAM OIDC provider for token.actions.githubusercontent.com (an account holds at "
+        "most one); default: the CI stack creates it.",
+    )
+
+    @field_validator("repository")
+    @classmethod
+    def _check_repository(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not _REPOSITORY.match(v) or v.split("/")[1] in (".", ".."):
+            raise ValueError(f"{v!r} is not a GitHub repository; allowed: owner/name, e.g. example/my-server")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _check_branch(cls, v: str) -> str:
+        if not _BRANCH.match(v) or ".." in v or v.startswith(("/", "-")) or v.endswith("/"):
+            raise ValueError(f"{v!r} is not a branch name; allowed: letters, digits, '.', '_', '-', '/' (no wildcards)")
+        return v
+
+    @field_validator("oidc_provider_arn")
+    @classmethod
+    def _check_provider(cls, v: str | None) -> str | None:
+        if v is not None and not _OIDC_PROVIDER_ARN.match(v):
+            raise ValueError(
+                f"{v!r} is not GitHub's OIDC provider ARN; allowed: "
+                "arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com"
+            )
+        return v
+
+
 class Config(_Model):
     """The whole mastofargate.toml."""
 
@@ -389,6 +435,7 @@ class Config(_Model):
     media: Media = Field(default_factory=Media)
     smtp: Smtp = Field(default_factory=Smtp)
     logs: Logs = Field(default_factory=Logs)
+    ci: Ci = Field(default_factory=Ci)
     services: Services
     sidekiq: list[SidekiqService] | None = Field(
         None, description="Replaces the profile's Sidekiq services with this split (scheduler in exactly one)."

@@ -23,6 +23,9 @@ _COMMENTS: dict[str, str] = {
     "deployment.arch": "arm64 (Graviton, ~20 % cheaper) | x86_64.",
     "deployment.spot": "Fargate Spot (~70 % cheaper) for stateless services; Postgres never runs on Spot.",
     "deployment.mastodon_version": "ghcr.io/mastodon/mastodon(-streaming) tag; to upgrade, change this and deploy.",
+    "ci.repository": "GitHub repository (owner/name) whose workflows may plan, push images and deploy: CI roles.",
+    "ci.branch": "Pushes to this branch build the images and deploy.",
+    "ci.oidc_provider_arn": "Your account's existing GitHub OIDC provider (else the CI stack creates one).",
 }
 
 _TRAILER = """
@@ -66,4 +69,10 @@ def render(config: Config) -> str:
             if section == "server" and key == "single_user_mode" and not value:
                 continue
             out.append(_line(f"{section}.{key}", value))
+    if config.ci.repository:
+        out.append("\n[ci]")
+        for key, value in data["ci"].items():
+            if key == "provider" or (key == "branch" and value == "main"):
+                continue
+            out.append(_line(f"ci.{key}", value))
     return "\n".join(out) + "\n" + _TRAILER

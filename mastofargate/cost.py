@@ -135,6 +135,7 @@ FREE: dict[str, str] = {
     "AWS::IAM::Role": "IAM is free",
     "AWS::IAM::Policy": "IAM is free",
     "AWS::IAM::ManagedPolicy": "IAM is free",
+    "AWS::IAM::OIDCProvider": "IAM is free (the CI stack's GitHub OIDC provider)",
     "AWS::KMS::Alias": "aliases are free (the key is priced)",
     "AWS::RDS::DBSubnetGroup": "free",
     "AWS::RDS::DBParameterGroup": "free",

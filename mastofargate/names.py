@@ -24,3 +24,16 @@ def export(name: str, key: str) -> str:
 
 def log_group(name: str, service_or_job: str) -> str:
     return f"/mastofargate/{name}/{service_or_job}"
+
+
+def ci_stack(name: str) -> str:
+    """The small stack holding the CI roles (and GitHub's OIDC provider unless the account has one)."""
+    return f"{name}-ci"
+
+
+CI_ROLES = ("plan", "images", "deploy")
+
+
+def ci_role(name: str, kind: str) -> str:
+    """IAM role a CI workflow assumes: plan (read-only), images (ECR push) or deploy."""
+    return f"{name}-ci-{kind}"

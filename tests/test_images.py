@@ -24,6 +24,7 @@ from mastofargate.images.context import (
     ContextFile,
     ImageSource,
     ImageSpec,
+    bundled_images_dir,
     read_overlay,
     read_source,
     touches_assets,
@@ -86,12 +87,12 @@ def test_overlay_readme_and_dotfiles_are_not_part_of_the_image(tmp_path):
     assert after.overlay == ("public/robots.txt",)
     assert _names(after.context_tar()) == ["overlay", "overlay/public", "Dockerfile", "overlay/public/robots.txt"]
     # The shipped overlay folder holds only its README: an empty overlay.
-    assert read_overlay(support.REPO / "images" / "mastodon" / "overlay") == []
+    assert read_overlay(bundled_images_dir() / "mastodon" / "overlay") == []
 
 
 def test_empty_overlay_still_sends_the_overlay_folder(tmp_path):
     source = read_source("mastodon", tmp_path / "nothing-here")
-    assert source.dockerfile == support.REPO / "images" / "mastodon" / "Dockerfile"
+    assert source.dockerfile == support.REPO / "mastofargate" / "data" / "images" / "mastodon" / "Dockerfile"
     assert source.overlay == () and not source.recompile_assets
     assert _names(source.context_tar()) == ["overlay", "Dockerfile"]
     assert read_source("streaming", tmp_path).overlay == ()

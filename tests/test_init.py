@@ -27,6 +27,7 @@ FLAGS = [
     "--certificate-arn",
     "--admin-email",
     "--mastodon-version",
+    "--repository",
     "--yes",
     "--config",
 ]
@@ -104,7 +105,7 @@ def test_bad_or_missing_input_exits_2_and_writes_nothing(tmp_path: Path, args: l
 def test_interactive_prompts_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The terminal is simulated (CliRunner has no TTY): only `stdin_is_tty` is replaced."""
     monkeypatch.setattr("mastofargate.ui.stdin_is_tty", lambda: True)
-    answers = "\n".join(["social.example.org", "personal", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", ""])
+    answers = "\n".join(["social.example.org", "personal", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", ""])
     result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "m.toml")], input=answers + "\n")
     assert result.exit_code == 0, result.output
     cfg = load_config(tmp_path / "m.toml")
@@ -127,3 +128,32 @@ def test_certificate_arn_instead_of_zone(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     cfg = load_config(tmp_path / "mastofargate.toml")
     assert cfg.aws.certificate_arn == arn and cfg.server.host == "web.example.org"
+
+
+def test_repository_and_overlay_folder(tmp_path: Path) -> None:
+    """init records the CI repository and creates images/mastodon/overlay/ with its README (from the package);
+    a README the user already has is left as it is."""
+    user_readme = tmp_path / "other" / "images" / "mastodon" / "overlay" / "README.md"
+    user_readme.parent.mkdir(parents=True)
+    user_readme.write_text("mine")
+    zone = ("--hosted-zone-id", "Z0123456789EXAMPLE")
+    result = init("--domain", "social.example.org", *zone, "--repository", "example/my-server", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    cfg = load_config(tmp_path / "mastofargate.toml")
+    assert cfg.ci.repository == "example/my-server" and cfg.ci.branch == "main"
+    readme = tmp_path / "images" / "mastodon" / "overlay" / "README.md"
+    assert "copied over `/opt/mastodon/`" in readme.read_text()
+    again = init("--domain", "social.example.org", *zone, "--config", "other/mastofargate.toml", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert user_readme.read_text() == "mine"
+    assert load_config(tmp_path / "other" / "mastofargate.toml").ci.repository is None
+
+
+@pytest.mark.parametrize("value", ["example", "example/my server", "ex*/repo", "example/..", "-x/y"])
+def test_bad_repository_is_refused(tmp_path: Path, value: str) -> None:
+    result = init(
+        "--domain", "social.example.org", "--hosted-zone-id", "Z0123456789EXAMPLE", "--repository", value, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "ci.repository" in result.stderr and value in result.stderr and "owner/name" in result.stderr
+    assert not (tmp_path / "mastofargate.toml").exists()

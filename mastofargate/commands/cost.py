@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -28,12 +29,23 @@ def cost(
     live: Annotated[
         bool, typer.Option("--live", help="Current prices from the AWS Price List API (needs AWS credentials).")
     ] = False,
+    diff_ref: Annotated[
+        str | None,
+        typer.Option("--diff", metavar="REF", help="Compare with the templates committed at git REF (changed lines)."),
+    ] = None,
 ) -> None:
     """Estimate the monthly AWS bill, line by line, from the generated templates (no AWS calls unless --live)."""
+    if diff_ref is not None:
+        from mastofargate.errors import UsageError
+
+        if compare_all or live:
+            raise UsageError("--diff cannot be combined with --compare or --live", fix="pass --diff REF alone")
+        _print_diff(config, diff_ref, media_gb, as_json)
+        return
     from mastofargate.config import load_config
     from mastofargate.cost import compare, estimate
     from mastofargate.prices import for_region
-    from mastofargate.stack import build
+    from mastofargate.stack import build_all as build
 
     cfg = load_config(config)
     prices = for_region(cfg.aws.region)
@@ -108,6 +120,43 @@ def _print_estimate(cfg: Config, est: Estimate) -> None:
     lines += [f"  {n}. {a}" for n, a in enumerate(est.assumptions, 1)]
     lines.append(f"Prices as of {est.prices_as_of} ({est.region}). An estimate, not a quote: check the AWS bill.")
     for line in lines:
+        console().print(line, markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------- --diff
+
+
+def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool) -> None:
+    from mastofargate.costdiff import diff
+    from mastofargate.ui import console
+
+    d = diff(config, ref, media_gb=media_gb)
+    if as_json:
+        typer.echo(json.dumps(d.to_json(), indent=2))
+        return
+
+    def money(x: float | None) -> str:
+        return "-" if x is None else f"${x:,.2f}"
+
+    def signed(x: float) -> str:
+        return f"{'+' if x >= 0 else '-'}${abs(x):,.2f}"
+
+    rows = []
+    for ln in d.lines:
+        if ln.base_name:
+            rows.append((f"{ln.base_name} ->", "", "", ""))
+        rows.append((ln.name, money(ln.base_usd_month), money(ln.head_usd_month), signed(ln.delta)))
+    rows.append(("Total per month", money(d.base_total), money(d.head_total), signed(d.delta)))
+    head = ("Line", ref, "working tree", "change")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    out = [f"Monthly cost: {ref} -> working tree (prices as of {d.prices_as_of})"]
+    if not d.lines:
+        out.append("  no line of the estimate changes")
+    for r in [head, *rows]:
+        out.append(
+            "  " + r[0].ljust(widths[0]) + "  " + "  ".join(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))
+        )
+    for line in out:
         console().print(line, markup=False, highlight=False)
 
 

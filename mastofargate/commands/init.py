@@ -36,6 +36,9 @@ def init(
     mastodon_version: Annotated[
         str | None, Opt("--mastodon-version", help="Mastodon release tag, e.g. v4.5.4.")
     ] = None,
+    repository: Annotated[
+        str | None, Opt("--repository", help="GitHub owner/name of this repository (for the CI roles).")
+    ] = None,
     yes: Annotated[bool, Opt("--yes", "-y", help="Ask nothing; use defaults for what no flag gives.")] = False,
     force: Annotated[bool, Opt("--force", help="Overwrite an existing config file.")] = False,
     config: ConfigOption = DEFAULT_CONFIG,
@@ -93,6 +96,10 @@ def init(
             "mastodon_version": ask("Mastodon version", mastodon_version, DEFAULT_MASTODON_VERSION),
         },
     }
+    if repository is None and interactive:
+        repository = typer.prompt("GitHub repository for CI (owner/name, empty for none)", default="") or None
+    if repository:
+        data["ci"] = {"repository": repository.strip()}
     if web_domain:
         data["server"]["web_domain"] = web_domain
     if hosted_zone_id:
@@ -107,7 +114,24 @@ def init(
         f"Wrote {config} ({cfg.deployment.profile} profile, {cfg.deployment.database} Postgres, "
         f"{cfg.deployment.cache} Redis, {cfg.deployment.arch}{', Spot' if cfg.deployment.spot else ''})."
     )
+    readme = write_overlay_readme(Path(config).parent)
+    if readme is not None:
+        say(f"Wrote {readme} (files there customise the web image).")
     say("Next: mastofargate synth   (writes cfn/ and task_definitions/ for review)")
+
+
+def write_overlay_readme(repo: Path) -> Path | None:
+    """Create images/mastodon/overlay/ next to the config with the README saying what may go there (the text
+    ships in the package); an existing README is the user's and is left alone. Returns the path written."""
+    from mastofargate.images.context import OVERLAY_DIR, OVERLAY_README, bundled_images_dir
+
+    target = repo / "images" / "mastodon" / OVERLAY_DIR / OVERLAY_README
+    if target.exists():
+        return None
+    source = bundled_images_dir() / "mastodon" / OVERLAY_DIR / OVERLAY_README
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    return target
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,7 @@ def synth(
     from mastofargate.cost import synth_summary
     from mastofargate.errors import UsageError
     from mastofargate.render import render_all, stale_files, write_files
-    from mastofargate.stack import build
+    from mastofargate.stack import build_all as build
     from mastofargate.ui import say
 
     if fmt not in ("yaml", "json"):

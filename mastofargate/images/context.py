@@ -48,8 +48,6 @@ RUNTIME_WRITABLE = ("tmp/", "log/", "public/system/")
 # Bump to change every tag at once (e.g. when the hashing itself changes).
 HASH_VERSION = "mastofargate-image-1"
 TAG_HASH_CHARS = 12
-# The Dockerfiles shipped with mastofargate (the checkout's images/ folder).
-BUNDLED_IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
 # Tar entries get a fixed time so the context, like the tag, depends on content only.
 _EPOCH = 0
 
@@ -168,6 +166,15 @@ def read_overlay(overlay: Path) -> list[ContextFile]:
     return sorted(files, key=lambda f: f.path)
 
 
+def bundled_images_dir() -> Path:
+    """The Dockerfiles shipped with mastofargate: package data (mastofargate/data/images), so an installed
+    wheel builds images with no checkout of this project. pip, pipx and uv install packages as plain files,
+    so the resource is a real folder the build context can be read from."""
+    from mastofargate.resources import data_path
+
+    return data_path("images")
+
+
 def images_dir_for(config_path: Path) -> Path:
     """The user's images/ folder: next to mastofargate.toml (it may hold only an overlay)."""
     return config_path.resolve().parent / "images"
@@ -175,13 +182,14 @@ def images_dir_for(config_path: Path) -> Path:
 
 def read_source(image: str, images_dir: Path) -> ImageSource:
     """An image's Dockerfile (the user's if present, else mastofargate's) and, for the web image, overlay."""
-    candidates = [images_dir / image / "Dockerfile", BUNDLED_IMAGES_DIR / image / "Dockerfile"]
+    candidates = [images_dir / image / "Dockerfile", bundled_images_dir() / image / "Dockerfile"]
     dockerfile = next((p for p in candidates if p.is_file()), None)
     if dockerfile is None:
         raise UsageError(
             f"no Dockerfile for the {image} image",
             why="looked in " + " and ".join(str(p) for p in candidates),
-            fix="run mastofargate from its checkout, or put a Dockerfile at the first of those paths",
+            fix="reinstall mastofargate (its wheel ships the Dockerfiles), or put a Dockerfile at the first of "
+            "those paths",
         )
     files = [ContextFile("Dockerfile", dockerfile.read_bytes())]
     overlay: list[str] = []

@@ -53,3 +53,22 @@ def build(config: Config) -> dict[str, Template]:
             }
         )
     return {"data": b.data, "app": b.app}
+
+
+def task_families(app: Template) -> list[str]:
+    """The task definition families of the app template (the CI deploy role may run exactly these)."""
+    return sorted(
+        str(r.properties["Family"]) for r in app.resources.values() if r.resource_type == "AWS::ECS::TaskDefinition"
+    )
+
+
+def build_all(config: Config) -> dict[str, Template]:
+    """Every template synth writes: data and app, and the CI roles stack when `[ci] repository` is set.
+    The CI stack is applied by an administrator (`deploy --ci-roles`), never by a deploy's change sets."""
+    from mastofargate.stack.ci import build_ci
+
+    templates = build(config)
+    ci = build_ci(config, task_families(templates["app"]))
+    if ci is not None:
+        templates["ci"] = ci
+    return templates
