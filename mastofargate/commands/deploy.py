@@ -45,6 +45,9 @@ def deploy(
     data_only: Annotated[
         bool, Opt("--data-only", help="Only the data stack (network, repositories, database): before the first push.")
     ] = False,
+    ci_roles: Annotated[
+        bool, Opt("--ci-roles", help="Only the CI roles stack (GitHub OIDC roles for the workflows 'ci init' writes).")
+    ] = False,
 ) -> None:
     """Deploy: preflight, secrets, plan, confirm, migrations and rollout, report. Exit 0 ok, 1 failed and
     rolled back, 2 usage, 3 timed out (state unknown), 4 stack stuck."""
@@ -77,6 +80,9 @@ def deploy(
     )
     run = Run.for_config(cfg, make_output())
     with run.interruptible():
+        if ci_roles:
+            flow.apply_ci_roles(run, opts, confirm)
+            return
         outcome = flow.deploy(run, opts, confirm, smtp_password=os.environ.get(SMTP_PASSWORD_ENV) or None)
     flow.report(run, outcome)
 

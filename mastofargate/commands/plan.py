@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,14 @@ def plan(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 1 when there are changes (for CI), 0 when there are none.")
     ] = False,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary-json",
+            help="Also write the plan's summary as JSON (for the pull-request comment).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Show what 'deploy' would change (added / modified / removed, data-bearing replacements loudly).
     Changes nothing: no secret is created and every change set is deleted again."""
@@ -31,10 +40,19 @@ def plan(
     images = ImageChoice(mastodon_tag=mastodon_tag, streaming_tag=streaming_tag, images_json=images_json)
     opts = PlanOptions(config_path=config, images=images)
     run = Run.for_config(cfg, make_output(), verb="plan")
-    with run.interruptible(), run.pending("change sets made for the plan (they change nothing; delete them or "
-                                          "let the next plan or deploy replace them)"):
-        changes = flow.plan_only(run, opts)
-    if changes and exit_code:
+    with (
+        run.interruptible(),
+        run.pending(
+            "change sets made for the plan (they change nothing; delete them or "
+            "let the next plan or deploy replace them)"
+        ),
+    ):
+        result = flow.plan_only(run, opts)
+    if summary_json is not None:
+        import json
+
+        summary_json.write_text(json.dumps(result.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if result.changes and exit_code:
         raise typer.Exit(1)
 
 

@@ -212,7 +212,13 @@ def ensure_secret(target: Target, kind: str, *, dry_run: bool = False) -> tuple[
                 Tags=[{"Key": "mastofargate:stack", "Value": target.name}],
             )["ARN"]
         return str(arn), "created"
-    present = _read(target, name)
+    if dry_run:
+        try:
+            present = _read(target, name)
+        except aws.AccessDenied:  # a read-only role (CI's plan role) may see that a secret exists, not its value
+            return str(info["ARN"]), "exists (its keys are not readable with these credentials)"
+    else:
+        present = _read(target, name)
     missing = required_values(kind, present)
     if not missing:
         return str(info["ARN"]), "unchanged"

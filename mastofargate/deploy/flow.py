@@ -235,8 +235,23 @@ def rollback(run: Run, opts: RollbackOptions, confirm: Confirm) -> Outcome:
     return deploy(run, deploy_opts, confirm)
 
 
-def plan_only(run: Run, opts: PlanOptions) -> bool:
-    """`mastofargate plan`: show what deploy would do, change nothing; True when there are changes."""
+@dataclass
+class PlanResult:
+    changes: bool
+    plans: Plans
+    state: State
+
+    def summary(self) -> dict[str, object]:
+        """Plain data for a pull-request comment (ci.comment)."""
+        from mastofargate.ci.comment import plan_summary
+
+        tags = self.state.tags
+        return plan_summary(self.plans.all(), images=tags.describe() if tags else None)
+
+
+def plan_only(run: Run, opts: PlanOptions) -> PlanResult:
+    """`mastofargate plan`: show what deploy would do, change nothing. Needs no secret's value (the
+    read-only CI role may not read them)."""
     state = preflight(run, opts.images, need_tags=False)
     secrets = bootstrap.secrets_step(run, dry_run=True)
     plans = make_plans(run, state, secrets, dry_run=True)
@@ -246,7 +261,43 @@ def plan_only(run: Run, opts: PlanOptions) -> bool:
         discard(run, plans)
     changes = not nothing_to_do(state, plans)
     run.out.line("Changes planned; 'mastofargate deploy' applies them." if changes else "No changes.")
-    return changes
+    return PlanResult(changes, plans, state)
+
+
+def apply_ci_roles(run: Run, opts: DeployOptions, confirm: Confirm) -> Outcome:
+    """`deploy --ci-roles`: create or update the CI roles stack (with the caller's, an administrator's,
+    credentials; the CI roles may not touch it) and print the role ARNs the workflows use."""
+    from mastofargate.deploy import ci_roles
+
+    target = run.target
+    stack = ci_roles.ci_roles_stack(target.config)
+    run.out.step(f"Plan: {stack.stack_name}")
+    kind: stacks.Kind = "UPDATE" if stacks.exists(stacks.read_state(target, stack.stack_name)) else "CREATE"
+    plan = stacks.create_change_set(target, stack.stack_name, stack.template, stack.parameters, kind=kind)
+    for line in plan.summary():
+        run.out.line(line)
+    if not plan.has_changes:
+        run.out.line("No changes.")
+    elif opts.dry_run:
+        stacks.discard(target, plan)
+        run.out.line("Dry run: nothing was changed.")
+        return Outcome(False)
+    elif not opts.yes and not confirm("Apply this plan?"):
+        stacks.discard(target, plan)
+        raise MastofargateError("Cancelled; nothing was deployed.", exit_code=EXIT_FAILED)
+    else:
+        with run.pending(f"CloudFormation is changing {stack.stack_name}; it carries on without mastofargate"):
+            stacks.execute(
+                target,
+                plan,
+                run.poller,
+                timeout=opts.timeout,
+                on_event=lambda e: run.out.stack_event(stack.stack_name, e.line()),
+            )
+        target.stack_outputs(stack.stack_name, refresh=True)
+    for role, arn in ci_roles.role_arns(target).items():
+        run.out.line(f"  {role} role: {arn}")
+    return Outcome(plan.has_changes)
 
 
 def report(run: Run, outcome: Outcome) -> None:
