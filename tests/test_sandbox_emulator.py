@@ -230,6 +230,34 @@ def test_a_failing_image_rolls_the_stack_back_to_the_old_task_definition(emulato
     assert any("deployment failed: tasks failed to start." in m for m in messages)
 
 
+def test_a_failed_create_rolls_back_and_deletes_what_it_made(emulator: Sandbox) -> None:
+    change("newbad", "v1-sandbox-unhealthy", 1, "CREATE")
+    assert watch("newbad", "newbad")[-1][0] == "ROLLBACK_COMPLETE"
+    got = events("newbad")
+    assert [(e[0], e[1]) for e in got] == [
+        ("newbad", "REVIEW_IN_PROGRESS"),
+        ("newbad", "CREATE_IN_PROGRESS"),
+        ("Cluster", "CREATE_IN_PROGRESS"),
+        ("WebTaskDefinition", "CREATE_IN_PROGRESS"),
+        ("Cluster", "CREATE_COMPLETE"),
+        ("WebTaskDefinition", "CREATE_COMPLETE"),
+        ("WebService", "CREATE_IN_PROGRESS"),
+        ("WebService", "CREATE_FAILED"),
+        ("newbad", "ROLLBACK_IN_PROGRESS"),
+        ("WebService", "DELETE_IN_PROGRESS"),
+        ("WebTaskDefinition", "DELETE_IN_PROGRESS"),
+        ("Cluster", "DELETE_IN_PROGRESS"),
+        ("WebService", "DELETE_COMPLETE"),
+        ("WebTaskDefinition", "DELETE_COMPLETE"),
+        ("Cluster", "DELETE_COMPLETE"),
+        ("newbad", "ROLLBACK_COMPLETE"),
+    ]
+    assert "ECS Deployment Circuit Breaker was triggered" in got[7][2]
+    assert got[8][2] == "The following resource(s) failed to create: [WebService]. Rollback requested by user."
+    services = boto3.client("ecs").describe_services(cluster="newbad", services=["web"])
+    assert [s["status"] for s in services["services"]] in ([], ["INACTIVE"])
+
+
 def test_the_circuit_breaker_marks_the_failed_deployment_while_ecs_rolls_back(emulator: Sandbox) -> None:
     created("cb")
     change("cb", "v2-sandbox-unhealthy", 1, "UPDATE")
