@@ -73,14 +73,15 @@ class Step:
     fail_with: str | None = None  # a reason to fail with when its turn comes (moto raised while applying)
     physical_id: str = ""
     on_complete: Callable[[], None] | None = None
+    retained: bool = False  # DeletionPolicy Retain: DELETE_SKIPPED, and the resource stays
 
 
 @dataclass
 class StackOperation:
     backend: Any  # moto's CloudFormationBackend of the stack's account and region
     stack: Any
-    change_set: Any
-    kind: str  # CREATE | UPDATE
+    change_set: Any  # None for a delete
+    kind: str  # CREATE | UPDATE | DELETE
     old_template: Any
     old_template_dict: dict[str, Any]
     old_parameters: dict[str, Any]
@@ -91,6 +92,7 @@ class StackOperation:
     added: list[Step] = field(default_factory=list)  # resources the failed update created (deleted in cleanup)
     replaced: dict[str, Any] = field(default_factory=dict)  # logical id -> replacement to delete after rollback
     rollback_reason: str | None = None
+    finish: Callable[[], None] | None = None  # a delete's last act: moto deletes the stack and its resources
 
     # --- starting -------------------------------------------------------------------------------------
 
@@ -171,6 +173,10 @@ class StackOperation:
         return self.stack.resource_map._parsed_resources.get(logical_id)
 
     def _begin(self, step: Step, now: float) -> None:
+        if step.retained:
+            step.state = "COMPLETE"
+            self._event(step, "DELETE_SKIPPED")
+            return
         step.state, step.started = "IN_PROGRESS", now
         obj = self._object(step.logical_id)
         if step.resource_type == SERVICE and step.action != "DELETE" and obj is not None:
@@ -232,6 +238,15 @@ class StackOperation:
 
     def _next_phase(self, now: float) -> None:
         if self.phase == "FORWARD":
+            if self.kind == "DELETE":
+                self.phase = "DONE"
+                if self.finish is not None:
+                    events = len(self.stack.events)
+                    self.finish()  # moto's delete writes DELETE_IN_PROGRESS again before DELETE_COMPLETE
+                    repeated = [e for e in self.stack.events[events:] if e.resource_status == "DELETE_IN_PROGRESS"]
+                    for event in repeated:
+                        self.stack.events.remove(event)
+                return
             if self.kind == "CREATE":
                 self._succeed("CREATE_COMPLETE")
                 return
@@ -366,7 +381,7 @@ class StackOperation:
         self._end(status)
 
     def _end(self, status: str) -> None:
-        if status.endswith("FAILED") or "ROLLBACK" in status:
+        if self.change_set is not None and (status.endswith("FAILED") or "ROLLBACK" in status):
             self.change_set.execution_status = "EXECUTE_FAILED"
         reason = self.rollback_reason if status.endswith("_FAILED") else None
         self._stack_event(status, reason)
@@ -379,6 +394,36 @@ class StackOperation:
 def start(backend: Any, change_set: Any, now: float) -> StackOperation:
     with LOCK:
         return StackOperation.start(backend, change_set, now)
+
+
+def start_delete(backend: Any, stack: Any, finish: Callable[[], None], now: float) -> StackOperation:
+    """DeleteStack: each resource's DELETE events after the resources that refer to it, then `finish`
+    (moto's own delete of the stack and its resources), which writes DELETE_COMPLETE."""
+    with LOCK:
+        resources = (stack.template_dict or {}).get("Resources", {})
+        parsed = stack.resource_map._parsed_resources
+        present = [k for k in resources if parsed.get(k) is not None]
+        op = StackOperation(
+            backend=backend,
+            stack=stack,
+            change_set=None,
+            kind="DELETE",
+            old_template=stack.template,
+            old_template_dict=dict(stack.template_dict or {}),
+            old_parameters={},
+            old_objects={},
+            finish=finish,
+        )
+        for logical_id in present:
+            referrers = {k for k in present if logical_id in depends_on(resources[k]) and k != logical_id}
+            step = Step(logical_id, resources[logical_id].get("Type", ""), "DELETE", referrers)
+            step.physical_id = _physical_id(parsed.get(logical_id))
+            step.retained = resources[logical_id].get("DeletionPolicy") == "Retain"
+            op.steps.append(step)
+        op._stack_event("DELETE_IN_PROGRESS", "User Initiated")
+        _operations.append(op)
+        op.advance(now)
+        return op
 
 
 def tick(now: float) -> None:

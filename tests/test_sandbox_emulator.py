@@ -304,3 +304,23 @@ def test_stack_events_come_newest_first_in_pages_of_100(emulator: Sandbox) -> No
     assert len(everything) == 2 + 55 * 2 + 1
     assert everything[-1]["ResourceStatus"] == "REVIEW_IN_PROGRESS"
     assert len({e["EventId"] for e in everything}) == len(everything)
+
+
+def test_delete_stack_returns_at_once_and_deletes_referrers_first(emulator: Sandbox) -> None:
+    cfn = boto3.client("cloudformation")
+    change("gone", "v1", 0, "CREATE")
+    assert watch("gone", "gone")[-1][0] == "CREATE_COMPLETE"
+    stack_id = cfn.describe_stacks(StackName="gone")["Stacks"][0]["StackId"]
+    since = len(events("gone"))
+    cfn.delete_stack(StackName="gone")
+    assert cfn.describe_stacks(StackName="gone")["Stacks"][0]["StackStatus"] == "DELETE_IN_PROGRESS"
+    cfn.get_waiter("stack_delete_complete").wait(StackName=stack_id, WaiterConfig={"Delay": 1})
+    with pytest.raises(cfn.exceptions.ClientError, match="does not exist"):
+        cfn.describe_stacks(StackName="gone")  # by name, a deleted stack is gone; by id it is DELETE_COMPLETE
+    got = [(e[0], e[1]) for e in events(stack_id, since)]
+    assert got[0] == ("gone", "DELETE_IN_PROGRESS") and got[-1] == ("gone", "DELETE_COMPLETE")
+    assert got[1:3] == [("WebService", "DELETE_IN_PROGRESS"), ("WebService", "DELETE_COMPLETE")]
+    assert sorted(got[3:-1]) == sorted(
+        [(r, s) for r in ("Cluster", "WebTaskDefinition") for s in ("DELETE_IN_PROGRESS", "DELETE_COMPLETE")]
+    )
+    assert boto3.client("ecs").describe_services(cluster="gone", services=["web"])["services"] == []
