@@ -74,6 +74,7 @@ class Step:
     physical_id: str = ""
     on_complete: Callable[[], None] | None = None
     retained: bool = False  # DeletionPolicy Retain: DELETE_SKIPPED, and the resource stays
+    cancelled: bool = False  # stopped because another resource failed
 
 
 @dataclass
@@ -82,7 +83,6 @@ class StackOperation:
     stack: Any
     change_set: Any  # None for a delete
     kind: str  # CREATE | UPDATE | DELETE
-    old_template: Any
     old_template_dict: dict[str, Any]
     old_parameters: dict[str, Any]
     old_objects: dict[str, Any]  # logical id -> the moto object before the operation
@@ -107,7 +107,6 @@ class StackOperation:
             stack=stack,
             change_set=change_set,
             kind=kind,
-            old_template=stack.template,
             old_template_dict=dict(stack.template_dict or {}),
             old_parameters=dict(resource_map.input_parameters or {}),
             old_objects={
@@ -116,8 +115,7 @@ class StackOperation:
                 if k in (stack.template_dict or {}).get("Resources", {}) and v is not None
             },
         )
-        stack.status = f"{kind}_IN_PROGRESS"
-        stack._add_stack_event(stack.status, resource_status_reason="User Initiated")
+        op._stack_event(f"{kind}_IN_PROGRESS", "User Initiated")
         change_set.execution_status = "EXECUTE_IN_PROGRESS"
         error: tuple[str | None, str] | None = None
         ecs.DEFER.active = True
@@ -231,7 +229,9 @@ class StackOperation:
         )
 
     def _stack_event(self, status: str, reason: str | None = None) -> None:
+        """The stack's own event; its reason is also DescribeStacks' StackStatusReason, as on AWS."""
         self.stack.status = status
+        self.stack.stack_status_reason = reason
         self.stack._add_stack_event(status, resource_status_reason=reason)
 
     # --- phases ---------------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ class StackOperation:
         """A resource failed: cancel what is in progress, then roll back (or stop, if rolling back failed)."""
         for step in self.steps:
             if step.state == "IN_PROGRESS":
-                step.state = "FAILED"
+                step.state, step.cancelled = "FAILED", True
                 verb = "update" if step.action == "UPDATE" else "creation" if step.action == "CREATE" else "delete"
                 self._event(step, f"{step.action}_FAILED", f"Resource {verb} cancelled")
         if self.phase == "ROLLBACK":
@@ -305,7 +305,8 @@ class StackOperation:
         return True
 
     def _first_failures(self) -> list[str]:
-        own = [s.logical_id for s in self.steps if s.state == "FAILED" and (s.fail_with or s.resource_type == SERVICE)]
+        """The resources that failed by themselves (not the ones cancelled because of them)."""
+        own = [s.logical_id for s in self.steps if s.state == "FAILED" and not s.cancelled]
         return own or [s.logical_id for s in self.steps if s.state == "FAILED"]
 
     def _restore(self) -> dict[str, Any] | None:
@@ -408,7 +409,6 @@ def start_delete(backend: Any, stack: Any, finish: Callable[[], None], now: floa
             stack=stack,
             change_set=None,
             kind="DELETE",
-            old_template=stack.template,
             old_template_dict=dict(stack.template_dict or {}),
             old_parameters={},
             old_objects={},

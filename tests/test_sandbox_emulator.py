@@ -218,6 +218,8 @@ def test_a_failing_image_rolls_the_stack_back_to_the_old_task_definition(emulato
     )
     assert reason.endswith(", HandlerErrorCode: GeneralServiceException)")
     assert ("bad", "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed to update: [WebService]. ") in got
+    stack = boto3.client("cloudformation").describe_stacks(StackName="bad")["Stacks"][0]
+    assert "StackStatusReason" not in stack  # UPDATE_ROLLBACK_COMPLETE carries no reason of its own
     ecs = boto3.client("ecs")
     service = ecs.describe_services(cluster="bad", services=["web"])["services"][0]
     assert service["taskDefinition"] == old
@@ -324,3 +326,50 @@ def test_delete_stack_returns_at_once_and_deletes_referrers_first(emulator: Sand
         [(r, s) for r in ("Cluster", "WebTaskDefinition") for s in ("DELETE_IN_PROGRESS", "DELETE_COMPLETE")]
     )
     assert boto3.client("ecs").describe_services(cluster="gone", services=["web"])["services"] == []
+
+
+def test_a_rollback_also_returns_a_service_whose_update_had_completed(emulator: Sandbox) -> None:
+    """Two services: web's new image fails, streaming's works. CloudFormation rolls streaming back too
+    (UpdateService to its old revision, a new deployment, waited for), so the stack is as before."""
+    cfn, ecs = boto3.client("cloudformation"), boto3.client("ecs")
+    template = json.loads(json.dumps(TEMPLATE).replace('"emu"', '"two"').replace("emu-web", "two-web"))
+    resources = template["Resources"]
+    resources["StreamingTaskDefinition"] = json.loads(
+        json.dumps(resources["WebTaskDefinition"]).replace("two-web", "two-streaming").replace("${Tag}", "${Tag2}")
+    )
+    resources["StreamingService"] = json.loads(json.dumps(resources["WebService"]).replace('"web"', '"streaming"'))
+    resources["StreamingService"]["Properties"]["TaskDefinition"] = {"Ref": "StreamingTaskDefinition"}
+    template["Parameters"]["Tag2"] = {"Type": "String"}
+
+    def run(kind: str, web: str, streaming: str) -> str:
+        params = {"Tag": web, "Tag2": streaming, "Count": "1"}
+        params |= {"Subnet": default_subnet(), "SecurityGroup": default_security_group()}
+        cs = cfn.create_change_set(
+            StackName="two",
+            ChangeSetName=f"cs-{time.time_ns()}",
+            TemplateBody=json.dumps(template),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+            ChangeSetType=kind,
+        )
+        cfn.get_waiter("change_set_create_complete").wait(ChangeSetName=cs["Id"], WaiterConfig={"Delay": 1})
+        cfn.execute_change_set(ChangeSetName=cs["Id"])
+        return watch("two", "two")[-1][0]
+
+    def primaries() -> dict[str, str]:
+        services = ecs.describe_services(cluster="two", services=["web", "streaming"])["services"]
+        return {
+            s["serviceName"]: next(d["taskDefinition"] for d in s["deployments"] if d["status"] == "PRIMARY")
+            for s in services
+        }
+
+    assert run("CREATE", "v1", "v1") == "CREATE_COMPLETE"
+    before = primaries()
+    since = len(events("two"))
+    assert run("UPDATE", "v2-sandbox-unhealthy", "v2") == "UPDATE_ROLLBACK_COMPLETE"
+    assert primaries() == before
+    got = events("two", since)
+    assert ("WebService", "UPDATE_FAILED") in [(e[0], e[1]) for e in got]
+    rollback = got[[e[1] for e in got].index("UPDATE_ROLLBACK_IN_PROGRESS") :]
+    assert rollback[0][2] == "The following resource(s) failed to update: [WebService]. "
+    assert ("StreamingService", "UPDATE_COMPLETE") in [(e[0], e[1]) for e in rollback]
+    assert ("StreamingTaskDefinition", "DELETE_COMPLETE") in [(e[0], e[1]) for e in rollback]  # its new revision
