@@ -10,7 +10,12 @@ docstring lists each difference:
   moto_fixes      small fixes of moto models the templates trip over (Ref/GetAtt values, VPC DNS, zone ids)
   ecs             ECS task definitions and services from CloudFormation, and what ECS does over time:
                   one-off tasks stop, deployments complete, the circuit breaker trips and rolls back
-  cloudformation  change sets (exports, parameter-only changes, termination protection, events)
+  cloudformation  change sets (exports, parameter-only changes, termination protection, event pages)
+  operations      stack operations over time: services waited for, failures rolled back, as on AWS
   timing          how long emulated things take
   server          the server, the clock thread, `python -m sandbox`
+
+Failures on purpose are the emulator's own, chosen by the image tag (the product has no switch for them):
+`-sandbox-exit-N` makes a one-off task exit with N; `-sandbox-unhealthy` makes a service deployment trip
+the circuit breaker (and so CloudFormation roll the stack back). See sandbox/ecs.py.
 """

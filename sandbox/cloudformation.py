@@ -18,7 +18,9 @@ Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
   - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
   - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing.
 
-Still unlike AWS: DeleteStack is synchronous (the stack is gone when the call returns, with DELETE events).
+  - DeleteStack returns at once: DELETE_IN_PROGRESS, each resource DELETE_IN_PROGRESS -> DELETE_COMPLETE
+    after the resources that refer to it, DELETE_COMPLETE; then the stack is found only by its id (moto
+    deleted everything inside the call).
 """
 
 from __future__ import annotations
@@ -129,7 +131,14 @@ def patch() -> None:
                     stack.name,
                     message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled",
                 )
-        original_delete(self, name_or_stack_id)
+        stack = next((st for st in self.stacks.values() if name_or_stack_id in (st.name, st.stack_id)), None)
+        if stack is None or stack.status == "DELETE_IN_PROGRESS":
+            return  # AWS: deleting a stack that does not exist (or is being deleted) succeeds and does nothing
+        if stack.status == "REVIEW_IN_PROGRESS":  # nothing was ever created
+            original_delete(self, stack.stack_id)
+            return
+        _refuse_if_busy(stack)
+        operations.start_delete(self, stack, lambda: original_delete(self, stack.stack_id), time.monotonic())
 
     def map_delete(self: Any) -> None:
         try:

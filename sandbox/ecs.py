@@ -4,12 +4,15 @@ as time passes (one-off tasks stop, deployments complete or trip the circuit bre
 Where moto 5.2 differs from AWS, and what this module does instead (as AWS does):
   - AWS::ECS::TaskDefinition: moto keeps only family, containers, volumes and memory, and re-registers
     PascalCase containers on update; here every property is registered (cpu, network mode, roles, runtime
-    platform, compatibilities), camelCased. An update registers a new revision (a replacement: new ARN).
+    platform, compatibilities), camelCased. An update registers a new revision (a replacement: new ARN);
+    the old revision is deregistered in the stack's cleanup phase (sandbox/operations.py), and deleting
+    the resource deregisters its revision (moto left both ACTIVE).
   - AWS::ECS::Service: moto drops the network configuration, capacity providers, deployment configuration
     and load balancers, never deletes the service and never starts a new deployment on update; here they
     are kept, a new PRIMARY deployment (rolloutState IN_PROGRESS) starts when the task definition changes,
     a count change alone scales the PRIMARY deployment (no new deployment, as on ECS), and the service is
-    deleted with the stack.
+    deleted with the stack. Inside a stack operation the update (UpdateService) is applied only when the
+    resource's turn comes, so the deployment starts after the service's UPDATE_IN_PROGRESS event.
   - moto steps a task one state per DescribeTasks call; here only the clock moves tasks (see `tick`).
 
 What ECS does by itself, on the emulator's clock (timing.TIMING):
@@ -33,6 +36,7 @@ Failures on purpose (the emulator's own knobs, chosen by the image tag; the prod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -126,7 +130,9 @@ def _models() -> dict[str, type]:
         def delete_from_cloudformation_json(  # type: ignore[override]
             cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
         ) -> None:
-            return None
+            # Deleting the resource deregisters its revision (INACTIVE), as CloudFormation does.
+            with contextlib.suppress(Exception):  # already deregistered
+                ecs_backends[account_id][region_name].deregister_task_definition(str(resource_name))
 
     def service_settings(props: dict[str, Any]) -> dict[str, Any]:
         net = props.get("NetworkConfiguration", {}).get("AwsvpcConfiguration")
@@ -211,12 +217,12 @@ def _models() -> dict[str, type]:
         def delete_from_cloudformation_json(  # type: ignore[override]
             cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
         ) -> None:
-            return None
-
-        def delete(self, account_id: str, region_name: str) -> None:  # type: ignore[override]
+            # moto's create_service returns its own Service, so deletion comes here with the physical id (ARN).
+            cluster, name = str(resource_name).split(":service/", 1)[-1].split("/")[-2:]
             backend = ecs_backends[account_id][region_name]
-            backend.delete_service(self.cluster_name, self.name, force=True)
-            backend.services.pop(f"{self.cluster_name}:{self.name}", None)
+            if f"{cluster}:{name}" in backend.services:
+                backend.delete_service(cluster, name, force=True)
+                backend.services.pop(f"{cluster}:{name}", None)
 
     return {"AWS::ECS::TaskDefinition": FullTaskDefinition, "AWS::ECS::Service": FullService}
 

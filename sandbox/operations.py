@@ -73,15 +73,16 @@ class Step:
     fail_with: str | None = None  # a reason to fail with when its turn comes (moto raised while applying)
     physical_id: str = ""
     on_complete: Callable[[], None] | None = None
+    retained: bool = False  # DeletionPolicy Retain: DELETE_SKIPPED, and the resource stays
+    cancelled: bool = False  # stopped because another resource failed
 
 
 @dataclass
 class StackOperation:
     backend: Any  # moto's CloudFormationBackend of the stack's account and region
     stack: Any
-    change_set: Any
-    kind: str  # CREATE | UPDATE
-    old_template: Any
+    change_set: Any  # None for a delete
+    kind: str  # CREATE | UPDATE | DELETE
     old_template_dict: dict[str, Any]
     old_parameters: dict[str, Any]
     old_objects: dict[str, Any]  # logical id -> the moto object before the operation
@@ -91,6 +92,7 @@ class StackOperation:
     added: list[Step] = field(default_factory=list)  # resources the failed update created (deleted in cleanup)
     replaced: dict[str, Any] = field(default_factory=dict)  # logical id -> replacement to delete after rollback
     rollback_reason: str | None = None
+    finish: Callable[[], None] | None = None  # a delete's last act: moto deletes the stack and its resources
 
     # --- starting -------------------------------------------------------------------------------------
 
@@ -105,7 +107,6 @@ class StackOperation:
             stack=stack,
             change_set=change_set,
             kind=kind,
-            old_template=stack.template,
             old_template_dict=dict(stack.template_dict or {}),
             old_parameters=dict(resource_map.input_parameters or {}),
             old_objects={
@@ -114,8 +115,7 @@ class StackOperation:
                 if k in (stack.template_dict or {}).get("Resources", {}) and v is not None
             },
         )
-        stack.status = f"{kind}_IN_PROGRESS"
-        stack._add_stack_event(stack.status, resource_status_reason="User Initiated")
+        op._stack_event(f"{kind}_IN_PROGRESS", "User Initiated")
         change_set.execution_status = "EXECUTE_IN_PROGRESS"
         error: tuple[str | None, str] | None = None
         ecs.DEFER.active = True
@@ -171,6 +171,10 @@ class StackOperation:
         return self.stack.resource_map._parsed_resources.get(logical_id)
 
     def _begin(self, step: Step, now: float) -> None:
+        if step.retained:
+            step.state = "COMPLETE"
+            self._event(step, "DELETE_SKIPPED")
+            return
         step.state, step.started = "IN_PROGRESS", now
         obj = self._object(step.logical_id)
         if step.resource_type == SERVICE and step.action != "DELETE" and obj is not None:
@@ -225,13 +229,24 @@ class StackOperation:
         )
 
     def _stack_event(self, status: str, reason: str | None = None) -> None:
+        """The stack's own event; its reason is also DescribeStacks' StackStatusReason, as on AWS."""
         self.stack.status = status
+        self.stack.stack_status_reason = reason
         self.stack._add_stack_event(status, resource_status_reason=reason)
 
     # --- phases ---------------------------------------------------------------------------------------
 
     def _next_phase(self, now: float) -> None:
         if self.phase == "FORWARD":
+            if self.kind == "DELETE":
+                self.phase = "DONE"
+                if self.finish is not None:
+                    events = len(self.stack.events)
+                    self.finish()  # moto's delete writes DELETE_IN_PROGRESS again before DELETE_COMPLETE
+                    repeated = [e for e in self.stack.events[events:] if e.resource_status == "DELETE_IN_PROGRESS"]
+                    for event in repeated:
+                        self.stack.events.remove(event)
+                return
             if self.kind == "CREATE":
                 self._succeed("CREATE_COMPLETE")
                 return
@@ -252,7 +267,7 @@ class StackOperation:
         """A resource failed: cancel what is in progress, then roll back (or stop, if rolling back failed)."""
         for step in self.steps:
             if step.state == "IN_PROGRESS":
-                step.state = "FAILED"
+                step.state, step.cancelled = "FAILED", True
                 verb = "update" if step.action == "UPDATE" else "creation" if step.action == "CREATE" else "delete"
                 self._event(step, f"{step.action}_FAILED", f"Resource {verb} cancelled")
         if self.phase == "ROLLBACK":
@@ -290,7 +305,8 @@ class StackOperation:
         return True
 
     def _first_failures(self) -> list[str]:
-        own = [s.logical_id for s in self.steps if s.state == "FAILED" and (s.fail_with or s.resource_type == SERVICE)]
+        """The resources that failed by themselves (not the ones cancelled because of them)."""
+        own = [s.logical_id for s in self.steps if s.state == "FAILED" and not s.cancelled]
         return own or [s.logical_id for s in self.steps if s.state == "FAILED"]
 
     def _restore(self) -> dict[str, Any] | None:
@@ -366,7 +382,7 @@ class StackOperation:
         self._end(status)
 
     def _end(self, status: str) -> None:
-        if status.endswith("FAILED") or "ROLLBACK" in status:
+        if self.change_set is not None and (status.endswith("FAILED") or "ROLLBACK" in status):
             self.change_set.execution_status = "EXECUTE_FAILED"
         reason = self.rollback_reason if status.endswith("_FAILED") else None
         self._stack_event(status, reason)
@@ -379,6 +395,35 @@ class StackOperation:
 def start(backend: Any, change_set: Any, now: float) -> StackOperation:
     with LOCK:
         return StackOperation.start(backend, change_set, now)
+
+
+def start_delete(backend: Any, stack: Any, finish: Callable[[], None], now: float) -> StackOperation:
+    """DeleteStack: each resource's DELETE events after the resources that refer to it, then `finish`
+    (moto's own delete of the stack and its resources), which writes DELETE_COMPLETE."""
+    with LOCK:
+        resources = (stack.template_dict or {}).get("Resources", {})
+        parsed = stack.resource_map._parsed_resources
+        present = [k for k in resources if parsed.get(k) is not None]
+        op = StackOperation(
+            backend=backend,
+            stack=stack,
+            change_set=None,
+            kind="DELETE",
+            old_template_dict=dict(stack.template_dict or {}),
+            old_parameters={},
+            old_objects={},
+            finish=finish,
+        )
+        for logical_id in present:
+            referrers = {k for k in present if logical_id in depends_on(resources[k]) and k != logical_id}
+            step = Step(logical_id, resources[logical_id].get("Type", ""), "DELETE", referrers)
+            step.physical_id = _physical_id(parsed.get(logical_id))
+            step.retained = resources[logical_id].get("DeletionPolicy") == "Retain"
+            op.steps.append(step)
+        op._stack_event("DELETE_IN_PROGRESS", "User Initiated")
+        _operations.append(op)
+        op.advance(now)
+        return op
 
 
 def tick(now: float) -> None:

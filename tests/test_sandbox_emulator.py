@@ -218,6 +218,8 @@ def test_a_failing_image_rolls_the_stack_back_to_the_old_task_definition(emulato
     )
     assert reason.endswith(", HandlerErrorCode: GeneralServiceException)")
     assert ("bad", "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed to update: [WebService]. ") in got
+    stack = boto3.client("cloudformation").describe_stacks(StackName="bad")["Stacks"][0]
+    assert "StackStatusReason" not in stack  # UPDATE_ROLLBACK_COMPLETE carries no reason of its own
     ecs = boto3.client("ecs")
     service = ecs.describe_services(cluster="bad", services=["web"])["services"][0]
     assert service["taskDefinition"] == old
@@ -228,6 +230,34 @@ def test_a_failing_image_rolls_the_stack_back_to_the_old_task_definition(emulato
     assert all(t["containers"][0]["exitCode"] == 1 for t in tasks)
     messages = [e["message"] for e in service["events"]]
     assert any("deployment failed: tasks failed to start." in m for m in messages)
+
+
+def test_a_failed_create_rolls_back_and_deletes_what_it_made(emulator: Sandbox) -> None:
+    change("newbad", "v1-sandbox-unhealthy", 1, "CREATE")
+    assert watch("newbad", "newbad")[-1][0] == "ROLLBACK_COMPLETE"
+    got = events("newbad")
+    assert [(e[0], e[1]) for e in got] == [
+        ("newbad", "REVIEW_IN_PROGRESS"),
+        ("newbad", "CREATE_IN_PROGRESS"),
+        ("Cluster", "CREATE_IN_PROGRESS"),
+        ("WebTaskDefinition", "CREATE_IN_PROGRESS"),
+        ("Cluster", "CREATE_COMPLETE"),
+        ("WebTaskDefinition", "CREATE_COMPLETE"),
+        ("WebService", "CREATE_IN_PROGRESS"),
+        ("WebService", "CREATE_FAILED"),
+        ("newbad", "ROLLBACK_IN_PROGRESS"),
+        ("WebService", "DELETE_IN_PROGRESS"),
+        ("WebTaskDefinition", "DELETE_IN_PROGRESS"),
+        ("Cluster", "DELETE_IN_PROGRESS"),
+        ("WebService", "DELETE_COMPLETE"),
+        ("WebTaskDefinition", "DELETE_COMPLETE"),
+        ("Cluster", "DELETE_COMPLETE"),
+        ("newbad", "ROLLBACK_COMPLETE"),
+    ]
+    assert "ECS Deployment Circuit Breaker was triggered" in got[7][2]
+    assert got[8][2] == "The following resource(s) failed to create: [WebService]. Rollback requested by user."
+    services = boto3.client("ecs").describe_services(cluster="newbad", services=["web"])
+    assert [s["status"] for s in services["services"]] in ([], ["INACTIVE"])
 
 
 def test_the_circuit_breaker_marks_the_failed_deployment_while_ecs_rolls_back(emulator: Sandbox) -> None:
@@ -276,3 +306,70 @@ def test_stack_events_come_newest_first_in_pages_of_100(emulator: Sandbox) -> No
     assert len(everything) == 2 + 55 * 2 + 1
     assert everything[-1]["ResourceStatus"] == "REVIEW_IN_PROGRESS"
     assert len({e["EventId"] for e in everything}) == len(everything)
+
+
+def test_delete_stack_returns_at_once_and_deletes_referrers_first(emulator: Sandbox) -> None:
+    cfn = boto3.client("cloudformation")
+    change("gone", "v1", 0, "CREATE")
+    assert watch("gone", "gone")[-1][0] == "CREATE_COMPLETE"
+    stack_id = cfn.describe_stacks(StackName="gone")["Stacks"][0]["StackId"]
+    since = len(events("gone"))
+    cfn.delete_stack(StackName="gone")
+    assert cfn.describe_stacks(StackName="gone")["Stacks"][0]["StackStatus"] == "DELETE_IN_PROGRESS"
+    cfn.get_waiter("stack_delete_complete").wait(StackName=stack_id, WaiterConfig={"Delay": 1})
+    with pytest.raises(cfn.exceptions.ClientError, match="does not exist"):
+        cfn.describe_stacks(StackName="gone")  # by name, a deleted stack is gone; by id it is DELETE_COMPLETE
+    got = [(e[0], e[1]) for e in events(stack_id, since)]
+    assert got[0] == ("gone", "DELETE_IN_PROGRESS") and got[-1] == ("gone", "DELETE_COMPLETE")
+    assert got[1:3] == [("WebService", "DELETE_IN_PROGRESS"), ("WebService", "DELETE_COMPLETE")]
+    assert sorted(got[3:-1]) == sorted(
+        [(r, s) for r in ("Cluster", "WebTaskDefinition") for s in ("DELETE_IN_PROGRESS", "DELETE_COMPLETE")]
+    )
+    assert boto3.client("ecs").describe_services(cluster="gone", services=["web"])["services"] == []
+
+
+def test_a_rollback_also_returns_a_service_whose_update_had_completed(emulator: Sandbox) -> None:
+    """Two services: web's new image fails, streaming's works. CloudFormation rolls streaming back too
+    (UpdateService to its old revision, a new deployment, waited for), so the stack is as before."""
+    cfn, ecs = boto3.client("cloudformation"), boto3.client("ecs")
+    template = json.loads(json.dumps(TEMPLATE).replace('"emu"', '"two"').replace("emu-web", "two-web"))
+    resources = template["Resources"]
+    resources["StreamingTaskDefinition"] = json.loads(
+        json.dumps(resources["WebTaskDefinition"]).replace("two-web", "two-streaming").replace("${Tag}", "${Tag2}")
+    )
+    resources["StreamingService"] = json.loads(json.dumps(resources["WebService"]).replace('"web"', '"streaming"'))
+    resources["StreamingService"]["Properties"]["TaskDefinition"] = {"Ref": "StreamingTaskDefinition"}
+    template["Parameters"]["Tag2"] = {"Type": "String"}
+
+    def run(kind: str, web: str, streaming: str) -> str:
+        params = {"Tag": web, "Tag2": streaming, "Count": "1"}
+        params |= {"Subnet": default_subnet(), "SecurityGroup": default_security_group()}
+        cs = cfn.create_change_set(
+            StackName="two",
+            ChangeSetName=f"cs-{time.time_ns()}",
+            TemplateBody=json.dumps(template),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+            ChangeSetType=kind,
+        )
+        cfn.get_waiter("change_set_create_complete").wait(ChangeSetName=cs["Id"], WaiterConfig={"Delay": 1})
+        cfn.execute_change_set(ChangeSetName=cs["Id"])
+        return watch("two", "two")[-1][0]
+
+    def primaries() -> dict[str, str]:
+        services = ecs.describe_services(cluster="two", services=["web", "streaming"])["services"]
+        return {
+            s["serviceName"]: next(d["taskDefinition"] for d in s["deployments"] if d["status"] == "PRIMARY")
+            for s in services
+        }
+
+    assert run("CREATE", "v1", "v1") == "CREATE_COMPLETE"
+    before = primaries()
+    since = len(events("two"))
+    assert run("UPDATE", "v2-sandbox-unhealthy", "v2") == "UPDATE_ROLLBACK_COMPLETE"
+    assert primaries() == before
+    got = events("two", since)
+    assert ("WebService", "UPDATE_FAILED") in [(e[0], e[1]) for e in got]
+    rollback = got[[e[1] for e in got].index("UPDATE_ROLLBACK_IN_PROGRESS") :]
+    assert rollback[0][2] == "The following resource(s) failed to update: [WebService]. "
+    assert ("StreamingService", "UPDATE_COMPLETE") in [(e[0], e[1]) for e in rollback]
+    assert ("StreamingTaskDefinition", "DELETE_COMPLETE") in [(e[0], e[1]) for e in rollback]  # its new revision
