@@ -41,14 +41,21 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def _labelled(label: str, style: str, message: str) -> None:
+    """A styled label, then the message verbatim: messages carry user and AWS text (a value such as
+    '[/x]' or '[bold]x[/bold]'), which must never be read as Rich markup."""
+    from rich.text import Text
+
+    err_console().print(Text.assemble((label, style), " ", message))
+
+
 def warn(message: str) -> None:
-    err_console().print(f"[yellow]warning:[/] {message}")
+    _labelled("warning:", "yellow", message)
 
 
 def show_error(error: MastofargateError) -> None:
-    c = err_console()
-    c.print(f"[bold red]error:[/] {error.what}", markup=True)
+    _labelled("error:", "bold red", error.what)
     if error.why:
-        c.print(f"[bold]why:[/] {error.why}")
+        _labelled("why:", "bold", error.why)
     if error.fix:
-        c.print(f"[bold]next:[/] {error.fix}")
+        _labelled("next:", "bold", error.fix)

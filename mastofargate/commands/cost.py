@@ -67,7 +67,7 @@ def _live(cfg: Config, prices: Prices, templates: object) -> Prices:
     if live_prices is prices:
         warn(message)
     else:
-        err_console().print(message)
+        err_console().print(message, markup=False, highlight=False)
     return live_prices
 
 

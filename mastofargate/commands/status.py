@@ -159,34 +159,36 @@ def render_plain(data: dict[str, Any]) -> None:
 
 
 def render_rich(data: dict[str, Any]) -> None:
+    """Names, statuses and problems come from the config and from AWS: escaped, never read as markup."""
+    from rich.markup import escape
     from rich.table import Table
 
     from mastofargate.ui import console
 
     c = console()
-    c.print(f"[bold]{data['domain']}[/] ({data['name']}, {data['region']})")
+    c.print(f"[bold]{escape(data['domain'])}[/] ({escape(data['name'])}, {escape(data['region'])})")
     for key, stack in data["stacks"].items():
         status = stack["status"]
         colour = "red" if stack_failed(status) else "green" if status and status.endswith("_COMPLETE") else "yellow"
-        c.print(f"  {key} stack {stack['name']}: [{colour}]{status or 'not deployed'}[/]")
+        c.print(f"  {key} stack {escape(stack['name'])}: [{colour}]{escape(status or 'not deployed')}[/]")
     if not data["deployed"]:
         c.print("Not deployed: run [bold]mastofargate deploy[/] to create it.")
         return
-    c.print(f"  URL: {data['url'] or '-'}    Mastodon: {_version_line(data)}")
+    c.print(f"  URL: {escape(data['url'] or '-')}    Mastodon: {escape(_version_line(data))}")
     if data["services"]:
         table = Table("service", "desired", "running", "pending", "rollout", "image tag")
         for row in data["services"]:
             ok = row["exists"] and row["running"] == row["desired"] and row["rollout_state"] != "FAILED"
             table.add_row(
-                row["name"],
+                escape(row["name"]),
                 str(row["desired"]),
                 f"[{'green' if ok else 'red'}]{row['running']}[/]",
                 str(row["pending"]),
-                row["rollout_state"] or "-",
-                row["image_tag"] or "-",
+                escape(row["rollout_state"] or "-"),
+                escape(row["image_tag"] or "-"),
             )
         c.print(table)
-    c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + "; ".join(data["problems"]))
+    c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 
 
 def status(
