@@ -201,19 +201,16 @@ def write_files(files: list[RenderedFile], out_dir: Path) -> list[str]:
     reader or a second synth running at once sees the old or the new file, never part of one), remove
     only leftovers this config's manifest lists, and write the manifest last; returns what changed.
 
-    A folder that cannot be written (read-only, not a folder, gone) is a UsageError naming it."""
+    A missing output folder is created; one that cannot be created or written (read-only, a file in the
+    way) is a UsageError naming it."""
     from mastofargate.errors import UsageError
 
-    if not out_dir.is_dir():
-        raise UsageError(
-            f"the output folder {out_dir} does not exist; nothing was written.",
-            fix="create it, or pass --output-dir with an existing folder",
-        )
     manifest = _manifest_of(files)
     old = leftovers(files, out_dir)
     changed = [f for f in files if _differs(f, out_dir)]
     folder = out_dir
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         for f in sorted(changed, key=lambda f: f.path == manifest):  # the manifest last
             folder = (out_dir / f.path).parent
             folder.mkdir(exist_ok=True)

@@ -189,10 +189,11 @@ def test_manifest_cannot_point_synth_outside_its_folders(workdir: Path) -> None:
 
 
 def test_missing_or_read_only_output_folder_is_named(workdir: Path) -> None:
-    missing = workdir / "nope"
-    result = run("synth", "-o", str(missing), cwd=workdir)
-    assert result.returncode == EXIT_USAGE and str(missing) in result.stderr and "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr and not missing.exists()
+    assert run("synth", "-o", str(workdir / "new" / "folder"), cwd=workdir).returncode == 0  # created
+    blocked = workdir / "mastofargate.toml" / "out"  # cannot exist: a file is in the way
+    result = run("synth", "-o", str(blocked), cwd=workdir)
+    assert result.returncode == EXIT_USAGE and str(blocked) in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
     locked = workdir / "locked"
     locked.mkdir()
