@@ -157,6 +157,8 @@ FREE: dict[str, str] = {
     "AWS::SNS::Topic": "alarm emails stay within SNS's 1,000 free email notifications a month",
     "AWS::SNS::TopicPolicy": "free",
     "AWS::Events::Rule": "rules on AWS service events (ECS deployment state) are free",
+    "AWS::SQS::Queue": "the schedules' dead-letter queue sees a handful of messages, within SQS's 1 million free "
+    "requests a month",
 }
 
 

@@ -373,6 +373,15 @@ def test_exec_of_an_unknown_service_lists_services(moto, config_file):
     assert proc.returncode == 2 and "web, streaming, sidekiq, redis" in proc.stderr
 
 
+@pytest.mark.parametrize("service", ["redis", "streaming"])
+def test_exec_into_a_service_without_ecs_exec_is_refused_before_aws(moto, config_file, service):
+    """Redis/Postgres tasks and streaming do not run the exec agent (issue 10): a usage error, no AWS call."""
+    proc = cli(moto, "exec", service, "--config", str(config_file))
+    no_traceback(proc)
+    assert proc.returncode == 2 and f"{service!r} does not allow ECS Exec" in proc.stderr
+    assert "choose one of: web, sidekiq" in proc.stderr
+
+
 def test_exec_hands_the_session_to_the_plugin_like_the_aws_cli(monkeypatch, tmp_path):
     """Faked: ECS (Stubber), because moto implements neither ExecuteCommand nor service tasks; the plugin is
     a script that records its argv (the real one needs a live SSM session)."""

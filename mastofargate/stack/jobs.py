@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from troposphere import GetAtt, Ref, scheduler
+from troposphere import GetAtt, Ref, scheduler, sqs
 
 from mastofargate.stack.context import Build
 from mastofargate.stack.network import subnet_ids
@@ -39,8 +39,27 @@ def maintenance_commands(b: Build) -> dict[str, tuple[list[str], str]]:
     }
 
 
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest: two weeks to notice and look
+
+
+def dead_letter_queue_name(stack_name: str) -> str:
+    return f"{stack_name}-schedule-dead-letters"
+
+
 def add(b: Build) -> None:
     size = b.config.job
+    b.add(
+        b.app,
+        sqs.Queue(
+            "ScheduleDeadLetterQueue",
+            QueueName=dead_letter_queue_name(b.name),
+            MessageRetentionPeriod=DEAD_LETTER_RETENTION_SECONDS,
+            # SQS's AWS managed key: its key policy lets any principal of the account use it through SQS, so the
+            # scheduler role needs no KMS permission to drop a message here.
+            KmsMasterKeyId="alias/aws/sqs",
+        ),
+        "Scheduled maintenance runs EventBridge Scheduler could not start (alarmed; shown by status)",
+    )
     for name, (command, env, description) in JOBS.items():
         title = "".join(p.capitalize() for p in name.split("-")) + "TaskDefinition"
         task_definition(
@@ -71,6 +90,7 @@ def add(b: Build) -> None:
                         {"containerOverrides": [{"name": JOB_CONTAINER, "command": command}]}, sort_keys=True
                     ),
                     RetryPolicy=scheduler.RetryPolicy(MaximumRetryAttempts=2, MaximumEventAgeInSeconds=3600),
+                    DeadLetterConfig=scheduler.DeadLetterConfig(Arn=GetAtt("ScheduleDeadLetterQueue", "Arn")),
                     EcsParameters=scheduler.EcsParameters(
                         TaskDefinitionArn=Ref("TootctlTaskDefinition"),
                         TaskCount=1,
