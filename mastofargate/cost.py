@@ -701,7 +701,7 @@ def _media_bucket_ids(w: _Walk) -> set[str]:
 def _cleanup_days(w: _Walk) -> float | None:
     for _, _, props in w.of_type("AWS::Scheduler::Schedule"):
         text = str(props.get("Target", {}).get("Input", ""))
-        m = re.search(r'"media", "remove", "--days", "(\d+)"', text)
+        m = re.search(r"\bmedia\W+remove\W+--days\W+(\d+)", text)  # an argv list or a `sh -c` line
         if m:
             return float(m.group(1))
     return None

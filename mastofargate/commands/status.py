@@ -60,13 +60,12 @@ def mastodon_version(tags: list[str]) -> str | None:
 
 def collect(target: Target) -> dict[str, Any]:
     """Everything `status` shows, as JSON-ready data, plus `healthy` and the `problems` that make it false."""
-    from mastofargate.deploy import ecs
+    from mastofargate.deploy import ecs, upkeep
 
     cfg = target.config
-    stacks = {
-        "data": {"name": target.data_stack, "status": stack_status(target, target.data_stack)},
-        "app": {"name": target.app_stack, "status": stack_status(target, target.app_stack)},
-    }
+    stack_names = {"data": target.data_stack, "app": target.app_stack}
+    facts = {key: upkeep.stack_facts(target, name) for key, name in stack_names.items()}
+    stacks = {key: {"name": name, "status": getattr(facts[key], "status", None)} for key, name in stack_names.items()}
     problems = [f"stack {s['name']} is {s['status']}" for s in stacks.values() if stack_failed(s["status"])]
     deployed = any(s["status"] for s in stacks.values())
     if not deployed:
@@ -87,6 +86,13 @@ def collect(target: Target) -> dict[str, Any]:
                 problems.append(f"service {row['name']} runs {row['running']} of {row['desired']} tasks")
             elif row["rollout_state"] == "FAILED":
                 problems.append(f"service {row['name']}: last rollout FAILED: {row['rollout_reason']}")
+    problems += upkeep.safety_problems(
+        target, facts["data"], facts["app"], {r["name"]: r["desired"] for r in services if r["exists"]}
+    )
+    schedules: list[dict[str, Any]] = []
+    if facts["app"] is not None:
+        schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
+        problems += schedule_problems
     web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
     return {
         "name": target.name,
@@ -96,6 +102,9 @@ def collect(target: Target) -> dict[str, Any]:
         "deployed": deployed,
         "stacks": stacks,
         "services": services,
+        "termination_protection": facts["data"].termination_protection if facts["data"] else None,
+        "services_enabled": facts["app"].parameters.get("ServicesEnabled") != "false" if facts["app"] else None,
+        "schedules": schedules,
         "mastodon_version": mastodon_version(web_tags),
         "configured_mastodon_version": cfg.deployment.mastodon_version,
         "healthy": not problems,
@@ -155,6 +164,8 @@ def render_plain(data: dict[str, Any]) -> None:
             f"service {row['name']}: desired={row['desired']} running={row['running']} pending={row['pending']} "
             f"rollout={row['rollout_state'] or '-'} image={row['image_tag'] or '-'}"
         )
+    for job in data.get("schedules", []):
+        echo(f"schedule {job['name']}: {job['schedule']} last success={job['last_success'] or 'none recorded'}")
     echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
 
 
@@ -188,6 +199,9 @@ def render_rich(data: dict[str, Any]) -> None:
                 escape(row["image_tag"] or "-"),
             )
         c.print(table)
+    for job in data.get("schedules", []):
+        last = job["last_success"] or "none recorded"
+        c.print(f"  schedule {escape(job['name'])} ({escape(job['schedule'])}): last success {escape(last)}")
     c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 
 
@@ -197,8 +211,9 @@ def status(
 ) -> None:
     """Show both stacks, each ECS service's tasks and rollout, the running image tags, Mastodon version and URL.
 
-    Exit status: 0 when healthy; 1 when nothing is deployed, a stack is in a failed state, or a service
-    does not exist, is not at its desired task count, or its last rollout FAILED.
+    Exit status: 0 when healthy; 1 when nothing is deployed, a stack is in a failed state, a service does
+    not exist, is not at its desired task count, is held at zero, or its last rollout FAILED, the data stack
+    lacks termination protection, or a scheduled job (media cleanup) is overdue or could not start.
     """
     from mastofargate.config import load_config
     from mastofargate.deploy.target import Target

@@ -9,6 +9,7 @@ cleanup, without which the media bucket grows without bound (field notes).
 from __future__ import annotations
 
 import json
+import shlex
 
 from troposphere import GetAtt, Ref, scheduler, sqs
 
@@ -26,6 +27,17 @@ JOBS: dict[str, tuple[list[str], dict[str, str], str]] = {
     "migrate": (MIGRATE, {}, "All migrations, including post-deployment ones, run after the rollout"),
     "tootctl": (["tootctl", "--help"], {}, "tootctl and other one-off commands (command given at run time)"),
 }
+
+
+# Printed (to the tootctl job's log group) by a scheduled run that succeeded, followed by the schedule's
+# title: `status` reads when each job last succeeded from these lines (ECS forgets stopped tasks in an hour).
+SUCCESS_MARKER = "mastofargate-scheduled-job-succeeded"
+
+
+def scheduled_command(title: str, command: list[str]) -> list[str]:
+    """The container command of a scheduled run: the tootctl command, then the success line only if it
+    exited 0 (the task's exit code stays tootctl's)."""
+    return ["sh", "-c", f"{shlex.join(command)} && echo {SUCCESS_MARKER} {title}"]
 
 
 def maintenance_commands(b: Build) -> dict[str, tuple[list[str], str]]:
@@ -87,7 +99,8 @@ def add(b: Build) -> None:
                     Arn=GetAtt("Cluster", "Arn"),
                     RoleArn=GetAtt("SchedulerRole", "Arn"),
                     Input=json.dumps(
-                        {"containerOverrides": [{"name": JOB_CONTAINER, "command": command}]}, sort_keys=True
+                        {"containerOverrides": [{"name": JOB_CONTAINER, "command": scheduled_command(title, command)}]},
+                        sort_keys=True,
                     ),
                     RetryPolicy=scheduler.RetryPolicy(MaximumRetryAttempts=2, MaximumEventAgeInSeconds=3600),
                     DeadLetterConfig=scheduler.DeadLetterConfig(Arn=GetAtt("ScheduleDeadLetterQueue", "Arn")),
