@@ -183,8 +183,8 @@ def test_status_shows_when_each_scheduled_job_last_succeeded(moto, config_file):
 
 
 def test_overdue_scheduled_job_and_dead_letters_are_problems(moto):
-    """A month on, with the last success a month old, media cleanup is overdue; a run Scheduler could not
-    start sits in the dead-letter queue. Both are status problems."""
+    """Days after its last success, the daily media cleanup is overdue; a run Scheduler could not start sits
+    in the dead-letter queue. Both are status problems."""
     from mastofargate.deploy import upkeep
     from mastofargate.stack.jobs import SUCCESS_MARKER, dead_letter_queue_name
 
@@ -199,10 +199,12 @@ def test_overdue_scheduled_job_and_dead_letters_are_problems(moto):
     sqs = world.target.client("sqs")
     url = sqs.create_queue(QueueName=dead_letter_queue_name("social"))["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody='{"error": "AccessDeniedException: ecs:TagResource"}')
-    later = datetime.now(UTC) + timedelta(days=30)
+    # Five days on: the daily cleanup is overdue (more than two intervals and a day), the weekly one is not.
+    later = datetime.now(UTC) + timedelta(days=5)
     rows, problems = upkeep.scheduled_jobs(world.target, app, now=later)
     overdue = {r["name"] for r in rows if r["overdue"]}
-    assert overdue == {"MediaCleanup", "PreviewCardCleanup"}
+    assert overdue == {"MediaCleanup"}
+    assert {r["name"]: bool(r["last_success"]) for r in rows} == {"MediaCleanup": True, "PreviewCardCleanup": False}
     assert any(
         p.startswith("scheduled job MediaCleanup (tootctl media remove --days 7) has not succeeded since")
         for p in problems
