@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mastofargate.errors import UsageError
 from mastofargate.sizing import (
+    ALL_QUEUES,
     CACHE_NODE_TYPES,
     PROFILES,
     RDS_INSTANCE_MEMORY_GIB,
@@ -72,10 +73,13 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
     3653,
 )
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
+# The top-level label: letters, or an internationalised TLD in its punycode (ASCII) form, e.g. xn--p1ai.
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59}(?<!-))$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_EMAIL = re.compile(r"^[^@\s<>\[\]()\\,;:\"]+@[^@\s<>\[\]()\\,;:\"]+\.([a-z]{2,}|xn--[a-z0-9-]+)$", re.IGNORECASE)
+# SMTP_FROM_ADDRESS: an address, or a display name (no line breaks or angle brackets) and the address in <>.
+_FROM_ADDRESS = re.compile(r"(?:[^<>\r\n\x00-\x1f]*\S\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[^<>\s]+))")
 _VERSION = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$")
 _CERT_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{4,31}$")
@@ -84,7 +88,9 @@ SECRET_NAME_PATTERN = re.compile(r"(SECRET|PASSWORD|PASS$|_KEY$|TOKEN|PRIVATE|SA
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real booleans and numbers, so "yes", "no", "1" or "7" in quotes are mistakes to
+    # report, not strings to coerce (pydantic's lax mode turns "no" into False without a word).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _hostname(field: str, value: str) -> str:
@@ -294,25 +300,63 @@ class Media(_Model):
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, v: str) -> str:
-        if re.fullmatch(r"rate\(\d+ (minute|minutes|hour|hours|day|days)\)", v):
-            return v
-        m = re.fullmatch(r"cron\((.+)\)", v)
-        fields = m.group(1).split() if m else []
-        if len(fields) != 6 or (fields[2] != "?" and fields[4] != "?"):
-            raise ValueError(
-                f"{v!r} is not an EventBridge Scheduler expression; allowed: rate(N units) or cron(min hour "
-                "day-of-month month day-of-week year) with '?' in day-of-month or day-of-week"
-            )
+        """Checked by the parser the cost model prices it with (mastofargate.schedule), so an expression
+        that passes here can neither crash the cost step nor be refused by EventBridge Scheduler."""
+        from mastofargate.schedule import ALLOWED, ScheduleError, runs_per_month
+
+        try:
+            runs = runs_per_month(v)
+        except ScheduleError as e:
+            raise ValueError(f"{e}; allowed: {ALLOWED}") from None
+        if runs <= 0:
+            raise ValueError(f"{v!r} runs once at most; allowed: a recurring {ALLOWED}")
         return v
 
 
 class Smtp(_Model):
     """Outgoing mail (password resets, sign-up confirmations). The password lives in Secrets Manager."""
 
-    server: str | None = None
+    server: str | None = Field(None, description="SMTP_SERVER: a host name such as email-smtp.us-east-1.amazonaws.com.")
     port: int = Field(587, ge=1, le=65535)
-    login: str | None = None
-    from_address: str | None = None
+    login: str | None = Field(None, description="SMTP_LOGIN; the password goes into Secrets Manager.")
+    from_address: str | None = Field(
+        None, description="SMTP_FROM_ADDRESS: name@domain or 'Display Name <name@domain>'."
+    )
+
+    @field_validator("server")
+    @classmethod
+    def _check_server(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else _hostname("smtp.server", v)
+
+    @field_validator("login")
+    @classmethod
+    def _check_login(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c.isspace() or not c.isprintable() for c in v)):
+            raise ValueError(f"{v!r} is not an SMTP login; allowed: a non-empty name without spaces")
+        return v
+
+    @field_validator("from_address")
+    @classmethod
+    def _check_from(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        m = _FROM_ADDRESS.fullmatch(v)
+        if not m or not _EMAIL.fullmatch(m.group("addr") or m.group("bare")):
+            raise ValueError(
+                f"{v!r} is not a sender address; allowed: notifications@example.org or "
+                "'Example Social <notifications@example.org>'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _server_for_login(self) -> Smtp:
+        if (self.login or self.from_address) and not self.server:
+            given = "login" if self.login else "from_address"
+            raise ValueError(
+                f"smtp.{given} is set but smtp.server is not; allowed: set server too (without it SES is used "
+                "and these settings would be ignored)"
+            )
+        return self
 
 
 class Logs(_Model):
@@ -425,7 +469,9 @@ class Ci(_Model):
 class Config(_Model):
     """The whole mastofargate.toml."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"title": "mastofargate.toml"})
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, json_schema_extra={"title": "mastofargate.toml"}
+    )
 
     server: Server
     aws: Aws
@@ -505,6 +551,14 @@ class Config(_Model):
             raise ValueError(
                 f"the scheduler queue is in {len(schedulers)} Sidekiq services ({', '.join(schedulers) or 'none'}); "
                 "allowed: exactly one (two schedulers enqueue every scheduled job twice)"
+            )
+        served = {q for s in self.resolved_services for q in s.queue_names}
+        unserved = [q.split(",")[0] for q in ALL_QUEUES if q.split(",")[0] not in served]
+        if unserved:
+            raise ValueError(
+                f"sidekiq: no service runs the queue{'s' if len(unserved) > 1 else ''} {', '.join(unserved)}; "
+                "allowed: a split in which every queue Mastodon uses has a service (jobs on a queue nobody runs "
+                "wait forever: without mailers, no sign-up confirmation or password reset is ever sent)"
             )
         for s in self.all_services:
             _check_size(s)
@@ -612,9 +666,20 @@ def format_validation_error(e: ValidationError) -> list[str]:
             )
         elif kind == "value_error":
             lines.append(f"{loc}: {msg}" if loc != "(top level)" else msg)
+        elif kind in _TYPE_HINTS:
+            lines.append(f"{loc}: {err['input']!r} is not valid: {msg}; allowed: {_TYPE_HINTS[kind]}")
         else:
             lines.append(f"{loc}: {err['input']!r} is not valid: {msg}")
     return lines
+
+
+# Strict types: what to write instead of the quoted value (TOML's own booleans and numbers).
+_TYPE_HINTS = {
+    "bool_type": "true or false, without quotes",
+    "int_type": "a whole number, without quotes",
+    "float_type": "a number, without quotes",
+    "string_type": "a string in quotes",
+}
 
 
 def _known_fields(path: tuple[int | str, ...]) -> list[str]:

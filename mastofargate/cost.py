@@ -158,6 +158,8 @@ FREE: dict[str, str] = {
     "AWS::SNS::Topic": "alarm emails stay within SNS's 1,000 free email notifications a month",
     "AWS::SNS::TopicPolicy": "free",
     "AWS::Events::Rule": "rules on AWS service events (ECS deployment state) are free",
+    "AWS::SQS::Queue": "the schedules' dead-letter queue sees a handful of messages, within SQS's 1 million free "
+    "requests a month",
 }
 
 
@@ -445,49 +447,11 @@ def _schedules(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
 
 
 def runs_per_month(expression: str) -> float:
-    """How often an EventBridge Scheduler expression fires in an average month."""
-    m = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression.strip())
-    if m:
-        minutes = int(m.group(1)) * {"minute": 1, "hour": 60, "day": 1440}[m.group(2).rstrip("s")]
-        return HOURS_PER_MONTH * 60 / minutes
-    m = re.fullmatch(r"cron\((.+)\)", expression.strip())
-    if not m:
-        return 0.0  # at(...) runs once
-    minute, hour, dom, month, dow = m.group(1).split()[:5]
-    per_day = _cron_count(minute, 0, 59) * _cron_count(hour, 0, 23)
-    if dom not in ("*", "?"):
-        days = min(_cron_count(dom, 1, 31), DAYS_PER_MONTH)
-    elif dow not in ("*", "?"):
-        days = _cron_count(dow, 1, 7, _DOW) * DAYS_PER_MONTH / 7 if "#" not in dow and "L" not in dow else 1
-    else:
-        days = DAYS_PER_MONTH
-    months = 1.0 if month in ("*", "?") else _cron_count(month, 1, 12, _MONTHS) / 12
-    return per_day * days * months
+    """How often an EventBridge Scheduler expression fires in an average month (the config is checked with
+    the same parser, mastofargate.schedule, so a template that reaches here parses)."""
+    from mastofargate.schedule import runs_per_month as parse
 
-
-_DOW = {d: i + 1 for i, d in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))}
-_MONTHS = {
-    m: i + 1 for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"))
-}
-
-
-def _cron_count(field_: str, lo: int, hi: int, names: Mapping[str, int] | None = None) -> int:
-    """Values one cron field matches: '*', 'a', 'a,b', 'a-b', '*/s', 'a/s', 'a-b/s', names (MON, JAN)."""
-    total = 0
-    for part in field_.upper().split(","):
-        for name, num in (names or {}).items():
-            part = part.replace(name, str(num))
-        part = part.rstrip("LW") or "1"
-        rng, _, step = part.partition("/")
-        if rng in ("*", "?"):
-            a, b = lo, hi
-        elif "-" in rng:
-            a, b = (int(x) for x in rng.split("-", 1))
-        else:
-            a = int(rng)
-            b = hi if step else a
-        total += len(range(a, b + 1, int(step) if step else 1))
-    return min(total, hi - lo + 1)
+    return parse(expression)
 
 
 def _cluster(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -761,7 +725,7 @@ def _media_bucket_ids(w: _Walk) -> set[str]:
 def _cleanup_days(w: _Walk) -> float | None:
     for _, _, props in w.of_type("AWS::Scheduler::Schedule"):
         text = str(props.get("Target", {}).get("Input", ""))
-        m = re.search(r'"media", "remove", "--days", "(\d+)"', text)
+        m = re.search(r"\bmedia\W+remove\W+--days\W+(\d+)", text)  # an argv list or a `sh -c` line
         if m:
             return float(m.group(1))
     return None

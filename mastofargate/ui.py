@@ -54,22 +54,25 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def warn(message: str) -> None:
+def _labelled(label: str, style: str, message: str) -> None:
+    """A styled label, then the message verbatim: messages carry user and AWS text (a value such as
+    '[/x]' or '[bold]x[/bold]'), which must never be read as Rich markup."""
     from rich.text import Text
 
-    err_console().print(Text.assemble(("warning:", "yellow"), " ", message))
+    err_console().print(Text.assemble((label, style), " ", message))
+
+
+def warn(message: str) -> None:
+    _labelled("warning:", "yellow", message)
 
 
 def show_error(error: MastofargateError) -> None:
     """what / why / next on stderr; the labels styled, the text literal."""
-    from rich.text import Text
-
-    c = err_console()
-    c.print(Text.assemble(("error:", "bold red"), " ", error.what))
+    _labelled("error:", "bold red", error.what)
     if error.why:
-        c.print(Text.assemble(("why:", "bold"), " ", error.why))
+        _labelled("why:", "bold", error.why)
     if error.fix:
-        c.print(Text.assemble(("next:", "bold"), " ", error.fix))
+        _labelled("next:", "bold", error.fix)
 
 
 class ServiceRow(Protocol):

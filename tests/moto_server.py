@@ -167,6 +167,7 @@ def deploy_world(
     data_stack: bool = True,
     app_stack: bool = True,
     services_running: bool = True,
+    data_protected: bool = True,
 ) -> World:
     """Build a stand-in for a deployed server with boto3 calls (the real templates are the deploy's job).
 
@@ -175,7 +176,8 @@ def deploy_world(
     The data stack is a tiny CloudFormation stack whose Outputs are the VPC's subnet and security group ids
     (literal values), so `Target.stack_outputs` reads them for real. Services are created at desired 0 and
     then scaled, because moto then reports them COMPLETED and running == desired; with
-    services_running=False they stay at running 0 / pending desired, IN_PROGRESS.
+    services_running=False they stay at running 0 / pending desired, IN_PROGRESS. The data stack has
+    termination protection, as a completed first deploy leaves it (data_protected=False: an interrupted one).
     """
     target = Target(config)
     ec2 = target.client("ec2")
@@ -190,7 +192,12 @@ def deploy_world(
     sg = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
     world = World(target, subnets, sg)
     if data_stack:
-        _literal_stack(target, target.data_stack, {"SubnetIds": ",".join(subnets), "TaskSecurityGroupId": sg})
+        _literal_stack(
+            target,
+            target.data_stack,
+            {"SubnetIds": ",".join(subnets), "TaskSecurityGroupId": sg},
+            protected=data_protected,
+        )
     if not app_stack:
         return world
     registry = f"123456789012.dkr.ecr.{target.region}.amazonaws.com/{target.name}"
@@ -216,13 +223,13 @@ def deploy_world(
     return world
 
 
-def _literal_stack(target: Target, name: str, outputs: dict[str, str]) -> None:
+def _literal_stack(target: Target, name: str, outputs: dict[str, str], *, protected: bool = False) -> None:
     template = {
         "Resources": {"Placeholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }
     cfn = target.client("cloudformation")
-    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template), EnableTerminationProtection=protected)
     cfn.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 1})
 
 

@@ -369,10 +369,10 @@ def test_ci_roles_stack_applies_and_names_the_role_for_change_sets(moto: str) ->
     """The CI stack created from ci_roles_stack() in the moto server (moto's CloudFormation has no OIDC
     provider type, so the config names an existing provider); then the deploy reads the role from it."""
     import boto3
-    from mastofargate.target import Target
 
     from mastofargate.deploy.ci_roles import change_set_role_arn, role_arns
     from mastofargate.errors import UsageError
+    from mastofargate.target import Target
 
     cfg = ci_config(oidc_provider_arn=PROVIDER)
     target = Target(cfg)

@@ -51,7 +51,7 @@ def test_explicit_choice_beats_profile_default() -> None:
         ("elasticache", "node_type", "cache.t4g.tiny", "cache.t4g.micro"),
         ("logs", "retention_days", 10, "14"),
         ("media", "preview_card_days", 7, "greater than or equal to 14"),
-        ("media", "schedule", "every day", "rate(N units)"),
+        ("media", "schedule", "every day", "rate(N minutes|hours|days)"),
     ],
 )
 def test_bad_value_names_field_value_and_allowed(section: str, field: str, value: object, allowed: str) -> None:

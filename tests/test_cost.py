@@ -115,9 +115,10 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     assert usd(est, "EFS Elastic Throughput writes") == pytest.approx((appended + appended / (64 / 1024) * 0.02) * 0.06)
     assert usd(est, "EFS Standard storage") == pytest.approx(0.02 * 0.30)
     assert usd(est, "Secrets Manager secrets") == pytest.approx(3 * 0.40)
-    assert usd(est, "KMS customer-managed keys") == pytest.approx(1.00)
-    # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage
-    assert usd(est, "CloudWatch alarms") == pytest.approx(7 * 0.10)
+    # the data key and the ECS Exec sessions' own key
+    assert usd(est, "KMS customer-managed keys") == pytest.approx(2.00)
+    # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage + dead letters
+    assert usd(est, "CloudWatch alarms") == pytest.approx(8 * 0.10)
     assert usd(est, "Route 53 hosted zone") == pytest.approx(0.50)
     assert usd(est, "Cloud Map private DNS namespace") == pytest.approx(0.50)
     assert usd(est, "Cloud Map registered task instances") == pytest.approx(1 * 0.10)

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,111 @@ def test_status_json_is_only_json_and_flags_services_below_desired(moto, config_
     assert (web["desired"], web["running"], web["pending"], web["rollout_state"]) == (1, 0, 1, "IN_PROGRESS")
     assert "service web runs 0 of 1 tasks" in data["problems"]
     assert [s["name"] for s in data["services"]] == ["web", "streaming", "sidekiq", "redis"]
+
+
+def test_status_flags_a_data_stack_without_termination_protection(moto, config_file):
+    """An interrupted first deploy leaves the data stack unprotected (issue 10 item 7): a problem, exit 1."""
+    deploy_world(config(), data_protected=False)
+    proc = cli(moto, "status", "--json", "--config", str(config_file))
+    no_traceback(proc)
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["termination_protection"] is False
+    (problem,) = data["problems"]
+    assert problem.startswith("stack social-data has no termination protection")
+
+
+def test_status_flags_services_held_at_zero(moto, config_file):
+    """Held at zero by ServicesEnabled=false (first install stopped before migrations finished), or a service
+    scaled to zero by hand: running == desired == 0 looks healthy to ECS, so status names it."""
+    world = deploy_world(config())
+    ecs = world.target.client("ecs")
+    ecs.update_service(cluster="social", service="web", desiredCount=0)
+    proc = cli(moto, "status", "--config", str(config_file))
+    no_traceback(proc)
+    assert proc.returncode == 1
+    assert "service(s) web held at zero tasks: run 'mastofargate deploy'" in proc.stdout
+
+    cfn = world.target.client("cloudformation")
+    cfn.delete_stack(StackName="social-app")
+    template = {
+        "Parameters": {"ServicesEnabled": {"Type": "String", "AllowedValues": ["true", "false"]}},
+        "Resources": {"Placeholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {"Url": {"Value": "https://social.example.org"}},
+    }
+    cfn.create_stack(
+        StackName="social-app",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "ServicesEnabled", "ParameterValue": "false"}],
+    )
+    proc = cli(moto, "status", "--json", "--config", str(config_file))
+    no_traceback(proc)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 1 and data["services_enabled"] is False
+    assert any(
+        p.startswith("services are held at zero tasks (stack social-app has ServicesEnabled=false")
+        for p in data["problems"]
+    )
+
+
+def test_status_shows_when_each_scheduled_job_last_succeeded(moto, config_file):
+    """The success lines scheduled runs print (stack/jobs.py) are read back from the tootctl log group."""
+    from mastofargate.stack.jobs import SUCCESS_MARKER
+
+    world = deploy_world(config())
+    group = "/mastofargate/social/tootctl"
+    put_log_lines(
+        world.target,
+        group,
+        "tootctl/mastodon/a1",
+        ["Removed 12 media", f"{SUCCESS_MARKER} MediaCleanup"],
+        age_seconds=7200,
+    )
+    put_log_lines(world.target, group, "tootctl/mastodon/b2", [f"{SUCCESS_MARKER} MediaCleanup"], age_seconds=60)
+    put_log_lines(world.target, group, "tootctl/mastodon/c3", ["boom: exited 1"], age_seconds=30)
+    proc = cli(moto, "status", "--json", "--config", str(config_file))
+    no_traceback(proc)
+    assert proc.returncode == 0, proc.stdout
+    jobs = {j["name"]: j for j in json.loads(proc.stdout)["schedules"]}
+    assert set(jobs) == {"MediaCleanup", "PreviewCardCleanup"}
+    last = datetime.fromisoformat(jobs["MediaCleanup"]["last_success"])
+    assert abs((datetime.now(UTC) - last).total_seconds() - 60) < 30  # the newest success, not the older one
+    assert jobs["PreviewCardCleanup"]["last_success"] is None and not jobs["PreviewCardCleanup"]["overdue"]
+    plain = cli(moto, "status", "--config", str(config_file))
+    assert "schedule PreviewCardCleanup: cron(30 4 ? * SUN *) last success=none recorded" in plain.stdout
+
+
+def test_overdue_scheduled_job_and_dead_letters_are_problems(moto):
+    """Days after its last success, the daily media cleanup is overdue; a run Scheduler could not start sits
+    in the dead-letter queue. Both are status problems."""
+    from mastofargate.deploy import upkeep
+    from mastofargate.stack.jobs import SUCCESS_MARKER, dead_letter_queue_name
+
+    world = deploy_world(config())
+    put_log_lines(
+        world.target, "/mastofargate/social/tootctl", "tootctl/mastodon/a1", [f"{SUCCESS_MARKER} MediaCleanup"]
+    )
+    app = upkeep.stack_facts(world.target, "social-app")
+    assert app is not None
+    rows, problems = upkeep.scheduled_jobs(world.target, app)
+    assert problems == [] and not any(r["overdue"] for r in rows)
+    sqs = world.target.client("sqs")
+    url = sqs.create_queue(QueueName=dead_letter_queue_name("social"))["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody='{"error": "AccessDeniedException: ecs:TagResource"}')
+    # Five days on: the daily cleanup is overdue (more than two intervals and a day), the weekly one is not.
+    later = datetime.now(UTC) + timedelta(days=5)
+    rows, problems = upkeep.scheduled_jobs(world.target, app, now=later)
+    overdue = {r["name"] for r in rows if r["overdue"]}
+    assert overdue == {"MediaCleanup"}
+    assert {r["name"]: bool(r["last_success"]) for r in rows} == {"MediaCleanup": True, "PreviewCardCleanup": False}
+    assert any(
+        p.startswith("scheduled job MediaCleanup (tootctl media remove --days 7) has not succeeded since")
+        for p in problems
+    )
+    assert any(
+        p.startswith("1 scheduled run(s) could not be started (dead-letter queue social-schedule-dead-letters)")
+        for p in problems
+    )
 
 
 def test_status_flags_a_stack_in_a_failed_state(monkeypatch, config_file):
@@ -371,6 +477,15 @@ def test_exec_without_a_running_task_says_so(moto, config_file, tmp_path):
 def test_exec_of_an_unknown_service_lists_services(moto, config_file):
     proc = cli(moto, "exec", "migrate", "--config", str(config_file))
     assert proc.returncode == 2 and "web, streaming, sidekiq, redis" in proc.stderr
+
+
+@pytest.mark.parametrize("service", ["redis", "streaming"])
+def test_exec_into_a_service_without_ecs_exec_is_refused_before_aws(moto, config_file, service):
+    """Redis/Postgres tasks and streaming do not run the exec agent (issue 10): a usage error, no AWS call."""
+    proc = cli(moto, "exec", service, "--config", str(config_file))
+    no_traceback(proc)
+    assert proc.returncode == 2 and f"{service!r} does not allow ECS Exec" in proc.stderr
+    assert "choose one of: web, sidekiq" in proc.stderr
 
 
 def test_exec_hands_the_session_to_the_plugin_like_the_aws_cli(monkeypatch, tmp_path):

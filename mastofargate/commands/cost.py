@@ -16,6 +16,19 @@ if TYPE_CHECKING:
     from mastofargate.prices import Prices
 
 
+MAX_MEDIA_GB = 1_000_000.0  # a petabyte: far beyond any server this tool sizes, and keeps every total finite
+
+
+def _media_gb(value: float | None) -> float | None:
+    """--media-gb must be a finite, non-negative number: 'inf' printed '$ inf' and 'nan' made --json emit
+    NaN/Infinity, which is not JSON."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_MEDIA_GB):
+        raise typer.BadParameter(f"{value!r} is not a size in GB; allowed: a number from 0 to {MAX_MEDIA_GB:,.0f}")
+    return value
+
+
 def cost(
     config: ConfigOption = DEFAULT_CONFIG,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
@@ -24,7 +37,9 @@ def cost(
         typer.Option("--compare", help="Every profile x database x cache x spot choice, with reference points."),
     ] = False,
     media_gb: Annotated[
-        float | None, typer.Option("--media-gb", min=0, help="Media stored in S3, GB (default: the profile's).")
+        float | None, typer.Option(
+            "--media-gb", callback=_media_gb, help="Media stored in S3, GB (default: the profile's)."
+        )
     ] = None,
     live: Annotated[
         bool, typer.Option("--live", help="Current prices from the AWS Price List API (needs AWS credentials).")
@@ -79,7 +94,7 @@ def _live(cfg: Config, prices: Prices, templates: object) -> Prices:
     if live_prices is prices:
         warn(message)
     else:
-        err_console().print(message)
+        err_console().print(message, markup=False, highlight=False)
     return live_prices
 
 

@@ -128,6 +128,17 @@ def exec_(
     names = [s.name for s in cfg.all_services]
     if service not in names:
         raise UsageError(f"{service!r} is not a service of {cfg.aws.name}.", fix="choose one of: " + ", ".join(names))
+    from mastofargate.stack.services import EXEC_ROLES
+
+    role = next(s.role for s in cfg.all_services if s.name == service)
+    if role not in EXEC_ROLES:
+        able = [s.name for s in cfg.all_services if s.role in EXEC_ROLES]
+        raise UsageError(
+            f"{service!r} does not allow ECS Exec.",
+            why="only web and Sidekiq tasks run the exec agent (a shell in a database or Redis task is a way to "
+            "lose data, and streaming has nothing to manage)",
+            fix="choose one of: " + ", ".join(able) + " (they reach Postgres and Redis with the app's credentials)",
+        )
     code = start_session(Target(cfg), service, command)
     if code:
         raise typer.Exit(code)

@@ -72,7 +72,7 @@ def logs(
         for line in lines:
             typer.echo(line)
         if not lines:
-            err_console().print(f"No log lines from {service} in the last {since}.")
+            err_console().print(f"No log lines from {service} in the last {since}.", markup=False, highlight=False)
         return
     try:
         cwlogs.follow(target, service, since_seconds=seconds, on_line=typer.echo, stop=lambda: False)

@@ -30,6 +30,7 @@ def plan(
 ) -> None:
     """Show what 'deploy' would change (added / modified / removed, data-bearing replacements loudly).
     Changes nothing: no secret is created and every change set is deleted again."""
+    from mastofargate import validate
     from mastofargate.config import load_config
     from mastofargate.deploy import flow
     from mastofargate.deploy.context import Run
@@ -37,6 +38,7 @@ def plan(
     from mastofargate.ui import make_output
 
     cfg = load_config(config)
+    validate.deploy_flags(mastodon_tag=mastodon_tag, streaming_tag=streaming_tag, images_json=images_json)
     images = ImageChoice(mastodon_tag=mastodon_tag, streaming_tag=streaming_tag, images_json=images_json)
     opts = PlanOptions(config_path=config, images=images)
     run = Run.for_config(cfg, make_output(), verb="plan")

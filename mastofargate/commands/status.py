@@ -56,13 +56,12 @@ def mastodon_version(tags: list[str]) -> str | None:
 
 def collect(target: Target) -> dict[str, Any]:
     """Everything `status` shows, as JSON-ready data, plus `healthy` and the `problems` that make it false."""
-    from mastofargate.deploy import ecs
+    from mastofargate.deploy import ecs, upkeep
 
     cfg = target.config
-    stacks = {
-        "data": {"name": target.data_stack, "status": stack_status(target, target.data_stack)},
-        "app": {"name": target.app_stack, "status": stack_status(target, target.app_stack)},
-    }
+    stack_names = {"data": target.data_stack, "app": target.app_stack}
+    facts = {key: upkeep.stack_facts(target, name) for key, name in stack_names.items()}
+    stacks = {key: {"name": name, "status": getattr(facts[key], "status", None)} for key, name in stack_names.items()}
     problems = [f"stack {s['name']} is {s['status']}" for s in stacks.values() if stack_failed(s["status"])]
     deployed = any(s["status"] for s in stacks.values())
     if not deployed:
@@ -83,6 +82,13 @@ def collect(target: Target) -> dict[str, Any]:
                 problems.append(f"service {row['name']} runs {row['running']} of {row['desired']} tasks")
             elif row["rollout_state"] == "FAILED":
                 problems.append(f"service {row['name']}: last rollout FAILED: {row['rollout_reason']}")
+    problems += upkeep.safety_problems(
+        target, facts["data"], facts["app"], {r["name"]: r["desired"] for r in services if r["exists"]}
+    )
+    schedules: list[dict[str, Any]] = []
+    if facts["app"] is not None:
+        schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
+        problems += schedule_problems
     web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
     return {
         "name": target.name,
@@ -92,6 +98,9 @@ def collect(target: Target) -> dict[str, Any]:
         "deployed": deployed,
         "stacks": stacks,
         "services": services,
+        "termination_protection": facts["data"].termination_protection if facts["data"] else None,
+        "services_enabled": facts["app"].parameters.get("ServicesEnabled") != "false" if facts["app"] else None,
+        "schedules": schedules,
         "mastodon_version": mastodon_version(web_tags),
         "configured_mastodon_version": cfg.deployment.mastodon_version,
         "healthy": not problems,
@@ -151,38 +160,45 @@ def render_plain(data: dict[str, Any]) -> None:
             f"service {row['name']}: desired={row['desired']} running={row['running']} pending={row['pending']} "
             f"rollout={row['rollout_state'] or '-'} image={row['image_tag'] or '-'}"
         )
+    for job in data.get("schedules", []):
+        echo(f"schedule {job['name']}: {job['schedule']} last success={job['last_success'] or 'none recorded'}")
     echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
 
 
 def render_rich(data: dict[str, Any]) -> None:
+    """Names, statuses and problems come from the config and from AWS: escaped, never read as markup."""
+    from rich.markup import escape
     from rich.table import Table
 
     from mastofargate.ui import console
 
     c = console()
-    c.print(f"[bold]{data['domain']}[/] ({data['name']}, {data['region']})")
+    c.print(f"[bold]{escape(data['domain'])}[/] ({escape(data['name'])}, {escape(data['region'])})")
     for key, stack in data["stacks"].items():
         status = stack["status"]
         colour = "red" if stack_failed(status) else "green" if status and status.endswith("_COMPLETE") else "yellow"
-        c.print(f"  {key} stack {stack['name']}: [{colour}]{status or 'not deployed'}[/]")
+        c.print(f"  {key} stack {escape(stack['name'])}: [{colour}]{escape(status or 'not deployed')}[/]")
     if not data["deployed"]:
         c.print("Not deployed: run [bold]mastofargate deploy[/] to create it.")
         return
-    c.print(f"  URL: {data['url'] or '-'}    Mastodon: {_version_line(data)}")
+    c.print(f"  URL: {escape(data['url'] or '-')}    Mastodon: {escape(_version_line(data))}")
     if data["services"]:
         table = Table("service", "desired", "running", "pending", "rollout", "image tag")
         for row in data["services"]:
             ok = row["exists"] and row["running"] == row["desired"] and row["rollout_state"] != "FAILED"
             table.add_row(
-                row["name"],
+                escape(row["name"]),
                 str(row["desired"]),
                 f"[{'green' if ok else 'red'}]{row['running']}[/]",
                 str(row["pending"]),
-                row["rollout_state"] or "-",
-                row["image_tag"] or "-",
+                escape(row["rollout_state"] or "-"),
+                escape(row["image_tag"] or "-"),
             )
         c.print(table)
-    c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + "; ".join(data["problems"]))
+    for job in data.get("schedules", []):
+        last = job["last_success"] or "none recorded"
+        c.print(f"  schedule {escape(job['name'])} ({escape(job['schedule'])}): last success {escape(last)}")
+    c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 
 
 def status(
@@ -191,8 +207,9 @@ def status(
 ) -> None:
     """Show both stacks, each ECS service's tasks and rollout, the running image tags, Mastodon version and URL.
 
-    Exit status: 0 when healthy; 1 when nothing is deployed, a stack is in a failed state, or a service
-    does not exist, is not at its desired task count, or its last rollout FAILED.
+    Exit status: 0 when healthy; 1 when nothing is deployed, a stack is in a failed state, a service does
+    not exist, is not at its desired task count, is held at zero, or its last rollout FAILED, the data stack
+    lacks termination protection, or a scheduled job (media cleanup) is overdue or could not start.
     """
     from mastofargate.config import load_config
     from mastofargate.target import Target

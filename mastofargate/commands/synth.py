@@ -29,7 +29,7 @@ def synth(
     from mastofargate.config import load_config
     from mastofargate.cost import synth_summary
     from mastofargate.errors import UsageError
-    from mastofargate.render import render_all, stale_files, write_files
+    from mastofargate.render import foreign_files, render_all, stale_files, write_files
     from mastofargate.stack import build_all as build
     from mastofargate.ui import say
 
@@ -49,6 +49,7 @@ def synth(
                 exit_code=EXIT_FAILED,
             )
         say(f"{len(files)} generated files are up to date.")
+        _list_foreign(foreign_files(files, out))
         return
     changed = write_files(files, out)
     wanted = {f.path for f in files}
@@ -64,7 +65,18 @@ def synth(
         say(f"All {len(files)} files in {out}/ are up to date.")
     for path in changed:
         say(f"  {'removed ' if path in removed else ''}{path}")
+    _list_foreign(foreign_files(files, out))
     say(synth_summary(cfg, templates))
+
+
+def _list_foreign(paths: list[str]) -> None:
+    """Files no manifest claims are never removed: say they are there, so leftovers do not go unnoticed."""
+    from mastofargate.ui import say
+
+    if paths:
+        say(f"Left alone ({len(paths)}, not written by this config's synth; delete them yourself if unwanted):")
+        for path in paths:
+            say(f"  {path}")
 
 
 def register(app: typer.Typer) -> None:

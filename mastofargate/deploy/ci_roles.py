@@ -60,7 +60,7 @@ def change_set_role_arn(target: Any) -> str | None:
 
     Wire it into every CreateChangeSet of the data and app stacks (`RoleARN=`): the CI deploy and plan
     roles may only create change sets that name this role, and a stack remembers the role it was last
-    updated with. `target` is a deploy.target.Target (its stack_outputs reads DescribeStacks)."""
+    updated with. `target` is a mastofargate.target.Target (its stack_outputs reads DescribeStacks)."""
     outputs = target.stack_outputs(names.ci_stack(target.name))
     arn = outputs.get(ROLE_OUTPUTS["cloudformation"])
     return str(arn) if arn else None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from mastofargate import validate
 from mastofargate.deploy import bootstrap, handoff, history, jobs, rollout, stacks
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import DeployOptions, ImageChoice, PlanOptions, RollbackOptions, Tags
@@ -41,7 +42,13 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
     """The whole deploy. Raises MastofargateError with the exit code of the failure."""
     started = run.poller.clock.monotonic()
     target = run.target
-    jobs.check_admin_username(opts.admin_username)
+    validate.deploy_flags(
+        mastodon_tag=opts.images.mastodon_tag,
+        streaming_tag=opts.images.streaming_tag,
+        images_json=opts.images.images_json,
+        admin_username_value=opts.admin_username,
+        build=opts.images.build,
+    )
     need_tags = not (opts.images.build or opts.data_only or opts.dry_run)
     state = preflight(run, opts.images, need_tags=need_tags)
     secrets = bootstrap.secrets_step(run, dry_run=opts.dry_run, smtp_password=smtp_password)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
+from mastofargate import validate
 from mastofargate.deploy import ecs
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.ecs import TaskResult
-from mastofargate.errors import EXIT_FAILED, MastofargateError, UsageError
+from mastofargate.errors import EXIT_FAILED, MastofargateError
 
 PREPARE = ["bundle", "exec", "rails", "db:prepare"]
 JOB_COMMANDS = {
@@ -19,7 +20,6 @@ JOB_COMMANDS = {
     "migrate": "post-deployment migrations: rails db:migrate",
 }
 LOG_LINES_SHOWN = 15
-USERNAME = re.compile(r"[A-Za-z0-9_]{1,30}")
 # tootctl prints the generated password as "New password: ..." on stdout, which the awslogs driver would keep
 # in the job's log group and a CI log would show. The line is dropped inside the container, before it reaches
 # any log; pipefail keeps tootctl's own exit status. The Owner sets a password through the reset mail.
@@ -67,20 +67,11 @@ def task_failure(job: str, result: TaskResult, what: str, fix: str) -> Mastofarg
     )
 
 
-def check_admin_username(username: str | None) -> None:
-    """Checked before the first AWS call: a bad --admin-username must not cost a created stack."""
-    if username is not None and not USERNAME.fullmatch(username):
-        raise UsageError(
-            f"--admin-username {username!r} is not a Mastodon username.",
-            why="allowed: 1 to 30 letters, digits and underscores",
-            fix="pick another, e.g. --admin-username admin",
-        )
-
-
 def admin_username(email: str, requested: str | None) -> str:
+    """The Owner's username: the one asked for (checked as Mastodon checks it), else the admin email's
+    local part made into one."""
     if requested:
-        check_admin_username(requested)
-        return requested
+        return validate.admin_username(requested)
     local = email.split("@", 1)[0].lower()
     name = re.sub(r"[^a-z0-9_]", "_", local).strip("_")[:30]
     return name or "admin"

@@ -34,7 +34,7 @@ def add(b: Build) -> None:
             ],
             Configuration=ecs.ClusterConfiguration(
                 ExecuteCommandConfiguration=ecs.ExecuteCommandConfiguration(
-                    KmsKeyId=b.imported("KeyArn"),
+                    KmsKeyId=b.imported("ExecKeyArn"),  # its own key: see stack/secrets.py
                     Logging="OVERRIDE",
                     LogConfiguration=ecs.ExecuteCommandLogConfiguration(
                         CloudWatchLogGroupName=Ref("ExecLogGroup"), CloudWatchEncryptionEnabled=True

@@ -12,6 +12,7 @@ delete the data stack while the app stack uses it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -34,6 +35,21 @@ APP_PARAMETERS: dict[str, str] = {
     "RedisSecretArn": "ARN of the Secrets Manager secret holding the Redis password and URL",
     "ServicesEnabled": "false keeps web/streaming/sidekiq at zero tasks (first install runs migrations first)",
 }
+
+
+# Secret-ARN parameters and the secret (by kind, see secrets.secret_names) each must name.
+SECRET_PARAMETERS: dict[str, str] = {"AppSecretArn": "app", "DatabaseSecretArn": "database", "RedisSecretArn": "redis"}
+
+
+def secret_arn_constraint(stack_name: str, kind: str) -> dict[str, object]:
+    """AllowedPattern for a secret-ARN parameter: only this server's secret of that kind (Secrets Manager adds
+    '-' and six characters to the name), so a stack update cannot point a task at another server's secret."""
+    name = f"mastofargate/{stack_name}/{kind}"  # secrets.secret_names, restated to keep context import-light
+    arn = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"
+    return {
+        "AllowedPattern": arn + re.escape(name) + r"-[A-Za-z0-9]{6}$",
+        "ConstraintDescription": f"the ARN of this server's Secrets Manager secret {name}",
+    }
 
 
 @dataclass
@@ -77,7 +93,12 @@ class Build:
 
     def app_param(self, key: str) -> Ref:
         if key not in self.app.parameters:
-            kind = {"ServicesEnabled": {"AllowedValues": ["true", "false"], "Default": "true"}}.get(key, {})
+            defaults: dict[str, dict[str, object]] = {
+                "ServicesEnabled": {"AllowedValues": ["true", "false"], "Default": "true"}
+            }
+            kind: dict[str, object] = defaults.get(key, {})
+            if key in SECRET_PARAMETERS:
+                kind = secret_arn_constraint(self.name, SECRET_PARAMETERS[key])
             self.app.add_parameter(Parameter(key, Type="String", Description=APP_PARAMETERS[key], **kind))
         return Ref(key)
 

@@ -201,15 +201,41 @@ def _tls_only_policy() -> dict[str, object]:
     return json.loads(doc.to_json())
 
 
+BACKUP_POLICY = Sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup")
+# What the vault refuses to everyone, administrators included: deleting a recovery point, or shortening its
+# lifetime (the same thing, later). Recovery points still expire by the plan's own lifecycle.
+VAULT_DENIED_ACTIONS = ("backup:DeleteRecoveryPoint", "backup:UpdateRecoveryPointLifecycle")
+
+
+def vault_access_policy() -> dict[str, object]:
+    """The backup vault's resource policy (a plain dict, as the property wants)."""
+    doc = PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Sid="KeepRecoveryPoints",
+                Effect=Deny,
+                Principal=Principal("AWS", "*"),
+                Action=[Action(*a.split(":")) for a in VAULT_DENIED_ACTIONS],
+                Resource=["*"],
+            )
+        ],
+    )
+    return json.loads(doc.to_json())
+
+
 def _backup(b: Build) -> None:
     """Daily backups kept 35 days, weekly kept 13 weeks, of the database and the EFS file system."""
     t = b.data
     vault = b.add(
         t,
         backup.BackupVault(
-            "BackupVault", BackupVaultName=f"{b.name}-backups", EncryptionKeyArn=GetAtt("EncryptionKey", "Arn")
+            "BackupVault",
+            BackupVaultName=f"{b.name}-backups",
+            EncryptionKeyArn=GetAtt("EncryptionKey", "Arn"),
+            AccessPolicy=vault_access_policy(),
         ),
-        "Encrypted vault for database and file system backups",
+        "Encrypted vault for database and file system backups; no one may delete a recovery point early",
     )
     vault.DeletionPolicy = "Retain"
     vault.UpdateReplacePolicy = "Retain"
@@ -248,12 +274,12 @@ def _backup(b: Build) -> None:
                     Statement(Effect=Allow, Principal=Principal("Service", "backup.amazonaws.com"), Action=[AssumeRole])
                 ],
             ),
-            ManagedPolicyArns=[
-                Sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"),
-                Sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores"),
-            ],
+            # Taking backups only. The restore policy (AWSBackupServiceRolePolicyForRestores) lets whoever can
+            # pass this role create and overwrite databases and file systems anywhere in the account; a
+            # restore passes a role made for it, at the time.
+            ManagedPolicyArns=[BACKUP_POLICY],
         ),
-        "Role AWS Backup uses to take and restore backups",
+        "Role AWS Backup uses to take backups (not to restore them)",
     )
     resources = []
     if b.config.deployment.database == "rds":

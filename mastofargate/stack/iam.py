@@ -1,15 +1,20 @@
 """Least-privilege IAM roles, written with awacs.
 
-- execution role: pull images, write logs, read exactly our three secrets;
-- Mastodon task role (web, Sidekiq, jobs): the media bucket and nothing else, plus ECS Exec;
-- streaming task role: ECS Exec only;
-- data task role (Postgres/Redis tasks): their EFS access points, plus ECS Exec;
-- scheduler role: run the maintenance task definition, pass only our two roles.
+- execution role: pull this server's two images, write its log groups, read exactly its three secrets
+  (no AWS managed policy: AmazonECSTaskExecutionRolePolicy allows every repository and log group);
+- Mastodon task role (web, Sidekiq, one-off jobs): the media bucket and nothing else, plus ECS Exec;
+- streaming: no task role at all (it needs no AWS API), so no credentials and no ECS Exec;
+- data task role (Postgres/Redis tasks): their EFS access points only; no ECS Exec into a database;
+- ECS Exec sessions: their own KMS key (`ExecKey`), which the task role may only decrypt with, and which
+  encrypts the session transcripts; the data key is never reachable from a task;
+- scheduler role: run the maintenance task definition, tag the tasks it starts, pass only our two roles,
+  and write failed invocations to the schedules' dead-letter queue.
 No static AWS keys exist anywhere: tasks get credentials from their role.
 """
 
 from __future__ import annotations
 
+from awacs import ecr as ecr_actions
 from awacs import ecs as ecs_actions
 from awacs import elasticfilesystem as efs_actions
 from awacs import iam as iam_actions
@@ -17,12 +22,16 @@ from awacs import kms as kms_actions
 from awacs import logs as logs_actions
 from awacs import s3 as s3_actions
 from awacs import secretsmanager as sm_actions
+from awacs import sqs as sqs_actions
 from awacs import ssmmessages
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals
 from awacs.sts import AssumeRole
 from troposphere import GetAtt, Join, Sub, iam
 
+from mastofargate import names
 from mastofargate.stack.context import Build
+from mastofargate.stack.registry import repository_names
+from mastofargate.stack.secrets import secret_names
 
 MEDIA_ACTIONS = [
     s3_actions.GetObject,
@@ -48,13 +57,18 @@ def _assume(service: str) -> PolicyDocument:
     )
 
 
+def exec_log_group_arn() -> Sub:
+    return Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${ExecLogGroup}")
+
+
 def _exec_statements(b: Build) -> list[Statement]:
-    """ECS Exec: the SSM channels, and the session log group encrypted with our key."""
+    """What the ECS Exec agent in a task needs (AWS's ECS Exec guide): the SSM channels, writing the
+    session transcript to its log group, and decrypting the session with the exec key. Nothing else."""
     return [
         Statement(
             Sid="EcsExecChannels",
             Effect=Allow,
-            Resource=["*"],
+            Resource=["*"],  # the ssmmessages actions have no resource type
             Action=[
                 ssmmessages.CreateControlChannel,
                 ssmmessages.CreateDataChannel,
@@ -66,27 +80,25 @@ def _exec_statements(b: Build) -> list[Statement]:
             Sid="EcsExecSessionLogs",
             Effect=Allow,
             Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents, logs_actions.DescribeLogStreams],
-            Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${ExecLogGroup}:*")],
+            Resource=[Join("", [exec_log_group_arn(), ":*"])],
         ),
-        Statement(Sid="EcsExecLogGroups", Effect=Allow, Action=[logs_actions.DescribeLogGroups], Resource=["*"]),
         Statement(
-            Sid="EcsExecKey",
+            Sid="EcsExecLogGroups",
             Effect=Allow,
-            Action=[kms_actions.Decrypt, kms_actions.GenerateDataKey],
-            Resource=[b.imported("KeyArn")],
+            Action=[logs_actions.DescribeLogGroups],
+            Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*")],
         ),
+        Statement(Sid="EcsExecKey", Effect=Allow, Action=[kms_actions.Decrypt], Resource=[b.imported("ExecKeyArn")]),
     ]
 
 
-def _role(
-    b: Build, title: str, service: str, description: str, statements: list[Statement], managed: list[Sub] | None = None
-) -> iam.Role:
+def _role(b: Build, title: str, service: str, description: str, statements: list[Statement]) -> iam.Role:
+    """A role with one inline policy and no AWS managed policy (those name every resource of a kind)."""
     return b.add(
         b.app,
         iam.Role(
             title,
             AssumeRolePolicyDocument=_assume(service),
-            ManagedPolicyArns=managed or [],
             Policies=[
                 iam.Policy(
                     PolicyName="least-privilege",
@@ -99,16 +111,40 @@ def _role(
 
 
 def add(b: Build) -> None:
-    secrets = [b.app_param(p) for p in ("AppSecretArn", "DatabaseSecretArn", "RedisSecretArn")]
+    arn = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:%s"
+    for param in ("AppSecretArn", "DatabaseSecretArn", "RedisSecretArn"):
+        b.app_param(param)  # constrained to this server's secrets (context.secret_arn_constraint)
     _role(
         b,
         "ExecutionRole",
         "ecs-tasks.amazonaws.com",
-        "Lets ECS pull images, write logs and read our three secrets",
+        "Lets ECS pull this server's images, write its logs and read its three secrets",
         [
-            Statement(Sid="ReadOurSecrets", Effect=Allow, Action=[sm_actions.GetSecretValue], Resource=secrets),
+            # GetAuthorizationToken has no resource type; the pull itself is limited to our repositories.
+            Statement(Sid="EcrLogin", Effect=Allow, Action=[ecr_actions.GetAuthorizationToken], Resource=["*"]),
+            Statement(
+                Sid="PullOurImages",
+                Effect=Allow,
+                Action=[
+                    ecr_actions.BatchCheckLayerAvailability,
+                    ecr_actions.GetDownloadUrlForLayer,
+                    ecr_actions.BatchGetImage,
+                ],
+                Resource=[Sub(arn % ("ecr", f"repository/{r}")) for r in repository_names(b.name).values()],
+            ),
+            Statement(
+                Sid="WriteOurLogs",
+                Effect=Allow,
+                Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
+                Resource=[Sub(arn % ("logs", f"log-group:{names.log_group(b.name, '')}*"))],
+            ),
+            Statement(
+                Sid="ReadOurSecrets",
+                Effect=Allow,
+                Action=[sm_actions.GetSecretValue],
+                Resource=[Sub(arn % ("secretsmanager", f"secret:{n}-??????")) for n in secret_names(b.name).values()],
+            ),
         ],
-        managed=[Sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")],
     )
 
     bucket = b.imported("MediaBucketArn")
@@ -116,7 +152,7 @@ def add(b: Build) -> None:
         b,
         "MastodonTaskRole",
         "ecs-tasks.amazonaws.com",
-        "Mastodon (web, Sidekiq, jobs): the media bucket only",
+        "Mastodon (web, Sidekiq, jobs): the media bucket only, and ECS Exec",
         [
             Statement(Sid="MediaObjects", Effect=Allow, Action=MEDIA_ACTIONS, Resource=[Join("", [bucket, "/*"])]),
             Statement(
@@ -127,13 +163,6 @@ def add(b: Build) -> None:
             ),
             *_exec_statements(b),
         ],
-    )
-    _role(
-        b,
-        "StreamingTaskRole",
-        "ecs-tasks.amazonaws.com",
-        "Streaming: no AWS access beyond ECS Exec",
-        _exec_statements(b),
     )
     cfg = b.config.deployment
     if cfg.database == "task" or cfg.cache == "task":
@@ -146,7 +175,7 @@ def add(b: Build) -> None:
             b,
             "DataTaskRole",
             "ecs-tasks.amazonaws.com",
-            "Postgres/Redis tasks: their EFS directories only",
+            "Postgres/Redis tasks: their EFS directories only (no ECS Exec into a database)",
             [
                 Statement(
                     Sid="MountOwnDirectory",
@@ -155,24 +184,29 @@ def add(b: Build) -> None:
                     Resource=[b.imported("FileSystemArn")],
                     Condition=Condition(StringEquals("elasticfilesystem:AccessPointArn", aps)),
                 ),
-                *_exec_statements(b),
             ],
         )
     _role(
         b,
         "SchedulerRole",
         "scheduler.amazonaws.com",
-        "Lets EventBridge Scheduler start the maintenance task",
+        "Lets EventBridge Scheduler start and tag the maintenance task, and record failures",
         [
             Statement(
                 Sid="RunMaintenance",
                 Effect=Allow,
                 Action=[ecs_actions.RunTask],
-                Resource=[
-                    Sub(
-                        f"arn:${{AWS::Partition}}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task-definition/{b.name}-tootctl:*"
-                    )
-                ],
+                Resource=[Sub(arn % ("ecs", f"task-definition/{b.name}-tootctl:*"))],
+                Condition=Condition(ArnEquals("ecs:cluster", GetAtt("Cluster", "Arn"))),
+            ),
+            Statement(
+                # The schedules propagate the task definition's tags to the task (PropagateTags), which
+                # RunTask does only with ecs:TagResource; the condition limits it to tagging at launch.
+                Sid="TagMaintenanceTasks",
+                Effect=Allow,
+                Action=[ecs_actions.TagResource],
+                Resource=[Sub(arn % ("ecs", f"task/{names.cluster(b.name)}/*"))],
+                Condition=Condition(StringEquals("ecs:CreateAction", "RunTask")),
             ),
             Statement(
                 Sid="PassTaskRoles",
@@ -180,6 +214,12 @@ def add(b: Build) -> None:
                 Action=[iam_actions.PassRole],
                 Resource=[GetAtt("ExecutionRole", "Arn"), GetAtt("MastodonTaskRole", "Arn")],
                 Condition=Condition(StringEquals("iam:PassedToService", "ecs-tasks.amazonaws.com")),
+            ),
+            Statement(
+                Sid="DeadLetters",
+                Effect=Allow,
+                Action=[sqs_actions.SendMessage],
+                Resource=[GetAtt("ScheduleDeadLetterQueue", "Arn")],
             ),
         ],
     )

@@ -9,8 +9,9 @@ cleanup, without which the media bucket grows without bound (field notes).
 from __future__ import annotations
 
 import json
+import shlex
 
-from troposphere import GetAtt, Ref, scheduler
+from troposphere import GetAtt, Ref, scheduler, sqs
 
 from mastofargate.stack.context import Build
 from mastofargate.stack.network import subnet_ids
@@ -28,6 +29,17 @@ JOBS: dict[str, tuple[list[str], dict[str, str], str]] = {
 }
 
 
+# Printed (to the tootctl job's log group) by a scheduled run that succeeded, followed by the schedule's
+# title: `status` reads when each job last succeeded from these lines (ECS forgets stopped tasks in an hour).
+SUCCESS_MARKER = "mastofargate-scheduled-job-succeeded"
+
+
+def scheduled_command(title: str, command: list[str]) -> list[str]:
+    """The container command of a scheduled run: the tootctl command, then the success line only if it
+    exited 0 (the task's exit code stays tootctl's)."""
+    return ["sh", "-c", f"{shlex.join(command)} && echo {SUCCESS_MARKER} {title}"]
+
+
 def maintenance_commands(b: Build) -> dict[str, tuple[list[str], str]]:
     media = b.config.media
     return {
@@ -39,8 +51,27 @@ def maintenance_commands(b: Build) -> dict[str, tuple[list[str], str]]:
     }
 
 
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest: two weeks to notice and look
+
+
+def dead_letter_queue_name(stack_name: str) -> str:
+    return f"{stack_name}-schedule-dead-letters"
+
+
 def add(b: Build) -> None:
     size = b.config.job
+    b.add(
+        b.app,
+        sqs.Queue(
+            "ScheduleDeadLetterQueue",
+            QueueName=dead_letter_queue_name(b.name),
+            MessageRetentionPeriod=DEAD_LETTER_RETENTION_SECONDS,
+            # SQS's AWS managed key: its key policy lets any principal of the account use it through SQS, so the
+            # scheduler role needs no KMS permission to drop a message here.
+            KmsMasterKeyId="alias/aws/sqs",
+        ),
+        "Scheduled maintenance runs EventBridge Scheduler could not start (alarmed; shown by status)",
+    )
     for name, (command, env, description) in JOBS.items():
         title = "".join(p.capitalize() for p in name.split("-")) + "TaskDefinition"
         task_definition(
@@ -68,9 +99,11 @@ def add(b: Build) -> None:
                     Arn=GetAtt("Cluster", "Arn"),
                     RoleArn=GetAtt("SchedulerRole", "Arn"),
                     Input=json.dumps(
-                        {"containerOverrides": [{"name": JOB_CONTAINER, "command": command}]}, sort_keys=True
+                        {"containerOverrides": [{"name": JOB_CONTAINER, "command": scheduled_command(title, command)}]},
+                        sort_keys=True,
                     ),
                     RetryPolicy=scheduler.RetryPolicy(MaximumRetryAttempts=2, MaximumEventAgeInSeconds=3600),
+                    DeadLetterConfig=scheduler.DeadLetterConfig(Arn=GetAtt("ScheduleDeadLetterQueue", "Arn")),
                     EcsParameters=scheduler.EcsParameters(
                         TaskDefinitionArn=Ref("TootctlTaskDefinition"),
                         TaskCount=1,

@@ -47,7 +47,7 @@ def add(b: Build) -> None:
             "ExecLogGroup",
             LogGroupName=log_group_name(b, "exec"),
             RetentionInDays=b.config.logs.retention_days,
-            KmsKeyId=b.imported("KeyArn"),
+            KmsKeyId=b.imported("ExecKeyArn"),
         ),
         "Transcripts of ECS Exec sessions",
     )
@@ -104,6 +104,17 @@ def add(b: Build) -> None:
     )
     for s in b.config.all_services:
         _memory_alarm(b, s)
+    _alarm(
+        b,
+        "ScheduleDeadLetterAlarm",
+        "A scheduled maintenance run (media or preview-card cleanup) could not be started",
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": GetAtt("ScheduleDeadLetterQueue", "QueueName")},
+        0,
+        "Maximum",
+        "GreaterThanThreshold",
+    )
     _alarm(
         b,
         "LoadBalancer5xxAlarm",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from awacs.aws import Action, Allow, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from troposphere import AccountId, GetAtt, Join, Partition, Ref, Region, Sub, kms
 
+from mastofargate import names
 from mastofargate.stack.context import Build
 
 # Keys of the app secret (JSON). Generated once; changing any of them logs users out, breaks push, or
@@ -126,6 +127,59 @@ def add(b: Build) -> None:
         "Readable name of the KMS key",
     )
     b.export("KeyArn", GetAtt(key, "Arn"), "KMS key ARN")
+    add_exec_key(b)
+
+
+def add_exec_key(b: Build) -> None:
+    """The key of ECS Exec sessions and their transcripts, separate from the data key (which encrypts the
+    database, file system and images): a task can decrypt sessions, and nothing of the data."""
+    key = b.add(
+        b.data,
+        kms.Key(
+            "ExecKey",
+            Description=f"mastofargate {b.name}: ECS Exec sessions and their transcripts",
+            EnableKeyRotation=True,
+            PendingWindowInDays=30,
+            KeyPolicy=PolicyDocument(
+                Version="2012-10-17",
+                Statement=[
+                    Statement(
+                        Sid="AccountAdmin",
+                        Effect=Allow,
+                        Principal=Principal("AWS", Join("", ["arn:", Partition, ":iam::", AccountId, ":root"])),
+                        Action=[_kms("*")],
+                        Resource=["*"],
+                    ),
+                    Statement(
+                        Sid="ExecTranscripts",
+                        Effect=Allow,
+                        Principal=Principal("Service", Join("", ["logs.", Region, ".amazonaws.com"])),
+                        Action=[
+                            _kms("Encrypt*"),
+                            _kms("Decrypt*"),
+                            _kms("ReEncrypt*"),
+                            _kms("GenerateDataKey*"),
+                            _kms("Describe*"),
+                        ],
+                        Resource=["*"],
+                        Condition=Condition(
+                            StringEquals(
+                                "kms:EncryptionContext:aws:logs:arn",
+                                Sub(
+                                    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+                                    + names.log_group(b.name, "exec")
+                                ),
+                            )
+                        ),
+                    ),
+                ],
+            ),
+        ),
+        "KMS key of ECS Exec sessions and transcripts only (tasks may decrypt with it, nothing more)",
+    )
+    key.DeletionPolicy = "Retain"  # transcripts encrypted with it outlive an app stack
+    key.UpdateReplacePolicy = "Retain"
+    b.export("ExecKeyArn", GetAtt(key, "Arn"), "KMS key ARN of ECS Exec sessions")
 
 
 def _kms(action: str) -> Action:

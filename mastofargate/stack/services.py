@@ -168,7 +168,7 @@ def task_definition(
     family: str,
     size: ServiceSize,
     containers: list[ecs.ContainerDefinition],
-    task_role: str,
+    task_role: str | None,
     description: str,
 ) -> ecs.TaskDefinition:
     props: dict[str, object] = dict(
@@ -178,12 +178,13 @@ def task_definition(
         NetworkMode="awsvpc",
         RequiresCompatibilities=["FARGATE"],
         ExecutionRoleArn=GetAtt("ExecutionRole", "Arn"),
-        TaskRoleArn=GetAtt(task_role, "Arn"),
         ContainerDefinitions=containers,
         RuntimePlatform=ecs.RuntimePlatform(
             OperatingSystemFamily="LINUX", CpuArchitecture="ARM64" if b.config.deployment.arch == "arm64" else "X86_64"
         ),
     )
+    if task_role is not None:
+        props["TaskRoleArn"] = GetAtt(task_role, "Arn")
     if size.role in ("postgres", "redis"):
         props["Volumes"] = [
             ecs.Volume(
@@ -213,10 +214,16 @@ def capacity_strategy(b: Build, size: ServiceSize) -> list[ecs.CapacityProviderS
     return [ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE_SPOT", Weight=1)]
 
 
-def task_role(size: ServiceSize) -> str:
-    return {"streaming": "StreamingTaskRole", "postgres": "DataTaskRole", "redis": "DataTaskRole"}.get(
-        size.role, "MastodonTaskRole"
-    )
+def task_role(size: ServiceSize) -> str | None:
+    """The task's IAM role; streaming has none: it calls no AWS API, so it gets no credentials at all."""
+    if size.role == "streaming":
+        return None
+    return {"postgres": "DataTaskRole", "redis": "DataTaskRole"}.get(size.role, "MastodonTaskRole")
+
+
+# ECS Exec only where an operator needs a Rails console or tootctl: never into a database or Redis, nor
+# into streaming (nothing to do there); one-off tasks get it when the deploy starts them with it.
+EXEC_ROLES = ("web", "sidekiq")
 
 
 def _desired(b: Build, size: ServiceSize, count: int) -> int | AWSHelperFn:
@@ -256,7 +263,7 @@ def _service(b: Build, size: ServiceSize) -> None:
         DesiredCount=_desired(b, size, size.desired),
         CapacityProviderStrategy=capacity_strategy(b, size),
         PlatformVersion="LATEST",
-        EnableExecuteCommand=True,
+        EnableExecuteCommand=size.role in EXEC_ROLES,
         PropagateTags="SERVICE",
         EnableECSManagedTags=True,
         DeploymentConfiguration=ecs.DeploymentConfiguration(

@@ -1,0 +1,240 @@
+"""Every IAM role, statement by statement, against an explicit allow-list, over every shape (issue 10 item 4).
+
+A new action, a wider resource, a lost condition or an AWS managed policy on any role fails here: widening a
+permission must be a visible change to this list, reviewed for what it lets an attacker with the role do.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import COMBINATIONS, combo_id
+from tests.test_templates import stacks
+
+ARN = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:%s"
+
+
+def sub(service: str, resource: str) -> dict[str, str]:
+    return {"Fn::Sub": ARN % (service, resource)}
+
+
+def imported(key: str) -> dict[str, str]:
+    return {"Fn::ImportValue": f"social-data:{key}"}
+
+
+EXEC = {
+    "EcsExecChannels": (
+        [
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+        ],
+        ["*"],
+        None,
+    ),
+    "EcsExecSessionLogs": (
+        ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+        [{"Fn::Join": ["", [sub("logs", "log-group:${ExecLogGroup}"), ":*"]]}],
+        None,
+    ),
+    "EcsExecLogGroups": (["logs:DescribeLogGroups"], [sub("logs", "log-group:*")], None),
+    "EcsExecKey": (["kms:Decrypt"], [imported("ExecKeyArn")], None),
+}
+
+ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]] = {
+    "ExecutionRole": {
+        "EcrLogin": (["ecr:GetAuthorizationToken"], ["*"], None),
+        "PullOurImages": (
+            ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+            [sub("ecr", "repository/social/mastodon"), sub("ecr", "repository/social/streaming")],
+            None,
+        ),
+        "WriteOurLogs": (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [sub("logs", "log-group:/mastofargate/social/*")],
+            None,
+        ),
+        "ReadOurSecrets": (
+            ["secretsmanager:GetSecretValue"],
+            [sub("secretsmanager", f"secret:mastofargate/social/{k}-??????") for k in ("app", "database", "redis")],
+            None,
+        ),
+    },
+    "MastodonTaskRole": {
+        "MediaObjects": (
+            [
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:PutObjectAcl",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ],
+            [{"Fn::Join": ["", [imported("MediaBucketArn"), "/*"]]}],
+            None,
+        ),
+        "MediaBucket": (["s3:ListBucket", "s3:GetBucketLocation"], [imported("MediaBucketArn")], None),
+        **EXEC,
+    },
+    "SchedulerRole": {
+        "RunMaintenance": (
+            ["ecs:RunTask"],
+            [sub("ecs", "task-definition/social-tootctl:*")],
+            {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}},
+        ),
+        "TagMaintenanceTasks": (
+            ["ecs:TagResource"],
+            [sub("ecs", "task/social/*")],
+            {"StringEquals": {"ecs:CreateAction": "RunTask"}},
+        ),
+        "PassTaskRoles": (
+            ["iam:PassRole"],
+            [{"Fn::GetAtt": ["ExecutionRole", "Arn"]}, {"Fn::GetAtt": ["MastodonTaskRole", "Arn"]}],
+            {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        ),
+        "DeadLetters": (["sqs:SendMessage"], [{"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}], None),
+    },
+}
+PRINCIPALS = {
+    "ExecutionRole": "ecs-tasks.amazonaws.com",
+    "MastodonTaskRole": "ecs-tasks.amazonaws.com",
+    "DataTaskRole": "ecs-tasks.amazonaws.com",
+    "SchedulerRole": "scheduler.amazonaws.com",
+    "BackupRole": "backup.amazonaws.com",
+}
+BACKUP_ONLY = [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"}]
+
+combos = pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c in COMBINATIONS])
+
+
+def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]]:
+    _, database, cache, _, _ = combo
+    out = dict(ALLOWED)
+    on = {"Postgres": database == "task", "Redis": cache == "task"}
+    aps = [imported(f"{r}AccessPointArn") for r in ("Postgres", "Redis") if on[r]]
+    if aps:
+        out["DataTaskRole"] = {
+            "MountOwnDirectory": (
+                ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                [imported("FileSystemArn")],
+                {"StringEquals": {"elasticfilesystem:AccessPointArn": aps}},
+            )
+        }
+    return out
+
+
+def _roles(combo: tuple) -> dict[str, dict[str, Any]]:
+    return {
+        title: res
+        for tpl in stacks(combo).values()
+        for title, res in tpl["Resources"].items()
+        if res["Type"] == "AWS::IAM::Role"
+    }
+
+
+@combos
+def test_every_role_matches_the_allow_list(combo: tuple) -> None:
+    allowed = _allowed(combo)
+    roles = _roles(combo)
+    assert set(roles) == set(allowed) | {"BackupRole"}
+    for title, role in roles.items():
+        props = role["Properties"]
+        trust = props["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Principal"] for s in trust] == [{"Service": PRINCIPALS[title]}], title
+        if title == "BackupRole":
+            # An AWS managed policy only here, and only the one for taking backups: never the restore policy.
+            assert props["ManagedPolicyArns"] == BACKUP_ONLY and not props.get("Policies")
+            continue
+        assert not props.get("ManagedPolicyArns"), f"{title} has an AWS managed policy"
+        statements = [s for p in props["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        got = {s["Sid"]: (s["Action"], s["Resource"], s.get("Condition")) for s in statements}
+        assert len(got) == len(statements), f"{title}: statements without a unique Sid"
+        assert all(s["Effect"] == "Allow" for s in statements)
+        assert json.dumps(got, sort_keys=True) == json.dumps(allowed[title], sort_keys=True), title
+
+
+@combos
+def test_ecs_exec_only_where_an_operator_needs_it(combo: tuple) -> None:
+    """Web and Sidekiq (and one-off tasks, which share their role): yes. Postgres, Redis, streaming: no, and
+    their task roles cannot open a session channel."""
+    app = stacks(combo)["app"]["Resources"]
+    for res in app.values():
+        if res["Type"] != "AWS::ECS::Service":
+            continue
+        name = res["Properties"]["ServiceName"]
+        wants = name == "web" or name.startswith("sidekiq")
+        assert res["Properties"]["EnableExecuteCommand"] is wants, name
+        td = app[res["Properties"]["TaskDefinition"]["Ref"]]["Properties"]
+        role = td.get("TaskRoleArn", {}).get("Fn::GetAtt", [None])[0]
+        if name == "streaming":
+            assert role is None  # no AWS API at all: no credentials
+        elif name in ("postgres", "redis"):
+            assert role == "DataTaskRole"
+        else:
+            assert role == "MastodonTaskRole"
+    cluster = app["Cluster"]["Properties"]["Configuration"]["ExecuteCommandConfiguration"]
+    assert cluster["KmsKeyId"] == imported("ExecKeyArn")
+    assert app["ExecLogGroup"]["Properties"]["KmsKeyId"] == imported("ExecKeyArn")
+
+
+@combos
+def test_exec_key_grants_only_the_session_log_group(combo: tuple) -> None:
+    data = stacks(combo)["data"]["Resources"]
+    key = data["ExecKey"]
+    assert key["DeletionPolicy"] == "Retain" and key["Properties"]["EnableKeyRotation"] is True
+    statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    assert set(statements) == {"AccountAdmin", "ExecTranscripts"}
+    context = statements["ExecTranscripts"]["Condition"]["StringEquals"]["kms:EncryptionContext:aws:logs:arn"]
+    assert context == sub("logs", "log-group:/mastofargate/social/exec")
+
+
+@combos
+def test_secret_parameters_accept_only_this_servers_secrets(combo: tuple) -> None:
+    import re
+
+    params = stacks(combo)["app"]["Parameters"]
+    for key, kind in (("AppSecretArn", "app"), ("DatabaseSecretArn", "database"), ("RedisSecretArn", "redis")):
+        pattern = re.compile(params[key]["AllowedPattern"])
+        good = f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:mastofargate/social/{kind}-AbC123"
+        assert pattern.fullmatch(good)
+        for bad in (
+            good.replace("/social/", "/other/"),
+            good.replace(f"/{kind}-", "/app-" if kind != "app" else "/database-"),
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbC123",
+            good + "x",
+            "*",
+        ):
+            assert not pattern.fullmatch(bad), bad
+
+
+@combos
+def test_backup_vault_refuses_deleting_recovery_points(combo: tuple) -> None:
+    vault = stacks(combo)["data"]["Resources"]["BackupVault"]["Properties"]
+    policy = vault["AccessPolicy"]
+    (statement,) = (json.loads(policy) if isinstance(policy, str) else policy)["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == {"AWS": "*"}
+    assert sorted(statement["Action"]) == ["backup:DeleteRecoveryPoint", "backup:UpdateRecoveryPointLifecycle"]
+    assert "Condition" not in statement  # nobody is exempt, administrators included
+
+
+@combos
+def test_schedules_have_a_dead_letter_queue_and_an_alarm(combo: tuple) -> None:
+    app = stacks(combo)["app"]["Resources"]
+    queue = app["ScheduleDeadLetterQueue"]["Properties"]
+    assert queue["KmsMasterKeyId"] == "alias/aws/sqs" and queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    schedules = [r for r in app.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    assert schedules
+    for s in schedules:
+        target = s["Properties"]["Target"]
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
+        assert target["EcsParameters"]["PropagateTags"] == "TASK_DEFINITION"  # needs ecs:TagResource: allowed
+    alarm = app["ScheduleDeadLetterAlarm"]["Properties"]
+    assert alarm["Namespace"] == "AWS/SQS" and alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    queue_name = {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "QueueName"]}
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}]
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
