@@ -262,7 +262,7 @@ def test_every_action_and_condition_key_exists() -> None:
             continue
         policies, _ = role_policies(template, logical_id, {"GitHubOidcProvider": PROVIDER})
         for st in (s for doc in policies for s in doc["Statement"]):
-            for action in st["Action"]:
+            for action in st.get("Action", st.get("NotAction", [])):
                 service, name = action.split(":")
                 data = get_action_data(service, name)
                 assert data and data.get(service), f"{logical_id}: {action} is not an IAM action"

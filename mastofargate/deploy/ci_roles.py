@@ -61,6 +61,8 @@ def change_set_role_arn(target: Any) -> str | None:
     Wire it into every CreateChangeSet of the data and app stacks (`RoleARN=`): the CI deploy and plan
     roles may only create change sets that name this role, and a stack remembers the role it was last
     updated with. `target` is a mastofargate.target.Target (its stack_outputs reads DescribeStacks)."""
+    if not target.config.ci.repository:  # no CI roles configured: nothing to read
+        return None
     outputs = target.stack_outputs(names.ci_stack(target.name))
     arn = outputs.get(ROLE_OUTPUTS["cloudformation"])
     return str(arn) if arn else None

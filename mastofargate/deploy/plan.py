@@ -14,6 +14,7 @@ from typing import Any
 from mastofargate import cost
 from mastofargate.aws import ExportsNotPublished
 from mastofargate.deploy import bootstrap, stacks
+from mastofargate.deploy.ci_roles import change_set_role_arn
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import Tags
 from mastofargate.deploy.preflight import State
@@ -56,12 +57,12 @@ def make_plans(run: Run, state: State, secrets: bootstrap.SecretsReport | None, 
     built = build(target.config)
     templates = {k: json.loads(stacks.render(t)) for k, t in built.items()}
     arns = secrets.arns if secrets and secrets.arns.app else bootstrap.existing_arns(target)
-    if state.data_exists:
-        data_plan = stacks.create_change_set(target, target.data_stack, templates["data"], {}, kind="UPDATE")
-    elif dry_run:
-        data_plan = stacks.template_plan(target.data_stack, templates["data"], {})
+    role = change_set_role_arn(target)
+    if state.data_exists or not dry_run:
+        kind: stacks.Kind = "UPDATE" if state.data_exists else "CREATE"
+        data_plan = stacks.create_change_set(target, target.data_stack, templates["data"], {}, kind=kind, role_arn=role)
     else:
-        data_plan = stacks.create_change_set(target, target.data_stack, templates["data"], {}, kind="CREATE")
+        data_plan = stacks.template_plan(target.data_stack, templates["data"], {})
     params = app_parameters(arns, state.tags, services_enabled=not state.installing)
     app_plan = plan_app(target, state, templates["app"], params, data_plan)
     return Plans(data_plan, app_plan, secrets, params, built)
@@ -76,8 +77,11 @@ def plan_app(
     if state.tags is None:
         return stacks.deferred_plan(target.app_stack, template, params, "planned once the images are built")
     bucket = target.stack_outputs(target.data_stack).get("DeployBucketName")
+    role = change_set_role_arn(target)
     try:
-        return stacks.create_change_set(target, target.app_stack, template, params, kind="UPDATE", bucket=bucket)
+        return stacks.create_change_set(
+            target, target.app_stack, template, params, kind="UPDATE", bucket=bucket, role_arn=role
+        )
     except ExportsNotPublished:
         if not data_plan.has_changes:
             raise
@@ -94,7 +98,8 @@ def app_change_set(run: Run, params: dict[str, str], *, allow_data_replacement: 
     template = json.loads(stacks.render(build(target.config)["app"]))
     kind: stacks.Kind = "UPDATE" if stacks.exists(stacks.read_state(target, target.app_stack)) else "CREATE"
     bucket = target.stack_outputs(target.data_stack).get("DeployBucketName")
-    p = stacks.create_change_set(target, target.app_stack, template, params, kind=kind, bucket=bucket)
+    role = change_set_role_arn(target)
+    p = stacks.create_change_set(target, target.app_stack, template, params, kind=kind, bucket=bucket, role_arn=role)
     for line in p.summary() if show else p.summary()[:1]:
         run.out.line(line)
     try:

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from mastofargate import aws, names
+from mastofargate import aws
 from mastofargate.aws import ChangeSetEmpty, NotFound, StackFailed, StackNotFound, StackStuck, WaitTimedOut
-from mastofargate.deploy.ci_roles import change_set_role_arn
 from mastofargate.errors import EXIT_USAGE, MastofargateError
 from mastofargate.target import StackState, read_state
 
@@ -247,6 +246,7 @@ def create_change_set(
     *,
     kind: Kind,
     bucket: str | None = None,
+    role_arn: str | None = None,
     timeout: float = 600,
 ) -> Plan:
     """Create a change set and wait (botocore's waiter) until CloudFormation has computed it. A change set
@@ -256,11 +256,8 @@ def create_change_set(
     source, url = _template_source(target, stack, body, bucket)
     name = f"mastofargate-{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
     cfn = target.cloudformation
-    # Once the CI roles exist, CloudFormation applies this server's stacks with their own role (the CI roles
-    # may only create change sets naming it); the CI stack itself is applied with the caller's credentials.
-    role = None if stack == names.ci_stack(target.name) else change_set_role_arn(target)
-    if role:
-        source = {**source, "RoleARN": role}
+    if role_arn:  # the CI stack's CloudFormation role (deploy.ci_roles): CloudFormation acts with it
+        source = {**source, "RoleARN": role_arn}
     desc = descriptions(template)
     no_changes = Plan(stack, kind, [], params, template, None, "", url, desc)
     try:

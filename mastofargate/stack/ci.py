@@ -87,6 +87,9 @@ class _Names:
     def sub(self, text: str) -> Sub:
         return Sub(text)
 
+    def ci_stack_arn(self) -> Sub:
+        return Sub(f"{_ARN}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{names.ci_stack(self.name)}/*")
+
     def stack_arns(self) -> list[Sub]:
         return [Sub(f"{_ARN}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{s}/*") for s in self.stacks]
 
@@ -158,6 +161,12 @@ def _stack_reads(n: _Names) -> dict[str, Any]:
     )
 
 
+def _ci_stack_outputs(n: _Names) -> dict[str, Any]:
+    """DescribeStacks on the CI stack, and nothing else of it: the deploy reads the CloudFormation role's ARN
+    from its outputs to name it on every change set."""
+    return _statement("ReadTheCiStackOutputs", ["cloudformation:DescribeStacks"], [n.ci_stack_arn()])
+
+
 def _create_change_sets(n: _Names) -> dict[str, Any]:
     """Change sets on this server's stacks, and only ones CloudFormation applies with the CI stack's role
     (so the resources are created with that role's permissions, never the caller's)."""
@@ -208,6 +217,7 @@ def _common_reads(n: _Names) -> list[dict[str, Any]]:
 def plan_policy(n: _Names) -> dict[str, Any]:
     return _doc(
         _stack_reads(n),
+        _ci_stack_outputs(n),
         *_common_reads(n),
         _create_change_sets(n),
         _statement("DeleteChangeSets", ["cloudformation:DeleteChangeSet"], [*n.stack_arns(), *n.change_set_arns()]),
@@ -251,6 +261,7 @@ def images_policy(n: _Names) -> dict[str, Any]:
 def deploy_policy(n: _Names) -> dict[str, Any]:
     return _doc(
         _stack_reads(n),
+        _ci_stack_outputs(n),
         *_common_reads(n),
         _create_change_sets(n),
         _statement(
@@ -372,14 +383,14 @@ def cloudformation_policy(n: _Names) -> dict[str, Any]:
                 }
             },
         ),
+        {
+            "Sid": "NeverChangeTheCiStack",
+            "Effect": "Deny",
+            "NotAction": ["cloudformation:DescribeStacks"],
+            "Resource": [n.ci_stack_arn()],
+        },
         _statement(
-            "NeverTheCiStack",
-            ["cloudformation:*", "iam:*"],
-            [
-                Sub(f"{_ARN}:cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{names.ci_stack(name)}/*"),
-                Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{name}-ci-*"),
-            ],
-            effect="Deny",
+            "NeverTheCiRoles", ["iam:*"], [Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{name}-ci-*")], effect="Deny"
         ),
     )
 
