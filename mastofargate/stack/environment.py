@@ -48,7 +48,10 @@ def mastodon_environment(b: Build, size: ServiceSize) -> dict[str, EnvValue]:
         "S3_BUCKET": b.imported("MediaBucketName"),
         "S3_REGION": cfg.aws.region,
         "S3_PROTOCOL": "https",
-        "S3_PERMISSION": "private",  # ACLs are off and Block Public Access on: objects stay private
+        # The bucket has ACLs disabled (BucketOwnerEnforced): the EMPTY string is Mastodon's switch for that
+        # (config/initializers/paperclip.rb sends no ACL; update_media_attachments_permissions_service.rb skips
+        # acl.put on suspension). `private` makes S3 refuse those calls; unset means `public-read`.
+        "S3_PERMISSION": "",
         "S3_ALIAS_HOST": media,  # media URLs go through CloudFront
         "CDN_HOST": Join("", ["https://", media]),  # pre-built assets uploaded under the bucket's assets/
     }

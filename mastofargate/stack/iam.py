@@ -24,10 +24,10 @@ from troposphere import GetAtt, Join, Sub, iam
 
 from mastofargate.stack.context import Build
 
+# No s3:PutObjectAcl: the bucket has ACLs disabled and Mastodon is told to send none (S3_PERMISSION="").
 MEDIA_ACTIONS = [
     s3_actions.GetObject,
     s3_actions.PutObject,
-    s3_actions.PutObjectAcl,
     s3_actions.DeleteObject,
     s3_actions.AbortMultipartUpload,
     s3_actions.ListMultipartUploadParts,

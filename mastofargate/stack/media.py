@@ -1,11 +1,12 @@
 """Media: a private S3 bucket behind CloudFront with Origin Access Control.
 
-Mastodon writes with the task role (no static keys), `S3_PERMISSION=private` (the bucket has ACLs
-disabled and Block Public Access on), and links media through `S3_ALIAS_HOST` = the distribution's
-domain. Pre-built assets (`public/packs`, `public/assets`, emoji, sounds) are uploaded under the
-bucket's `assets/` prefix and served by the same distribution, so `CDN_HOST` points there and a
-rolling deploy never serves mismatched asset names. The distribution lives in the data stack because
-its domain is baked into every media URL and must not change.
+Mastodon writes with the task role (no static keys) and `S3_PERMISSION` set to the EMPTY string: the
+bucket has ACLs disabled and Block Public Access on, so Mastodon must send no ACL and skip its ACL
+updates. Media is linked through `S3_ALIAS_HOST` = the distribution's domain. Pre-built assets
+(`public/packs`, `public/assets`, emoji, sounds) are uploaded under the bucket's `assets/` prefix and
+served by the same distribution, so `CDN_HOST` points there and a rolling deploy never serves
+mismatched asset names. The distribution lives in the data stack because its domain is baked into
+every media URL and must not change.
 """
 
 from __future__ import annotations
