@@ -28,20 +28,29 @@ def _database(b: Build, role: str) -> dict[str, EnvValue]:
     return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_USER, "DB_SSLMODE": ssl}
 
 
-def _redis(b: Build) -> dict[str, EnvValue]:
+def _redis(b: Build, role: str) -> dict[str, EnvValue]:
     if b.config.deployment.cache == "elasticache":
-        return {"REDIS_DRIVER": "ruby"}  # TLS (rediss:// in REDIS_URL, a secret) needs the Ruby driver
+        # TLS (rediss:// in REDIS_URL, a secret) needs Rails' Ruby driver; Node's ioredis reads no driver
+        # variable and enables TLS from the rediss:// URL itself.
+        return {} if role == "streaming" else {"REDIS_DRIVER": "ruby"}
     return {"REDIS_HOST": f"redis.{namespace(b)}", "REDIS_PORT": str(REDIS_PORT)}
 
 
-def mastodon_environment(b: Build, size: ServiceSize) -> dict[str, EnvValue]:
-    """Environment for web, Sidekiq, streaming and one-off tasks, sorted for stable output."""
+def mastodon_environment(b: Build, size: ServiceSize, job: bool = False) -> dict[str, EnvValue]:
+    """Environment for web, Sidekiq, streaming and one-off (`job`) tasks, sorted for stable output.
+
+    Each process gets only what it reads (tests/mastodon_reads.py lists where Mastodon 4.5 reads each name):
+    the Node streaming server reads the database and Redis settings only, and `WEB_CONCURRENCY` is read by
+    Puma alone (config/puma.rb), so one-off tasks (migrations, tootctl) do not get it."""
     cfg = b.config
-    env: dict[str, EnvValue] = {"LOCAL_DOMAIN": cfg.server.domain, **_database(b, size.role), **_redis(b), **size.env()}
-    if cfg.server.web_domain:
-        env["WEB_DOMAIN"] = cfg.server.web_domain
+    env: dict[str, EnvValue] = {**_database(b, size.role), **_redis(b, size.role), **size.env()}
+    if job:
+        env.pop("WEB_CONCURRENCY", None)
     if size.role == "streaming":
         return dict(sorted(env.items()))
+    env["LOCAL_DOMAIN"] = cfg.server.domain
+    if cfg.server.web_domain:
+        env["WEB_DOMAIN"] = cfg.server.web_domain
     media = b.imported("MediaDomain")
     env |= {
         "S3_ENABLED": "true",

@@ -105,7 +105,7 @@ def container(
     )
     if role in ("web", "streaming", "sidekiq"):
         props["Command"] = command or (size.sidekiq_command() if role == "sidekiq" else COMMANDS[role])
-        props["Environment"] = _env({**mastodon_environment(b, size), **(extra_env or {})})
+        props["Environment"] = _env({**mastodon_environment(b, size, job=job is not None), **(extra_env or {})})
         props["Secrets"] = _secrets(b, mastodon_secrets(b, role))
     elif role == "postgres":
         props["Command"] = postgres_args(b, size)
