@@ -22,6 +22,8 @@ _COMMENTS: dict[str, str] = {
     "deployment.cache": "elasticache (managed, TLS) | task (Redis persisting to EFS; losing Redis is nearly harmless).",
     "deployment.arch": "arm64 (Graviton, ~20 % cheaper) | x86_64.",
     "deployment.spot": "Fargate Spot (~70 % cheaper) for stateless services; Postgres never runs on Spot.",
+    "media.domain": "Host serving media and assets; PERMANENT once posts exist (other servers store its URLs).",
+    "media.certificate_arn": "A us-east-1 ACM certificate for media.domain.",
     "deployment.mastodon_version": "ghcr.io/mastodon/mastodon(-streaming) tag; to upgrade, change this and deploy.",
 }
 
@@ -36,6 +38,7 @@ _TRAILER = """
 # [media]
 # cleanup_days = 7                 # tootctl media remove --days (operators with a relay use 3)
 # preview_card_days = 30           # tootctl preview_cards remove --days (never below 14)
+# domain = "files.example.org"     # media host, default files.DOMAIN with a hosted zone; PERMANENT once posts exist
 #
 # [smtp]
 # server = "email-smtp.us-east-1.amazonaws.com"

@@ -144,6 +144,7 @@ FREE: dict[str, str] = {
     "AWS::EFS::AccessPoint": "free",
     "AWS::S3::BucketPolicy": "free",
     "AWS::CloudFront::OriginAccessControl": "free",
+    "AWS::CloudFront::CachePolicy": "free",
     "AWS::Backup::BackupVault": "free (its storage is priced with the backup plan)",
     "AWS::Backup::BackupSelection": "priced with the backup plan it belongs to",
     "AWS::ECS::TaskDefinition": "priced through the services and schedules that run it",

@@ -192,12 +192,12 @@ def test_without_hosted_zone_no_zone_is_billed() -> None:
 
 
 def test_regions_scale_or_fall_back_with_a_stated_assumption() -> None:
-    frankfurt = estimate(make_config({"aws": {"region": "eu-central-1"}}))
+    frankfurt = estimate(make_config({"aws": {"region": "eu-central-1"}, "media": {"domain": "cloudfront"}}))
     assert usd(frankfurt, "Fargate Spot: web") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * 1.15 * H * SPOT)
     assert usd(frankfurt, "Public IPv4: load balancer") == pytest.approx(2 * IPV4)  # same price everywhere
     assert frankfurt.region == "eu-central-1"
     assert any("eu-central-1 prices are us-east-1's times" in a for a in frankfurt.assumptions)
-    bahrain = estimate(make_config({"aws": {"region": "me-south-1"}}))
+    bahrain = estimate(make_config({"aws": {"region": "me-south-1"}, "media": {"domain": "cloudfront"}}))
     assert usd(bahrain, "Fargate Spot: web") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * H * SPOT)
     assert any("me-south-1 is not in the bundled price table" in a for a in bahrain.assumptions)
 

@@ -41,7 +41,7 @@ def init(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Write mastofargate.toml (interactive on a terminal; non-interactive with --yes or without a TTY)."""
-    from mastofargate.config import DEFAULT_MASTODON_VERSION, PROFILE_DEFAULTS, parse_config
+    from mastofargate.config import DEFAULT_MASTODON_VERSION, MEDIA_ON_CLOUDFRONT, PROFILE_DEFAULTS, parse_config
     from mastofargate.configfile import render
     from mastofargate.errors import UsageError
     from mastofargate.ui import say, stdin_is_tty
@@ -99,6 +99,16 @@ def init(
         data["aws"]["hosted_zone_id"] = hosted_zone_id
     if certificate_arn:
         data["aws"]["certificate_arn"] = certificate_arn
+    media_note = ""
+    if hosted_zone_id and data["aws"]["region"] != "us-east-1":
+        # files.DOMAIN needs a us-east-1 certificate the stacks cannot make from another region: write the
+        # choice down (it is permanent once posts exist) instead of failing later.
+        data["media"] = {"domain": MEDIA_ON_CLOUDFRONT}
+        media_note = (
+            f"Media will be served on *.cloudfront.net ({data['aws']['region']} cannot make the us-east-1 "
+            "certificate files.DOMAIN needs). To use your own name, set [media] domain and certificate_arn "
+            "BEFORE the first deploy: the media name never changes once posts exist."
+        )
     cfg = parse_config(data, source="the given values")
     text = render(cfg)
     Path(config).parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +117,8 @@ def init(
         f"Wrote {config} ({cfg.deployment.profile} profile, {cfg.deployment.database} Postgres, "
         f"{cfg.deployment.cache} Redis, {cfg.deployment.arch}{', Spot' if cfg.deployment.spot else ''})."
     )
+    if media_note:
+        say(media_note)
     say("Next: mastofargate synth   (writes cfn/ and task_definitions/ for review)")
 
 
