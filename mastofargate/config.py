@@ -31,7 +31,9 @@ from mastofargate.sizing import (
 )
 
 DEFAULT_CONFIG_PATH = Path("mastofargate.toml")
-DEFAULT_MASTODON_VERSION = "v4.5.4"  # >= 4.5.4: fixes assets loading from the main host with CDN_HOST
+# The newest 4.5 release (tags checked in Mastodon's source); >= 4.5.4 fixes assets loading from the main host
+# with CDN_HOST, and 4.5.5-4.5.15 are security releases. `mastofargate versions` lists newer ones.
+DEFAULT_MASTODON_VERSION = "v4.5.15"
 
 # PostgreSQL versions RDS offers (majors Mastodon 4.5 supports: >= 14), as cfn-lint's RDS data knows them.
 RDS_POSTGRES_VERSIONS: tuple[str, ...] = (
@@ -216,7 +218,7 @@ class Deployment(_Model):
         if not v.startswith("v"):
             v = "v" + v
         if not _VERSION.match(v):
-            raise ValueError(f"{v!r} is not a Mastodon release tag; allowed: vMAJOR.MINOR.PATCH such as v4.5.4")
+            raise ValueError(f"{v!r} is not a Mastodon release tag; allowed: vMAJOR.MINOR.PATCH such as v4.5.15")
         major, minor = (int(x) for x in v[1:].split(".")[:2])
         if (major, minor) < (4, 3):
             raise ValueError(

@@ -34,7 +34,7 @@ def init(
     certificate_arn: Annotated[str | None, Opt("--certificate-arn", help="Existing ACM certificate ARN.")] = None,
     admin_email: Annotated[str | None, Opt("--admin-email", help="Owner email and alarm address.")] = None,
     mastodon_version: Annotated[
-        str | None, Opt("--mastodon-version", help="Mastodon release tag, e.g. v4.5.4.")
+        str | None, Opt("--mastodon-version", help="Mastodon release tag, e.g. v4.5.15.")
     ] = None,
     yes: Annotated[bool, Opt("--yes", "-y", help="Ask nothing; use defaults for what no flag gives.")] = False,
     force: Annotated[bool, Opt("--force", help="Overwrite an existing config file.")] = False,

@@ -88,7 +88,9 @@ def collect(target: Target) -> dict[str, Any]:
             elif row["rollout_state"] == "FAILED":
                 problems.append(f"service {row['name']}: last rollout FAILED: {row['rollout_reason']}")
     web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
+    running = mastodon_version(web_tags)
     return {
+        "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
         "name": target.name,
         "region": target.region,
         "domain": cfg.server.domain,
@@ -132,6 +134,38 @@ def _service_row(name: str, role: str, service: dict[str, Any] | None, image: st
     }
 
 
+def upstream(version: str) -> dict[str, Any]:
+    """Newer Mastodon releases than `version` (what `versions --json` shows), or why they are unknown. Never
+    fails status: being behind is news, not a fault, and an offline machine still gets its status."""
+    import os
+
+    from mastofargate import releases
+    from mastofargate.errors import MastofargateError
+
+    registry = os.environ.get(releases.REGISTRY_ENV) or releases.DEFAULT_REGISTRY
+    try:
+        return releases.check(version, registry)
+    except MastofargateError as e:
+        return {"pinned": version, "registry": registry, "behind": None, "error": e.what}
+
+
+def _upstream_line(data: dict[str, Any]) -> str | None:
+    up = data.get("upstream")
+    if not up:
+        return None
+    if up.get("behind") is None:
+        return f"releases: unknown ({up.get('error', 'registry not read')})"
+    if not up["behind"]:
+        return f"releases: {up['pinned']} is the newest"
+    parts = [f"newest patch {up['newest_patch']}"] if up.get("newest_patch") else []
+    if up.get("newest") != up.get("newest_patch"):
+        parts.append(f"newest {up['newest']}")
+    return (
+        f"releases: BEHIND {up['pinned']} ({len(up['newer'])} newer: {', '.join(parts)}); "
+        "see 'mastofargate versions'"
+    )
+
+
 def _version_line(data: dict[str, Any]) -> str:
     running, configured = data["mastodon_version"], data["configured_mastodon_version"]
     if running is None:
@@ -150,6 +184,8 @@ def render_plain(data: dict[str, Any]) -> None:
         return
     echo(f"url: {data['url'] or '-'}")
     echo(f"mastodon: {_version_line(data)}")
+    if line := _upstream_line(data):
+        echo(line)
     for row in data["services"]:
         echo(
             f"service {row['name']}: desired={row['desired']} running={row['running']} pending={row['pending']} "
@@ -173,6 +209,8 @@ def render_rich(data: dict[str, Any]) -> None:
         c.print("Not deployed: run [bold]mastofargate deploy[/] to create it.")
         return
     c.print(f"  URL: {data['url'] or '-'}    Mastodon: {_version_line(data)}")
+    if line := _upstream_line(data):
+        c.print(f"  {line}", markup=False, highlight=False)
     if data["services"]:
         table = Table("service", "desired", "running", "pending", "rollout", "image tag")
         for row in data["services"]:
