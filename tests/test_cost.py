@@ -114,8 +114,11 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     assert usd(est, "EFS Standard storage") == pytest.approx(0.02 * 0.30)
     assert usd(est, "Secrets Manager secrets") == pytest.approx(3 * 0.40)
     assert usd(est, "KMS customer-managed keys") == pytest.approx(1.00)
-    # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage
-    assert usd(est, "CloudWatch alarms") == pytest.approx(7 * 0.10)
+    # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage + Sidekiq backlog
+    assert usd(est, "CloudWatch alarms") == pytest.approx(8 * 0.10)
+    # the backlog's four EMF metrics at $0.30, and ~300 mails a month through SES at $0.10 per 1,000
+    assert usd(est, "CloudWatch custom metrics (Sidekiq backlog, EMF)") == pytest.approx(4 * 0.30)
+    assert usd(est, "SES outbound mail") == pytest.approx(0.3 * 0.10)
     assert usd(est, "Route 53 hosted zone") == pytest.approx(0.50)
     assert usd(est, "Cloud Map private DNS namespace") == pytest.approx(0.50)
     assert usd(est, "Cloud Map registered task instances") == pytest.approx(1 * 0.10)

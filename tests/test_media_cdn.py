@@ -142,7 +142,11 @@ def test_media_on_an_owned_domain_with_its_own_certificate_and_tls_12() -> None:
     assert viewer["AcmCertificateArn"] == {"Ref": "MediaCertificate"}
     cert = res["MediaCertificate"]["Properties"]
     assert cert["DomainName"] == "files.social.example.org" and cert["ValidationMethod"] == "DNS"
-    records = {r["Properties"]["Type"]: r["Properties"] for r in res.values() if r["Type"] == "AWS::Route53::RecordSet"}
+    records = {
+        r["Properties"]["Type"]: r["Properties"]
+        for title, r in res.items()
+        if r["Type"] == "AWS::Route53::RecordSet" and title.startswith("MediaDns")
+    }
     assert set(records) == {"A", "AAAA"}
     for rec in records.values():
         assert rec["Name"] == "files.social.example.org"

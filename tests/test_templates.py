@@ -72,11 +72,16 @@ def test_no_secret_in_plain_environment(combo: tuple) -> None:
 
 @combos
 def test_every_container_fits_its_task(combo: tuple) -> None:
-    by_task: dict[str, int] = {}
+    """Hard limits add up to at most the task's memory, and so do the reservations (a sidecar may have only a
+    reservation: ECS then lets it use what the task has spare)."""
+    limits: dict[str, int] = {}
+    reserved: dict[str, int] = {}
     for title, props, c in containers(combo):
-        assert c["MemoryReservation"] <= c["Memory"], title
-        by_task[title] = by_task.get(title, 0) + c["Memory"]
-        assert by_task[title] <= int(props["Memory"]), f"{title}: containers need more memory than the task has"
+        assert c["MemoryReservation"] <= c.get("Memory", c["MemoryReservation"]), title
+        limits[title] = limits.get(title, 0) + c.get("Memory", 0)
+        reserved[title] = reserved.get(title, 0) + c["MemoryReservation"]
+        assert limits[title] <= int(props["Memory"]), f"{title}: containers need more memory than the task has"
+        assert reserved[title] <= int(props["Memory"]), f"{title}: containers reserve more than the task has"
 
 
 @combos

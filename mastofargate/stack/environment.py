@@ -9,6 +9,7 @@ from __future__ import annotations
 from troposphere import Join
 
 from mastofargate.sizing import ServiceSize
+from mastofargate.stack import mail
 from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
@@ -70,5 +71,13 @@ def mastodon_environment(b: Build, size: ServiceSize, job: bool = False) -> dict
         env |= {"SMTP_SERVER": cfg.smtp.server, "SMTP_PORT": str(cfg.smtp.port)}
         if cfg.smtp.login:
             env["SMTP_LOGIN"] = cfg.smtp.login
-        env["SMTP_FROM_ADDRESS"] = cfg.smtp.from_address or f"notifications@{cfg.server.domain}"
+        env["SMTP_FROM_ADDRESS"] = cfg.smtp.from_address or mail.from_address(cfg.server.domain)
+    else:
+        # SES (stack/mail.py): SMTP_LOGIN and SMTP_PASSWORD come from the app secret, written by the deploy.
+        env |= {
+            "SMTP_SERVER": mail.smtp_host(cfg.aws.region),
+            "SMTP_PORT": str(mail.SMTP_PORT),
+            "SMTP_ENABLE_STARTTLS": "always",
+            "SMTP_FROM_ADDRESS": mail.from_address(cfg.server.domain),
+        }
     return dict(sorted(env.items()))
