@@ -40,8 +40,8 @@ _TRAILER = """
 # preview_card_days = 30           # tootctl preview_cards remove --days (never below 14)
 # domain = "files.example.org"     # media host, default files.DOMAIN with a hosted zone; PERMANENT once posts exist
 #
-# [smtp]
-# server = "email-smtp.us-east-1.amazonaws.com"
+# [smtp]                           # default: Amazon SES, set up by the stacks and the deploy
+# server = "smtp.example.net"      # your own provider instead
 # login = "smtp-user"              # the password goes into Secrets Manager, never here
 # from_address = "notifications@example.org"
 #
@@ -69,4 +69,8 @@ def render(config: Config) -> str:
             if section == "server" and key == "single_user_mode" and not value:
                 continue
             out.append(_line(f"{section}.{key}", value))
+    media = {k: v for k, v in data["media"].items() if k in ("domain", "certificate_arn")}
+    if media:  # the permanent media name, written down when chosen
+        out.append("\n[media]")
+        out += [_line(f"media.{k}", v) for k, v in media.items()]
     return "\n".join(out) + "\n" + _TRAILER

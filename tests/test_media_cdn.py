@@ -10,6 +10,7 @@ from the generated template.
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -184,3 +185,17 @@ def test_media_domain_errors_name_the_field_and_what_is_allowed(overrides: dict[
     with pytest.raises(UsageError) as e:
         make_config(overrides)
     assert needle in str(e.value) and "allowed" in str(e.value)
+
+
+def test_init_says_the_media_name_is_permanent_and_writes_the_choice_outside_us_east_1(tmp_path: Path) -> None:
+    from mastofargate.config import load_config
+    from tests.test_init import init
+
+    base = ["--domain", "social.example.org", "--hosted-zone-id", "Z0123456789EXAMPLE", "--yes"]
+    home = init(*base, "--config", str(tmp_path / "a.toml"), cwd=tmp_path)
+    assert home.returncode == 0, home.stderr
+    assert "served on files.social.example.org" in home.stdout and "permanent" in home.stdout
+    away = init(*base, "--region", "eu-central-1", "--config", str(tmp_path / "b.toml"), cwd=tmp_path)
+    assert away.returncode == 0, away.stderr
+    assert "*.cloudfront.net" in away.stdout and "BEFORE the first deploy" in away.stdout
+    assert load_config(tmp_path / "b.toml").media.domain == "cloudfront"

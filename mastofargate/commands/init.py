@@ -119,6 +119,11 @@ def init(
     )
     if media_note:
         say(media_note)
+    elif cfg.media_domain:
+        say(
+            f"Media and assets will be served on {cfg.media_domain} (its own certificate). Like the domain, this "
+            "name is permanent once posts exist: set [media] domain now if you want another one."
+        )
     say("Next: mastofargate synth   (writes cfn/ and task_definitions/ for review)")
 
 
