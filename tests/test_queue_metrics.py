@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -161,16 +162,31 @@ def sidecar_line(port: int) -> str:
         "METRICS_NAMESPACE": NAMESPACE,
         "SERVER_NAME": "social",
     }
+    return first_line(env)
+
+
+def first_line(env: dict[str, str], timeout: float = 20) -> str:
+    """The first line the sidecar's real script prints within `timeout` seconds (then it is stopped): a
+    script that cannot reach Redis prints nothing on stdout and sleeps, which fails here instead of hanging."""
+    import selectors
+
     proc = subprocess.Popen(
-        ["sh", "-c", SIDECAR_SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ["sh", "-c", SIDECAR_SCRIPT],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        line = proc.stdout.readline() if sel.select(timeout) else ""
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)  # the script and its `sleep`, which holds the pipes open
         proc.wait(timeout=10)
-    assert line, proc.stderr.read() if proc.stderr else "no output"
+    assert line, f"no line within {timeout} s: " + (proc.stderr.read() if proc.stderr else "")
     return line
 
 
@@ -274,3 +290,70 @@ def test_status_shows_queue_sizes_and_the_dashboard(aws_endpoint: str, redis: in
     )
     data = json.loads(mastofargate(aws_endpoint, "status", "--config", str(path), "--json").stdout)
     assert data["queues"]["queues"]["default"]["size"] == 1 and data["queues"]["enqueued"] == 2
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server speaking only TLS (as ElastiCache does), with a CA made here."""
+    server = _ensure_redis()
+    ca_key, ca, key, csr, crt = (tmp_path / n for n in ("ca.key", "ca.crt", "r.key", "r.csr", "r.crt"))
+    run = lambda *a: subprocess.run(["openssl", *a], capture_output=True, check=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "1",
+        "-subj", "/CN=test-ca")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(crt),
+        "-days", "1", "-extfile", str(ext))  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(crt),
+         "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+         "--requirepass", PASSWORD, "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            ping = subprocess.run(
+                ["redis-cli", "-p", str(port), "--tls", "--cacert", str(ca), "--no-auth-warning", "PING"],
+                env={**os.environ, "REDISCLI_AUTH": PASSWORD},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if ping.stdout.strip() == "PONG":
+                break
+            time.sleep(0.05)
+        yield port, ca
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_sidecar_reaches_elasticache_style_tls_with_the_url_secret(tls_redis: tuple[int, Path]) -> None:
+    """REDIS_URL as the ElastiCache secret holds it (rediss://:PASSWORD@HOST:PORT), the server verified."""
+    port, ca = tls_redis
+    env = {
+        "PATH": os.environ["PATH"],
+        "REDIS_URL": f"rediss://:{PASSWORD}@127.0.0.1:{port}",
+        "REDIS_CA_FILE": str(ca),
+        "QUEUE_METRICS_LUA": QUEUE_METRICS_LUA,
+        "QUEUE_METRICS": metrics_json(),
+        "METRICS_NAMESPACE": NAMESPACE,
+        "SERVER_NAME": "social",
+    }
+    line = first_line(env)
+    assert parse_emf(line)[(NAMESPACE, "EnqueuedJobs", (("Server", "social"),))] == [0.0]
+    # the certificate really is checked: a CA that did not sign it gets no answer
+    other_ca = tls_redis[1].parent / "other-ca.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(other_ca) + ".key", "-out",
+         str(other_ca), "-days", "1", "-subj", "/CN=other"],
+        capture_output=True,
+        check=True,
+    )  # fmt: skip
+    with pytest.raises(AssertionError, match="no line within"):
+        first_line({**env, "REDIS_CA_FILE": str(other_ca)}, timeout=3)

@@ -83,13 +83,14 @@ return cjson.encode({
 """.strip()
 
 # The password reaches redis-cli through REDISCLI_AUTH, never its command line. ElastiCache (REDIS_URL,
-# rediss://:PASSWORD@HOST:PORT) is verified against the image's CA bundle when it has one.
+# rediss://:PASSWORD@HOST:PORT) is verified against REDIS_CA_FILE, by default the image's CA bundle
+# (ElastiCache's certificates chain to Amazon's public roots), or unverified where the image has none.
 SIDECAR_SCRIPT = """
 trap 'exit 0' TERM INT
 if [ -n "${REDIS_URL:-}" ]; then
   rest="${REDIS_URL#*://}"; auth="${rest%@*}"; export REDISCLI_AUTH="${auth#:}"
   hostport="${rest##*@}"; hostport="${hostport%%/*}"
-  ca=/etc/ssl/certs/ca-certificates.crt
+  ca="${REDIS_CA_FILE:-/etc/ssl/certs/ca-certificates.crt}"
   if [ -f "$ca" ]; then tls="--cacert $ca"; else tls="--insecure"; fi
   set -- -h "${hostport%:*}" -p "${hostport##*:}" --tls $tls
 else
