@@ -74,7 +74,7 @@ def upstream_tags(registry: str = DEFAULT_REGISTRY, repository: str = REPOSITORY
     except MastofargateError as e:
         raise MastofargateError(
             f"Cannot read Mastodon's releases from {host}.",
-            why=f"{e.what} {e.why}".strip(),
+            why=e.why or e.what,
             fix=f"check the network, or name a reachable mirror of {repository} with --registry HOST "
             f"(or {REGISTRY_ENV}); your server is not affected",
         ) from None
