@@ -152,7 +152,9 @@ def test_media_on_an_owned_domain_with_its_own_certificate_and_tls_12() -> None:
     for rec in records.values():
         assert rec["Name"] == "files.social.example.org"
         assert rec["AliasTarget"]["HostedZoneId"] == "Z2FDTNDATAQYW2"
-    assert tpl["Outputs"]["MediaDomain"]["Value"] == "files.social.example.org"
+    assert tpl["Outputs"]["MediaHost"]["Value"] == "files.social.example.org"
+    # the distribution's own name stays exported unchanged (an export in use cannot change value)
+    assert tpl["Outputs"]["MediaDomain"]["Value"] == {"Fn::GetAtt": ["MediaDistribution", "DomainName"]}
 
 
 def test_a_configured_media_name_and_certificate() -> None:
@@ -167,7 +169,7 @@ def test_keeping_cloudfront_net_is_an_explicit_choice() -> None:
     tpl = data({"media": {"domain": "cloudfront"}})
     cfg = tpl["Resources"]["MediaDistribution"]["Properties"]["DistributionConfig"]
     assert "Aliases" not in cfg and "MediaCertificate" not in tpl["Resources"]
-    assert tpl["Outputs"]["MediaDomain"]["Value"] == {"Fn::GetAtt": ["MediaDistribution", "DomainName"]}
+    assert tpl["Outputs"]["MediaHost"]["Value"] == {"Fn::GetAtt": ["MediaDistribution", "DomainName"]}
 
 
 @pytest.mark.parametrize(

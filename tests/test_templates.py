@@ -193,7 +193,7 @@ def test_local_domain_and_media_settings_reach_every_mastodon_process(combo: tup
             assert env["LOCAL_DOMAIN"] == "social.example.org", title
             # EMPTY, not "private" (S3 refuses ACLs on a BucketOwnerEnforced bucket) nor absent (public-read)
             assert "S3_PERMISSION" in env and env["S3_PERMISSION"] == "" and env["S3_ENABLED"] == "true", title
-            assert env["S3_ALIAS_HOST"] == {"Fn::ImportValue": "social-data:MediaDomain"}
+            assert env["S3_ALIAS_HOST"] == {"Fn::ImportValue": "social-data:MediaHost"}
         secrets = {s["Name"] for s in c["Secrets"]}
         if combo[2] == "elasticache":
             # ioredis (streaming) enables TLS from the rediss:// URL; only Rails needs the Ruby driver

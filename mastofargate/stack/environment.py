@@ -52,7 +52,7 @@ def mastodon_environment(b: Build, size: ServiceSize, job: bool = False) -> dict
     env["LOCAL_DOMAIN"] = cfg.server.domain
     if cfg.server.web_domain:
         env["WEB_DOMAIN"] = cfg.server.web_domain
-    media = b.imported("MediaDomain")
+    media = b.imported("MediaHost")
     env |= {
         "S3_ENABLED": "true",
         "S3_BUCKET": b.imported("MediaBucketName"),

@@ -283,8 +283,12 @@ def add(b: Build) -> None:
 
     b.export("MediaBucketName", Ref(bucket), "Media bucket name (S3_BUCKET)")
     b.export("MediaBucketArn", GetAtt(bucket, "Arn"), "Media bucket ARN")
+    # Two exports: an export in use cannot change value, so servers deployed before media moved to their own
+    # name keep MediaDomain (the distribution's name, which also keeps serving the URLs already out there)
+    # while the app stack switches to MediaHost.
+    b.export("MediaDomain", GetAtt(dist, "DomainName"), "The distribution's own *.cloudfront.net name")
     b.export(
-        "MediaDomain",
+        "MediaHost",
         domain or GetAtt(dist, "DomainName"),
         "Host serving media and assets (S3_ALIAS_HOST, CDN_HOST); permanent once posts exist",
     )
