@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "plan",
     "deploy",
     "status",
+    "versions",
     "logs",
     "run",
     "exec",

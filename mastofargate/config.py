@@ -32,7 +32,9 @@ from mastofargate.sizing import (
 )
 
 DEFAULT_CONFIG_PATH = Path("mastofargate.toml")
-DEFAULT_MASTODON_VERSION = "v4.5.4"  # >= 4.5.4: fixes assets loading from the main host with CDN_HOST
+# The newest 4.5 release (tags checked in Mastodon's source); >= 4.5.4 fixes assets loading from the main host
+# with CDN_HOST, and 4.5.5-4.5.15 are security releases. `mastofargate versions` lists newer ones.
+DEFAULT_MASTODON_VERSION = "v4.5.15"
 
 # PostgreSQL versions RDS offers (majors Mastodon 4.5 supports: >= 14), as cfn-lint's RDS data knows them.
 RDS_POSTGRES_VERSIONS: tuple[str, ...] = (
@@ -222,7 +224,7 @@ class Deployment(_Model):
         if not v.startswith("v"):
             v = "v" + v
         if not _VERSION.match(v):
-            raise ValueError(f"{v!r} is not a Mastodon release tag; allowed: vMAJOR.MINOR.PATCH such as v4.5.4")
+            raise ValueError(f"{v!r} is not a Mastodon release tag; allowed: vMAJOR.MINOR.PATCH such as v4.5.15")
         major, minor = (int(x) for x in v[1:].split(".")[:2])
         if (major, minor) < (4, 3):
             raise ValueError(
@@ -296,6 +298,38 @@ class Media(_Model):
     preview_card_days: int = Field(30, ge=14, le=3650, description="tootctl preview_cards remove --days (>= 14).")
     schedule: str = Field("cron(0 4 * * ? *)", description="EventBridge Scheduler expression, in UTC.")
     versioning: bool = Field(True, description="Keep deleted/overwritten media objects 7 days (guards mistakes).")
+    domain: str | None = Field(
+        None,
+        description="Host serving media and assets (S3_ALIAS_HOST, CDN_HOST). Default with a hosted zone: "
+        "files.DOMAIN; 'cloudfront' keeps the distribution's *.cloudfront.net name. PERMANENT once posts exist: "
+        "every media URL other servers stored embeds it (like LOCAL_DOMAIN).",
+    )
+    certificate_arn: str | None = Field(
+        None, description="An existing us-east-1 ACM certificate for the media domain (CloudFront reads only there)."
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _check_domain(cls, v: str | None) -> str | None:
+        if v is None or v == MEDIA_ON_CLOUDFRONT:
+            return v
+        v = v.strip().lower().rstrip(".")
+        if not _HOSTNAME.match(v):
+            raise ValueError(
+                f"{v!r} is not a host name; allowed: a DNS name such as files.example.org, or "
+                f"'{MEDIA_ON_CLOUDFRONT}' for the distribution's own name"
+            )
+        return v
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _check_media_cert(cls, v: str | None) -> str | None:
+        if v and not (_CERT_ARN.match(v) and ":acm:us-east-1:" in v):
+            raise ValueError(
+                f"{v!r} is not a us-east-1 ACM certificate ARN; allowed: arn:aws:acm:us-east-1:ACCOUNT:certificate/"
+                "UUID (CloudFront uses certificates from us-east-1 only)"
+            )
+        return v or None
 
     @field_validator("schedule")
     @classmethod
@@ -311,6 +345,9 @@ class Media(_Model):
         if runs <= 0:
             raise ValueError(f"{v!r} runs once at most; allowed: a recurring {ALLOWED}")
         return v
+
+
+MEDIA_ON_CLOUDFRONT = "cloudfront"  # media.domain value: keep the distribution's *.cloudfront.net name
 
 
 class Smtp(_Model):
@@ -575,6 +612,37 @@ class Config(_Model):
             raise ValueError(
                 f"the services can open {total} Postgres connections at peak ({detail}) but {where} allows "
                 f"{self.max_connections}; allowed: fewer tasks, threads or DB_POOL, or a larger instance class"
+            )
+        return self
+
+    @property
+    def media_domain(self) -> str | None:
+        """The host media and assets are served on (S3_ALIAS_HOST, CDN_HOST), or None for the distribution's
+        *.cloudfront.net name. With a hosted zone the default is files.DOMAIN: a name the user owns, so media
+        can move to another CDN later without breaking the URLs other servers stored."""
+        d = self.media.domain
+        if d == MEDIA_ON_CLOUDFRONT:
+            return None
+        if d:
+            return d
+        return f"files.{self.server.domain}" if self.aws.hosted_zone_id else None
+
+    @model_validator(mode="after")
+    def _check_media_domain(self) -> Config:
+        d = self.media_domain
+        if d is None or self.media.certificate_arn:
+            return self
+        if not self.aws.hosted_zone_id:
+            raise ValueError(
+                f"media.domain {d!r} needs a certificate; allowed: aws.hosted_zone_id (a certificate is made and "
+                "validated there) or media.certificate_arn (an existing us-east-1 certificate for that name)"
+            )
+        if self.aws.region != "us-east-1":
+            raise ValueError(
+                f"media.domain {d!r} needs a certificate in us-east-1 (CloudFront reads certificates only there) "
+                f"but the stacks live in {self.aws.region}; allowed: media.certificate_arn (a us-east-1 certificate "
+                f"for {d}), or media.domain = '{MEDIA_ON_CLOUDFRONT}' to keep *.cloudfront.net (a choice that can "
+                "never change once posts exist)"
             )
         return self
 

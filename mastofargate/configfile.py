@@ -22,6 +22,8 @@ _COMMENTS: dict[str, str] = {
     "deployment.cache": "elasticache (managed, TLS) | task (Redis persisting to EFS; losing Redis is nearly harmless).",
     "deployment.arch": "arm64 (Graviton, ~20 % cheaper) | x86_64.",
     "deployment.spot": "Fargate Spot (~70 % cheaper) for stateless services; Postgres never runs on Spot.",
+    "media.domain": "Host serving media and assets; PERMANENT once posts exist (other servers store its URLs).",
+    "media.certificate_arn": "A us-east-1 ACM certificate for media.domain.",
     "deployment.mastodon_version": "ghcr.io/mastodon/mastodon(-streaming) tag; to upgrade, change this and deploy.",
     "ci.repository": "GitHub repository (owner/name) whose workflows may plan, push images and deploy: CI roles.",
     "ci.branch": "Pushes to this branch build the images and deploy.",
@@ -39,9 +41,10 @@ _TRAILER = """
 # [media]
 # cleanup_days = 7                 # tootctl media remove --days (operators with a relay use 3)
 # preview_card_days = 30           # tootctl preview_cards remove --days (never below 14)
+# domain = "files.example.org"     # media host, default files.DOMAIN with a hosted zone; PERMANENT once posts exist
 #
-# [smtp]
-# server = "email-smtp.us-east-1.amazonaws.com"
+# [smtp]                           # default: Amazon SES, set up by the stacks and the deploy
+# server = "smtp.example.net"      # your own provider instead
 # login = "smtp-user"              # the password goes into Secrets Manager, never here
 # from_address = "notifications@example.org"
 #
@@ -69,6 +72,10 @@ def render(config: Config) -> str:
             if section == "server" and key == "single_user_mode" and not value:
                 continue
             out.append(_line(f"{section}.{key}", value))
+    media = {k: v for k, v in data["media"].items() if k in ("domain", "certificate_arn")}
+    if media:  # the permanent media name, written down when chosen
+        out.append("\n[media]")
+        out += [_line(f"media.{k}", v) for k, v in media.items()]
     if config.ci.repository:
         out.append("\n[ci]")
         for key, value in data["ci"].items():

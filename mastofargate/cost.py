@@ -145,6 +145,7 @@ FREE: dict[str, str] = {
     "AWS::EFS::AccessPoint": "free",
     "AWS::S3::BucketPolicy": "free",
     "AWS::CloudFront::OriginAccessControl": "free",
+    "AWS::CloudFront::CachePolicy": "free",
     "AWS::Backup::BackupVault": "free (its storage is priced with the backup plan)",
     "AWS::Backup::BackupSelection": "priced with the backup plan it belongs to",
     "AWS::ECS::TaskDefinition": "priced through the services and schedules that run it",
@@ -153,6 +154,8 @@ FREE: dict[str, str] = {
     "AWS::ElasticLoadBalancingV2::Listener": "included in the load balancer's hourly and LCU price",
     "AWS::ElasticLoadBalancingV2::ListenerRule": "included in the LCU price (rule evaluations)",
     "AWS::CertificateManager::Certificate": "public ACM certificates are free",
+    "AWS::IAM::User": "IAM users and their access keys are free",
+    "AWS::CloudWatch::Dashboard": "the first three dashboards of an account are free",
     "AWS::ApplicationAutoScaling::ScalableTarget": "free; the tasks it may add are priced per task",
     "AWS::ApplicationAutoScaling::ScalingPolicy": "free",
     "AWS::SNS::Topic": "alarm emails stay within SNS's 1,000 free email notifications a month",
@@ -845,12 +848,39 @@ def _log_groups(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
 
 
 def _alarms(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
+    from mastofargate.stack import queue_metrics
+
     p = w.prices
     fast = sum(1 for s, _, props in found if (w.number(s, props.get("Period")) or 300) < 60)
     if len(found) - fast:
         w.add("CloudWatch alarms", len(found) - fast, "alarm-month", p.alarm_month)
     if fast:
         w.add("CloudWatch high-resolution alarms", fast, "alarm-month", p.alarm_high_resolution_month)
+    if any(props.get("Namespace") == queue_metrics.NAMESPACE for _, _, props in found):
+        w.add(
+            "CloudWatch custom metrics (Sidekiq backlog, EMF)",
+            len(queue_metrics.METRICS),
+            "metric-month",
+            p.custom_metric_month,
+        )
+        w.assume(
+            "The Sidekiq backlog metrics come from log lines (embedded metric format): a few KB of logs a day; "
+            "CloudWatch dashboards are free up to three per account."
+        )
+
+
+# [ASSUME] Mail Mastodon sends per month: sign-ups, password resets, moderation notices and the notification
+# mails users leave on (mentions, follows); a personal server sends almost none (field notes).
+EMAILS_MONTH = {"personal": 300, "community": 10_000, "large": 100_000}
+
+
+def _mail_identities(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
+    emails = EMAILS_MONTH.get(w.config.deployment.profile, EMAILS_MONTH["community"])
+    w.add("SES outbound mail", emails / 1000, "1,000 emails", w.prices.ses_per_1000)
+    w.assume(
+        f"Mail: ~{emails:,} emails/month through SES ({w.config.deployment.profile} profile: sign-ups, password "
+        "resets, moderation and notification mails); an identity costs nothing by itself."
+    )
 
 
 def _record_sets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -924,6 +954,7 @@ PRICED: dict[str, Any] = {
     "AWS::Logs::LogGroup": _log_groups,
     "AWS::CloudWatch::Alarm": _alarms,
     "AWS::Route53::RecordSet": _record_sets,
+    "AWS::SES::EmailIdentity": _mail_identities,
     "AWS::ServiceDiscovery::PrivateDnsNamespace": _namespaces,
     "AWS::ServiceDiscovery::Service": _discovery_services,
 }

@@ -72,6 +72,7 @@ class Prices:
     hosted_zone_month: float
     cloud_map_instance_month: float
     notes: tuple[str, ...] = field(default=())  # how this table was derived (region fallback, live fetch)
+    ses_per_1000: float = 0.10  # [PAGE] Amazon SES outbound email, per 1,000 messages (SMTP or API)
 
     def monthly(self, hourly: float) -> float:
         return hourly * HOURS_PER_MONTH

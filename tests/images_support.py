@@ -124,7 +124,14 @@ MASTODON_ASSETS = {
     "assets/logo-1a2b3c4d.svg": b'<svg xmlns="http://www.w3.org/2000/svg"/>\n',
     "assets/icon-5e6f7a8b.png": _PNG,
     "emoji/1f600.svg": b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="1"/></svg>\n',
+    # Addressed through CDN_HOST by Mastodon too (issue 9): default avatar/header, the embed script, sounds.
+    "avatars/original/missing.png": _PNG,
+    "headers/original/missing.png": _PNG,
+    "embed.js": b"/* stand-in embed.js */\n",
+    "sounds/boop.ogg": b"OggS-stand-in",
 }
+# In the stand-in's public/ but never exported: system/ holds user uploads under filesystem storage.
+NOT_EXPORTED = {"system/media_attachments/files/000/000/001/original/private.png": _PNG}
 
 
 def _tar(files: dict[str, tuple[bytes, int]], dirs: dict[str, int]) -> bytes:
@@ -186,7 +193,7 @@ def build_standins(client: Any, suffix: str = "test", padding: bytes = b"") -> B
     web_files["rootfs/opt/mastodon/public/robots.txt"] = (b"# stand-in robots.txt\n", 0o644)
     if padding:
         web_files["rootfs/opt/mastodon/vendor/padding.bin"] = (padding, 0o644)
-    for rel, data in MASTODON_ASSETS.items():
+    for rel, data in {**MASTODON_ASSETS, **NOT_EXPORTED}.items():
         web_files[f"rootfs/opt/mastodon/public/{rel}"] = (data, 0o644)
     web_dirs = dict(dirs)
     for name in web_files:

@@ -118,7 +118,11 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     # the data key and the ECS Exec sessions' own key
     assert usd(est, "KMS customer-managed keys") == pytest.approx(2.00)
     # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage + dead letters
-    assert usd(est, "CloudWatch alarms") == pytest.approx(8 * 0.10)
+    # + Sidekiq backlog
+    assert usd(est, "CloudWatch alarms") == pytest.approx(9 * 0.10)
+    # the backlog's four EMF metrics at $0.30, and ~300 mails a month through SES at $0.10 per 1,000
+    assert usd(est, "CloudWatch custom metrics (Sidekiq backlog, EMF)") == pytest.approx(4 * 0.30)
+    assert usd(est, "SES outbound mail") == pytest.approx(0.3 * 0.10)
     assert usd(est, "Route 53 hosted zone") == pytest.approx(0.50)
     assert usd(est, "Cloud Map private DNS namespace") == pytest.approx(0.50)
     assert usd(est, "Cloud Map registered task instances") == pytest.approx(1 * 0.10)
@@ -197,12 +201,12 @@ def test_without_hosted_zone_no_zone_is_billed() -> None:
 
 
 def test_regions_scale_or_fall_back_with_a_stated_assumption() -> None:
-    frankfurt = estimate(make_config({"aws": {"region": "eu-central-1"}}))
+    frankfurt = estimate(make_config({"aws": {"region": "eu-central-1"}, "media": {"domain": "cloudfront"}}))
     assert usd(frankfurt, "Fargate Spot: web") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * 1.15 * H * SPOT)
     assert usd(frankfurt, "Public IPv4: load balancer") == pytest.approx(2 * IPV4)  # same price everywhere
     assert frankfurt.region == "eu-central-1"
     assert any("eu-central-1 prices are us-east-1's times" in a for a in frankfurt.assumptions)
-    bahrain = estimate(make_config({"aws": {"region": "me-south-1"}}))
+    bahrain = estimate(make_config({"aws": {"region": "me-south-1"}, "media": {"domain": "cloudfront"}}))
     assert usd(bahrain, "Fargate Spot: web") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * H * SPOT)
     assert any("me-south-1 is not in the bundled price table" in a for a in bahrain.assumptions)
 

@@ -36,7 +36,7 @@ from tests.moto_server import (  # noqa: F401
 
 VALID_NAMES = "web, streaming, sidekiq, redis, migrate-pre, migrate, tootctl"
 # Explicit, so the services are known whatever the profile defaults become: a Redis task is a service too.
-DEPLOYMENT = {"profile": "personal", "database": "rds", "cache": "task"}
+DEPLOYMENT = {"profile": "personal", "database": "rds", "cache": "task", "mastodon_version": "v4.5.4"}
 
 
 def config():

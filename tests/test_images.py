@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mastofargate.images.assets import CACHE_CONTROL, content_type
+from mastofargate.images.assets import CACHE_CONTROL, SHORT_CACHE_CONTROL, cache_control, content_type
 from mastofargate.images.context import (
     ContextFile,
     ImageSource,
@@ -396,12 +396,19 @@ def test_asset_export_uploads_with_types_and_cache_control_and_skips_existing(
 
     progress: list[tuple[int, int]] = []
     first = export_assets(config, web, bucket, on_progress=lambda done, total: progress.append((done, total)))
-    files = support.MASTODON_ASSETS
+    # Everything under public/ but system/: the stand-in's robots.txt too.
+    files = {**support.MASTODON_ASSETS, "robots.txt": b"# stand-in robots.txt\n"}
     assert (first.uploaded, first.skipped) == (len(files), 0)
     assert first.bytes == sum(len(data) for data in files.values())
     assert progress[-1] == (len(files), len(files))
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="assets/")["Contents"]}
-    assert keys == {f"assets/{rel}" for rel in files}, "public/sounds is absent in the stand-in and skipped"
+    assert keys == {f"assets/{rel}" for rel in files}
+    for rel in support.NOT_EXPORTED:
+        assert f"assets/{rel}" not in keys, "public/system/ holds user uploads and is never exported"
+    # What Mastodon builds from CDN_HOST with S3 on (app/helpers/home_helper.rb, the account serializer's
+    # default avatar/header, app/serializers/oembed_serializer.rb): present under the routed prefix.
+    for rel in ("avatars/original/missing.png", "headers/original/missing.png", "embed.js"):
+        assert f"assets/{rel}" in keys, rel
     expected_types = {
         ".js": "text/javascript; charset=utf-8",
         ".map": "application/json; charset=utf-8",
@@ -410,12 +417,24 @@ def test_asset_export_uploads_with_types_and_cache_control_and_skips_existing(
         ".json": "application/json; charset=utf-8",
         ".svg": "image/svg+xml",
         ".png": "image/png",
+        ".ogg": "audio/ogg",
+        ".txt": "text/plain; charset=utf-8",
+    }
+    fingerprinted = {
+        "packs/assets/application-3f9a1c2b.js",
+        "packs/assets/application-3f9a1c2b.js.map",
+        "packs/assets/common-7d2e4f10.css",
+        "packs/assets/inter-9b8c7a6d.woff2",
+        "assets/logo-1a2b3c4d.svg",
+        "assets/icon-5e6f7a8b.png",
     }
     for rel, data in files.items():
         head = s3.head_object(Bucket=bucket, Key=f"assets/{rel}")
         assert head["ContentType"] == expected_types[Path(rel).suffix], rel
-        assert head["CacheControl"] == CACHE_CONTROL == "public, max-age=31536000, immutable"
+        want = CACHE_CONTROL if rel in fingerprinted else SHORT_CACHE_CONTROL
+        assert head["CacheControl"] == want, rel  # embed.js and missing.png keep their names across releases
         assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    assert CACHE_CONTROL == "public, max-age=31536000, immutable"
 
     second = export_assets(config, web, bucket)
     assert (second.uploaded, second.skipped, second.bytes) == (0, len(files), 0)
@@ -491,3 +510,20 @@ def test_the_deploys_asset_hand_off_exports_the_new_image_to_the_media_bucket(
     handoff.export_assets(run, Tags(tag, tag), skip=False)
     keys = {o["Key"] for o in aws.client("s3", "us-east-1").list_objects_v2(Bucket=bucket)["Contents"]}
     assert {f"assets/{rel}" for rel in support.MASTODON_ASSETS} <= keys
+
+
+@pytest.mark.parametrize(
+    ("key", "immutable"),
+    [
+        ("assets/packs/assets/application-3f9a1c2b.js", True),
+        ("assets/packs/assets/application-DkX_0q-Z.js", True),
+        ("assets/assets/icon-5e6f7a8b.png", True),
+        ("assets/packs/manifest.json", False),
+        ("assets/embed.js", False),
+        ("assets/avatars/original/missing.png", False),
+        ("assets/emoji/1f600.svg", False),
+        ("assets/sounds/boop.ogg", False),
+    ],
+)
+def test_only_fingerprinted_files_are_cached_as_immutable(key: str, immutable: bool) -> None:
+    assert cache_control(key) == (CACHE_CONTROL if immutable else SHORT_CACHE_CONTROL)

@@ -34,7 +34,7 @@ def init(
     certificate_arn: Annotated[str | None, Opt("--certificate-arn", help="Existing ACM certificate ARN.")] = None,
     admin_email: Annotated[str | None, Opt("--admin-email", help="Owner email and alarm address.")] = None,
     mastodon_version: Annotated[
-        str | None, Opt("--mastodon-version", help="Mastodon release tag, e.g. v4.5.4.")
+        str | None, Opt("--mastodon-version", help="Mastodon release tag, e.g. v4.5.15.")
     ] = None,
     repository: Annotated[
         str | None, Opt("--repository", help="GitHub owner/name of this repository (for the CI roles).")
@@ -44,7 +44,7 @@ def init(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Write mastofargate.toml (interactive on a terminal; non-interactive with --yes or without a TTY)."""
-    from mastofargate.config import DEFAULT_MASTODON_VERSION, PROFILE_DEFAULTS, parse_config
+    from mastofargate.config import DEFAULT_MASTODON_VERSION, MEDIA_ON_CLOUDFRONT, PROFILE_DEFAULTS, parse_config
     from mastofargate.configfile import render
     from mastofargate.errors import UsageError
     from mastofargate.ui import say, stdin_is_tty
@@ -106,6 +106,16 @@ def init(
         data["aws"]["hosted_zone_id"] = hosted_zone_id
     if certificate_arn:
         data["aws"]["certificate_arn"] = certificate_arn
+    media_note = ""
+    if hosted_zone_id and data["aws"]["region"] != "us-east-1":
+        # files.DOMAIN needs a us-east-1 certificate the stacks cannot make from another region: write the
+        # choice down (it is permanent once posts exist) instead of failing later.
+        data["media"] = {"domain": MEDIA_ON_CLOUDFRONT}
+        media_note = (
+            f"Media will be served on *.cloudfront.net ({data['aws']['region']} cannot make the us-east-1 "
+            "certificate files.DOMAIN needs). To use your own name, set [media] domain and certificate_arn "
+            "BEFORE the first deploy: the media name never changes once posts exist."
+        )
     cfg = parse_config(data, source="the given values")
     text = render(cfg)
     Path(config).parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +127,13 @@ def init(
     readme = write_overlay_readme(Path(config).parent)
     if readme is not None:
         say(f"Wrote {readme} (files there customise the web image).")
+    if media_note:
+        say(media_note)
+    elif cfg.media_domain:
+        say(
+            f"Media and assets will be served on {cfg.media_domain} (its own certificate). Like the domain, this "
+            "name is permanent once posts exist: set [media] domain now if you want another one."
+        )
     say("Next: mastofargate synth   (writes cfn/ and task_definitions/ for review)")
 
 

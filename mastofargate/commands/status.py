@@ -90,7 +90,11 @@ def collect(target: Target) -> dict[str, Any]:
         schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
         problems += schedule_problems
     web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
+    running = mastodon_version(web_tags)
     return {
+        "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
+        "queues": sidekiq_queues(target) if stacks["app"]["status"] else None,
+        "dashboard": dashboard_link(target) if stacks["app"]["status"] else None,
         "name": target.name,
         "region": target.region,
         "domain": cfg.server.domain,
@@ -137,6 +141,108 @@ def _service_row(name: str, role: str, service: ServiceTypeDef | None, image: st
     }
 
 
+QUEUE_METRICS_MAX_AGE_S = 600  # the sidecar writes a line a minute; older means it is not running
+
+
+def sidekiq_queues(target: Target) -> dict[str, Any] | None:
+    """The newest backlog line of the queue-metrics sidecar (stack/queue_metrics.py): per-queue sizes and
+    waits, retries and dead jobs; None when there is none from the last ten minutes."""
+    import time
+
+    from botocore.exceptions import ClientError
+
+    from mastofargate import aws, names
+    from mastofargate.stack.queue_metrics import STREAM_PREFIX
+
+    scheduler = next((s for s in target.config.resolved_services if s.role == "sidekiq" and s.singleton), None)
+    if scheduler is None:
+        return None
+    group = names.log_group(target.name, scheduler.name)
+    start = int((time.time() - QUEUE_METRICS_MAX_AGE_S) * 1000)
+    newest: dict[str, Any] | None = None
+    with aws.aws_errors(f"reading the queue metrics in {group}"):
+        try:
+            pages = target.client("logs").get_paginator("filter_log_events").paginate(
+                logGroupName=group, logStreamNamePrefix=f"{STREAM_PREFIX}/", startTime=start
+            )
+            for page in pages:
+                for event in page.get("events", []):
+                    if newest is None or event["timestamp"] >= newest["timestamp"]:
+                        newest = event
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return None
+            raise
+    if newest is None:
+        return None
+    try:
+        line = json.loads(newest["message"])
+    except ValueError:
+        return None
+    return {
+        "at": newest["timestamp"],
+        "oldest_job_seconds": line.get("OldestJobSeconds"),
+        "enqueued": line.get("EnqueuedJobs"),
+        "retry": line.get("RetryJobs"),
+        "dead": line.get("DeadJobs"),
+        "queues": line.get("Queues") or {},
+    }
+
+
+def dashboard_link(target: Target) -> str:
+    from mastofargate.stack.observability import dashboard_name, dashboard_url
+
+    return dashboard_url(dashboard_name(target.name), target.region)
+
+
+def _queue_line(data: dict[str, Any]) -> str | None:
+    q = data.get("queues")
+    if data.get("queues", 0) is None and data.get("dashboard"):
+        return "sidekiq: no queue metrics in the last 10 minutes (is the scheduler's Sidekiq task running?)"
+    if not q:
+        return None
+    per = " ".join(
+        f"{name}={v.get('size', 0)}" + (f"({v['latency']:g}s)" if v.get("latency") else "")
+        for name, v in sorted(q["queues"].items())
+    )
+    return (
+        f"sidekiq: {per or 'no queues'}; retry={q['retry']} dead={q['dead']} "
+        f"oldest job waits {q['oldest_job_seconds']:g}s"
+    )
+
+
+def upstream(version: str) -> dict[str, Any]:
+    """Newer Mastodon releases than `version` (what `versions --json` shows), or why they are unknown. Never
+    fails status: being behind is news, not a fault, and an offline machine still gets its status."""
+    import os
+
+    from mastofargate import releases
+    from mastofargate.errors import MastofargateError
+
+    registry = os.environ.get(releases.REGISTRY_ENV) or releases.DEFAULT_REGISTRY
+    try:
+        return releases.check(version, registry)
+    except MastofargateError as e:
+        return {"pinned": version, "registry": registry, "behind": None, "error": e.what}
+
+
+def _upstream_line(data: dict[str, Any]) -> str | None:
+    up = data.get("upstream")
+    if not up:
+        return None
+    if up.get("behind") is None:
+        return f"releases: unknown ({up.get('error', 'registry not read')})"
+    if not up["behind"]:
+        return f"releases: {up['pinned']} is the newest"
+    parts = [f"newest patch {up['newest_patch']}"] if up.get("newest_patch") else []
+    if up.get("newest") != up.get("newest_patch"):
+        parts.append(f"newest {up['newest']}")
+    return (
+        f"releases: BEHIND {up['pinned']} ({len(up['newer'])} newer: {', '.join(parts)}); "
+        "see 'mastofargate versions'"
+    )
+
+
 def _version_line(data: dict[str, Any]) -> str:
     running, configured = data["mastodon_version"], data["configured_mastodon_version"]
     if running is None:
@@ -155,6 +261,12 @@ def render_plain(data: dict[str, Any]) -> None:
         return
     echo(f"url: {data['url'] or '-'}")
     echo(f"mastodon: {_version_line(data)}")
+    if line := _upstream_line(data):
+        echo(line)
+    if line := _queue_line(data):
+        echo(line)
+    if data.get("dashboard"):
+        echo(f"dashboard: {data['dashboard']}")
     for row in data["services"]:
         echo(
             f"service {row['name']}: desired={row['desired']} running={row['running']} pending={row['pending']} "
@@ -182,6 +294,11 @@ def render_rich(data: dict[str, Any]) -> None:
         c.print("Not deployed: run [bold]mastofargate deploy[/] to create it.")
         return
     c.print(f"  URL: {escape(data['url'] or '-')}    Mastodon: {escape(_version_line(data))}")
+    for line in (_upstream_line(data), _queue_line(data)):
+        if line:
+            c.print(f"  {line}", markup=False, highlight=False)
+    if data.get("dashboard"):
+        c.print(f"  Dashboard: {data['dashboard']}", markup=False, highlight=False)
     if data["services"]:
         table = Table("service", "desired", "running", "pending", "rollout", "image tag")
         for row in data["services"]:

@@ -1,7 +1,13 @@
-"""Asset export: copy the compiled assets out of the web image into the media bucket.
+"""Asset export: copy the web image's public files into the media bucket.
 
-CloudFront serves `/packs/*`, `/assets/*`, `/emoji/*` and `/sounds/*` from `s3://BUCKET/assets/...` and
-`CDN_HOST` points there, so browsers load assets from the CDN, and because every image's files are added
+With S3 on, Mastodon addresses through `CDN_HOST` not only the compiled packs and assets but every file of
+`public/` it links: emoji, sounds, the default avatar and header (`/avatars/original/missing.png`,
+`/headers/original/missing.png`, app/helpers/home_helper.rb and the account serializer), `embed.js`
+(app/serializers/oembed_serializer.rb), error images. So everything under `public/` except `system/` (local
+user uploads) goes to `s3://BUCKET/assets/...`, which CloudFront serves for every path that is not media.
+Fingerprinted files (packs/ and assets/ names carrying a content hash) are cached a year as immutable;
+the rest (embed.js, missing.png, manifest.json, ...) keep their names across releases and are cached an
+hour. Because every image's files are added
 (never deleted) before a rollout, old and new tasks both find their fingerprinted files during a rolling
 deploy. The files come from a created-but-never-started container (works for any platform's image), and
 objects whose content is already in the bucket are skipped, so a re-run uploads nothing.
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -23,10 +30,13 @@ from mastofargate import aws
 from mastofargate.config import Config
 from mastofargate.errors import MastofargateError
 from mastofargate.images import engine
-from mastofargate.stack.media import ASSET_PATHS, ASSET_PREFIX
+from mastofargate.stack.media import ASSET_PREFIX, EXCLUDED_PUBLIC
 
 PUBLIC_DIR = "/opt/mastodon/public"
-CACHE_CONTROL = "public, max-age=31536000, immutable"
+CACHE_CONTROL = "public, max-age=31536000, immutable"  # content-hashed names: a new build means a new name
+SHORT_CACHE_CONTROL = "public, max-age=3600"  # stable names (embed.js, missing.png) change with a release
+# A content hash in a file name: Vite's `name-HASH.ext` (8+ chars of base64url) and Sprockets' 64-hex digest.
+_FINGERPRINT = re.compile(r"-[A-Za-z0-9_-]{8,}\.[a-z0-9]+(\.(gz|br|map))?$")
 # Explicit types for what browsers are strict about (module scripts, fonts, SVG, WASM); the system's
 # mime.types varies between machines, so these do not depend on it.
 CONTENT_TYPES = {
@@ -67,6 +77,14 @@ class AssetExportResult:
     bytes: int  # bytes uploaded
 
 
+def cache_control(key: str) -> str:
+    """Immutable for a year only when the name changes with the content (packs/ and assets/ fingerprints)."""
+    rel = PurePosixPath(key).relative_to(ASSET_PREFIX) if key.startswith(f"{ASSET_PREFIX}/") else PurePosixPath(key)
+    if rel.parts[:1] in (("packs",), ("assets",)) and _FINGERPRINT.search(rel.name):
+        return CACHE_CONTROL
+    return SHORT_CACHE_CONTROL
+
+
 def content_type(name: str) -> str:
     suffix = PurePosixPath(name).suffix.lower()
     return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -95,7 +113,7 @@ def export_assets(
     *,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> AssetExportResult:
-    """Upload the image's public/{packs,assets,emoji,sounds} to s3://bucket/assets/...
+    """Upload the image's public/ (all but system/) to s3://bucket/assets/...
 
     `on_progress(done, total)` is called as files are checked or uploaded. The image is pulled when the
     engine does not have it (credentials as for `images push`)."""
@@ -116,7 +134,7 @@ def export_assets(
                 return -1
             with aws.aws_errors(f"uploading s3://{bucket}/{key}"):
                 s3.put_object(
-                    Bucket=bucket, Key=key, Body=data, ContentType=content_type(key), CacheControl=CACHE_CONTROL
+                    Bucket=bucket, Key=key, Body=data, ContentType=content_type(key), CacheControl=cache_control(key)
                 )
             return len(data)
 
@@ -155,36 +173,46 @@ def _ensure_local(client: Any, image_ref: str) -> None:
 
 
 def _copy_out(client: Any, image_ref: str, dest: Path) -> list[tuple[str, Path]]:
-    """(S3 key, local file) for every regular file under the asset paths that exist in the image."""
+    """(S3 key, local file) for every regular file under public/ except EXCLUDED_PUBLIC."""
     from docker.errors import NotFound
 
-    files: list[tuple[str, Path]] = []
     with engine.engine_errors(f"reading assets from {image_ref}"):
         container = client.api.create_container(image_ref, command=["true"], network_disabled=True)["Id"]
         try:
-            for name in ASSET_PATHS:
-                try:
-                    stream, _stat = client.api.get_archive(container, f"{PUBLIC_DIR}/{name}")
-                except NotFound:
-                    continue
-                archive = dest / f"{name}.tar"
-                with archive.open("wb") as out:
-                    for chunk in stream:
-                        out.write(chunk)
-                files += _unpack(archive, dest / "files")
-                archive.unlink()
+            try:
+                stream, _stat = client.api.get_archive(container, PUBLIC_DIR)
+            except NotFound:
+                raise MastofargateError(
+                    f"The image {image_ref} has no {PUBLIC_DIR}.",
+                    why="the assets CloudFront serves come from the web image's public/ folder",
+                    fix="build the image with 'mastofargate images build' (or 'make images')",
+                ) from None
+            archive = dest / "public.tar"
+            with archive.open("wb") as out:
+                for chunk in stream:
+                    out.write(chunk)
+            files = _unpack(archive, dest / "files")
+            archive.unlink()
         finally:
             client.api.remove_container(container, force=True)
     return sorted(files)
+
+
+def exported(rel: PurePosixPath) -> bool:
+    """A path relative to public/ that is uploaded: not under system/ (user uploads)."""
+    return bool(rel.parts) and rel.parts[0] not in EXCLUDED_PUBLIC
 
 
 def _unpack(archive: Path, root: Path) -> list[tuple[str, Path]]:
     out = []
     with tarfile.open(archive) as tar:
         for member in tar:
-            rel = PurePosixPath(member.name)
-            if not member.isfile() or rel.is_absolute() or ".." in rel.parts:
+            full = PurePosixPath(member.name)
+            if not member.isfile() or full.is_absolute() or ".." in full.parts or len(full.parts) < 2:
                 continue  # directories, links and anything pointing outside the tree
+            rel = PurePosixPath(*full.parts[1:])  # the archive's top folder is public/
+            if not exported(rel):
+                continue
             path = root.joinpath(*rel.parts)
             path.parent.mkdir(parents=True, exist_ok=True)
             src = tar.extractfile(member)
@@ -216,4 +244,12 @@ def _same(have: tuple[str, int], data: bytes) -> bool:
     return etag == hashlib.md5(data, usedforsecurity=False).hexdigest() and size == len(data)
 
 
-__all__ = ["CACHE_CONTROL", "AssetExportResult", "content_type", "default_bucket", "export_assets"]
+__all__ = [
+    "CACHE_CONTROL",
+    "SHORT_CACHE_CONTROL",
+    "AssetExportResult",
+    "cache_control",
+    "content_type",
+    "default_bucket",
+    "export_assets",
+]

@@ -104,6 +104,41 @@ class Registry:
             fix="check the registry's health and try again",
         )
 
+    def tags(self, repository: str, page: int = 1000) -> list[str]:
+        """Every tag of `repository` from the registry API's tag list (`/v2/NAME/tags/list`), following its
+        `Link` pagination; anonymous registries (ghcr.io for public images) hand out a pull token on request."""
+        url: str | None = f"{self._base()}/v2/{repository}/tags/list?n={page}"
+        found: list[str] = []
+        while url:
+            resp = self._get(url, repository)
+            if resp.status_code == 404:
+                raise MastofargateError(
+                    f"Registry {self.host} has no repository {repository}.",
+                    why=_error_message(resp) or "the tag list answered 404",
+                    fix="check the registry and repository names",
+                )
+            if resp.status_code in (401, 403):
+                raise self._auth_error(resp)
+            if resp.status_code != 200:
+                raise MastofargateError(
+                    f"Registry {self.host} answered {resp.status_code} for the tags of {repository}.",
+                    why=resp.text[:300].strip(),
+                    fix="try again later",
+                )
+            try:
+                found += [str(t) for t in resp.json().get("tags") or []]
+            except ValueError:
+                raise MastofargateError(
+                    f"Registry {self.host} sent something that is not a tag list for {repository}.",
+                    why=resp.text[:200].strip(),
+                    fix="check that the address is a container registry (a proxy may be answering)",
+                ) from None
+            nxt = re.search(r"<([^>]+)>;\s*rel=\"?next\"?", resp.headers.get("Link", ""))
+            url = None
+            if nxt:
+                url = nxt.group(1) if nxt.group(1).startswith("http") else f"{self._base()}{nxt.group(1)}"
+        return found
+
     def _base(self) -> str:
         """https (or, for a loopback registry, http as Docker allows) — whichever answers /v2/."""
         if self._scheme is None:

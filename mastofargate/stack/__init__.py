@@ -15,6 +15,7 @@ from mastofargate.stack import (
     edge,
     iam,
     jobs,
+    mail,
     media,
     network,
     observability,
@@ -24,7 +25,7 @@ from mastofargate.stack import (
 )
 from mastofargate.stack.context import Build
 
-DATA_BUILDERS = (network, secrets, registry, database, cache, media)
+DATA_BUILDERS = (network, secrets, registry, database, cache, media, mail)
 APP_BUILDERS = (iam, cluster, edge, services, jobs, observability)
 
 

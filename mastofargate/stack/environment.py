@@ -11,6 +11,7 @@ from typing import TypeAlias
 from troposphere import Join
 
 from mastofargate.sizing import ServiceSize
+from mastofargate.stack import mail
 from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
@@ -31,27 +32,39 @@ def _database(b: Build, role: str) -> dict[str, EnvValue]:
     return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_USER, "DB_SSLMODE": ssl}
 
 
-def _redis(b: Build) -> dict[str, EnvValue]:
+def _redis(b: Build, role: str) -> dict[str, EnvValue]:
     if b.config.deployment.cache == "elasticache":
-        return {"REDIS_DRIVER": "ruby"}  # TLS (rediss:// in REDIS_URL, a secret) needs the Ruby driver
+        # TLS (rediss:// in REDIS_URL, a secret) needs Rails' Ruby driver; Node's ioredis reads no driver
+        # variable and enables TLS from the rediss:// URL itself.
+        return {} if role == "streaming" else {"REDIS_DRIVER": "ruby"}
     return {"REDIS_HOST": f"redis.{namespace(b)}", "REDIS_PORT": str(REDIS_PORT)}
 
 
-def mastodon_environment(b: Build, size: ServiceSize) -> dict[str, EnvValue]:
-    """Environment for web, Sidekiq, streaming and one-off tasks, sorted for stable output."""
+def mastodon_environment(b: Build, size: ServiceSize, job: bool = False) -> dict[str, EnvValue]:
+    """Environment for web, Sidekiq, streaming and one-off (`job`) tasks, sorted for stable output.
+
+    Each process gets only what it reads (tests/mastodon_reads.py lists where Mastodon 4.5 reads each name):
+    the Node streaming server reads the database and Redis settings only, and `WEB_CONCURRENCY` is read by
+    Puma alone (config/puma.rb), so one-off tasks (migrations, tootctl) do not get it."""
     cfg = b.config
-    env: dict[str, EnvValue] = {"LOCAL_DOMAIN": cfg.server.domain, **_database(b, size.role), **_redis(b), **size.env()}
-    if cfg.server.web_domain:
-        env["WEB_DOMAIN"] = cfg.server.web_domain
+    env: dict[str, EnvValue] = {**_database(b, size.role), **_redis(b, size.role), **size.env()}
+    if job:
+        env.pop("WEB_CONCURRENCY", None)
     if size.role == "streaming":
         return dict(sorted(env.items()))
-    media = b.imported("MediaDomain")
+    env["LOCAL_DOMAIN"] = cfg.server.domain
+    if cfg.server.web_domain:
+        env["WEB_DOMAIN"] = cfg.server.web_domain
+    media = b.imported("MediaHost")
     env |= {
         "S3_ENABLED": "true",
         "S3_BUCKET": b.imported("MediaBucketName"),
         "S3_REGION": cfg.aws.region,
         "S3_PROTOCOL": "https",
-        "S3_PERMISSION": "private",  # ACLs are off and Block Public Access on: objects stay private
+        # The bucket has ACLs disabled (BucketOwnerEnforced): the EMPTY string is Mastodon's switch for that
+        # (config/initializers/paperclip.rb sends no ACL; update_media_attachments_permissions_service.rb skips
+        # acl.put on suspension). `private` makes S3 refuse those calls; unset means `public-read`.
+        "S3_PERMISSION": "",
         "S3_ALIAS_HOST": media,  # media URLs go through CloudFront
         "CDN_HOST": Join("", ["https://", media]),  # pre-built assets uploaded under the bucket's assets/
     }
@@ -61,5 +74,13 @@ def mastodon_environment(b: Build, size: ServiceSize) -> dict[str, EnvValue]:
         env |= {"SMTP_SERVER": cfg.smtp.server, "SMTP_PORT": str(cfg.smtp.port)}
         if cfg.smtp.login:
             env["SMTP_LOGIN"] = cfg.smtp.login
-        env["SMTP_FROM_ADDRESS"] = cfg.smtp.from_address or f"notifications@{cfg.server.domain}"
+        env["SMTP_FROM_ADDRESS"] = cfg.smtp.from_address or mail.from_address(cfg.server.domain)
+    else:
+        # SES (stack/mail.py): SMTP_LOGIN and SMTP_PASSWORD come from the app secret, written by the deploy.
+        env |= {
+            "SMTP_SERVER": mail.smtp_host(cfg.aws.region),
+            "SMTP_PORT": str(mail.SMTP_PORT),
+            "SMTP_ENABLE_STARTTLS": "always",
+            "SMTP_FROM_ADDRESS": mail.from_address(cfg.server.domain),
+        }
     return dict(sorted(env.items()))

@@ -33,10 +33,10 @@ from mastofargate.stack.context import Build
 from mastofargate.stack.registry import repository_names
 from mastofargate.stack.secrets import secret_names
 
+# No s3:PutObjectAcl: the bucket has ACLs disabled and Mastodon is told to send none (S3_PERMISSION="").
 MEDIA_ACTIONS = [
     s3_actions.GetObject,
     s3_actions.PutObject,
-    s3_actions.PutObjectAcl,
     s3_actions.DeleteObject,
     s3_actions.AbortMultipartUpload,
     s3_actions.ListMultipartUploadParts,

@@ -1,10 +1,15 @@
 """Logs and alarms for what breaks small servers: memory, 5xx, failed deployments, unhealthy targets,
-a filling database disk, a full Redis. Alarms go to the admin email through SNS.
+a filling database disk, a full Redis, a Sidekiq backlog. Alarms go to the admin email through SNS.
 
-Sidekiq's queue backlog has no CloudWatch metric of its own; it needs an exporter (not built yet).
+The backlog metric comes from the queue-metrics sidecar (stack/queue_metrics.py, CloudWatch embedded
+metric format). One CloudWatch dashboard (`dashboard_name`; three are free) shows the vital signs at a
+glance: task CPU and memory, 5xx, queue wait and size, database connections and storage, Redis memory.
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Sequence
 
 from awacs import sns as sns_actions
 from awacs.aws import Allow, PolicyDocument, Principal, Statement
@@ -12,6 +17,7 @@ from troposphere import GetAtt, Ref, Sub, cloudwatch, events, logs, sns
 
 from mastofargate import names
 from mastofargate.sizing import ServiceSize
+from mastofargate.stack import queue_metrics
 from mastofargate.stack.context import Build, logical
 
 MEMORY_ALARM_PERCENT = 90
@@ -152,6 +158,18 @@ def add(b: Build) -> None:
             "Minimum",
             "LessThanThreshold",
         )
+    _alarm(
+        b,
+        "SidekiqBacklogAlarm",
+        f"A Sidekiq job has waited over {queue_metrics.BACKLOG_ALARM_SECONDS // 60} minutes in its queue",
+        queue_metrics.NAMESPACE,
+        "OldestJobSeconds",
+        {"Server": b.name},
+        queue_metrics.BACKLOG_ALARM_SECONDS,
+        "Maximum",
+        "GreaterThanThreshold",
+    )
+    _dashboard(b)
     if b.config.deployment.cache == "elasticache":
         _alarm(
             b,
@@ -212,3 +230,86 @@ def _alarm(
     if depends:
         alarm.DependsOn = [depends]
     b.add(b.app, alarm, f"Alarm: {description}")
+
+
+def dashboard_name(name: str) -> str:
+    return name
+
+
+def dashboard_url(name: str, region: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards/dashboard/{name}"
+
+
+def _widget(title: str, metrics: Sequence[Sequence[object]], x: int, y: int, stat: str = "Average") -> dict[str, object]:
+    return {
+        "type": "metric",
+        "x": x,
+        "y": y,
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": title,
+            "region": "${AWS::Region}",
+            "view": "timeSeries",
+            "stat": stat,
+            "period": 300,
+            "metrics": metrics,
+        },
+    }
+
+
+def _dashboard(b: Build) -> None:
+    """The server's vital signs on one page (a Sub template: region, load balancer, database ids)."""
+    cfg, name = b.config, b.name
+    services = [s.name for s in cfg.all_services]
+    ecs_metric = [["AWS/ECS", "CPUUtilization", "ClusterName", name, "ServiceName", s] for s in services]
+    mem_metric = [["AWS/ECS", "MemoryUtilization", "ClusterName", name, "ServiceName", s] for s in services]
+    lb = "${LoadBalancer.LoadBalancerFullName}"
+    queue = [
+        [queue_metrics.NAMESPACE, "OldestJobSeconds", "Server", name, {"stat": "Maximum", "yAxis": "left"}],
+        [queue_metrics.NAMESPACE, "EnqueuedJobs", "Server", name, {"stat": "Maximum", "yAxis": "right"}],
+        [queue_metrics.NAMESPACE, "RetryJobs", "Server", name, {"stat": "Maximum", "yAxis": "right"}],
+        [queue_metrics.NAMESPACE, "DeadJobs", "Server", name, {"stat": "Maximum", "yAxis": "right"}],
+    ]
+    widgets = [
+        _widget("Task CPU %", ecs_metric, 0, 0, "Maximum"),
+        _widget("Task memory %", mem_metric, 12, 0, "Maximum"),
+        _widget(
+            "Server errors (5xx)",
+            [
+                ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", lb],
+                ["AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "LoadBalancer", lb],
+            ],
+            0,
+            6,
+            "Sum",
+        ),
+        _widget("Sidekiq: oldest job wait (s, left), jobs (right)", queue, 12, 6, "Maximum"),
+    ]
+    variables: dict[str, object] = {}
+    if cfg.deployment.database == "rds":
+        variables["DatabaseId"] = b.imported("DatabaseId")
+        db = ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", "${DatabaseId}"]
+        disk = ["AWS/RDS", "FreeStorageSpace", "DBInstanceIdentifier", "${DatabaseId}", {"stat": "Minimum"}]
+        widgets += [
+            _widget("Database connections", [db], 0, 12, "Maximum"),
+            _widget("Database free storage", [disk], 12, 12),
+        ]
+    else:
+        variables["FileSystemId"] = b.imported("FileSystemId")
+        efs = ["AWS/EFS", "StorageBytes", "FileSystemId", "${FileSystemId}", "StorageClass", "Total"]
+        widgets.append(_widget("Postgres/Redis data on EFS (bytes)", [efs], 0, 12, "Maximum"))
+    if cfg.deployment.cache == "elasticache":
+        variables["CacheId"] = b.imported("CacheId")
+        redis = ["AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "ReplicationGroupId", "${CacheId}"]
+        widgets.append(_widget("Redis memory %", [redis], 0, 18, "Maximum"))
+    body = json.dumps({"widgets": widgets}, sort_keys=True)
+    b.add(
+        b.app,
+        cloudwatch.Dashboard(
+            "Dashboard",
+            DashboardName=dashboard_name(name),
+            DashboardBody=Sub(body, **variables) if variables else Sub(body),
+        ),
+        "The server's vital signs at a glance (status links here)",
+    )

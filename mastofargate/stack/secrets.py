@@ -68,6 +68,9 @@ def mastodon_secrets(b: Build, role: str) -> list[SecretRef]:
         refs.append(SecretRef(OTP_SECRET, "app", OTP_SECRET))
     if b.config.smtp.login:
         refs.append(SecretRef("SMTP_PASSWORD", "app", "SMTP_PASSWORD"))
+    elif not b.config.smtp.server:
+        # SES: both derived from the SMTP user's access key by deploy.mail.ensure_smtp_credentials
+        refs += [SecretRef("SMTP_LOGIN", "app", "SMTP_LOGIN"), SecretRef("SMTP_PASSWORD", "app", "SMTP_PASSWORD")]
     return refs
 
 

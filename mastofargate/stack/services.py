@@ -9,11 +9,12 @@ directory) deploy with minimumHealthyPercent 0 / maximumPercent 100, so two neve
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationautoscaling, ecs, servicediscovery
 
 from mastofargate.sizing import ServiceSize
-from mastofargate.stack import entrypoints
+from mastofargate.stack import entrypoints, queue_metrics
 from mastofargate.stack.context import Build, logical
 from mastofargate.stack.edge import HEALTH_PATHS, PORTS
 from mastofargate.stack.environment import mastodon_environment
@@ -109,7 +110,7 @@ def container(
     )
     if role in ("web", "streaming", "sidekiq"):
         props["Command"] = command or (size.sidekiq_command() if role == "sidekiq" else COMMANDS[role])
-        props["Environment"] = _env({**mastodon_environment(b, size), **(extra_env or {})})
+        props["Environment"] = _env({**mastodon_environment(b, size, job=job is not None), **(extra_env or {})})
         props["Secrets"] = _secrets(b, mastodon_secrets(b, role))
     elif role == "postgres":
         # The shipped entrypoint: an EFS lock so one Postgres owns the data directory, fast shutdown on
@@ -244,12 +245,15 @@ def add(b: Build) -> None:
 def _service(b: Build, size: ServiceSize) -> None:
     t = b.app
     key = logical(size.name)
+    containers = [container(b, size)]
+    if queue_metrics.wanted(size):
+        containers.append(_queue_metrics_sidecar(b, size))
     td = task_definition(
         b,
         f"{key}TaskDefinition",
         f"{b.name}-{size.name}",
         size,
-        [container(b, size)],
+        containers,
         task_role(size),
         f"Task definition of {size.name} ({size.cpu / 1024:g} vCPU, {size.memory} MiB)",
     )
@@ -313,6 +317,15 @@ def _service(b: Build, size: ServiceSize) -> None:
     b.add(t, service, f"{what}: {size.desired} task(s)" + (", never two at once" if size.singleton else ""))
     if size.max > size.min:
         _autoscaling(b, size, key)
+
+
+def _queue_metrics_sidecar(b: Build, size: ServiceSize) -> ecs.ContainerDefinition:
+    """The Sidekiq backlog publisher (stack/queue_metrics.py): Redis settings as the streaming server gets
+    them (host/port or the rediss:// URL as a secret), logs in the Sidekiq service's group."""
+    redis_env = {k: v for k, v in mastodon_environment(b, replace(size, role="streaming")).items() if "REDIS" in k}
+    redis_secrets = [r for r in mastodon_secrets(b, "streaming") if r.env.startswith("REDIS_")]
+    log = add_log_group(b, size.name)
+    return queue_metrics.sidecar(b, size, log, REDIS_IMAGE, redis_env, _secrets(b, redis_secrets))
 
 
 def _autoscaling(b: Build, size: ServiceSize, key: str) -> None:
