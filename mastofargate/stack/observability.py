@@ -240,7 +240,9 @@ def dashboard_url(name: str, region: str) -> str:
     return f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards/dashboard/{name}"
 
 
-def _widget(title: str, metrics: Sequence[Sequence[object]], x: int, y: int, stat: str = "Average") -> dict[str, object]:
+def _widget(
+    title: str, metrics: Sequence[Sequence[object]], x: int, y: int, stat: str = "Average"
+) -> dict[str, object]:
     return {
         "type": "metric",
         "x": x,
