@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "exec",
     "rollback",
     "destroy",
+    "secrets",
     "images",
     "schema",
 )
