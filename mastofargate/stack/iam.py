@@ -3,7 +3,9 @@
 - execution role: pull images, write logs, read exactly our three secrets;
 - Mastodon task role (web, Sidekiq, jobs): the media bucket and nothing else, plus ECS Exec;
 - streaming task role: ECS Exec only;
-- data task role (Postgres/Redis tasks): their EFS access points, plus ECS Exec;
+- data task role (Postgres/Redis tasks): their EFS access points, plus ECS Exec; with the Postgres task, the
+  backup bucket too (pgBackRest archives WAL from inside the Postgres container);
+- backup task role (one-off dump, verify and restore-drill tasks): the backup bucket and nothing else;
 - scheduler role: run the maintenance task definition, pass only our two roles.
 No static AWS keys exist anywhere: tasks get credentials from their role.
 """
@@ -24,6 +26,13 @@ from troposphere import GetAtt, Join, Sub, iam
 
 from mastofargate.stack.context import Build
 
+BACKUP_ACTIONS = [
+    s3_actions.GetObject,
+    s3_actions.PutObject,
+    s3_actions.DeleteObject,  # pgBackRest expires its own backups and WAL
+    s3_actions.AbortMultipartUpload,
+    s3_actions.ListMultipartUploadParts,
+]
 MEDIA_ACTIONS = [
     s3_actions.GetObject,
     s3_actions.PutObject,
@@ -71,6 +80,26 @@ def _exec_statements(b: Build) -> list[Statement]:
         Statement(Sid="EcsExecLogGroups", Effect=Allow, Action=[logs_actions.DescribeLogGroups], Resource=["*"]),
         Statement(
             Sid="EcsExecKey",
+            Effect=Allow,
+            Action=[kms_actions.Decrypt, kms_actions.GenerateDataKey],
+            Resource=[b.imported("KeyArn")],
+        ),
+    ]
+
+
+def _backup_statements(b: Build) -> list[Statement]:
+    """The backup bucket and the KMS key its objects are encrypted with (SSE-KMS needs both)."""
+    bucket = b.imported("BackupBucketArn")
+    return [
+        Statement(Sid="BackupObjects", Effect=Allow, Action=BACKUP_ACTIONS, Resource=[Join("", [bucket, "/*"])]),
+        Statement(
+            Sid="BackupBucket",
+            Effect=Allow,
+            Action=[s3_actions.ListBucket, s3_actions.GetBucketLocation],
+            Resource=[bucket],
+        ),
+        Statement(
+            Sid="BackupKey",
             Effect=Allow,
             Action=[kms_actions.Decrypt, kms_actions.GenerateDataKey],
             Resource=[b.imported("KeyArn")],
@@ -155,9 +184,17 @@ def add(b: Build) -> None:
                     Resource=[b.imported("FileSystemArn")],
                     Condition=Condition(StringEquals("elasticfilesystem:AccessPointArn", aps)),
                 ),
+                *(_backup_statements(b) if cfg.database == "task" else []),
                 *_exec_statements(b),
             ],
         )
+    _role(
+        b,
+        "BackupTaskRole",
+        "ecs-tasks.amazonaws.com",
+        "One-off backup, verify and restore-drill tasks: the backup bucket only",
+        _backup_statements(b),
+    )
     _role(
         b,
         "SchedulerRole",
