@@ -91,6 +91,13 @@ class Cluster:
         self.settings = settings or {}
         if init:
             run([str(BINDIR / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            self.configure(self.settings)
+
+    def configure(self, settings: dict[str, str]) -> None:
+        """Append settings to postgresql.conf (quoted as the file wants; no shell in between)."""
+        lines = "".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in settings.items())
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(lines)
 
     def env(self, database: str = "postgres", **extra: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -104,9 +111,9 @@ class Cluster:
             **extra,
         }
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
+        """Start it; `env` is the postmaster's environment, which archive_command and restore_command inherit."""
         options = [f"-c port={self.port}", "-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={self.root}"]
-        options += [f"-c {k}={v}" for k, v in self.settings.items()]
         run(
             [
                 str(BINDIR / "pg_ctl"),
@@ -120,7 +127,8 @@ class Cluster:
                 "-t",
                 "60",
                 "start",
-            ]
+            ],
+            env=env,
         )
 
     def stop(self) -> None:
