@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "rollback",
     "destroy",
     "secrets",
+    "backups",
     "images",
     "schema",
 )

@@ -24,3 +24,13 @@ def export(name: str, key: str) -> str:
 
 def log_group(name: str, service_or_job: str) -> str:
     return f"/mastofargate/{name}/{service_or_job}"
+
+
+def db_instance(name: str) -> str:
+    """The RDS instance identifier (fixed, so its log group can exist before RDS writes to it)."""
+    return f"{name}-postgres"
+
+
+def backup_vault(name: str) -> str:
+    """The AWS Backup vault of the data stack."""
+    return f"{name}-backups"
