@@ -158,3 +158,21 @@ def test_dump_refuses_a_database_that_is_not_mastodons(mastodon_db: Cluster, wor
     proc = pgtask(["dump", "--to", str(workdir) + "/"], mastodon_db.env("postgres"))
     assert proc.returncode == 1 and "lacks Mastodon's tables" in proc.stderr
     assert not list(workdir.iterdir())
+
+
+def test_verify_into_a_named_database_keeps_it_only_when_it_verified(mastodon_db: Cluster, workdir: Path) -> None:
+    dump = dump_to_file(mastodon_db, workdir)
+    failed = pgtask(
+        ["verify", "--from", str(dump), "--into", "restored_bad", "--expect-schema", "1"], mastodon_db.env()
+    )
+    assert failed.returncode == 1
+    assert mastodon_db.sql("SELECT count(*) FROM pg_database WHERE datname = 'restored_bad'") == [["0"]]
+    proc = pgtask(["verify", "--from", str(dump), "--into", "restored_20261130"], mastodon_db.env())
+    assert proc.returncode == 0, proc.stderr
+    try:
+        assert result_of(proc)["database"] == "restored_20261130"
+        again = pgtask(["verify", "--from", str(dump), "--into", "restored_20261130"], mastodon_db.env())
+        assert again.returncode == 1 and "already exists" in again.stderr  # never restores over a database
+        assert mastodon_db.sql("SELECT count(*) FROM accounts", "restored_20261130") == [[str(SEED_ACCOUNTS)]]
+    finally:
+        mastodon_db.sql("DROP DATABASE restored_20261130")

@@ -392,7 +392,9 @@ def scratch_cluster() -> Iterator[dict[str, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def verify(source: Location, *, expect_schema: str | None, scratch: bool, keep: bool, jobs: int) -> dict[str, Any]:
+def verify(
+    source: Location, *, expect_schema: str | None, scratch: bool, keep: bool, jobs: int, into: str | None = None
+) -> dict[str, Any]:
     started = time.monotonic()
     raw_manifest = get_bytes(source.with_suffix(".json"))
     manifest = json.loads(raw_manifest) if raw_manifest else None
@@ -407,7 +409,9 @@ def verify(source: Location, *, expect_schema: str | None, scratch: bool, keep: 
         if listed.returncode != 0:
             raise TaskError(f"pg_restore cannot read the dump's table of contents: {listed.stderr.strip()}")
         with scratch_cluster() if scratch else _connected() as env:
-            return _restore_and_check(path, env, manifest, expected, version, keep=keep, jobs=jobs, started=started)
+            return _restore_and_check(
+                path, env, manifest, expected, version, keep=keep or bool(into), jobs=jobs, started=started, into=into
+            )
 
 
 @contextmanager
@@ -425,12 +429,16 @@ def _restore_and_check(
     keep: bool,
     jobs: int,
     started: float,
+    into: str | None = None,
 ) -> dict[str, Any]:
     server = server_facts(env)
-    name = f"verify_{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}_{os.getpid()}"
+    name = into or f"verify_{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}_{os.getpid()}"
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise TaskError(f"--into {name!r}: a database name of lowercase letters, digits and _ is required.", 2)
     admin_db = env.get("PGDATABASE") or "postgres"
     psql(f'CREATE DATABASE "{name}"', env={**env, "PGDATABASE": admin_db})
     log(f"restoring into new database {name} on PostgreSQL {server['server_version']}")
+    verified = False
     try:
         restored = subprocess.run(
             [tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", f"--jobs={jobs}", "-d", name, str(path)],
@@ -461,9 +469,12 @@ def _restore_and_check(
             "seconds": round(time.monotonic() - started, 1),
         }
         log(f"verified: schema {got}, {rows}")
+        verified = True
         return result
     finally:
-        if not keep:
+        # the database this run created goes, unless it verified and was asked for: a half-restored copy
+        # must never be mistaken for a good one
+        if not (keep and verified):
             psql(f'DROP DATABASE IF EXISTS "{name}"', env={**env, "PGDATABASE": admin_db})
 
 
@@ -521,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--expect-schema", default=None, help="schema_migrations version the restore must have")
     v.add_argument("--scratch", action="store_true", help="restore into a throw-away cluster started here")
     v.add_argument("--keep", action="store_true", help="keep the restored database (for a restore)")
+    v.add_argument("--into", default=None, help="name of the new database to restore into (implies --keep)")
     v.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
     b = sub.add_parser("pgbackrest", help="run pgbackrest with the ECS task role's credentials")
     b.add_argument("args", nargs=argparse.REMAINDER)
@@ -537,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                 scratch=ns.scratch,
                 keep=ns.keep,
                 jobs=max(1, ns.jobs),
+                into=ns.into,
             )
     except TaskError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
