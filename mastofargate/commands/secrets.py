@@ -73,8 +73,7 @@ def export(
     from mastofargate.deploy.target import Target
 
     target = Target(load_config(config))
-    if to.exists() and not force:
-        keys.write_file(to, b"", force=False)  # the refusal, before asking for a passphrase
+    keys.check_destination(to, force=force)  # before asking for a passphrase
     passphrase = read_passphrase(passphrase_env, confirm=True)
     written = keys.export_keys(target, to, passphrase, force=force)
     for kind, names in written.items():

@@ -178,16 +178,21 @@ def decrypt(data: bytes, passphrase: str, path: Path) -> KeysFile:
     return KeysFile(header, values)
 
 
-def write_file(path: Path, data: bytes, *, force: bool) -> None:
-    """Write with mode 0600 from the first byte; refuse to replace an existing file unless `force`."""
+def check_destination(path: Path, *, force: bool) -> None:
+    """Refuse a directory, and an existing file unless `force` (checked before any passphrase or AWS call)."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory.", fix="give a file name, e.g. --to keys.mastofargate")
     if path.exists() and not force:
         raise UsageError(
             f"{path} already exists.",
             why="an earlier export may be the only copy of keys that differ from today's",
             fix="choose another file name, or pass --force to replace it",
         )
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory.", fix="give a file name, e.g. --to keys.mastofargate")
+
+
+def write_file(path: Path, data: bytes, *, force: bool) -> None:
+    """Write with mode 0600 from the first byte; refuse to replace an existing file unless `force`."""
+    check_destination(path, force=force)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -317,8 +322,7 @@ def import_keys(target: Target, values: dict[str, dict[str, str]], *, dry_run: b
 def export_keys(target: Target, path: Path, passphrase: str, *, force: bool = False) -> dict[str, list[str]]:
     """Read the server's keys and write them encrypted to `path`; returns kind -> key names written."""
     check_passphrase(passphrase)
-    if path.exists() and not force:
-        write_file(path, b"", force=False)  # raises the clear refusal before any AWS call
+    check_destination(path, force=force)
     values = read_keys(target)
     source = {"name": target.name, "region": target.region, "domain": target.config.server.domain}
     write_file(path, encrypt(values, passphrase, source), force=force)
