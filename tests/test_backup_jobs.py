@@ -32,12 +32,18 @@ def test_the_commands_name_the_script_and_its_options_exist() -> None:
     ]
     drill = backup_jobs.verify_command("s3://bkt/dumps/x.dump", expect_schema="20251117000000")
     assert drill[2:] == ["verify", "--from", "s3://bkt/dumps/x.dump", "--expect-schema", "20251117000000", "--scratch"]
+    nightly = backup_jobs.dump_command("bkt", "nightly", server="social")
+    assert nightly[-4:] == ["--publish", "Mastofargate/Backups", "--server", "social"]
+    monthly = backup_jobs.drill_command("bkt", "social")
+    assert monthly[2:6] == ["verify", "--from", "s3://bkt/dumps/", "--scratch"] and "--publish" in monthly
     restore = backup_jobs.verify_command("s3://bkt/dumps/x.dump", scratch=False, into="restored_1")
     assert restore[-2:] == ["--into", "restored_1"] and "--scratch" not in restore
     with pytest.raises(ValueError):
         backup_jobs.verify_command("s3://b/k", into="x")
     # the options the verbs pass are the script's own (its argument parser accepts them)
-    for command in (dump, drill, restore):
+    check = backup_jobs.check_command("20251117000000")
+    assert check[2:] == ["check", "--expect-schema", "20251117000000"]
+    for command in (dump, drill, restore, nightly, monthly, check):
         sub = command[2]
         helptext = subprocess.run([sys.executable, str(PGTASK), sub, "--help"], capture_output=True, text=True).stdout
         for arg in command[3:]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from mastofargate.stack.backups import METRIC_NAMESPACE
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 from tests.pg_support import (
     SCHEMA_VERSION,
@@ -176,3 +177,50 @@ def test_verify_into_a_named_database_keeps_it_only_when_it_verified(mastodon_db
         assert mastodon_db.sql("SELECT count(*) FROM accounts", "restored_20261130") == [[str(SEED_ACCOUNTS)]]
     finally:
         mastodon_db.sql("DROP DATABASE restored_20261130")
+
+
+def metric_values(name: str, statistic: str = "Minimum") -> list[float]:
+    from datetime import UTC, datetime, timedelta
+
+    cw = boto3.client("cloudwatch")
+    now = datetime.now(UTC)
+    stats = cw.get_metric_statistics(
+        Namespace=METRIC_NAMESPACE,
+        MetricName=name,
+        Dimensions=[{"Name": "Server", "Value": "social"}],
+        StartTime=now - timedelta(hours=1),
+        EndTime=now + timedelta(minutes=5),
+        Period=60,
+        Statistics=[statistic],
+    )
+    return [p[statistic] for p in stats["Datapoints"]]
+
+
+def test_the_drill_restores_the_newest_complete_dump_and_publishes_its_outcome(s3_env: dict[str, str]) -> None:
+    publish = ["--publish", METRIC_NAMESPACE, "--server", "social"]
+    for label in ("older", "newer"):
+        proc = pgtask(["dump", "--to", f"s3://{BUCKET}/dumps/", "--label", label, *publish], s3_env)
+        assert proc.returncode == 0, proc.stderr
+    newest = result_of(proc)["location"]
+    assert metric_values("BackupSucceeded") == [1.0]
+    # a dump still being written (no manifest yet) is never the drill's choice
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="dumps/99991231T000000Z-unfinished.dump", Body=b"PGDMP")
+    drill = pgtask(["verify", "--from", f"s3://{BUCKET}/dumps/", "--scratch", *publish], s3_env)
+    assert drill.returncode == 0, drill.stderr
+    assert result_of(drill)["location"] == newest
+    assert metric_values("DrillSucceeded") == [1.0]
+    (age,) = metric_values("BackupAgeSeconds")
+    assert 0 <= age < 600
+    failed = pgtask(["verify", "--from", f"s3://{BUCKET}/nothing/", "--scratch", *publish], s3_env)
+    assert failed.returncode == 1 and "No complete dump" in failed.stderr
+    assert min(metric_values("DrillSucceeded")) == 0.0 and max(metric_values("DrillSucceeded", "Maximum")) == 1.0
+
+
+def test_check_runs_the_checks_on_the_connected_database(mastodon_db: Cluster) -> None:
+    env = mastodon_db.env("mastodon_production")
+    ok = pgtask(["check", "--expect-schema", SCHEMA_VERSION], env)
+    assert ok.returncode == 0, ok.stderr
+    assert result_of(ok)["counts"] == {"accounts": SEED_ACCOUNTS, "statuses": SEED_STATUSES}
+    wrong = pgtask(["check", "--expect-schema", "20991231000000"], env)
+    assert wrong.returncode == 1 and "expected 20991231000000" in wrong.stderr
+    assert pgtask(["check"], mastodon_db.env("postgres")).returncode == 1

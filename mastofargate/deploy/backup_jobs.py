@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mastofargate.errors import MastofargateError
-from mastofargate.stack.backups import DUMP_PREFIX
+from mastofargate.stack.backups import DUMP_PREFIX, METRIC_NAMESPACE
 from mastofargate.stack.pgbackrest import PGTASK_PATH
 
 if TYPE_CHECKING:
@@ -38,9 +38,23 @@ def snapshot_id(name: str, label: str, now: datetime | None = None) -> str:
     return ("b-" + text if not text[:1].isalpha() else text)[:255]
 
 
-def dump_command(bucket: str, label: str) -> list[str]:
-    """pg_dump -Fc of $PGDATABASE into s3://bucket/dumps/, named by time and label, with its manifest."""
-    return [PYTHON, PGTASK_PATH, "dump", "--to", f"s3://{bucket}/{DUMP_PREFIX}", "--label", label]
+def dump_command(bucket: str, label: str, *, server: str | None = None) -> list[str]:
+    """pg_dump -Fc of $PGDATABASE into s3://bucket/dumps/, named by time and label, with its manifest; with
+    `server` (the nightly schedule) it also puts BackupSucceeded 1/0 into the backup metrics."""
+    command = [PYTHON, PGTASK_PATH, "dump", "--to", f"s3://{bucket}/{DUMP_PREFIX}", "--label", label]
+    return command + (["--publish", METRIC_NAMESPACE, "--server", server] if server else [])
+
+
+def drill_command(bucket: str, server: str) -> list[str]:
+    """The restore drill (monthly schedule, `backup verify`): the newest complete dump restored into a
+    throw-away cluster and checked; DrillSucceeded and BackupAgeSeconds go to the backup metrics."""
+    return [
+        *verify_command(f"s3://{bucket}/{DUMP_PREFIX}"),
+        "--publish",
+        METRIC_NAMESPACE,
+        "--server",
+        server,
+    ]
 
 
 def verify_command(
@@ -59,6 +73,12 @@ def verify_command(
     elif scratch:
         command.append("--scratch")
     return command
+
+
+def check_command(expect_schema: str | None = None) -> list[str]:
+    """The checks alone on the database the task's PG* variables name (an RDS instance restored from a
+    snapshot or to a point in time: PGHOST set to the new instance's endpoint for that one task)."""
+    return [PYTHON, PGTASK_PATH, "check", *(["--expect-schema", expect_schema] if expect_schema else [])]
 
 
 def task_result(log_lines: list[str], *, what: str) -> dict[str, Any]:

@@ -23,6 +23,9 @@ PGBACKREST_PREFIX = "pgbackrest/"
 # Nightly dumps kept five weeks: as long as AWS Backup's daily recovery points (stack/database.py).
 DUMP_DAYS = 35
 NONCURRENT_DAYS = 7
+# CloudWatch metrics the backup tasks publish (pgtask.py --publish NAMESPACE --server NAME), dimension Server:
+# BackupSucceeded (each dump), DrillSucceeded and BackupAgeSeconds (each drill). Alarms watch them.
+METRIC_NAMESPACE = "Mastofargate/Backups"
 
 
 def add(b: Build) -> None:

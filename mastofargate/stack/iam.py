@@ -12,6 +12,7 @@ No static AWS keys exist anywhere: tasks get credentials from their role.
 
 from __future__ import annotations
 
+from awacs import cloudwatch as cloudwatch_actions
 from awacs import ecs as ecs_actions
 from awacs import elasticfilesystem as efs_actions
 from awacs import iam as iam_actions
@@ -24,6 +25,7 @@ from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, St
 from awacs.sts import AssumeRole
 from troposphere import GetAtt, Join, Sub, iam
 
+from mastofargate.stack.backups import METRIC_NAMESPACE
 from mastofargate.stack.context import Build
 
 BACKUP_ACTIONS = [
@@ -105,6 +107,17 @@ def _backup_statements(b: Build) -> list[Statement]:
             Resource=[b.imported("KeyArn")],
         ),
     ]
+
+
+def _backup_metric_statement() -> Statement:
+    """PutMetricData has no resource to name; the namespace condition keeps it to the backup metrics."""
+    return Statement(
+        Sid="BackupMetrics",
+        Effect=Allow,
+        Action=[cloudwatch_actions.PutMetricData],
+        Resource=["*"],
+        Condition=Condition(StringEquals("cloudwatch:namespace", METRIC_NAMESPACE)),
+    )
 
 
 def _role(
@@ -192,8 +205,8 @@ def add(b: Build) -> None:
         b,
         "BackupTaskRole",
         "ecs-tasks.amazonaws.com",
-        "One-off backup, verify and restore-drill tasks: the backup bucket only",
-        _backup_statements(b),
+        "One-off backup, verify and restore-drill tasks: the backup bucket and their metrics only",
+        [*_backup_statements(b), _backup_metric_statement()],
     )
     _role(
         b,

@@ -7,8 +7,10 @@ so it runs without the rest of mastofargate. Connection settings are libpq's own
 (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE), which ECS fills from the task definition and
 the database secret.
 
-    pgtask.py dump --to s3://BUCKET/dumps/ [--label NAME]    pg_dump -Fc streamed to S3, then a manifest
-    pgtask.py verify --from s3://BUCKET/dumps/X.dump [--scratch] [--expect-schema V]
+    pgtask.py dump --to s3://BUCKET/dumps/ [--label NAME] [--publish NS --server NAME]    pg_dump -Fc to S3
+    pgtask.py verify --from s3://BUCKET/dumps/X.dump [--scratch] [--expect-schema V] [--into NAME]
+    pgtask.py verify --from s3://BUCKET/dumps/ --scratch --publish NS --server NAME    the drill: newest dump
+    pgtask.py check [--expect-schema V]                       the checks alone, on the connected database
     pgtask.py pgbackrest ARGS...                               pgBackRest with the ECS task role's credentials
 
 A dump is complete only when its manifest (`<dump>.json`: size, sha256, server and pg_dump versions,
@@ -173,13 +175,34 @@ class Location:
         return Location(self.bucket, self.key + suffix)
 
 
-def s3() -> Any:
-    """An S3 client; honours the SDKs' standard AWS_ENDPOINT_URL(_S3) variables itself, because the
-    boto3 of Debian bookworm (1.26) predates their support."""
+def aws_client(service: str, env_suffix: str) -> Any:
+    """A boto3 client; honours the SDKs' standard AWS_ENDPOINT_URL(_<SERVICE>) variables itself, because
+    the boto3 of Debian bookworm (1.26) predates their support."""
     import boto3
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    return boto3.client("s3", endpoint_url=endpoint)
+    endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{env_suffix}") or os.environ.get("AWS_ENDPOINT_URL") or None
+    return boto3.client(service, endpoint_url=endpoint)
+
+
+def s3() -> Any:
+    return aws_client("s3", "S3")
+
+
+def newest_dump(prefix: Location) -> Location:
+    """The newest complete dump (one with its manifest) under a prefix: what the drill restores."""
+    if prefix.bucket:
+        found: dict[str, Any] = {}
+        for page in s3().get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key):
+            for obj in page.get("Contents", []):
+                found[obj["Key"]] = obj["LastModified"]
+        complete = [(t, k) for k, t in found.items() if k.endswith(".dump") and k + ".json" in found]
+        if complete:
+            return Location(prefix.bucket, max(complete)[1])
+    else:
+        paths = [p for p in Path(prefix.key).glob("*.dump") if Path(str(p) + ".json").exists()]
+        if paths:
+            return Location(None, str(max(paths, key=lambda p: p.stat().st_mtime)))
+    raise TaskError(f"No complete dump (with its manifest) under {prefix}.")
 
 
 class HashingReader:
@@ -396,6 +419,9 @@ def verify(
     source: Location, *, expect_schema: str | None, scratch: bool, keep: bool, jobs: int, into: str | None = None
 ) -> dict[str, Any]:
     started = time.monotonic()
+    if source.is_dir:
+        source = newest_dump(source)
+        log(f"newest complete dump: {source}")
     raw_manifest = get_bytes(source.with_suffix(".json"))
     manifest = json.loads(raw_manifest) if raw_manifest else None
     if manifest is None:
@@ -409,9 +435,10 @@ def verify(
         if listed.returncode != 0:
             raise TaskError(f"pg_restore cannot read the dump's table of contents: {listed.stderr.strip()}")
         with scratch_cluster() if scratch else _connected() as env:
-            return _restore_and_check(
+            result = _restore_and_check(
                 path, env, manifest, expected, version, keep=keep or bool(into), jobs=jobs, started=started, into=into
             )
+            return {**result, "location": str(source)}
 
 
 @contextmanager
@@ -461,6 +488,7 @@ def _restore_and_check(
         result = {
             "ok": True,
             "database": name if keep else None,
+            "dump_created": (manifest or {}).get("created"),
             "schema_version": got,
             "counts": rows,
             "dump_counts": (manifest or {}).get("counts"),
@@ -476,6 +504,36 @@ def _restore_and_check(
         # must never be mistaken for a good one
         if not (keep and verified):
             psql(f'DROP DATABASE IF EXISTS "{name}"', env={**env, "PGDATABASE": admin_db})
+
+
+def check(expect_schema: str | None) -> dict[str, Any]:
+    """The checks of `verify` on the connected database alone (an RDS instance restored from a snapshot or to
+    a point in time has nothing to restore: it is checked where it is)."""
+    facts = server_facts()
+    missing = missing_tables()
+    if missing:
+        raise TaskError(f"The database lacks Mastodon's tables: {', '.join(missing)}.")
+    got = schema_version()
+    if expect_schema and got != expect_schema:
+        raise TaskError(f"schema_migrations' newest version is {got}, expected {expect_schema}.")
+    return {"ok": True, "schema_version": got, "counts": counts(), **facts}
+
+
+def publish(namespace: str, server: str, result: dict[str, Any], command: str) -> None:
+    """The outcome as CloudWatch metrics (dimension Server), for the alarms of DESIGN invariant 6: a dump
+    puts BackupSucceeded 1/0 (an alarm treating missing data as breaching notices when none succeeded for
+    longer than the schedule allows); the drill puts DrillSucceeded 1/0 and BackupAgeSeconds of the dump
+    it restored."""
+    name = "BackupSucceeded" if command == "dump" else "DrillSucceeded"
+    data: list[dict[str, Any]] = [{"MetricName": name, "Value": 1.0 if result.get("ok") else 0.0, "Unit": "Count"}]
+    created = result.get("dump_created") if command == "verify" else None
+    if result.get("ok") and created:
+        age = datetime.now(UTC) - datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        data.append({"MetricName": "BackupAgeSeconds", "Value": max(0.0, age.total_seconds()), "Unit": "Seconds"})
+    for item in data:
+        item["Dimensions"] = [{"Name": "Server", "Value": server}]
+    aws_client("cloudwatch", "CLOUDWATCH").put_metric_data(Namespace=namespace, MetricData=data)
+    log(f"published {', '.join(d['MetricName'] for d in data)} to {namespace}")
 
 
 # --- pgBackRest with the task role ----------------------------------------------------------------------
@@ -527,12 +585,18 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dump", help="pg_dump -Fc to s3://BUCKET/PREFIX/ or a local path, with a manifest")
     d.add_argument("--to", required=True)
     d.add_argument("--label", default="manual")
+    d.add_argument("--publish", metavar="NAMESPACE", help="put BackupSucceeded 1/0 into CloudWatch metrics")
+    d.add_argument("--server", default="", help="value of the metrics' Server dimension (with --publish)")
     v = sub.add_parser("verify", help="restore a dump into a fresh database and check it")
     v.add_argument("--from", dest="source", required=True)
     v.add_argument("--expect-schema", default=None, help="schema_migrations version the restore must have")
     v.add_argument("--scratch", action="store_true", help="restore into a throw-away cluster started here")
     v.add_argument("--keep", action="store_true", help="keep the restored database (for a restore)")
     v.add_argument("--into", default=None, help="name of the new database to restore into (implies --keep)")
+    v.add_argument("--publish", metavar="NAMESPACE", help="put the outcome into CloudWatch metrics (the drill)")
+    v.add_argument("--server", default="", help="value of the metrics' Server dimension (with --publish)")
+    c = sub.add_parser("check", help="check the connected database (Mastodon's tables, schema, counts)")
+    c.add_argument("--expect-schema", default=None)
     v.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
     b = sub.add_parser("pgbackrest", help="run pgbackrest with the ECS task role's credentials")
     b.add_argument("args", nargs=argparse.REMAINDER)
@@ -540,8 +604,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if ns.command == "pgbackrest":
             return run_pgbackrest(ns.args)
+        if ns.command in ("dump", "verify") and ns.publish and not ns.server:
+            raise TaskError("--publish needs --server NAME (the metrics' dimension).", exit_code=2)
         if ns.command == "dump":
             result = dump(Location.parse(ns.to), ns.label)
+        elif ns.command == "check":
+            result = check(ns.expect_schema)
         else:
             result = verify(
                 Location.parse(ns.source),
@@ -553,8 +621,13 @@ def main(argv: list[str] | None = None) -> int:
             )
     except TaskError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
-        print(json.dumps({"ok": False, "error": str(e)}), flush=True)
+        failed = {"ok": False, "error": str(e)}
+        if ns.command in ("dump", "verify") and ns.publish and ns.server:
+            publish(ns.publish, ns.server, failed, ns.command)
+        print(json.dumps(failed), flush=True)
         return e.exit_code
+    if ns.command in ("dump", "verify") and ns.publish:
+        publish(ns.publish, ns.server, result, ns.command)
     print(json.dumps(result, sort_keys=True), flush=True)
     return 0
 
