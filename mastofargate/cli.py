@@ -33,6 +33,8 @@ COMMAND_MODULES = (
     "exec",
     "rollback",
     "destroy",
+    "secrets",
+    "backups",
     "images",
     "ci",
     "schema",

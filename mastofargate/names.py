@@ -37,3 +37,13 @@ CI_ROLES = ("plan", "images", "deploy")
 def ci_role(name: str, kind: str) -> str:
     """IAM role a CI workflow assumes: plan (read-only), images (ECR push) or deploy."""
     return f"{name}-ci-{kind}"
+
+
+def db_instance(name: str) -> str:
+    """The RDS instance identifier (fixed, so its log group can exist before RDS writes to it)."""
+    return f"{name}-postgres"
+
+
+def backup_vault(name: str) -> str:
+    """The AWS Backup vault of the data stack."""
+    return f"{name}-backups"

@@ -8,7 +8,7 @@ say() { echo "ensure-postgres: $*"; }
 die() { echo "ensure-postgres: ERROR: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
-PKGS=(postgresql-15 postgresql-client-15 pgbackrest openssl)
+PKGS=(postgresql-15 postgresql-client-15 pgbackrest openssl python3-boto3)  # python3-boto3: what the backup image runs pgtask.py with
 missing=()
 for p in "${PKGS[@]}"; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] || missing+=("$p")

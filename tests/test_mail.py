@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from mastofargate.deploy.target import Target
+from mastofargate.target import Target
 
 from mastofargate.deploy import bootstrap
 from mastofargate.deploy.mail import ensure_smtp_credentials, ses_sandbox_notice, smtp_password

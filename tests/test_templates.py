@@ -142,16 +142,26 @@ def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
 
 @combos
 def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
-    bucket = {"Fn::ImportValue": "social-data:MediaBucketArn"}
+    """Mastodon reaches only the media bucket; the backup tasks (and the Postgres task, whose pgBackRest
+    archives WAL) only the backup bucket; nothing else touches S3."""
+    media = {"Fn::ImportValue": "social-data:MediaBucketArn"}
+    backups = {"Fn::ImportValue": "social-data:BackupBucketArn"}
+    allowed = {"MastodonTaskRole": media, "BackupTaskRole": backups}
+    if combo[1] == "task":
+        allowed["DataTaskRole"] = backups
+    with_s3 = set()
     for title, role in resources(combo, "AWS::IAM::Role", "app").items():
         for st in _statements(role):
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
             if any(a.startswith("s3:") for a in actions):
-                assert title == "MastodonTaskRole", f"{title} has S3 access"
-                assert "s3:PutObjectAcl" not in actions and "s3:*" not in actions, "the bucket has no ACLs"
+                assert title in allowed, f"{title} has S3 access"
+                assert "s3:PutObjectAcl" not in actions and "s3:*" not in actions, "the buckets have no ACLs"
+                with_s3.add(title)
+                bucket = allowed[title]
                 for res in st["Resource"]:
                     assert res == bucket or res == {"Fn::Join": ["", [bucket, "/*"]]}, res
-        assert not role["Properties"].get("ManagedPolicyArns") or title == "ExecutionRole", title
+        assert not role["Properties"].get("ManagedPolicyArns"), title
+    assert with_s3 == set(allowed)
 
 
 @combos
@@ -159,12 +169,12 @@ def test_every_data_resource_survives_delete_and_replace(combo: tuple) -> None:
     data = stacks(combo)["data"]["Resources"]
     for title, res in data.items():
         policy = DATA_BEARING.get(res["Type"])
-        if res["Type"] == "AWS::S3::Bucket" and title == "MediaBucket":
+        if res["Type"] == "AWS::S3::Bucket" and title in ("MediaBucket", "BackupBucket"):
             policy = "Retain"
         if policy:
             assert res.get("DeletionPolicy") == policy, title
             assert res.get("UpdateReplacePolicy") == policy, title
-    assert "MediaBucket" in data
+    assert "MediaBucket" in data and "BackupBucket" in data
     db = data.get("Database")
     if db:
         props = db["Properties"]
@@ -320,3 +330,24 @@ def test_efs_admits_only_the_tasks_that_use_it(combo: tuple) -> None:
     if sg:
         sources = {r["Description"] for r in sg["Properties"]["SecurityGroupIngress"]}
         assert sources == {f"NFS from the {role} task" for role, on in uses.items() if on}
+
+
+@combos
+def test_backup_bucket_is_private_versioned_encrypted_expiring_and_tls_only(combo: tuple) -> None:
+    data = stacks(combo)["data"]["Resources"]
+    props = data["BackupBucket"]["Properties"]
+    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    sse = rule["ServerSideEncryptionByDefault"]
+    assert sse["SSEAlgorithm"] == "aws:kms" and sse["KMSMasterKeyID"] == {"Fn::GetAtt": ["EncryptionKey", "Arn"]}
+    rules = props["LifecycleConfiguration"]["Rules"]
+    assert any(r.get("Prefix") == "dumps/" and r.get("ExpirationInDays") for r in rules)
+    assert any(r.get("NoncurrentVersionExpiration") and "Prefix" not in r for r in rules)
+    # pgBackRest expires its own repository: no age-based expiry may reach WAL a kept backup needs
+    assert all(r.get("Prefix") == "dumps/" for r in rules if r.get("ExpirationInDays"))
+    policies = [r for r in data.values() if r["Type"] == "AWS::S3::BucketPolicy"]
+    (policy,) = [r for r in policies if r["Properties"]["Bucket"] == {"Ref": "BackupBucket"}]
+    (tls,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

@@ -9,6 +9,7 @@ from troposphere import Template
 
 from mastofargate.config import Config
 from mastofargate.stack import (
+    backups,
     cache,
     cluster,
     database,
@@ -25,7 +26,7 @@ from mastofargate.stack import (
 )
 from mastofargate.stack.context import Build
 
-DATA_BUILDERS = (network, secrets, registry, database, cache, media, mail)
+DATA_BUILDERS = (network, secrets, registry, database, cache, media, mail, backups)
 APP_BUILDERS = (iam, cluster, edge, services, jobs, observability)
 
 

@@ -13,6 +13,7 @@ from awacs.aws import Action, Allow, Bool, Condition, Deny, PolicyDocument, Prin
 from awacs.sts import AssumeRole
 from troposphere import GetAtt, Ref, Sub, Tags, backup, efs, iam, logs, rds
 
+from mastofargate import names
 from mastofargate.stack.context import Build
 from mastofargate.stack.network import SUBNET_CIDRS
 from mastofargate.stack.secrets import secret_names
@@ -124,7 +125,7 @@ def _rds(b: Build) -> None:
 
 def db_identifier(b: Build) -> str:
     """A fixed instance name, so its log group can exist (with retention) before RDS writes to it."""
-    return f"{b.name}-postgres"
+    return names.db_instance(b.name)
 
 
 def _efs(b: Build) -> None:
@@ -231,7 +232,7 @@ def _backup(b: Build) -> None:
         t,
         backup.BackupVault(
             "BackupVault",
-            BackupVaultName=f"{b.name}-backups",
+            BackupVaultName=names.backup_vault(b.name),
             EncryptionKeyArn=GetAtt("EncryptionKey", "Arn"),
             AccessPolicy=vault_access_policy(),
         ),

@@ -7,6 +7,9 @@
 - data task role (Postgres/Redis tasks): their EFS access points only; no ECS Exec into a database;
 - ECS Exec sessions: their own KMS key (`ExecKey`), which the task role may only decrypt with, and which
   encrypts the session transcripts; the data key is never reachable from a task;
+- data task role with the Postgres task: the backup bucket too (pgBackRest archives WAL from inside the
+  Postgres container);
+- backup task role (one-off dump, verify and restore-drill tasks): the backup bucket and its metrics only;
 - scheduler role: run the maintenance task definition, tag the tasks it starts, pass only our two roles,
   and write failed invocations to the schedules' dead-letter queue.
 No static AWS keys exist anywhere: tasks get credentials from their role.
@@ -14,6 +17,7 @@ No static AWS keys exist anywhere: tasks get credentials from their role.
 
 from __future__ import annotations
 
+from awacs import cloudwatch as cloudwatch_actions
 from awacs import ecr as ecr_actions
 from awacs import ecs as ecs_actions
 from awacs import elasticfilesystem as efs_actions
@@ -29,10 +33,18 @@ from awacs.sts import AssumeRole
 from troposphere import GetAtt, Join, Sub, iam
 
 from mastofargate import names
+from mastofargate.stack.backups import METRIC_NAMESPACE
 from mastofargate.stack.context import Build
 from mastofargate.stack.registry import repository_names
 from mastofargate.stack.secrets import secret_names
 
+BACKUP_ACTIONS = [
+    s3_actions.GetObject,
+    s3_actions.PutObject,
+    s3_actions.DeleteObject,  # pgBackRest expires its own backups and WAL
+    s3_actions.AbortMultipartUpload,
+    s3_actions.ListMultipartUploadParts,
+]
 # No s3:PutObjectAcl: the bucket has ACLs disabled and Mastodon is told to send none (S3_PERMISSION="").
 MEDIA_ACTIONS = [
     s3_actions.GetObject,
@@ -90,6 +102,37 @@ def _exec_statements(b: Build) -> list[Statement]:
         ),
         Statement(Sid="EcsExecKey", Effect=Allow, Action=[kms_actions.Decrypt], Resource=[b.imported("ExecKeyArn")]),
     ]
+
+
+def _backup_statements(b: Build) -> list[Statement]:
+    """The backup bucket and the KMS key its objects are encrypted with (SSE-KMS needs both)."""
+    bucket = b.imported("BackupBucketArn")
+    return [
+        Statement(Sid="BackupObjects", Effect=Allow, Action=BACKUP_ACTIONS, Resource=[Join("", [bucket, "/*"])]),
+        Statement(
+            Sid="BackupBucket",
+            Effect=Allow,
+            Action=[s3_actions.ListBucket, s3_actions.GetBucketLocation],
+            Resource=[bucket],
+        ),
+        Statement(
+            Sid="BackupKey",
+            Effect=Allow,
+            Action=[kms_actions.Decrypt, kms_actions.GenerateDataKey],
+            Resource=[b.imported("KeyArn")],
+        ),
+    ]
+
+
+def _backup_metric_statement() -> Statement:
+    """PutMetricData has no resource to name; the namespace condition keeps it to the backup metrics."""
+    return Statement(
+        Sid="BackupMetrics",
+        Effect=Allow,
+        Action=[cloudwatch_actions.PutMetricData],
+        Resource=["*"],
+        Condition=Condition(StringEquals("cloudwatch:namespace", METRIC_NAMESPACE)),
+    )
 
 
 def _role(b: Build, title: str, service: str, description: str, statements: list[Statement]) -> iam.Role:
@@ -184,8 +227,16 @@ def add(b: Build) -> None:
                     Resource=[b.imported("FileSystemArn")],
                     Condition=Condition(StringEquals("elasticfilesystem:AccessPointArn", aps)),
                 ),
+                *(_backup_statements(b) if cfg.database == "task" else []),
             ],
         )
+    _role(
+        b,
+        "BackupTaskRole",
+        "ecs-tasks.amazonaws.com",
+        "One-off backup, verify and restore-drill tasks: the backup bucket and their metrics only",
+        [*_backup_statements(b), _backup_metric_statement()],
+    )
     _role(
         b,
         "SchedulerRole",

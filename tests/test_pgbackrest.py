@@ -1,0 +1,299 @@
+"""Continuous WAL archiving with pgBackRest into S3, and a point-in-time restore between two writes.
+
+Real parts: Debian's PostgreSQL 15 and pgBackRest 2.45, configured only by the environment that
+`mastofargate.stack.pgbackrest` produces for the Postgres task, with archive_command going through the
+task script's `pgbackrest` wrapper. S3 is a moto server started here with TLS (pgBackRest speaks only
+HTTPS to S3), addressed path-style with certificate checks off: the only options that differ from AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import select
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from mastofargate.stack import pgbackrest
+from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
+from tests.pg_support import BINDIR, PGTASK, SYSTEM_PYTHON, Cluster, private_dir, require_postgres, run
+
+BUCKET = "social-backups-123456789012-us-east-1"
+KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (cryptography, as the project already uses it)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class TlsProxy:
+    """TLS in front of the plain-HTTP moto server, as S3's endpoint terminates TLS. moto's own `--ssl` mode
+    (werkzeug's) closes each connection after a response without a TLS close_notify, and pgBackRest 2.45 then
+    waits for its 60 s I/O timeout on every PUT (AWS keeps connections open, so it never meets this)."""
+
+    def __init__(self, upstream_port: int, cert: Path, key: Path) -> None:
+        self.upstream_port = upstream_port
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+
+    def _handle(self, raw: socket.socket) -> None:
+        try:
+            client = self.context.wrap_socket(raw, server_side=True)
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        except OSError:
+            raw.close()
+            return
+
+        # one thread per connection touches the TLS object (OpenSSL objects are not thread-safe)
+        sources = [client, upstream]
+        with contextlib.suppress(OSError):
+            while True:
+                ready = [client] if client in sources and client.pending() else select.select(sources, [], [], 300)[0]
+                if not ready:
+                    break
+                if client in ready:
+                    data = client.recv(65536)
+                    if data:
+                        upstream.sendall(data)
+                    else:
+                        sources.remove(client)
+                        upstream.shutdown(socket.SHUT_WR)
+                if upstream in ready:
+                    data = upstream.recv(65536)
+                    if not data:
+                        break
+                    client.sendall(data)
+        # moto closes every connection after its response; close TLS properly (close_notify), as pgBackRest
+        # waits for it after a `Connection: close` response with an empty body
+        with contextlib.suppress(OSError, ValueError):
+            client.unwrap()
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def tls_s3(aws_endpoint: str, tmp_path: Path) -> Iterator[int]:  # noqa: F811
+    """The shared moto server behind a TLS proxy on 127.0.0.1; yields the proxy's port."""
+    require_postgres()
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    upstream = int(aws_endpoint.rsplit(":", 1)[1])
+    proxy = TlsProxy(upstream, *self_signed(tmp_path))
+    try:
+        yield proxy.port
+    finally:
+        proxy.close()
+
+
+def _boto_keys() -> dict[str, str]:
+    return {
+        "aws_access_key_id": KEYS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": KEYS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": "us-east-1",
+    }
+
+
+def backrest_env(port: int, cluster: Cluster, work: Path) -> dict[str, str]:
+    """The task's environment, plus where this test's cluster listens (the task uses the defaults)."""
+    pg_path = cluster.data
+    env = pgbackrest.repository_environment(
+        BUCKET,
+        "us-east-1",
+        pg_path=str(pg_path),
+        endpoint="127.0.0.1",
+        port=port,
+        uri_style="path",
+        verify_tls=False,
+        cipher=True,
+        work_dir=str(work),
+    )
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PGBACKREST_REPO1_S3_KEY": KEYS["AWS_ACCESS_KEY_ID"],
+        "PGBACKREST_REPO1_S3_KEY_SECRET": KEYS["AWS_SECRET_ACCESS_KEY"],
+        "PGBACKREST_REPO1_CIPHER_PASS": "a-test-cipher-passphrase-not-secret",
+        "PGBACKREST_PG1_PORT": str(cluster.port),
+        "PGBACKREST_PG1_SOCKET_PATH": str(cluster.root),
+        **env,
+    }
+
+
+def backrest(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """pgBackRest through the task script's wrapper, as the task runs it."""
+    return run([SYSTEM_PYTHON, str(PGTASK), "pgbackrest", *args], env=env, timeout=300)
+
+
+def test_wal_archiving_to_s3_and_point_in_time_restore(tls_s3: int) -> None:
+    root = private_dir("pitr-")
+    source = Cluster(root / "source", init=False)
+    restored = Cluster(root / "restored", init=False)
+    try:
+        for c in (source, restored):
+            c.root.mkdir()
+            shutil.chown(c.root, "postgres", "postgres") if _root() else None
+        run([str(BINDIR / "initdb"), "-D", str(source.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        source.configure(pgbackrest.postgres_settings(python=SYSTEM_PYTHON, pgtask=str(PGTASK)))
+        env = backrest_env(tls_s3, source, root)
+        assert pgbackrest.postgres_settings()["archive_timeout"] == "60"
+        source.start(env={**env, **source.env()})
+
+        backrest(env, "stanza-create")
+        backrest(env, "check")  # archive_command really pushed a WAL segment to S3
+        backrest(env, "backup", "--type=full")
+        source.sql("CREATE TABLE toots (id int PRIMARY KEY, text text)")
+        source.sql("INSERT INTO toots VALUES (1, 'before the target time')")
+        time.sleep(1.5)
+        target = source.sql(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
+        )[0][0]
+        time.sleep(1.5)
+        source.sql("INSERT INTO toots VALUES (2, 'after the target time')")
+        backrest(env, "check")  # switches WAL and waits until the segment with both writes is archived
+
+        info = json.loads(backrest(env, "info", "--output=json").stdout)
+        assert info[0]["status"]["message"] == "ok" and len(info[0]["backup"]) == 1
+        assert info[0]["cipher"] == "aes-256-cbc"
+        s3 = boto3.client("s3")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="pgbackrest/")["Contents"]]
+        assert any(k.startswith("pgbackrest/archive/main/") for k in keys)
+        assert any(k.startswith("pgbackrest/backup/main/") for k in keys)
+
+        restore_env = {**env, "PGBACKREST_PG1_PATH": str(restored.data)}
+        backrest(restore_env, "restore", "--type=time", f"--target={target}", "--target-action=promote")
+        restored.configure({"archive_mode": "off"})  # a restored copy must not push into the source's archive
+        restored.start(env={**restore_env, **restored.env()})
+        deadline = time.monotonic() + 60
+        while restored.sql("SELECT pg_is_in_recovery()")[0][0] == "t":
+            assert time.monotonic() < deadline, restored.log()[-3000:]
+            time.sleep(0.5)
+        assert restored.sql("SELECT id FROM toots ORDER BY id") == [["1"]]
+        assert source.sql("SELECT id FROM toots ORDER BY id") == [["1"], ["2"]]
+    finally:
+        restored.stop()
+        source.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _root() -> bool:
+    import os
+
+    return os.geteuid() == 0
+
+
+def test_the_environment_names_the_bucket_prefix_and_no_key() -> None:
+    env = pgbackrest.repository_environment("b", "eu-west-1", pg_path="/var/lib/postgresql/data/pgdata")
+    assert env["PGBACKREST_REPO1_S3_ENDPOINT"] == "s3.eu-west-1.amazonaws.com"
+    assert env["PGBACKREST_REPO1_PATH"] == "/pgbackrest" and env["PGBACKREST_REPO1_S3_URI_STYLE"] == "host"
+    assert "PGBACKREST_REPO1_STORAGE_VERIFY_TLS" not in env
+    assert not any("KEY" in k or "PASS" in k for k in env)
+
+
+def test_the_wrapper_hands_pgbackrest_the_task_roles_credentials(tls_s3: int) -> None:
+    """ECS serves a task role's credentials over HTTP (AWS_CONTAINER_CREDENTIALS_*); pgBackRest 2.45 cannot
+    read them itself. Here a local server plays the ECS endpoint (FULL_URI form, as ECS Anywhere uses);
+    without a key pgBackRest refuses to start, so a listing that works proves the wrapper passed them."""
+    import http.server
+
+    served: list[str] = []
+
+    class Credentials(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.append(self.headers.get("Authorization", ""))
+            body = json.dumps(
+                {
+                    "AccessKeyId": "testing",
+                    "SecretAccessKey": "testing",
+                    "Token": "session",
+                    "Expiration": "2099-01-01T00:00:00Z",
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Credentials)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    work = private_dir("creds-")
+    try:
+        env = pgbackrest.repository_environment(
+            BUCKET,
+            "us-east-1",
+            pg_path="/nonexistent",
+            endpoint="127.0.0.1",
+            port=tls_s3,
+            uri_style="path",
+            verify_tls=False,
+            work_dir=str(work),
+        )
+        env.update(
+            PATH="/usr/bin:/bin",
+            AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{server.server_port}/creds",
+            AWS_CONTAINER_AUTHORIZATION_TOKEN="task-token",
+        )
+        listed = backrest(env, "repo-ls")
+        assert listed.returncode == 0 and served == ["task-token"]
+        without = run(
+            [SYSTEM_PYTHON, str(PGTASK), "pgbackrest", "repo-ls"],
+            env={k: v for k, v in env.items() if not k.startswith("AWS_")},
+            check=False,
+        )
+        assert without.returncode != 0 and "repo1-s3-key" in without.stdout + without.stderr
+    finally:
+        server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
