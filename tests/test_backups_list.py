@@ -15,13 +15,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from mastofargate.target import Target
 from typer.testing import CliRunner
 
 from mastofargate import aws
 from mastofargate.cli import app
 from mastofargate.config import Config
 from mastofargate.deploy import backups
+from mastofargate.target import Target
 from tests.moto_server import _literal_stack, aws_endpoint, moto_server  # noqa: F401
 
 BUCKET = "social-backups-123456789012-us-east-1"

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from mastofargate.target import Target
 
 from mastofargate import aws
 from mastofargate.config import Config
 from mastofargate.deploy import bootstrap, keys
 from mastofargate.errors import MastofargateError
+from mastofargate.target import Target
 from tests.moto_server import aws_endpoint, moto_server, subprocess_env  # noqa: F401
 
 PASSPHRASE = "correct horse battery staple"

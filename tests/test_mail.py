@@ -18,12 +18,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from mastofargate.target import Target
 
 from mastofargate.deploy import bootstrap
 from mastofargate.deploy.mail import ensure_smtp_credentials, ses_sandbox_notice, smtp_password
 from mastofargate.errors import MastofargateError
 from mastofargate.stack import build
+from mastofargate.target import Target
 from tests.conftest import make_config
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 
