@@ -7,7 +7,9 @@
     target group's TargetGroupFullName, TargetGroupArn, TargetGroupName were "not implemented" in moto;
   - a VPC made by CloudFormation ignored EnableDnsHostnames/EnableDnsSupport (RunTask then failed on the
     task's ENI); AWS applies them;
-  - Route 53 hosted zone ids did not always start with "Z" as AWS's do (and as the config requires).
+  - Route 53 hosted zone ids did not always start with "Z" as AWS's do (and as the config requires);
+  - SES v2 `GetAccount` did not exist; here it answers as for a new AWS account: sending enabled, still in
+    the SES sandbox (ProductionAccessEnabled false, 200 mails a day, 1 a second).
 """
 
 from __future__ import annotations
@@ -71,6 +73,26 @@ def apply() -> None:
     )
     FakeTargetGroup._sandbox_full_name = property(lambda self: self.arn.rsplit(":", 1)[-1])  # type: ignore[attr-defined]
     _add_attributes(AccessPoint, {"Arn": "access_point_arn", "AccessPointId": "access_point_id"})
+    # SES v2 GetAccount (GET /v2/email/account): moto routes it to SESV2Response, which had no handler.
+    from moto.sesv2.responses import SESV2Response
+
+    def get_account(self: Any) -> str:
+        import json
+
+        return json.dumps(
+            {
+                "DedicatedIpAutoWarmupEnabled": False,
+                "EnforcementStatus": "HEALTHY",
+                "ProductionAccessEnabled": False,
+                "SendQuota": {"Max24HourSend": 200.0, "MaxSendRate": 1.0, "SentLast24Hours": 0.0},
+                "SendingEnabled": True,
+            }
+        )
+
+    SESV2Response.get_account = get_account  # type: ignore[attr-defined]
+    from moto.sesv2 import urls as sesv2_urls
+
+    sesv2_urls.url_paths.setdefault("{0}/v2/email/account$", SESV2Response.dispatch)
 
 
 def _add_attributes(cls: type, attrs: dict[str, str]) -> None:

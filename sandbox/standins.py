@@ -7,6 +7,8 @@ distribution serves, no backup runs, no alarm fires); what the deploy reads of t
 
   AWS::Backup::BackupVault / BackupPlan / BackupSelection   ids and ARNs only
   AWS::CloudFront::OriginAccessControl                      `Id`
+  AWS::CloudFront::CachePolicy                              `Id`
+  AWS::SES::EmailIdentity                                   Ref = the domain; `DkimDNSTokenName1..3` / `Value1..3`
   AWS::CloudFront::Distribution                             `Id`, `DomainName` (dXXXX.cloudfront.net)
   AWS::S3::BucketPolicy                                     also stores the policy on the moto bucket
   AWS::ElastiCache::SubnetGroup / ParameterGroup            names only
@@ -70,6 +72,26 @@ def _stand_in_specs() -> dict[str, dict[str, Any]]:
                 "SelectionId": lambda pid, p, acct, region: pid,
                 "BackupPlanId": lambda pid, p, acct, region: str(p.get("BackupPlanId", "")),
             },
+        },
+        "AWS::SES::EmailIdentity": {
+            "name": "EmailIdentity",
+            "ref": lambda name, p, acct, region: str(p.get("EmailIdentity", name)),
+            "attrs": {
+                **{
+                    f"DkimDNSTokenName{i}": (lambda i: lambda pid, p, acct, region: f"{rand(32)}._domainkey.{pid}")(i)
+                    for i in (1, 2, 3)
+                },
+                **{
+                    f"DkimDNSTokenValue{i}": (
+                        lambda i: lambda pid, p, acct, region: f"{rand(32)}.dkim.amazonses.com"
+                    )(i)
+                    for i in (1, 2, 3)
+                },
+            },
+        },
+        "AWS::CloudFront::CachePolicy": {
+            "ref": lambda name, p, acct, region: str(new_uuid()),
+            "attrs": {"Id": lambda pid, p, acct, region: pid},
         },
         "AWS::CloudFront::OriginAccessControl": {
             "ref": lambda name, p, acct, region: "E" + rand(13, string.ascii_uppercase + string.digits),

@@ -232,7 +232,7 @@ def ensure_secret(target: Target, kind: str, *, dry_run: bool = False) -> tuple[
 # from other values (the ElastiCache URL follows the cache's host). Every other key is generated once and
 # never changed (DESIGN invariant 2).
 OPERATOR_KEYS = frozenset({"SMTP_PASSWORD"})
-DERIVED_KEYS = frozenset({"url"})
+DERIVED_KEYS = frozenset({"url", "SMTP_LOGIN"})  # SMTP_LOGIN: the SES key id deploy.mail rotates with its password
 REPLACEABLE_KEYS = OPERATOR_KEYS | DERIVED_KEYS
 
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mastofargate import validate
-from mastofargate.deploy import bootstrap, handoff, history, jobs, rollout, stacks
+from mastofargate.deploy import bootstrap, handoff, history, jobs, mail, rollout, stacks
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import DeployOptions, ImageChoice, PlanOptions, RollbackOptions, Tags
 from mastofargate.deploy.plan import Plans, app_change_set, discard, make_plans, nothing_to_do, show_plan
@@ -73,6 +73,9 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
         stacks.discard(target, plans.app)
     data_changed = apply_data(run, plans.data, opts)
     bootstrap.fill_redis_url(run)
+    smtp = mail.ensure_smtp_credentials(target)  # before any task starts: the task definitions read both keys
+    if smtp == "created":
+        run.out.line(f"  {target.secret_names['app']}: SES SMTP credentials created (never shown)")
     if opts.data_only:
         run.out.line(
             f"Data stack {target.data_stack} is {'ready' if data_changed else 'unchanged'} (--data-only); its image "

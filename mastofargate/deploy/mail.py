@@ -78,13 +78,10 @@ def _read_app_secret(target: Target) -> dict[str, Any]:
 
 def _write_smtp_keys(target: Target, present: dict[str, Any], login: str, password: str) -> None:
     """Write SMTP_LOGIN/SMTP_PASSWORD; every other key of the app secret is carried over unchanged."""
-    name = target.secret_names["app"]
+    from mastofargate.deploy import bootstrap
+
     new = {**present, "SMTP_LOGIN": login, "SMTP_PASSWORD": password}
-    changed = [k for k in set(new) | set(present) if k not in SMTP_KEYS and new.get(k) != present.get(k)]
-    if changed:  # never reached: a guard for the generated keys (DESIGN invariant 2)
-        raise MastofargateError(f"Refusing to change {sorted(changed)} of secret {name} while storing SMTP keys.")
-    with aws.aws_errors(f"storing the SMTP credentials in secret {name}"):
-        target.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(new, sort_keys=True))
+    bootstrap.write_secret(target, target.secret_names["app"], new, present)  # the one guarded write
 
 
 def ensure_smtp_credentials(target: Target) -> str:

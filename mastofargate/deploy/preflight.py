@@ -52,6 +52,7 @@ def preflight(run: Run, images: ImageChoice, *, need_tags: bool) -> State:
     out.step(f"Preflight: {target.config.server.domain} in {target.region}")
     out.line(f"  AWS account {aws.account_id(target.region)}, region {target.region}")
     check_certificate(run)
+    check_mail(run)
     data = stacks.read_state(target, target.data_stack)
     app = stacks.read_state(target, target.app_stack)
     refuse_broken_data_stack(target, data)
@@ -114,6 +115,20 @@ def check_certificate(run: Run) -> None:
             fix="use the zone that holds the web host's DNS name",
         )
     run.out.line(f"  hosted zone {zone_id} ({zone_name})")
+
+
+def check_mail(run: Run) -> None:
+    """A new account's SES sandbox mails only verified addresses: say so (a warning, not a refusal: the
+    server works, and AWS lifts the sandbox on request)."""
+    from mastofargate.deploy import mail
+
+    try:
+        notice = mail.ses_sandbox_notice(run.target)
+    except aws.AccessDenied:
+        run.out.warn("could not check SES's sandbox status (ses:GetAccount refused to these credentials)")
+        return
+    if notice:
+        run.out.warn(notice)
 
 
 def refuse_broken_data_stack(target: Target, data: StackState | None) -> None:

@@ -52,7 +52,9 @@ CFN_SERVICES = (
     "s3",
     "scheduler",
     "servicediscovery",
+    "ses",
     "sns",
+    "sqs",
     "ssm",
 )
 
@@ -135,6 +137,10 @@ class _Names:
         """Roles CloudFormation names after the stack that holds them (NAME-app-ExecutionRole-XXXX)."""
         return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{names.app_stack(self.name)}-*")
 
+    def smtp_users(self) -> Sub:
+        """The data stack's SES SMTP user (stack/mail.py puts it under this path)."""
+        return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:user/mastofargate/{self.name}/*")
+
     def cfn_role(self) -> Sub:
         return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{names.ci_role(self.name, 'cloudformation')}")
 
@@ -195,6 +201,7 @@ def _common_reads(n: _Names) -> list[dict[str, Any]]:
         _statement("ReadImages", ["ecr:DescribeImages", "ecr:DescribeRepositories"], n.repositories()),
         _statement("ReadSecretMetadata", ["secretsmanager:DescribeSecret"], [n.secrets()]),
         _statement("ReadDeployHistory", ["ssm:GetParameter"], [n.parameters()]),
+        _statement("SesAccount", ["ses:GetAccount"], ["*"]),  # the sandbox check; no resource-level permission
         _statement(
             "ReadCertificates",
             ["acm:DescribeCertificate"],
@@ -263,6 +270,11 @@ def deploy_policy(n: _Names) -> dict[str, Any]:
         _stack_reads(n),
         _ci_stack_outputs(n),
         *_common_reads(n),
+        _statement(
+            "SmtpCredentials",  # deploy.mail: the SES SMTP key is made by the deploy, never by a template
+            ["iam:ListAccessKeys", "iam:CreateAccessKey", "iam:DeleteAccessKey"],
+            [n.smtp_users()],
+        ),
         _create_change_sets(n),
         _statement(
             "ApplyChangeSets",
@@ -365,6 +377,23 @@ def cloudformation_policy(n: _Names) -> dict[str, Any]:
                 "iam:UpdateRoleDescription",
             ],
             [Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{s}-*") for s in n.stacks],
+        ),
+        _statement(
+            "SmtpUser",
+            [
+                "iam:CreateUser",
+                "iam:DeleteUser",
+                "iam:GetUser",
+                "iam:PutUserPolicy",
+                "iam:DeleteUserPolicy",
+                "iam:GetUserPolicy",
+                "iam:ListUserPolicies",
+                "iam:ListAccessKeys",
+                "iam:DeleteAccessKey",
+                "iam:TagUser",
+                "iam:UntagUser",
+            ],
+            [n.smtp_users()],
         ),
         _statement(
             "ServiceLinkedRoles",
