@@ -55,6 +55,8 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
     plans = make_plans(run, state, secrets, dry_run=opts.dry_run)
     show_plan(run, state, plans)
     if nothing_to_do(state, plans):
+        if not opts.dry_run:
+            protect_data_stack(run)
         run.out.line("No changes: the deployed server matches the config and images.")
         return Outcome(False, url=target.stack_outputs(target.app_stack).get("Url", ""), tags=state.tags)
     try:
@@ -112,13 +114,20 @@ def apply_data(run: Run, plan: stacks.Plan, opts: DeployOptions) -> bool:
                 timeout=opts.timeout,
                 on_event=lambda e: run.out.stack_event(target.data_stack, e.line()),
             )
+    protect_data_stack(run)
+    if plan.has_changes:
+        target.stack_outputs(target.data_stack, refresh=True)
+    return plan.has_changes
+
+
+def protect_data_stack(run: Run) -> None:
+    """Termination protection on the data stack whenever it exists (DESIGN invariant 3): also after a first
+    deploy interrupted between creating the stack and protecting it, or protection removed by hand."""
+    target = run.target
     state = stacks.read_state(target, target.data_stack)
     if state is not None and state.exists and not state.termination_protection:
         stacks.set_termination_protection(target, target.data_stack, True)
         run.out.line(f"  termination protection enabled on {target.data_stack}")
-    if plan.has_changes:
-        target.stack_outputs(target.data_stack, refresh=True)
-    return plan.has_changes
 
 
 def install(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOptions) -> Outcome:
