@@ -288,6 +288,10 @@ def requests_for(service: str, operation: str, params: dict[str, Any], change_se
         return one(f"arn:{PARTITION}:route53:::hostedzone/{str(params['Id']).rsplit('/', 1)[-1]}")
     if service == "acm":
         return one(params["CertificateArn"])
+    if service == "sesv2" and operation == "GetAccount":  # IAM's action is ses:GetAccount, no resource
+        return [Request("ses:GetAccount", "*", {}, call=call)]
+    if service == "iam" and operation in ("ListAccessKeys", "CreateAccessKey", "DeleteAccessKey"):
+        return one(f"arn:{PARTITION}:iam::{ACCOUNT}:user/mastofargate/social/{params['UserName']}")
     raise KeyError(f"no IAM mapping for the recorded call {call}: add one to tests/iam_policy.py")
 
 

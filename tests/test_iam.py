@@ -45,7 +45,25 @@ EXEC = {
     "EcsExecKey": (["kms:Decrypt"], [imported("ExecKeyArn")], None),
 }
 
+BACKUP = {
+    "BackupObjects": (
+        ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+        [{"Fn::Join": ["", [imported("BackupBucketArn"), "/*"]]}],
+        None,
+    ),
+    "BackupBucket": (["s3:ListBucket", "s3:GetBucketLocation"], [imported("BackupBucketArn")], None),
+    "BackupKey": (["kms:Decrypt", "kms:GenerateDataKey"], [imported("KeyArn")], None),
+}
+
 ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]] = {
+    "BackupTaskRole": {
+        **BACKUP,
+        "BackupMetrics": (
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            {"StringEquals": {"cloudwatch:namespace": "Mastofargate/Backups"}},
+        ),
+    },
     "ExecutionRole": {
         "EcrLogin": (["ecr:GetAuthorizationToken"], ["*"], None),
         "PullOurImages": (
@@ -69,7 +87,6 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
             [
                 "s3:GetObject",
                 "s3:PutObject",
-                "s3:PutObjectAcl",
                 "s3:DeleteObject",
                 "s3:AbortMultipartUpload",
                 "s3:ListMultipartUploadParts",
@@ -103,6 +120,7 @@ PRINCIPALS = {
     "ExecutionRole": "ecs-tasks.amazonaws.com",
     "MastodonTaskRole": "ecs-tasks.amazonaws.com",
     "DataTaskRole": "ecs-tasks.amazonaws.com",
+    "BackupTaskRole": "ecs-tasks.amazonaws.com",
     "SchedulerRole": "scheduler.amazonaws.com",
     "BackupRole": "backup.amazonaws.com",
 }
@@ -122,7 +140,8 @@ def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], di
                 ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
                 [imported("FileSystemArn")],
                 {"StringEquals": {"elasticfilesystem:AccessPointArn": aps}},
-            )
+            ),
+            **(BACKUP if on["Postgres"] else {}),  # pgBackRest archives WAL from inside the Postgres task
         }
     return out
 

@@ -41,6 +41,8 @@ def write_config(tmp_path: Path, region: str = "us-east-1", domain: str = "socia
     path.write_text(
         f'[server]\ndomain = "{domain}"\nadmin_email = "admin@example.org"\n\n'
         f'[aws]\nname = "social"\nregion = "{region}"\nhosted_zone_id = "Z0123456789EXAMPLE"\n'
+        # outside us-east-1 the media name must be chosen explicitly (CloudFront's certificates live there)
+        + ("" if region == "us-east-1" else '\n[media]\ndomain = "cloudfront"\n')
     )
     return path
 
