@@ -260,3 +260,24 @@ def test_preflight_checks_an_existing_certificate(world: World) -> None:
     assert f"Certificate {missing} does not exist" in refused.output
     assert planned.exit_code == 0, planned.output
     assert f"certificate {arn.rsplit('/', 1)[-1]}:" in planned.output
+
+
+def test_ci_roles_are_applied_and_plan_writes_the_pull_request_summary(world: World) -> None:
+    """`deploy --ci-roles` creates the CI stack and prints the roles; afterwards change sets name its
+    CloudFormation role, and `plan --summary-json` writes what the pull-request comment shows."""
+    ci = write_config(world.tmp / "ci" / "mastofargate.toml", world.zone, deployment={"cache": "task"})
+    ci.write_text(ci.read_text() + '\n[ci]\nrepository = "you/social-infra"\n')
+    summary = world.tmp / "ci" / "plan.json"
+    with aws_env(world.sandbox.url):
+        applied = run_cli("deploy", "--config", str(ci), "--ci-roles", "--yes")
+        stack = boto3.client("cloudformation").describe_stacks(StackName="social-ci")["Stacks"][0]
+        with recording() as calls:
+            planned = run_cli("plan", "--config", str(ci), "--summary-json", str(summary))
+    assert applied.exit_code == 0, applied.output
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert "deploy role: arn:aws:iam::" in applied.output and "plan role: arn:aws:iam::" in applied.output
+    assert planned.exit_code == 0, planned.output
+    role = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["CloudFormationRoleArn"]
+    assert {c.params.get("RoleARN") for c in calls.find("CreateChangeSet")} == {role}
+    data = json.loads(summary.read_text())
+    assert [s["stack"] for s in data["stacks"]] == ["social-data", "social-app"]

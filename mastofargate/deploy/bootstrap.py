@@ -165,7 +165,8 @@ def _describe(target: Target, name: str) -> dict[str, Any] | None:
             raise
 
 
-def _read(target: Target, name: str) -> dict[str, Any]:
+def read_secret(target: Target, name: str) -> dict[str, Any]:
+    """A secret's JSON value (never printed; a value that is not a JSON object is an error naming no value)."""
     sm = target.client("secretsmanager")
     with _quiet_errors(f"reading secret {name}"):
         text = sm.get_secret_value(SecretId=name).get("SecretString") or "{}"
@@ -214,11 +215,11 @@ def ensure_secret(target: Target, kind: str, *, dry_run: bool = False) -> tuple[
         return str(arn), "created"
     if dry_run:
         try:
-            present = _read(target, name)
+            present = read_secret(target, name)
         except aws.AccessDenied:  # a read-only role (CI's plan role) may see that a secret exists, not its value
             return str(info["ARN"]), "exists (its keys are not readable with these credentials)"
     else:
-        present = _read(target, name)
+        present = read_secret(target, name)
     missing = required_values(kind, present)
     if not missing:
         return str(info["ARN"]), "unchanged"
@@ -275,7 +276,7 @@ def set_operator_value(target: Target, key: str, value: str) -> bool:
             exit_code=EXIT_USAGE,
         )
     name = target.secret_names["app"]
-    present = _read(target, name)
+    present = read_secret(target, name)
     if present.get(key) == value:
         return False
     write_secret(target, name, {**present, key: value}, present)
@@ -283,7 +284,7 @@ def set_operator_value(target: Target, key: str, value: str) -> bool:
 
 
 def has_key(target: Target, kind: str, key: str) -> bool:
-    return key in _read(target, target.secret_names[kind])
+    return key in read_secret(target, target.secret_names[kind])
 
 
 def existing_arns(target: Target) -> SecretArns | None:
@@ -305,7 +306,7 @@ def ensure_redis_url(target: Target, cache_host: str) -> str:
     """For ElastiCache: set the redis secret's `url` from its password and the cache's host (only that
     key). Returns 'unchanged' or 'set url'."""
     name = target.secret_names["redis"]
-    present = _read(target, name)
+    present = read_secret(target, name)
     if "password" not in present:
         raise MastofargateError(
             f"Secret {name} has no password.",

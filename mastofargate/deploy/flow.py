@@ -106,18 +106,24 @@ def apply_data(run: Run, plan: stacks.Plan, opts: DeployOptions) -> bool:
     target = run.target
     if plan.has_changes:
         run.out.step(f"{'Creating' if plan.kind == 'CREATE' else 'Updating'} {target.data_stack}")
-        with run.pending(f"CloudFormation is changing {target.data_stack}; it carries on without mastofargate"):
-            stacks.execute(
-                target,
-                plan,
-                run.poller,
-                timeout=opts.timeout,
-                on_event=lambda e: run.out.stack_event(target.data_stack, e.line()),
-            )
+        execute_watched(run, plan, timeout=opts.timeout)
     protect_data_stack(run)
     if plan.has_changes:
         target.stack_outputs(target.data_stack, refresh=True)
     return plan.has_changes
+
+
+def execute_watched(run: Run, plan: stacks.Plan, *, timeout: float) -> None:
+    """Execute a stack's change set (one without ECS services to watch), its events streamed; an interrupt
+    says that CloudFormation carries on."""
+    with run.pending(f"CloudFormation is changing {plan.stack}; it carries on without mastofargate"):
+        stacks.execute(
+            run.target,
+            plan,
+            run.poller,
+            timeout=timeout,
+            on_event=lambda e: run.out.stack_event(plan.stack, e.line()),
+        )
 
 
 def protect_data_stack(run: Run) -> None:
@@ -305,14 +311,7 @@ def apply_ci_roles(run: Run, opts: DeployOptions, confirm: Confirm) -> Outcome:
         stacks.discard(target, plan)
         raise MastofargateError("Cancelled; nothing was deployed.", exit_code=EXIT_FAILED)
     else:
-        with run.pending(f"CloudFormation is changing {stack.stack_name}; it carries on without mastofargate"):
-            stacks.execute(
-                target,
-                plan,
-                run.poller,
-                timeout=opts.timeout,
-                on_event=lambda e: run.out.stack_event(stack.stack_name, e.line()),
-            )
+        execute_watched(run, plan, timeout=opts.timeout)
         target.stack_outputs(stack.stack_name, refresh=True)
     for role, arn in ci_roles.role_arns(target).items():
         run.out.line(f"  {role} role: {arn}")

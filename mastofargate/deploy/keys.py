@@ -241,7 +241,7 @@ def read_keys(target: Target) -> dict[str, dict[str, str]]:
         info = bootstrap._describe(target, name)
         if info is None or info.get("DeletedDate"):
             continue
-        values = bootstrap._read(target, name)
+        values = bootstrap.read_secret(target, name)
         out[kind] = {k: str(v) for k, v in values.items() if k not in DERIVED_KEYS.get(kind, ())}
     if "app" not in out:
         raise MastofargateError(
@@ -269,7 +269,7 @@ def plan_import(target: Target, values: dict[str, dict[str, str]]) -> ImportPlan
         if info is None:
             plan.create[kind] = sorted(wanted)
             continue
-        present = bootstrap._read(target, name)
+        present = bootstrap.read_secret(target, name)
         conflicts = sorted(k for k, v in wanted.items() if k in present and str(present[k]) != v)
         missing = sorted(k for k in wanted if k not in present)
         if conflicts:
@@ -310,7 +310,7 @@ def import_keys(target: Target, values: dict[str, dict[str, str]], *, dry_run: b
             )
     for kind, keys in plan.add.items():
         name = target.secret_names[kind]
-        present = bootstrap._read(target, name)
+        present = bootstrap.read_secret(target, name)
         new = {**present, **{k: values[kind][k] for k in keys}}
         if any(new[k] != v for k, v in present.items()):  # plan_import guarantees this; a safety rule raises
             raise MastofargateError(f"Refusing to change existing keys of {name} (a bug; nothing written).")

@@ -17,10 +17,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws
+from mastofargate.deploy import bootstrap
 from mastofargate.errors import MastofargateError
 
 if TYPE_CHECKING:
@@ -59,27 +59,8 @@ def _smtp_user(target: Target) -> str:
     return user
 
 
-def _read_app_secret(target: Target) -> dict[str, Any]:
-    name = target.secret_names["app"]
-    with aws.aws_errors(f"reading secret {name}"):
-        text = target.client("secretsmanager").get_secret_value(SecretId=name).get("SecretString") or "{}"
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise MastofargateError(
-            f"Secret {name} does not hold a JSON object.",
-            why="it was changed outside mastofargate (the value is not shown)",
-            fix="restore its previous version in the Secrets Manager console (versions are kept)",
-        )
-    return value
-
-
 def _write_smtp_keys(target: Target, present: dict[str, Any], login: str, password: str) -> None:
     """Write SMTP_LOGIN/SMTP_PASSWORD; every other key of the app secret is carried over unchanged."""
-    from mastofargate.deploy import bootstrap
-
     new = {**present, "SMTP_LOGIN": login, "SMTP_PASSWORD": password}
     bootstrap.write_secret(target, target.secret_names["app"], new, present)  # the one guarded write
 
@@ -92,7 +73,7 @@ def ensure_smtp_credentials(target: Target) -> str:
         return "not used"
     user = _smtp_user(target)
     iam = target.client("iam")
-    present = _read_app_secret(target)
+    present = bootstrap.read_secret(target, target.secret_names["app"])
     login = present.get("SMTP_LOGIN")
     with aws.aws_errors(f"listing the access keys of IAM user {user}"):
         keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]

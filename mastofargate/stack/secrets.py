@@ -9,6 +9,7 @@ them: containers get them through the task definition's `secrets` (never plain `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from awacs.aws import Action, Allow, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from troposphere import AccountId, GetAtt, Join, Partition, Ref, Region, Sub, kms
@@ -80,27 +81,8 @@ def add(b: Build) -> None:
     policy = PolicyDocument(
         Version="2012-10-17",
         Statement=[
-            Statement(
-                Sid="AccountAdmin",
-                Effect=Allow,
-                Principal=Principal("AWS", Join("", ["arn:", Partition, ":iam::", AccountId, ":root"])),
-                Action=[_kms("*")],
-                Resource=["*"],
-            ),
-            Statement(
-                Sid="CloudWatchLogs",
-                Effect=Allow,
-                Principal=Principal("Service", Join("", ["logs.", Region, ".amazonaws.com"])),
-                Action=[
-                    _kms("Encrypt*"),
-                    _kms("Decrypt*"),
-                    _kms("ReEncrypt*"),
-                    _kms("GenerateDataKey*"),
-                    _kms("Describe*"),
-                ],
-                Resource=["*"],
-                Condition=Condition(StringLike("kms:EncryptionContext:aws:logs:arn", logs_arn)),
-            ),
+            _account_admin(),
+            _logs_may_use("CloudWatchLogs", StringLike("kms:EncryptionContext:aws:logs:arn", logs_arn)),
             Statement(
                 Sid="AlarmsToSns",
                 Effect=Allow,
@@ -133,6 +115,29 @@ def add(b: Build) -> None:
     add_exec_key(b)
 
 
+def _account_admin() -> Statement:
+    """The account administers its keys (without it a key can lock everyone out)."""
+    return Statement(
+        Sid="AccountAdmin",
+        Effect=Allow,
+        Principal=Principal("AWS", Join("", ["arn:", Partition, ":iam::", AccountId, ":root"])),
+        Action=[_kms("*")],
+        Resource=["*"],
+    )
+
+
+def _logs_may_use(sid: str, condition: Any) -> Statement:
+    """CloudWatch Logs in this region may encrypt with the key, for the log groups the condition names."""
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Principal=Principal("Service", Join("", ["logs.", Region, ".amazonaws.com"])),
+        Action=[_kms("Encrypt*"), _kms("Decrypt*"), _kms("ReEncrypt*"), _kms("GenerateDataKey*"), _kms("Describe*")],
+        Resource=["*"],
+        Condition=Condition(condition),
+    )
+
+
 def add_exec_key(b: Build) -> None:
     """The key of ECS Exec sessions and their transcripts, separate from the data key (which encrypts the
     database, file system and images): a task can decrypt sessions, and nothing of the data."""
@@ -146,33 +151,15 @@ def add_exec_key(b: Build) -> None:
             KeyPolicy=PolicyDocument(
                 Version="2012-10-17",
                 Statement=[
-                    Statement(
-                        Sid="AccountAdmin",
-                        Effect=Allow,
-                        Principal=Principal("AWS", Join("", ["arn:", Partition, ":iam::", AccountId, ":root"])),
-                        Action=[_kms("*")],
-                        Resource=["*"],
-                    ),
-                    Statement(
-                        Sid="ExecTranscripts",
-                        Effect=Allow,
-                        Principal=Principal("Service", Join("", ["logs.", Region, ".amazonaws.com"])),
-                        Action=[
-                            _kms("Encrypt*"),
-                            _kms("Decrypt*"),
-                            _kms("ReEncrypt*"),
-                            _kms("GenerateDataKey*"),
-                            _kms("Describe*"),
-                        ],
-                        Resource=["*"],
-                        Condition=Condition(
-                            StringEquals(
-                                "kms:EncryptionContext:aws:logs:arn",
-                                Sub(
-                                    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
-                                    + names.log_group(b.name, "exec")
-                                ),
-                            )
+                    _account_admin(),
+                    _logs_may_use(
+                        "ExecTranscripts",
+                        StringEquals(
+                            "kms:EncryptionContext:aws:logs:arn",
+                            Sub(
+                                "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+                                + names.log_group(b.name, "exec")
+                            ),
                         ),
                     ),
                 ],
