@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws
+from mastofargate.deploy.polling import Clock, SystemClock
 
 if TYPE_CHECKING:
     from mastofargate.target import Target
@@ -114,6 +115,7 @@ def follow(
     on_line: Callable[[str], None],
     stop: Callable[[], bool],
     poll: float = 2.0,
+    clock: Clock | None = None,
 ) -> None:
     """Call on_line for each line logged since `since_seconds` ago, then for each new one, until stop()
     is true (checked after every poll). Ctrl-C (KeyboardInterrupt) propagates to the caller."""
@@ -132,7 +134,7 @@ def follow(
         seen = {k: ts for k, ts in seen.items() if ts >= cursor}
         if stop():
             return
-        time.sleep(poll)
+        (clock or SystemClock()).sleep(poll)
 
 
 class StreamReader:
