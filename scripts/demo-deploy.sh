@@ -17,7 +17,7 @@ VENV="${VENV:-$HERE/.venv}"
 PY="$VENV/bin/python"
 MF="$VENV/bin/mastofargate"
 DOMAIN="social.example.org"
-TAG="v4.5.4-demo"
+TAG="v4.5.15-demo"  # the pinned release (init's default), so the deploy has nothing to warn about
 
 # Only the emulator: dummy credentials, and nothing that could reach a real account.
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE || true
