@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from tests.deploy_sandbox import aws_env, create_zone, push_fake_images, run_cli, start_sandbox, write_config  # noqa: E402
 
 AWS_DEFAULT_PATH_S = 30 * 5 + 300  # interval x healthy threshold + deregistration delay, AWS defaults
-TAG = "v4.5.4-bench"
+TAG = "v4.5.15-bench"
 
 
 class CountingClock:
