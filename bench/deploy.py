@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.deploy_sandbox import aws_env, create_zone, push_fake_images, run_cli, start_sandbox, write_config  # noqa: E402
+from tests.deploy_sandbox import create_zone, push_fake_images, run_cli, running_sandbox, write_config  # noqa: E402
 
 AWS_DEFAULT_PATH_S = 30 * 5 + 300  # interval x healthy threshold + deregistration delay, AWS defaults
 TAG = "v4.5.15-bench"
@@ -151,20 +151,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     critical_path()
-    with tempfile.TemporaryDirectory(prefix="mastofargate-bench-") as tmp:
-        sandbox = start_sandbox(Path(tmp))
-        try:
-            with aws_env(sandbox.url):
-                config = write_config(Path(tmp) / "mastofargate.toml", create_zone())
-                for step in (["--data-only"], None):
-                    if step is None:
-                        push_fake_images(TAG)
-                        step = ["--mastodon-tag", TAG, "--streaming-tag", TAG]
-                    result = run_cli("deploy", "--config", str(config), "--yes", "--skip-assets", *step)
-                    assert result.exit_code == 0, result.output
-                no_change_deploy(config, args.runs)
-        finally:
-            sandbox.stop()
+    with tempfile.TemporaryDirectory(prefix="mastofargate-bench-") as tmp, running_sandbox(Path(tmp)):
+        config = write_config(Path(tmp) / "mastofargate.toml", create_zone())
+        for step in (["--data-only"], None):
+            if step is None:
+                push_fake_images(TAG)
+                step = ["--mastodon-tag", TAG, "--streaming-tag", TAG]
+            result = run_cli("deploy", "--config", str(config), "--yes", "--skip-assets", *step)
+            assert result.exit_code == 0, result.output
+        no_change_deploy(config, args.runs)
 
 
 if __name__ == "__main__":

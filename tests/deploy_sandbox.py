@@ -110,6 +110,17 @@ def start_sandbox(log_dir: Path, *options: str) -> Sandbox:
 
 
 @contextlib.contextmanager
+def running_sandbox(log_dir: Path, *options: str) -> Iterator[Sandbox]:
+    """The emulator, running, with boto3 and the CLI pointed at it; stopped afterwards, whatever happens."""
+    sandbox = start_sandbox(log_dir, *options)
+    try:
+        with aws_env(sandbox.url):
+            yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@contextlib.contextmanager
 def aws_env(url: str) -> Iterator[None]:
     """Point boto3 (and the tool) at the emulator for the duration; restore the environment after."""
     saved = {k: os.environ.get(k) for k in (*AWS_ENV, *AWS_ENV_CLEARED, "AWS_ENDPOINT_URL")}

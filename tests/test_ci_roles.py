@@ -77,37 +77,32 @@ def _requests(calls: list[Any]) -> list[Request]:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     from tests.deploy_sandbox import (
-        aws_env,
         create_zone,
         push_fake_images,
         recording,
         run_cli,
-        start_sandbox,
+        running_sandbox,
         write_config,
     )
 
     tmp = tmp_path_factory.mktemp("ci-roles")
-    sandbox = start_sandbox(tmp)
-    try:
-        with aws_env(sandbox.url):
-            zone = create_zone()
-            config = str(write_config(tmp / "mastofargate.toml", zone))
-            with recording() as deploy_calls:
-                assert run_cli("deploy", "--config", config, "--data-only", "--yes").exit_code == 0
-                for tag in (TAG_A, TAG_B):
-                    push_fake_images(tag)
-                    tags = ["--mastodon-tag", tag, "--streaming-tag", tag]
-                    result = run_cli("deploy", "--config", config, *tags, "--skip-assets", "--yes")
-                    assert result.exit_code == 0, result.output
-            with recording() as plan_calls:
-                result = run_cli("plan", "--config", config, "--mastodon-tag", TAG_B, "--streaming-tag", TAG_B)
+    with running_sandbox(tmp):
+        zone = create_zone()
+        config = str(write_config(tmp / "mastofargate.toml", zone))
+        with recording() as deploy_calls:
+            assert run_cli("deploy", "--config", config, "--data-only", "--yes").exit_code == 0
+            for tag in (TAG_A, TAG_B):
+                push_fake_images(tag)
+                tags = ["--mastodon-tag", tag, "--streaming-tag", tag]
+                result = run_cli("deploy", "--config", config, *tags, "--skip-assets", "--yes")
                 assert result.exit_code == 0, result.output
+        with recording() as plan_calls:
+            result = run_cli("plan", "--config", config, "--mastodon-tag", TAG_B, "--streaming-tag", TAG_B)
+            assert result.exit_code == 0, result.output
         calls = [
             c for c in deploy_calls.calls if not (c.service == "ecr" and c.operation == "PutImage")
         ]  # stand-in push
         yield Recorded(zone, _requests(calls), _requests(plan_calls.calls))
-    finally:
-        sandbox.stop()
 
 
 def _stack(config: Config) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from tests.deploy_sandbox import (
     push_fake_images,
     recording,
     run_cli,
+    running_sandbox,
     service_images,
-    start_sandbox,
     write_config,
 )
 
@@ -53,14 +53,10 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("deploy-paths")
-    sandbox = start_sandbox(tmp)
-    try:
-        with aws_env(sandbox.url):
-            zone = create_zone()
-            config = write_config(tmp / "mastofargate.toml", zone, deployment={"cache": "elasticache"})
-            yield World(sandbox, tmp, zone, config)
-    finally:
-        sandbox.stop()
+    with running_sandbox(tmp) as sandbox:
+        zone = create_zone()
+        config = write_config(tmp / "mastofargate.toml", zone, deployment={"cache": "elasticache"})
+        yield World(sandbox, tmp, zone, config)
 
 
 def deploy(world: World, *args: str, config: Path | None = None) -> CliResult:

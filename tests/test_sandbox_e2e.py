@@ -34,9 +34,9 @@ from tests.deploy_sandbox import (
     push_fake_images,
     recording,
     run_cli,
+    running_sandbox,
     secret_versions,
     service_images,
-    start_sandbox,
     write_config,
 )
 
@@ -60,18 +60,14 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("deploy-e2e")
-    sandbox = start_sandbox(tmp)
-    try:
-        with aws_env(sandbox.url):
-            config = write_config(tmp / "mastofargate.toml", create_zone())
-            data = run_cli("deploy", "--config", str(config), "--data-only", "--yes")
-            assert data.exit_code == 0, data.output
-            push_fake_images(TAG_A)
-            with recording() as calls:
-                install = deploy(config, TAG_A, "--yes")
-            yield World(sandbox, config, tmp, install, calls)
-    finally:
-        sandbox.stop()
+    with running_sandbox(tmp) as sandbox:
+        config = write_config(tmp / "mastofargate.toml", create_zone())
+        data = run_cli("deploy", "--config", str(config), "--data-only", "--yes")
+        assert data.exit_code == 0, data.output
+        push_fake_images(TAG_A)
+        with recording() as calls:
+            install = deploy(config, TAG_A, "--yes")
+        yield World(sandbox, config, tmp, install, calls)
 
 
 def deploy(config: Path, tag: str | None = None, *extra: str) -> CliResult:

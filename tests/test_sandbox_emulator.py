@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.deploy_sandbox import Sandbox, aws_env, start_sandbox
+from tests.deploy_sandbox import Sandbox, running_sandbox
 
 pytestmark = pytest.mark.xdist_group("sandbox-emulator")
 
@@ -68,12 +68,8 @@ TEMPLATE: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    sandbox = start_sandbox(tmp_path_factory.mktemp("emulator"), "--rollout-seconds", ROLLOUT_SECONDS)
-    try:
-        with aws_env(sandbox.url):
-            yield sandbox
-    finally:
-        sandbox.stop()
+    with running_sandbox(tmp_path_factory.mktemp("emulator"), "--rollout-seconds", ROLLOUT_SECONDS) as sandbox:
+        yield sandbox
 
 
 def default_subnet() -> str:
