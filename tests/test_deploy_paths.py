@@ -269,11 +269,13 @@ def test_ci_roles_are_applied_and_plan_writes_the_pull_request_summary(world: Wo
         stack = boto3.client("cloudformation").describe_stacks(StackName="social-ci")["Stacks"][0]
         with recording() as calls:
             planned = run_cli("plan", "--config", str(ci), "--summary-json", str(summary))
+        nowhere = run_cli("plan", "--config", str(ci), "--summary-json", str(world.tmp / "missing" / "plan.json"))
     assert applied.exit_code == 0, applied.output
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     assert "deploy role: arn:aws:iam::" in applied.output and "plan role: arn:aws:iam::" in applied.output
     assert planned.exit_code == 0, planned.output
     role = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["CloudFormationRoleArn"]
     assert {c.params.get("RoleARN") for c in calls.find("CreateChangeSet")} == {role}
+    assert nowhere.exit_code == 2 and "Cannot write the plan summary" in nowhere.output, nowhere.output
     data = json.loads(summary.read_text())
     assert [s["stack"] for s in data["stacks"]] == ["social-data", "social-app"]

@@ -6,8 +6,6 @@ rollback: the emulator's end-to-end path is in test_sandbox_e2e.py.
 
 from __future__ import annotations
 
-import pytest
-
 from mastofargate.aws import StackFailed
 from mastofargate.deploy import rollout, stacks
 from mastofargate.ui import Output
@@ -143,9 +141,8 @@ def test_a_stuck_stack_is_not_dressed_up_as_a_rollback():
     assert rollout.explain(failure, plan_touching_web(), monitor, "") is failure
 
 
-@pytest.mark.parametrize("live", [False])
-def test_service_lines_are_printed_only_when_they_change(live, capsys):
-    out = Output(live=live)
+def test_service_lines_are_printed_only_when_they_change(capsys):
+    out = Output(live=False)
     row = rollout.progress_of("web", {}, deployment(NEW, "PRIMARY", "IN_PROGRESS", ""))
     out.service(row)
     out.service(row)

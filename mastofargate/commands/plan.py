@@ -53,7 +53,15 @@ def plan(
     if summary_json is not None:
         import json
 
-        summary_json.write_text(json.dumps(result.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        from mastofargate.errors import UsageError
+
+        try:
+            summary_json.write_text(json.dumps(result.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise UsageError(
+                f"Cannot write the plan summary to {summary_json}: {e.strerror or e}.",
+                fix="pass --summary-json a path in a folder that exists and can be written",
+            ) from None
     if result.changes and exit_code:
         raise typer.Exit(1)
 
