@@ -85,10 +85,9 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
         )
         return Outcome(False)
     tags = handoff.settle_images(run, state, opts)
-    if state.installing:
-        handoff.export_assets(run, tags, skip=opts.skip_assets)
     rollout_started = run.poller.clock.monotonic()
     if state.installing:
+        handoff.export_assets(run, tags, skip=opts.skip_assets)  # an upgrade exports beside its migrations
         outcome = install(run, state, plans, tags, opts)
     else:
         outcome = upgrade(run, state, plans, tags, opts)
@@ -144,8 +143,13 @@ def install(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     arns = bootstrap.require_arns(target)
     params.update(AppSecretArn=arns.app, DatabaseSecretArn=arns.database, RedisSecretArn=arns.redis)
     run.out.step(f"{'Creating' if not state.app_exists else 'Updating'} {target.app_stack} with services at zero")
+    template = plans.app.template
     at_zero = app_change_set(
-        run, {**params, "ServicesEnabled": "false"}, allow_data_replacement=opts.allow_data_replacement, show=False
+        run,
+        template,
+        {**params, "ServicesEnabled": "false"},
+        allow_data_replacement=opts.allow_data_replacement,
+        show=False,
     )
     rollout.apply(run, at_zero, timeout=opts.timeout)
     result = jobs.run_job(run, "migrate", jobs.PREPARE, timeout=opts.timeout)
@@ -159,7 +163,7 @@ def install(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     notes = jobs.create_owner(run, opts.admin_username, timeout=opts.timeout) if opts.admin else []
     run.out.step("Starting the services")
     switch_on = app_change_set(
-        run, {**params, "ServicesEnabled": "true"}, allow_data_replacement=opts.allow_data_replacement
+        run, template, {**params, "ServicesEnabled": "true"}, allow_data_replacement=opts.allow_data_replacement
     )
     if opts.no_wait:
         return start_without_waiting(run, switch_on, tags, notes)
@@ -177,7 +181,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     app_plan = plans.app
     if app_plan.deferred:
         params = {**plans.app_params, "MastodonImageTag": tags.mastodon, "StreamingImageTag": tags.streaming}
-        app_plan = app_change_set(run, params, allow_data_replacement=opts.allow_data_replacement)
+        app_plan = app_change_set(run, app_plan.template, params, allow_data_replacement=opts.allow_data_replacement)
     if not app_plan.has_changes:
         return Outcome(False, tags=tags)
     serving = state.deployed_tags.describe() if state.deployed_tags else ""

@@ -89,13 +89,12 @@ def plan_app(
         return stacks.deferred_plan(target.app_stack, template, params, note)
 
 
-def app_change_set(run: Run, params: dict[str, str], *, allow_data_replacement: bool, show: bool = True) -> stacks.Plan:
-    """A fresh change set of the app stack with these parameters (CREATE when it does not exist); refused
-    before anything runs when it would lose data."""
-    from mastofargate.stack import build
-
+def app_change_set(
+    run: Run, template: dict[str, Any], params: dict[str, str], *, allow_data_replacement: bool, show: bool = True
+) -> stacks.Plan:
+    """A fresh change set of the app stack (the template the plan was made from) with these parameters
+    (CREATE when it does not exist); refused before anything runs when it would lose data."""
     target = run.target
-    template = json.loads(stacks.render(build(target.config)["app"]))
     kind: stacks.Kind = "UPDATE" if stacks.exists(stacks.read_state(target, target.app_stack)) else "CREATE"
     bucket = target.stack_outputs(target.data_stack).get("DeployBucketName")
     role = change_set_role_arn(target)
