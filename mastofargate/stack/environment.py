@@ -11,7 +11,7 @@ from typing import TypeAlias
 from troposphere import Join
 
 from mastofargate.sizing import ServiceSize
-from mastofargate.stack import mail
+from mastofargate.stack import cache, mail
 from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
@@ -33,6 +33,13 @@ def _database(b: Build, role: str) -> dict[str, EnvValue]:
 
 
 def _redis(b: Build, role: str) -> dict[str, EnvValue]:
+    if cache.redis_tls(b.config):
+        # rediss:// (REDIS_URL, a secret) verified against the server's CA, which the start wrapper
+        # (cache.TRUST_SCRIPT) writes to these files: Node adds NODE_EXTRA_CA_CERTS to its roots; Ruby's
+        # OpenSSL takes SSL_CERT_FILE as its whole store (public roots + the CA).
+        if role == "streaming":
+            return {"NODE_EXTRA_CA_CERTS": cache.NODE_EXTRA}
+        return {"REDIS_DRIVER": "ruby", "SSL_CERT_FILE": cache.RUBY_BUNDLE}
     if b.config.deployment.cache == "elasticache":
         # TLS (rediss:// in REDIS_URL, a secret) needs Rails' Ruby driver; Node's ioredis reads no driver
         # variable and enables TLS from the rediss:// URL itself.

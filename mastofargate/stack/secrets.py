@@ -55,8 +55,14 @@ class SecretRef:
 def mastodon_secrets(b: Build, role: str) -> list[SecretRef]:
     """Which secrets each process gets. Streaming needs only DB and Redis credentials (the charts do the
     same); web, Sidekiq and jobs need everything."""
+    from mastofargate.stack.cache import redis_tls  # cache.py builds on this module's secret names
+
     refs = [SecretRef("DB_PASS", "database", "password")]
-    if b.config.deployment.cache == "elasticache":
+    if redis_tls(b.config):
+        # rediss://:PASSWORD@redis.<namespace>:6379, and the CA that signed the Redis task's certificate (its
+        # certificate only: the CA key never leaves the secret). deploy/redistls.py writes both.
+        refs += [SecretRef("REDIS_URL", "redis", "url"), SecretRef("REDIS_CA_CERT", "redis", "ca_cert")]
+    elif b.config.deployment.cache == "elasticache":
         # TLS needs REDIS_URL=rediss://...; the URL carries the password, so the whole URL is a secret.
         refs.append(SecretRef("REDIS_URL", "redis", "url"))
     else:
