@@ -410,3 +410,52 @@ def test_the_template_entrypoint_and_environment_run_as_given(server: TlsRedis, 
         Path(cache.NODE_EXTRA).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             Path(cache.CA_DIR).rmdir()
+
+
+# What redis-client 0.30 (Mastodon 4.5's Gemfile.lock; REDIS_DRIVER=ruby) does for rediss:// with no
+# ssl_params (Mastodon passes none: lib/mastodon/redis_configuration.rb gives only url and driver), as read in
+# its lib/redis_client/ruby_connection.rb: SSLContext#set_params({}) (OpenSSL's DEFAULT_PARAMS: VERIFY_PEER,
+# verify_hostname) with the default store, which OpenSSL fills from SSL_CERT_FILE; SSLSocket#hostname= the
+# host; connect. Then one public root is checked against the same default store (federation).
+RUBY_PROBE = """
+require "socket"
+require "openssl"
+port, name, password, public_root = ARGV
+begin
+  context = OpenSSL::SSL::SSLContext.new
+  context.set_params({})
+  socket = OpenSSL::SSL::SSLSocket.new(Socket.tcp("127.0.0.1", Integer(port), connect_timeout: 5), context)
+  socket.hostname = name
+  socket.connect
+rescue OpenSSL::SSL::SSLError => e
+  warn e.message
+  exit 3
+end
+socket.write("AUTH #{password}\\r\\nPING\\r\\n")
+got = +""
+got << socket.readpartial(100) until got.include?("PONG")
+puts got.split.join(" ")
+store = OpenSSL::X509::Store.new
+store.set_default_paths
+puts(store.verify(OpenSSL::X509::Certificate.new(File.read(public_root))) ? "public root trusted" : "public root NOT trusted")
+"""
+
+
+def test_ruby_started_through_the_wrapper_verifies_redis_and_keeps_the_public_roots(
+    server: TlsRedis, tmp_path: Path
+) -> None:
+    ruby = ensure("ruby", "ensure-ruby.sh")
+    root = tmp_path / "public-root.pem"
+    root.write_text(_certs(SYSTEM_ROOTS)[0])
+    args = (ruby, "-e", RUBY_PROBE, str(server.port))
+    bundle = str(tmp_path / "bundle.pem")
+    env = {"REDIS_CA_CERT": server.pki.ca, "SSL_CERT_FILE": bundle}
+    ok = _wrapper(env, *args, HOST, PASSWORD, str(root))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == ["+OK +PONG", "public root trusted"]
+    # without the wrapper's bundle: the public roots only, and Redis' certificate is refused
+    plain = subprocess.run([*args, HOST, PASSWORD, str(root)], capture_output=True, text=True, timeout=60, check=False)
+    assert plain.returncode == 3 and "certificate verify failed" in plain.stderr
+    # with it, but another name than the certificate's: refused too (host-name check on)
+    wrong = _wrapper(env, *args, "redis.other.internal", PASSWORD, str(root))
+    assert wrong.returncode == 3 and "hostname" in wrong.stderr.lower(), wrong.stderr
