@@ -437,7 +437,8 @@ got << socket.readpartial(100) until got.include?("PONG")
 puts got.split.join(" ")
 store = OpenSSL::X509::Store.new
 store.set_default_paths
-puts(store.verify(OpenSSL::X509::Certificate.new(File.read(public_root))) ? "public root trusted" : "public root NOT trusted")
+root = OpenSSL::X509::Certificate.new(File.read(public_root))
+puts(store.verify(root) ? "public root trusted" : "public root NOT trusted")
 """
 
 
