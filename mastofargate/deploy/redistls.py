@@ -12,8 +12,8 @@ Keys of the redis secret it adds (never values in any output):
 
 Ordering with running servers: this step runs before any stack change, and the running tasks read none of
 these keys (they use REDIS_HOST/REDIS_PASSWORD), so writing them changes nothing until the app stack rolls:
-then the Redis task restarts with TLS while the Mastodon services roll onto rediss:// (see README, "Redis
-TLS" for what a switching server sees in that minute).
+then the Redis task restarts with TLS while the Mastodon services roll onto rediss:// (README, "Traffic
+between tasks", says what a switching server sees in that minute).
 """
 
 from __future__ import annotations
