@@ -460,3 +460,22 @@ def test_ruby_started_through_the_wrapper_verifies_redis_and_keeps_the_public_ro
     # with it, but another name than the certificate's: refused too (host-name check on)
     wrong = _wrapper(env, *args, "redis.other.internal", PASSWORD, str(root))
     assert wrong.returncode == 3 and "hostname" in wrong.stderr.lower(), wrong.stderr
+
+
+def test_the_task_health_check_passes_against_the_tls_server(server: TlsRedis) -> None:
+    """The Redis container's health check exactly as in the template (CMD-SHELL), its password from the
+    environment (REDISCLI_AUTH), over TLS on loopback; a wrong password fails it."""
+    for tpl in build(make_config(cache="task")).values():
+        for res in tpl.to_dict()["Resources"].values():
+            if res["Type"] == "AWS::ECS::TaskDefinition":
+                for c in res["Properties"]["ContainerDefinitions"]:
+                    if c["Name"] == "redis":
+                        kind, command = c["HealthCheck"]["Command"]
+    assert kind == "CMD-SHELL"
+
+    def check(password: str) -> int:
+        env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD": password, "REDIS_PORT": str(server.port)}
+        return subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30, check=False).returncode
+
+    assert check(PASSWORD) == 0
+    assert check("wrong") != 0
