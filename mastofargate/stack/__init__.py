@@ -23,11 +23,12 @@ from mastofargate.stack import (
     registry,
     secrets,
     services,
+    spot,
 )
 from mastofargate.stack.context import Build
 
 DATA_BUILDERS = (network, secrets, registry, database, cache, media, mail, backups)
-APP_BUILDERS = (iam, cluster, edge, services, jobs, observability)
+APP_BUILDERS = (iam, cluster, edge, services, jobs, observability, spot)
 
 
 def build(config: Config) -> dict[str, Template]:
