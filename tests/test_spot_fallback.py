@@ -280,3 +280,46 @@ def test_every_spot_shape_gets_the_fallback(combo: tuple) -> None:
 def test_the_emulator_module_documents_the_difference() -> None:
     text = (Path(__file__).resolve().parents[1] / "sandbox" / "ecs.py").read_text()
     assert "you must force a new deployment" in text and "UpdateService" in text
+
+
+# ------------------------------------------------------------------------------------------- the deploy's side
+
+
+def test_the_deploy_names_fallbacks_and_returns_the_services_it_rolls_to_the_templates_spot(
+    ecs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """deploy/spot.py against the emulator: `plan` names what runs on the fallback; an upgrade that rolls a
+    service returns it to the template's strategy (new deployment, tags cleared) before CloudFormation's update;
+    a service the deploy does not roll stays on on-demand (and `status` lists it through the same `fallbacks`)."""
+    from mastofargate.deploy import spot
+    from tests.conftest import plain_run
+
+    cfg = make_config(profile="personal", spot=True)
+    assert {s.name for s in cfg.all_services} >= {"web", "streaming"}
+    run = plain_run(cfg)
+    for name in ("web", "streaming", "server"):
+        spot_fallback.handler(placement_failure(name), None)
+    capsys.readouterr()
+    found = {f.service: f for f in spot.announce(run)}
+    assert set(found) == {"web", "streaming"}  # "server" is not a service of this config
+    out = capsys.readouterr().out
+    assert "Spot fallback: web runs on on-demand Fargate since" in out and "retries Spot after 6 hours" in out
+    template = build(cfg)["app"].to_dict()
+    returned = spot.return_to_spot(run, template, ["web"])
+    assert returned == ["web"]
+    web = describe(ecs, "web")
+    wanted = spot.template_strategy(template, "web")
+    assert wanted and providers(web["capacityProviderStrategy"]) == providers(wanted)
+    assert spot.SINCE_TAG not in web["tagmap"] and spot.STRATEGY_TAG not in web["tagmap"]
+    primary = next(d for d in web["deployments"] if d["status"] == "PRIMARY")
+    assert providers(primary["capacityProviderStrategy"]) == providers(wanted)
+    assert "streaming stays on on-demand Fargate: this deploy does not roll it" in capsys.readouterr().out
+    assert providers(describe(ecs, "streaming")["capacityProviderStrategy"]) == [("FARGATE", 0, 1)]
+    rows = spot.fallbacks(run.target)
+    assert [f.service for f in rows] == ["streaming"] and not rows[0].singleton
+
+
+def test_the_deploy_restates_the_lambdas_tag_names() -> None:
+    from mastofargate.deploy import spot
+
+    assert (spot.SINCE_TAG, spot.STRATEGY_TAG) == (spot_fallback.SINCE_TAG, spot_fallback.STRATEGY_TAG)
