@@ -162,9 +162,9 @@ US_EAST_1 = Prices(
 
 # ------------------------------------------------------------------------------------------- regions
 
-# Approximate ratio of each region's on-demand list price to us-east-1's, by category [PAGE: each
+# Approximate ratio of each region's on-demand list price to us-east-1's, by category. [PAGE] each
 # service's pricing page with that region selected, rounded to 2 digits; an estimate, not a quote —
-# `--live` replaces the main prices with exact ones]. Categories not listed cost the same everywhere
+# `--live` replaces the main prices with exact ones. Categories not listed cost the same everywhere
 # (public IPv4, Secrets Manager, KMS, Route 53, ECR, CloudWatch alarms, CloudFront).
 REGION_MULTIPLIERS: dict[str, dict[str, float]] = {
     "us-east-1": {},
