@@ -184,3 +184,46 @@ def test_commit_display_and_bad_terms(tmp_path: Path) -> None:
     assert "'5y' is not a commitment term; allowed: 1y, 3y" in CliRunner().invoke(
         app, ["cost", "--commit", "5y", "-c", str(cfg)]
     ).output.replace("\n", " ").replace("  ", " ")
+
+
+# ------------------------------------------------------------------------------------------- community cheaper
+
+
+def test_elasticache_defaults_to_valkey_at_its_price() -> None:
+    cfg = make_config(profile="community")
+    assert cfg.elasticache.engine == "valkey"
+    line = next(i for i in estimate(cfg).items if i.name.startswith("ElastiCache"))
+    assert line.name == "ElastiCache valkey cache.t4g.micro"
+    assert line.unit_price == pytest.approx(0.016 * (1 - 0.20) * H)  # 20 % below Redis OSS's $0.016/h
+
+
+@pytest.mark.parametrize("throughput", ["bursting", "elastic"])
+def test_efs_throughput_mode_its_alarm_and_its_price(throughput: str) -> None:
+    from mastofargate.stack import build
+
+    cfg = make_config({"efs": {"throughput": throughput}}, profile="community", database="task", cache="task")
+    templates = {k: t.to_dict() for k, t in build(cfg).items()}
+    fs = templates["data"]["Resources"]["FileSystem"]["Properties"]
+    assert fs["ThroughputMode"] == throughput
+    alarm = templates["app"]["Resources"].get("EfsBurstCreditAlarm")
+    items = [i.name for i in estimate(cfg, templates).items]
+    if throughput == "bursting":
+        assert alarm is not None
+        props = alarm["Properties"]
+        assert props["MetricName"] == "BurstCreditBalance" and props["Namespace"] == "AWS/EFS"
+        assert props["Threshold"] == 1024**4 and props["ComparisonOperator"] == "LessThanThreshold"
+        assert props["Dimensions"] == [
+            {"Name": "FileSystemId", "Value": {"Fn::ImportValue": "social-data:FileSystemId"}}
+        ]
+        assert 'throughput = "elastic"' in props["AlarmDescription"]
+        assert not any("Elastic Throughput" in n for n in items)  # no per-GB I/O charge
+    else:
+        assert alarm is None
+        assert any(n.startswith("EFS Elastic Throughput writes") for n in items)
+
+
+def test_no_efs_alarm_without_a_file_system() -> None:
+    from mastofargate.stack import build
+
+    app = build(make_config(profile="community", database="rds", cache="elasticache"))["app"].to_dict()
+    assert "EfsBurstCreditAlarm" not in app["Resources"]
