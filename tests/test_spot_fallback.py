@@ -323,3 +323,36 @@ def test_the_deploy_restates_the_lambdas_tag_names() -> None:
     from mastofargate.deploy import spot
 
     assert (spot.SINCE_TAG, spot.STRATEGY_TAG) == (spot_fallback.SINCE_TAG, spot_fallback.STRATEGY_TAG)
+
+
+def test_a_stale_record_is_cleared_without_a_restart(ecs: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rollback can put a service back on the template's Spot strategy while it still carries the
+    fallback's tags: neither the hourly run nor the deploy restarts it, both clear the record."""
+    from mastofargate.deploy import spot
+    from tests.conftest import plain_run
+
+    spot_fallback.handler(placement_failure("streaming"), None)
+    spot_fallback.handler(placement_failure("web"), None)
+    for name, strategy in (("streaming", SPOT), ("web", MIXED)):  # what a CloudFormation rollback re-sends
+        ecs.update_service(cluster=CLUSTER, service=name, capacityProviderStrategy=strategy, forceNewDeployment=True)
+    before = {d["id"] for d in describe(ecs, "streaming")["deployments"]}
+    run = plain_run(make_config(profile="personal", spot=True))
+    assert sorted(f.service for f in spot.fallbacks(run.target) if f.stale) == ["streaming", "web"]
+    assert spot.announce(run) == [] and spot.on_fallback(run.target) == []
+    capsys.readouterr()
+    assert spot.return_to_spot(run, build(make_config(profile="personal", spot=True))["app"].to_dict(), ["web"]) == []
+    out = capsys.readouterr().out
+    assert "web: already back on Fargate Spot; the fallback's record is cleared" in out
+    assert "streaming: already back on Fargate Spot" in out  # stale records go whether rolled or not
+    assert spot_fallback.SINCE_TAG not in describe(ecs, "web")["tagmap"]
+    ecs.tag_resource(  # a stale record again, for the hourly run this time
+        resourceArn=describe(ecs, "streaming")["serviceArn"],
+        tags=[
+            {"key": spot_fallback.SINCE_TAG, "value": "2026-11-30T00:00:00Z"},
+            {"key": spot_fallback.STRATEGY_TAG, "value": "FARGATE_SPOT:0:1"},
+        ],
+    )
+    spot_fallback.handler(SCHEDULE, None)
+    streaming = describe(ecs, "streaming")
+    assert spot_fallback.SINCE_TAG not in streaming["tagmap"]
+    assert {d["id"] for d in streaming["deployments"]} <= before  # no new deployment: no restart

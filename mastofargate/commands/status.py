@@ -92,7 +92,7 @@ def collect(target: Target) -> dict[str, Any]:
     web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
     from mastofargate.deploy import spot
 
-    fallbacks = spot.fallbacks(target) if stacks["app"]["status"] else []
+    fallbacks = spot.on_fallback(target) if stacks["app"]["status"] else []
     running = mastodon_version(web_tags)
     return {
         "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,

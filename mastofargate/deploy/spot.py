@@ -38,6 +38,7 @@ class Fallback:
     since: str  # UTC, ISO 8601
     strategy: str  # the recorded Spot strategy, 'PROVIDER:BASE:WEIGHT ...'
     singleton: bool  # maximumPercent <= 100 or minimumHealthyPercent < 100: only a deploy returns it to Spot
+    stale: bool = False  # tagged, but the service uses Spot again (a rollback re-sent the template's strategy)
 
     def describe(self) -> str:
         back = (
@@ -66,8 +67,14 @@ def fallbacks(target: Target) -> list[Fallback]:
                 continue
             dc = svc.get("deploymentConfiguration") or {}
             singleton = int(dc.get("maximumPercent", 200)) <= 100 or int(dc.get("minimumHealthyPercent", 100)) < 100
-            out.append(Fallback(svc["serviceName"], tags[SINCE_TAG], tags.get(STRATEGY_TAG, ""), singleton))
+            on_spot = any(s.get("capacityProvider") == "FARGATE_SPOT" for s in svc.get("capacityProviderStrategy", []))
+            out.append(Fallback(svc["serviceName"], tags[SINCE_TAG], tags.get(STRATEGY_TAG, ""), singleton, on_spot))
     return out
+
+
+def on_fallback(target: Target) -> list[Fallback]:
+    """The services that run on on-demand Fargate because of the fallback now (stale records left out)."""
+    return [f for f in fallbacks(target) if not f.stale]
 
 
 def template_strategy(template: dict[str, Any], service: str) -> list[dict[str, Any]] | None:
@@ -90,7 +97,7 @@ def announce(run: Run) -> list[Fallback]:
     """The plan's lines about services on the fallback (read-only: `plan` and `deploy --dry-run` too). A role
     that may not read the services' tags (an older CI plan role) gets a warning, not a failed plan."""
     try:
-        found = fallbacks(run.target)
+        found = on_fallback(run.target)
     except AwsError as e:
         run.out.warn(f"could not read whether a service runs on the Spot fallback: {e.what}")
         return []
@@ -106,14 +113,14 @@ def return_to_spot(run: Run, template: dict[str, Any], rolling: list[str]) -> li
     target = run.target
     returned = []
     for fb in fallbacks(target):
-        if fb.service not in rolling:
+        if fb.service not in rolling and not fb.stale:
             run.out.line(f"  {fb.service} stays on on-demand Fargate: this deploy does not roll it")
             continue
         wanted = template_strategy(template, fb.service)
         uses_spot = any(s["capacityProvider"] == "FARGATE_SPOT" for s in wanted or [])
         arn = ""
         with aws.aws_errors(f"returning {fb.service} to Fargate Spot"):
-            if wanted and uses_spot:
+            if wanted and uses_spot and not fb.stale:
                 resp = target.ecs.update_service(
                     cluster=target.cluster,
                     service=fb.service,
@@ -126,7 +133,9 @@ def return_to_spot(run: Run, template: dict[str, Any], rolling: list[str]) -> li
                 arn = found[0]["serviceArn"] if found else ""
             if arn:
                 target.ecs.untag_resource(resourceArn=arn, tagKeys=[SINCE_TAG, STRATEGY_TAG])
-        if uses_spot:
+        if fb.stale:
+            run.out.line(f"  {fb.service}: already back on Fargate Spot; the fallback's record is cleared")
+        elif uses_spot:
             run.out.line(f"  {fb.service}: back on the template's Fargate Spot strategy (on-demand since {fb.since})")
             returned.append(fb.service)
         else:

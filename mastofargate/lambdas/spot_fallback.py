@@ -116,6 +116,9 @@ def retry_spot(ecs: Any, cluster: str, retry_hours: float, now: datetime) -> dic
         if SINCE_TAG not in tags or STRATEGY_TAG not in tags:
             continue
         name = service["serviceName"]
+        if uses_spot(service):  # back on Spot by other means (a deploy, a rollback): the record is stale
+            ecs.untag_resource(resourceArn=service["serviceArn"], tagKeys=[SINCE_TAG, STRATEGY_TAG])
+            continue
         deployment = service.get("deploymentConfiguration") or {}
         if deployment.get("maximumPercent", 200) <= 100 or deployment.get("minimumHealthyPercent", 100) < 100:
             singletons.append(name)
