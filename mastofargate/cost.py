@@ -1130,7 +1130,9 @@ def estimate(
         return Estimate(total, w.items, w.assumptions, p.as_of, p.region)
     if commit not in COMMITMENTS:
         raise MastofargateError(
-            f"commitment term {commit!r} is not priced", why="", fix=f"use one of: {', '.join(COMMITMENTS)}"
+            f"commitment term {commit!r} is not priced",
+            why="the price table holds Savings Plan and reservation discounts for these terms only",
+            fix=f"use one of: {', '.join(COMMITMENTS)}",
         )
     c = COMMITMENTS[commit]
     off = {"fargate": c.fargate_savings_plan, "rds": c.rds_reserved}
