@@ -86,8 +86,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_personal_default_lines_match_hand_arithmetic() -> None:
-    """personal with a Redis task on EFS: RDS Postgres, arm64, Spot."""
-    est = estimate(make_config(profile="personal", cache="task"))
+    """personal with a Redis task on EFS: RDS Postgres, arm64, Spot (EFS in Elastic throughput mode here, to
+    price its writes; the Bursting default has no I/O charge: test_cost_honest.py)."""
+    est = estimate(make_config({"efs": {"throughput": "elastic"}}, profile="personal", cache="task"))
     # web: 0.25 vCPU and 1 GB on ARM, Spot
     assert usd(est, "Fargate Spot: web") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * H * SPOT)
     assert usd(est, "Fargate Spot: streaming") == pytest.approx((0.25 * 0.03238 + 0.5 * 0.00356) * H * SPOT)
@@ -118,8 +119,8 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     # the data key and the ECS Exec sessions' own key
     assert usd(est, "KMS customer-managed keys") == pytest.approx(2.00)
     # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage + dead letters
-    # + Sidekiq backlog
-    assert usd(est, "CloudWatch alarms") == pytest.approx(9 * 0.10)
+    # + Sidekiq backlog + the Spot fallback's dead letters
+    assert usd(est, "CloudWatch alarms") == pytest.approx(10 * 0.10)
     # the backlog's four EMF metrics at $0.30, and ~300 mails a month through SES at $0.10 per 1,000
     assert usd(est, "CloudWatch custom metrics (Sidekiq backlog, EMF)") == pytest.approx(4 * 0.30)
     assert usd(est, "SES outbound mail") == pytest.approx(0.3 * 0.10)
@@ -173,7 +174,7 @@ def test_spot_service_with_two_tasks_keeps_one_on_demand() -> None:
 
 
 def test_postgres_task_never_on_spot_and_efs_io_adds_up() -> None:
-    est = estimate(make_config(database="task", cache="task"))
+    est = estimate(make_config({"efs": {"throughput": "elastic"}}, database="task", cache="task"))
     assert usd(est, "Fargate: postgres") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * H)
     assert not any(i.name.startswith("Fargate Spot: postgres") for i in est.items)
     # Postgres 40 GB writes (assumed) + Redis AOF (5 changes/s x 300 B, rewrites of 0.02 GB per 64 MB);
