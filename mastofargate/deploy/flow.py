@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mastofargate import validate
-from mastofargate.deploy import bootstrap, handoff, history, jobs, mail, rollout, stacks
+from mastofargate.deploy import bootstrap, handoff, history, jobs, mail, rollout, spot, stacks
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import DeployOptions, ImageChoice, PlanOptions, RollbackOptions, Tags
 from mastofargate.deploy.plan import Plans, app_change_set, discard, make_plans, nothing_to_do, show_plan
@@ -54,6 +54,8 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
     secrets = bootstrap.secrets_step(run, dry_run=opts.dry_run, smtp_password=smtp_password)
     plans = make_plans(run, state, secrets, dry_run=opts.dry_run)
     show_plan(run, state, plans)
+    if not state.installing:
+        spot.announce(run)
     if nothing_to_do(state, plans):
         if not opts.dry_run:
             protect_data_stack(run)
@@ -206,8 +208,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
             result,
             "Pre-deployment migrations failed on the new image; nothing was rolled out and the old version "
             f"({serving or '?'}) is still serving.",
-            "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' "
-            "again",
+            "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' again",
         )
     run.out.step(f"Updating {target.app_stack}")
     if opts.no_wait:
@@ -219,6 +220,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
             )
             notes.append("post-deployment migrations NOT run")
         return start_without_waiting(run, app_plan, tags, notes)
+    spot.return_to_spot(run, app_plan.template, rollout.touched_services(app_plan))
     rollout.apply(run, app_plan, timeout=opts.timeout, serving=serving)
     if migrate:
         result = jobs.run_job(run, "migrate", None, timeout=opts.timeout)
@@ -286,6 +288,8 @@ def plan_only(run: Run, opts: PlanOptions) -> PlanResult:
     plans = make_plans(run, state, secrets, dry_run=True)
     try:
         show_plan(run, state, plans)
+        if not state.installing:
+            spot.announce(run)
     finally:
         discard(run, plans)
     changes = not nothing_to_do(state, plans)
@@ -336,4 +340,3 @@ def report(run: Run, outcome: Outcome) -> None:
         run.out.line(f"  Mastodon: {outcome.version or config.deployment.mastodon_version} ({outcome.tags.describe()})")
     for note in outcome.notes:
         run.out.line(f"  {note}")
-

@@ -23,11 +23,13 @@ from mastofargate.stack import (
     registry,
     secrets,
     services,
+    spot,
+    storage,
 )
 from mastofargate.stack.context import Build
 
 DATA_BUILDERS = (network, secrets, registry, database, cache, media, mail, backups)
-APP_BUILDERS = (iam, cluster, edge, services, jobs, observability)
+APP_BUILDERS = (iam, cluster, edge, services, jobs, observability, spot, storage)
 
 
 def build(config: Config) -> dict[str, Template]:

@@ -46,6 +46,7 @@ CFN_SERVICES = (
     "elasticloadbalancing",
     "events",
     "kms",
+    "lambda",
     "logs",
     "rds",
     "route53",
@@ -304,7 +305,15 @@ def deploy_policy(n: _Names) -> dict[str, Any]:
         ),
         _statement(
             "WatchJobsAndRollouts",
-            ["ecs:DescribeTasks", "ecs:ListTasks", "ecs:StopTask", "ecs:UpdateService", "ecs:TagResource"],
+            # UntagResource: the deploy clears the Spot fallback's record when it returns a service to Spot
+            [
+                "ecs:DescribeTasks",
+                "ecs:ListTasks",
+                "ecs:StopTask",
+                "ecs:UpdateService",
+                "ecs:TagResource",
+                "ecs:UntagResource",
+            ],
             [n.cluster(), *n.cluster_children(), *n.task_definitions()],
         ),
         _statement(

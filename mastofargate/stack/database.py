@@ -138,7 +138,10 @@ def _efs(b: Build) -> None:
             KmsKeyId=GetAtt("EncryptionKey", "Arn"),
             PerformanceMode="generalPurpose",
             FileSystemProtection=efs.FileSystemProtection(ReplicationOverwriteProtection="ENABLED"),
-            ThroughputMode="elastic",
+            # Bursting: no per-GB I/O charge (Elastic bills every GB read and written); a small server's Postgres
+            # and Redis stay within the baseline and the 2.1 TiB of credits a new file system starts with. The
+            # app stack's EfsBurstCreditAlarm warns long before they run out ([efs] throughput = "elastic").
+            ThroughputMode=b.config.efs.throughput,
             BackupPolicy=efs.BackupPolicy(Status="DISABLED"),
             FileSystemPolicy=_tls_only_policy(),
             FileSystemTags=Tags(Name=f"{b.name}-data"),
