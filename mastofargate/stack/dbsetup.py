@@ -140,6 +140,8 @@ def add(b: Build) -> None:
         Name=CONTAINER,
         Image=image(b, "postgres"),
         Essential=True,
+        Memory=MEMORY,  # the whole task, as a hard limit and reservation like every other container's
+        MemoryReservation=MEMORY,
         Command=COMMAND,
         Environment=[ecs.Environment(Name=k, Value=v) for k, v in sorted(environment(b).items())],
         Secrets=[ecs.Secret(Name="PGPASSWORD", ValueFrom=Join("", [secret_arn, ":password::"]))],
