@@ -44,7 +44,7 @@ def _pgserver_bin() -> Path | None:
 def _bindir(version: str) -> Path:
     path = DEBIAN_15 if version == "15" else _pgserver_bin()
     if path is None or not (path / "initdb").exists():
-        message = f"PostgreSQL {version} binaries are missing (15: scripts/ensure-postgres.sh; 16: pip install pgserver)"
+        message = f"PostgreSQL {version} is missing (15: scripts/ensure-postgres.sh; 16: the pgserver dev dependency)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -130,7 +130,7 @@ def rds_like(server: Server) -> None:
     server.superuser(f"CREATE ROLE {DB_USER} LOGIN CREATEROLE CREATEDB PASSWORD '{MASTER_PASSWORD}'")
     server.superuser(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
     server.superuser("CREATE DATABASE other_app")
-    server.superuser("CREATE TABLE private_notes (body text); INSERT INTO private_notes VALUES ('not yours')", "other_app")
+    server.superuser("CREATE TABLE private_notes (body text); INSERT INTO private_notes VALUES ('mine')", "other_app")
 
 
 # An existing server: what db/schema.rb and Mastodon's own SQL made, all owned by the master user.
