@@ -1,7 +1,7 @@
 """Mastodon's own Postgres role: the owner of its database, not the RDS master user (issue 10 item 4).
 
-Today Mastodon logs in as the RDS master user (`mastodon`, member of rds_superuser: it may create roles,
-read every database, change server settings). Mastodon needs less: to own its database and everything in it
+The RDS master user (`mastodon`, member of rds_superuser) may create roles, read every database and change
+server settings; servers deployed before this module logged Mastodon in as it. Mastodon needs less: to own its database and everything in it
 (migrations create, alter and drop tables). `owner_setup_sql` turns the master-owned database into one owned
 by a plain LOGIN role, idempotently, so it can run on every deploy:
 
