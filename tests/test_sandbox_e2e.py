@@ -26,6 +26,7 @@ import pytest
 
 from mastofargate.deploy.jobs import CREATE_OWNER
 from tests.deploy_sandbox import (
+    FAILING_SETUP_IMAGE,
     CliResult,
     Recorder,
     Sandbox,
@@ -33,6 +34,7 @@ from tests.deploy_sandbox import (
     create_zone,
     push_fake_images,
     recording,
+    register_setup_image,
     run_cli,
     running_sandbox,
     secret_versions,
@@ -399,18 +401,6 @@ def as_an_older_server() -> None:
     sm.put_secret_value(SecretId="mastofargate/social/database", SecretString=json.dumps(old))
 
 
-def register_setup_image(image: str) -> str:
-    """A new revision of the setup task definition on `image` (what the deploy then runs); returns the old image."""
-    ecs = boto3.client("ecs")
-    td = ecs.describe_task_definition(taskDefinition="social-dbsetup")["taskDefinition"]
-    before = td["containerDefinitions"][0]["image"]
-    keep = ("family", "containerDefinitions", "cpu", "memory", "networkMode", "requiresCompatibilities")
-    spec = {k: td[k] for k in keep if k in td} | {"executionRoleArn": td["executionRoleArn"]}
-    spec["containerDefinitions"][0]["image"] = image
-    ecs.register_task_definition(**spec)
-    return before
-
-
 def test_a_failed_owner_setup_on_an_older_server_leaves_the_old_version_serving(world: World) -> None:
     """The setup task runs after the pre-deployment migrations; when it fails, the app change set (which would
     switch Mastodon to the owner role) is dropped, the old version keeps serving, and the error says what to run."""
@@ -418,7 +408,7 @@ def test_a_failed_owner_setup_on_an_older_server_leaves_the_old_version_serving(
         serving = mastodon_tags()
         as_an_older_server()
         push_fake_images(TAG_C)
-        GOOD_SETUP_IMAGE.append(register_setup_image("public.ecr.aws/docker/library/postgres:17-sandbox-exit-3"))
+        GOOD_SETUP_IMAGE.append(register_setup_image(FAILING_SETUP_IMAGE))
         with recording() as calls:
             result = deploy(world.config, TAG_C, "--yes")
         assert mastodon_tags() == serving
