@@ -1,9 +1,9 @@
 """Mastodon's own Postgres role: the owner of its database, not the RDS master user (issue 10 item 4).
 
 The RDS master user (`mastodon`, member of rds_superuser) may create roles, read every database and change
-server settings; servers deployed before this module logged Mastodon in as it. Mastodon needs less: to own its database and everything in it
-(migrations create, alter and drop tables). `owner_setup_sql` turns the master-owned database into one owned
-by a plain LOGIN role, idempotently, so it can run on every deploy:
+server settings; servers deployed before this module logged Mastodon in as it. Mastodon needs less: to own
+its database and everything in it (migrations create, alter and drop tables). `owner_setup_sql` turns the
+master-owned database into one owned by a plain LOGIN role, idempotently, so it can run on every deploy:
 
 - the role is created if missing: LOGIN, and none of SUPERUSER, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS;
 - its password is set from a SCRAM-SHA-256 verifier computed here (`scram_sha256_verifier`), so the SQL
