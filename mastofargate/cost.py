@@ -1035,8 +1035,8 @@ def _discovery_services(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) 
 
 def _secrets(w: _Walk) -> None:
     p = w.prices
-    names = sorted(
-        name for tpl in w.templates.values() for name in tpl.get("Parameters", {}) if name.endswith("SecretArn")
+    names = sorted(  # a set: the data stack names the database secret too (its setup task reads it)
+        {name for tpl in w.templates.values() for name in tpl.get("Parameters", {}) if name.endswith("SecretArn")}
     )
     if not names:
         return

@@ -64,6 +64,19 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
             {"StringEquals": {"cloudwatch:namespace": "Mastofargate/Backups"}},
         ),
     },
+    # The data stack's database setup task (stack/dbsetup.py): its one secret and its one log group, nothing else.
+    "DatabaseSetupExecutionRole": {
+        "WriteItsLog": (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [sub("logs", "log-group:/mastofargate/social/dbsetup:*")],
+            None,
+        ),
+        "ReadTheDatabaseSecret": (
+            ["secretsmanager:GetSecretValue"],
+            [sub("secretsmanager", "secret:mastofargate/social/database-??????")],
+            None,
+        ),
+    },
     "ExecutionRole": {
         "EcrLogin": (["ecr:GetAuthorizationToken"], ["*"], None),
         "PullOurImages": (
@@ -118,6 +131,7 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
 }
 PRINCIPALS = {
     "ExecutionRole": "ecs-tasks.amazonaws.com",
+    "DatabaseSetupExecutionRole": "ecs-tasks.amazonaws.com",
     "MastodonTaskRole": "ecs-tasks.amazonaws.com",
     "DataTaskRole": "ecs-tasks.amazonaws.com",
     "BackupTaskRole": "ecs-tasks.amazonaws.com",

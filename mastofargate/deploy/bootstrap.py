@@ -3,7 +3,9 @@
 Three JSON secrets in Secrets Manager, named by `stack.secrets.secret_names`:
   app       SECRET_KEY_BASE and OTP_SECRET (128 hex, like `rails secret`), the VAPID key pair, and the three
             ACTIVE_RECORD_ENCRYPTION_* keys (32 alphanumerics, like `bin/rails db:encryption:init`)
-  database  password (RDS master password, or the Postgres task's)
+  database  password (RDS master password, or the Postgres task's superuser's), owner_password (Mastodon's
+            own role, deploy/dbowner.py; existing servers get it on their next deploy), and owner_setup, the
+            record of the database setup that ran (deploy/dbsetup.py; not a secret, and rewritten by it)
   redis     password (ElastiCache auth token or the Redis task's), and for ElastiCache `url`
             (rediss://:PASSWORD@HOST:6379), known only once the data stack has made the cache; for a
             separate Redis task its private CA and certificate (deploy/redistls.py) and `url`
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws
 from mastofargate.errors import EXIT_USAGE, MastofargateError, UsageError
-from mastofargate.stack.secrets import APP_SECRET_KEYS, OTP_SECRET
+from mastofargate.stack.secrets import APP_SECRET_KEYS, OTP_SECRET, OWNER_PASSWORD, OWNER_SETUP_RECORD
 
 if TYPE_CHECKING:
     from mastofargate.deploy.context import Run
@@ -44,7 +46,7 @@ ENCRYPTION_KEY_LENGTH = 32
 REDIS_PORT = 6379
 DESCRIPTIONS = {
     "app": "Mastodon app secrets (SECRET_KEY_BASE, VAPID, Active Record encryption). Never regenerate.",
-    "database": "Postgres password of the Mastodon database",
+    "database": "Postgres passwords: the master user's and that of Mastodon's owner role",
     "redis": "Redis password, the rediss:// URL and, for a Redis task, its CA and certificate",
 }
 
@@ -129,8 +131,11 @@ def required_values(kind: str, present: dict[str, Any]) -> dict[str, str]:
                 why="a key was added to the app secret's list without a way to make it (a bug)",
                 fix="report this; nothing was written",
             )
-    elif kind in ("database", "redis") and "password" not in present:
-        missing["password"] = random_alphanumeric(PASSWORD_LENGTH)
+    elif kind in ("database", "redis"):
+        if "password" not in present:
+            missing["password"] = random_alphanumeric(PASSWORD_LENGTH)
+        if kind == "database" and OWNER_PASSWORD not in present:
+            missing[OWNER_PASSWORD] = random_alphanumeric(PASSWORD_LENGTH)
     return missing
 
 
@@ -234,9 +239,10 @@ def ensure_secret(target: Target, kind: str, *, dry_run: bool = False) -> tuple[
 # from other values (the ElastiCache URL follows the cache's host). Every other key is generated once and
 # never changed (DESIGN invariant 2).
 OPERATOR_KEYS = frozenset({"SMTP_PASSWORD"})
-# SMTP_LOGIN: the SES key id deploy.mail rotates with its password; tls_cert/tls_key: the Redis task's
-# certificate, re-issued by deploy.redistls from the CA (ca_cert/ca_key are NOT replaceable: made once).
-DERIVED_KEYS = frozenset({"url", "SMTP_LOGIN", "tls_cert", "tls_key"})
+# SMTP_LOGIN: the SES key id deploy.mail rotates with its password; OWNER_SETUP_RECORD: deploy.dbsetup's record;
+# tls_cert/tls_key: the Redis task's certificate, re-issued by deploy.redistls from the CA (ca_cert/ca_key are
+# NOT replaceable: made once).
+DERIVED_KEYS = frozenset({"url", "SMTP_LOGIN", OWNER_SETUP_RECORD, "tls_cert", "tls_key"})
 REPLACEABLE_KEYS = OPERATOR_KEYS | DERIVED_KEYS
 
 

@@ -138,6 +138,12 @@ class _Names:
         """Roles CloudFormation names after the stack that holds them (NAME-app-ExecutionRole-XXXX)."""
         return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{names.app_stack(self.name)}-*")
 
+    def database_setup_role(self) -> Sub:
+        """The data stack's execution role of its database setup task (a fixed name, stack/dbsetup.py)."""
+        from mastofargate.stack.dbsetup import role_name
+
+        return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{role_name(self.name)}")
+
     def smtp_users(self) -> Sub:
         """The data stack's SES SMTP user (stack/mail.py puts it under this path)."""
         return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:user/mastofargate/{self.name}/*")
@@ -319,7 +325,7 @@ def deploy_policy(n: _Names) -> dict[str, Any]:
         _statement(
             "PassTaskRoles",
             ["iam:PassRole"],
-            [n.app_roles()],
+            [n.app_roles(), n.database_setup_role()],
             Condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
         ),
         _statement(

@@ -19,7 +19,8 @@ from mastofargate.stack.network import SUBNET_CIDRS
 from mastofargate.stack.secrets import secret_names
 
 DB_NAME = "mastodon_production"
-DB_USER = "mastodon"
+DB_USER = "mastodon"  # the RDS master user / the Postgres task's superuser: the database setup task only
+DB_OWNER = "mastodon_owner"  # what Mastodon logs in as: the owner of its database and nothing more (deploy/dbowner.py)
 POSTGRES_UID = 999  # uid of `postgres` in the Debian-based official image
 REDIS_UID = 999  # uid of `redis` in the Debian-based official image
 

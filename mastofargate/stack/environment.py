@@ -14,7 +14,7 @@ from mastofargate.sizing import ServiceSize
 from mastofargate.stack import cache, mail
 from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
-from mastofargate.stack.database import DB_NAME, DB_USER
+from mastofargate.stack.database import DB_NAME, DB_OWNER
 from mastofargate.stack.network import POSTGRES_PORT, REDIS_PORT
 
 EnvValue: TypeAlias = str | Join | object
@@ -29,7 +29,9 @@ def _database(b: Build, role: str) -> dict[str, EnvValue]:
         host: EnvValue = b.imported("DatabaseHost")
     else:
         host = f"postgres.{namespace(b)}"
-    return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_USER, "DB_SSLMODE": ssl}
+    # The owner role of the database, not the master user (issue 10 item 4; the deploy's database setup step
+    # creates it before any Mastodon task logs in as it).
+    return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_OWNER, "DB_SSLMODE": ssl}
 
 
 def _redis(b: Build, role: str) -> dict[str, EnvValue]:
