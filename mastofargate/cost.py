@@ -160,7 +160,9 @@ FREE: dict[str, str] = {
     "AWS::ApplicationAutoScaling::ScalingPolicy": "free",
     "AWS::SNS::Topic": "alarm emails stay within SNS's 1,000 free email notifications a month",
     "AWS::SNS::TopicPolicy": "free",
-    "AWS::Events::Rule": "rules on AWS service events (ECS deployment state) are free",
+    "AWS::Events::Rule": "rules on AWS service events (ECS deployment and task state) and scheduled rules are free",
+    "AWS::Lambda::Permission": "free",
+    "AWS::SQS::QueuePolicy": "free",
     "AWS::SQS::Queue": "the schedules' dead-letter queue sees a handful of messages, within SQS's 1 million free "
     "requests a month",
 }
@@ -895,6 +897,53 @@ def _record_sets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None
         )
 
 
+# [ASSUME] Queries for the direct edge's plain A record (TTL 60 s: a busy resolver asks at most once a minute,
+# ~43,000 times a month): a personal server's posts reach a few hundred servers' resolvers, in bursts.
+DIRECT_EDGE_QUERIES_MONTH = {"personal": 1_000_000, "community": 5_000_000, "large": 20_000_000}
+# [ASSUME] Lambda runs: the DNS follower every 5 minutes (8,640) plus task events, the certificate watch every
+# 6 hours (120); each ~0.5 s at 128 MB.
+LAMBDA_SECONDS_PER_RUN = 0.5
+
+
+def _functions(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Lambdas (the direct edge's), and for the one keeping a DNS record, the zone and its billed queries."""
+    p = w.prices
+    runs = 0.0
+    gb_seconds = 0.0
+    zones: set[str] = set()
+    for stack, _, props in found:
+        variables = props.get("Environment", {}).get("Variables", {})
+        per_month = 8_640 + 500 if "HOSTED_ZONE_ID" in variables else 120.0
+        runs += per_month
+        gb_seconds += per_month * LAMBDA_SECONDS_PER_RUN * (w.number(stack, props.get("MemorySize", 128)) or 128) / 1024
+        if "HOSTED_ZONE_ID" in variables:
+            zones.add(str(variables["HOSTED_ZONE_ID"]))
+    w.add(f"Lambda requests (~{runs:,.0f}/month)", runs / 1e6, "million requests", p.lambda_requests_per_million)
+    w.add("Lambda compute (Arm)", gb_seconds, "GB-second", p.lambda_gb_second_arm)
+    # A zone other records of the templates already use is priced with them (_record_sets).
+    priced = {str(props.get("HostedZoneId")) for _, _, props in w.of_type("AWS::Route53::RecordSet")}
+    if zones - priced:
+        w.add(
+            "Route 53 hosted zone (created outside the templates)",
+            len(zones - priced),
+            "zone-month",
+            p.hosted_zone_month,
+        )
+    if zones:
+        queries = DIRECT_EDGE_QUERIES_MONTH.get(w.config.deployment.profile, DIRECT_EDGE_QUERIES_MONTH["community"])
+        w.add(
+            f"Route 53 queries for the site's A record (assumed {queries / 1e6:g} million/month)",
+            queries / 1e6,
+            "million queries",
+            p.route53_queries_per_million,
+        )
+        w.assume(
+            "Direct edge: the DNS follower keeps a plain A record (TTL 60 s), and queries to it are billed, unlike "
+            f"alias queries to a load balancer: ~{queries / 1e6:g} million a month assumed; Lambda priced without "
+            "its free tier."
+        )
+
+
 def _namespaces(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     w.add(
         "Cloud Map private DNS namespace (a Route 53 private zone)",
@@ -956,6 +1005,7 @@ PRICED: dict[str, Any] = {
     "AWS::SES::EmailIdentity": _mail_identities,
     "AWS::ServiceDiscovery::PrivateDnsNamespace": _namespaces,
     "AWS::ServiceDiscovery::Service": _discovery_services,
+    "AWS::Lambda::Function": _functions,
 }
 
 

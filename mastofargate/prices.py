@@ -73,6 +73,10 @@ class Prices:
     cloud_map_instance_month: float
     notes: tuple[str, ...] = field(default=())  # how this table was derived (region fallback, live fetch)
     ses_per_1000: float = 0.10  # [PAGE] Amazon SES outbound email, per 1,000 messages (SMTP or API)
+    # The direct edge (helper `edge`): its Lambdas and the queries its plain A record is billed for.
+    lambda_requests_per_million: float = 0.20  # [PAGE] AWS Lambda requests, per million
+    lambda_gb_second_arm: float = 0.0000133334  # [PAGE] AWS Lambda duration, Arm, per GB-second (first tier)
+    route53_queries_per_million: float = 0.40  # [AWS.md] Route 53 standard queries (alias queries are free)
 
     def monthly(self, hourly: float) -> float:
         return hourly * HOURS_PER_MONTH

@@ -104,12 +104,15 @@ def add(b: Build) -> None:
             Effect=Allow,
             Action=[route53_actions.ChangeResourceRecordSets],
             Resource=[Sub(f"arn:${{AWS::Partition}}:route53:::hostedzone/{zone}")],
+            # One condition operator holding the three keys (separate ones would overwrite each other).
             Condition=Condition(
-                [
-                    ForAllValuesStringEquals("route53:ChangeResourceRecordSetsNormalizedRecordNames", [host]),
-                    ForAllValuesStringEquals("route53:ChangeResourceRecordSetsRecordTypes", ["A", "AAAA"]),
-                    ForAllValuesStringEquals("route53:ChangeResourceRecordSetsActions", ["UPSERT", "DELETE"]),
-                ]
+                ForAllValuesStringEquals(
+                    {
+                        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [host],
+                        "route53:ChangeResourceRecordSetsRecordTypes": ["A", "AAAA"],
+                        "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+                    }
+                )
             ),
         ),
     ]
