@@ -319,8 +319,8 @@ class SidecarSize:
     cpu: int = 0  # CPU units reserved; 0 shares the task's CPU
 
 
-# [M] measured here: Debian's Caddy 2.6 serving the generated direct-edge config (TLS, HTTP/2, reverse proxy)
-# held ~25 MiB RSS idle and ~40 MiB under 200 concurrent TLS connections; [CD] Caddy's docs: certificates are
-# kept in memory (one here). 64 MiB reserved leaves room; no hard limit: an OOM-killed edge takes the whole
-# site offline, so it may borrow what Puma leaves spare. No CPU reserved: TLS for a small server is light.
+# [M] measured here: Debian's Caddy 2.6 running the exact generated container config (one certificate, TLS,
+# HTTP/2, reverse proxy, a WebSocket) held ~37 MiB RSS (tests/test_direct_edge.py prints it). 64 MiB reserved
+# leaves room for connection buffers; no hard limit: an OOM-killed edge takes the whole site offline, so it
+# may borrow what Puma leaves spare. No CPU reserved: TLS for a small server is light.
 CADDY = SidecarSize(reservation=64)

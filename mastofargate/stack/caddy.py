@@ -154,6 +154,7 @@ def caddy_config(
                     },
                     "health": {
                         "listen": [f"127.0.0.1:{health_port}"],
+                        "protocols": ["h1"],
                         "routes": [{"handle": [{"handler": "static_response", "status_code": 200, "body": "ok"}]}],
                         "automatic_https": {"disable": True},
                     },
