@@ -167,7 +167,9 @@ def main(spec_path: str) -> None:
         log.close()
         web.shutdown()
         streaming.shutdown()
-        out["log"] = [json.loads(line) for line in (work / "caddy.log").read_text().splitlines() if line.startswith("{")]
+        out["log"] = [
+            json.loads(line) for line in (work / "caddy.log").read_text().splitlines() if line.startswith("{")
+        ]
         out["storage_files"] = sorted(
             str(p.relative_to(spec["storage"])) for p in Path(spec["storage"]).rglob("*") if p.is_file()
         )

@@ -120,9 +120,9 @@ def run_container(tmp_path: Path, container: dict[str, Any], *, seed_days: int |
         ca_file = seed_certificate(storage, tmp_path, seed_days)
     else:
         seed_certificate(tmp_path / "unused", tmp_path, 1)  # a CA file that trusts nothing served
-    upstream = json.loads(
-        next(e["Value"] for e in container["Environment"] if e["Name"] == "CADDY_CONFIG")
-    )["apps"]["http"]["servers"]["mastodon"]["routes"][0]["handle"][0]["routes"][0]["handle"][0]["upstreams"][0]["dial"]
+    upstream = json.loads(next(e["Value"] for e in container["Environment"] if e["Name"] == "CADDY_CONFIG"))["apps"][
+        "http"
+    ]["servers"]["mastodon"]["routes"][0]["handle"][0]["routes"][0]["handle"][0]["upstreams"][0]["dial"]
     streaming_name = upstream.rsplit(":", 1)[0]
     spec = {
         "container": container,
@@ -133,7 +133,16 @@ def run_container(tmp_path: Path, container: dict[str, Any], *, seed_days: int |
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     run = subprocess.run(
-        ["unshare", "--net", "--mount", "--fork", sys.executable, "-m", "tests.caddy_netns", str(tmp_path / "spec.json")],
+        [
+            "unshare",
+            "--net",
+            "--mount",
+            "--fork",
+            sys.executable,
+            "-m",
+            "tests.caddy_netns",
+            str(tmp_path / "spec.json"),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
