@@ -115,6 +115,8 @@ def check_certificate(run: Run) -> None:
             fix="use the zone that holds the web host's DNS name",
         )
     run.out.line(f"  hosted zone {zone_id} ({zone_name})")
+    if cfg.deployment.edge == "direct":
+        run.out.line(f"  direct edge: the DNS follower keeps {host}'s A/AAAA record in it; Let's Encrypt certificate")
 
 
 def check_mail(run: Run) -> None:
