@@ -289,3 +289,100 @@ def test_the_alb_edge_is_unchanged_by_default() -> None:
     app = build(make_config())["app"].to_dict()["Resources"]
     assert "LoadBalancer" in app and "DnsFollower" not in app
     assert all(c["Name"] != "caddy" for c in app["WebTaskDefinition"]["Properties"]["ContainerDefinitions"])
+
+
+# ------------------------------------------------------------------------------------ a first install
+
+
+@pytest.mark.xdist_group("deploy-sandbox")
+def test_a_first_install_with_the_direct_edge_deploys_in_the_emulator(tmp_path: Path) -> None:
+    """`deploy` of a new server with the direct edge, against the emulator: no load balancer is created,
+    the DNS follower and its rules are, the rollout completes without any ALB target health, and the report
+    says what happens next (DNS, then the certificate)."""
+    import boto3
+
+    from tests.deploy_sandbox import create_zone, push_fake_images, run_cli, running_sandbox, write_config
+
+    with running_sandbox(tmp_path):
+        config = write_config(tmp_path / "mastofargate.toml", create_zone(), deployment={"edge": "direct"})
+        data = run_cli("deploy", "--config", str(config), "--data-only", "--yes")
+        assert data.exit_code == 0, data.output
+        assert "direct edge: the DNS follower keeps social.example.org's A/AAAA record" in data.output
+        push_fake_images("v4.5.4-a1")
+        tags = ["--mastodon-tag", "v4.5.4-a1", "--streaming-tag", "v4.5.4-a1"]
+        app = run_cli("deploy", "--config", str(config), *tags, "--skip-assets", "--yes")
+        assert app.exit_code == 0, app.output
+        assert "Direct edge: the DNS follower points social.example.org at the web task" in app.output
+        kinds = {
+            r["ResourceType"]
+            for r in boto3.client("cloudformation").list_stack_resources(StackName="social-app")[
+                "StackResourceSummaries"
+            ]
+        }
+        assert "AWS::ElasticLoadBalancingV2::LoadBalancer" not in kinds
+        assert {"AWS::Lambda::Function", "AWS::Events::Rule"} <= kinds
+        fn = boto3.client("lambda").get_function(FunctionName="social-dns-follower")["Configuration"]
+        assert fn["Environment"]["Variables"]["SERVICE"] == "web"
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def test_the_direct_edge_needs_the_zone_and_no_acm_certificate() -> None:
+    from mastofargate.config import parse_config
+    from mastofargate.errors import UsageError
+    from tests.conftest import config_dict
+
+    data = config_dict(edge="direct")
+    del data["aws"]["hosted_zone_id"]
+    data["aws"]["certificate_arn"] = (
+        "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+    )
+    data["media"] = {"domain": "cloudfront"}
+    with pytest.raises(UsageError) as e:
+        parse_config(data)
+    assert "deployment.edge 'direct' needs aws.hosted_zone_id" in e.value.what
+    data["aws"]["hosted_zone_id"] = "Z0123456789EXAMPLE"
+    with pytest.raises(UsageError) as e:
+        parse_config(data)
+    assert "aws.certificate_arn" in e.value.what and "Let's Encrypt" in e.value.what
+    bad = config_dict(edge="nlb")
+    with pytest.raises(UsageError) as e:
+        parse_config(bad)
+    assert "deployment.edge" in e.value.what and "'alb'" in e.value.what and "'direct'" in e.value.what
+    assert make_config().deployment.edge == "alb", "the ALB stays the default"
+
+
+# ------------------------------------------------------------------------------------ certificate watch
+
+
+def test_the_certificate_watch_publishes_days_left(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The handler's metric, as the alarm reads it (namespace, name, dimension), into a moto CloudWatch. The
+    TLS part (`days_left`) is replaced here: it runs for real against Caddy in the namespace tests above."""
+    import boto3
+    from moto import mock_aws
+
+    from mastofargate.lambdas import cert_watch
+    from mastofargate.stack.edge_dns import CERT_METRIC, METRIC_NAMESPACE
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    env = direct_stacks()["app"]["Resources"]["CertificateWatch"]["Properties"]["Environment"]["Variables"]
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(cert_watch, "days_left", lambda host: 12.345 if host == HOST else -1)
+    with mock_aws():
+        result = cert_watch.handler({"detail-type": "Scheduled Event"}, None)
+        assert result == {"host": HOST, "days_left": 12.35}
+        stats = boto3.client("cloudwatch").get_metric_statistics(
+            Namespace=METRIC_NAMESPACE,
+            MetricName=CERT_METRIC,
+            Dimensions=[{"Name": "Server", "Value": "social"}],
+            StartTime=datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1),
+            EndTime=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+            Period=3600,
+            Statistics=["Minimum"],
+        )["Datapoints"]
+    assert [d["Minimum"] for d in stats] == [12.35]
