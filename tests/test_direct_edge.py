@@ -323,6 +323,17 @@ def test_a_first_install_with_the_direct_edge_deploys_in_the_emulator(tmp_path: 
         assert {"AWS::Lambda::Function", "AWS::Events::Rule"} <= kinds
         fn = boto3.client("lambda").get_function(FunctionName="social-dns-follower")["Configuration"]
         assert fn["Environment"]["Variables"]["SERVICE"] == "web"
+        # Switching the deployed server to the ALB is refused before anything changes.
+        text = config.read_text().replace('edge = "direct"', 'edge = "alb"')
+        config.write_text(text)
+        switch = run_cli("deploy", "--config", str(config), *tags, "--skip-assets", "--yes")
+        assert switch.exit_code == 2, switch.output
+        assert "REFUSED: deployment.edge would change from 'direct' to 'alb'. Nothing was changed." in switch.output
+        stacks = boto3.client("cloudformation").describe_stacks()["Stacks"]
+        assert {s["StackName"]: s["StackStatus"] for s in stacks} == {
+            "social-data": "CREATE_COMPLETE",
+            "social-app": "UPDATE_COMPLETE",
+        }
 
 
 # ------------------------------------------------------------------------------------ config

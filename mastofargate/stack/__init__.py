@@ -51,6 +51,7 @@ def build(config: Config) -> dict[str, Template]:
                     "stack": b.data_stack if t is b.data else b.app_stack,
                     "profile": config.deployment.profile,
                     "local_domain": config.server.domain,
+                    "edge": config.deployment.edge,
                 }
             }
         )
