@@ -334,6 +334,20 @@ def test_a_first_install_with_the_direct_edge_deploys_in_the_emulator(tmp_path: 
             "social-data": "CREATE_COMPLETE",
             "social-app": "UPDATE_COMPLETE",
         }
+        # destroy removes the record the follower kept (the emulator runs no Lambda: it is made here), so the
+        # name never points at an address AWS hands to someone else.
+        config.write_text(text.replace('edge = "alb"', 'edge = "direct"'))
+        r53 = boto3.client("route53")
+        zone = config.read_text().split('hosted_zone_id = "')[1].split('"')[0]
+        record = {"Name": HOST, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "203.0.113.7"}]}
+        r53.change_resource_record_sets(
+            HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}]}
+        )
+        gone = run_cli("destroy", "--config", str(config), "--yes")
+        assert gone.exit_code == 0, gone.output
+        assert f"DNS record {HOST} A 203.0.113.7 deleted" in gone.output
+        left = r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+        assert not [r for r in left if r["Name"] == HOST + "." and r["Type"] in ("A", "AAAA")]
 
 
 # ------------------------------------------------------------------------------------ config

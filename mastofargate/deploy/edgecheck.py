@@ -110,3 +110,26 @@ def facts(target: Target) -> dict[str, Any]:
             f"read the log group {names.log_group(target.name, 'caddy')}"
         )
     return out
+
+
+def delete_records(target: Target) -> list[str]:
+    """Remove the A/AAAA records the DNS follower kept (plain records of the host; an alias or other types are
+    not its own): once the task is gone, its public address returns to AWS's pool, and a record left pointing
+    at it would hand the name to whoever gets the address next. Returns what was deleted."""
+    from mastofargate.lambdas.dns_follower import current_records
+
+    zone = str(target.config.aws.hosted_zone_id)
+    r53 = target.client("route53")
+    with aws.aws_errors("reading the DNS record"):
+        records = current_records(r53, zone, target.config.server.host)
+    if not records:
+        return []
+    with aws.aws_errors("deleting the DNS record"):
+        r53.change_resource_record_sets(
+            HostedZoneId=zone,
+            ChangeBatch={
+                "Comment": "mastofargate destroy: the task it pointed at is gone",
+                "Changes": [{"Action": "DELETE", "ResourceRecordSet": rrs} for _, rrs in sorted(records.items())],
+            },
+        )
+    return [f"{kind} {' '.join(r['Value'] for r in rrs['ResourceRecords'])}" for kind, rrs in sorted(records.items())]
