@@ -1,8 +1,9 @@
 """Point the server's A/AAAA records at its running task (the direct edge has no load balancer).
 
 Fired by ECS task state changes and every 5 minutes. Events arrive late, twice or out of order, so the
-event is never trusted: each run re-reads which of the service's tasks are RUNNING now, their network
-interface's public IPv4/IPv6, and upserts the records (TTL 60) only where they differ. While no task
+event is never trusted: each run re-reads which of the service's tasks are RUNNING now (preferring the
+newest HEALTHY one during a rollout), their network interface's public IPv4/IPv6, and upserts the records
+(TTL 60) only where they differ. While no task
 runs, the records are left alone (the next task's address is unknown; a stale answer beats NXDOMAIN).
 Environment: CLUSTER, SERVICE, HOSTED_ZONE_ID, RECORD_NAME, and TTL (default 60).
 """
@@ -39,7 +40,10 @@ def running_task_addresses(ecs: Any, ec2: Any, cluster: str, service: str) -> di
     running = [t for t in tasks if t.get("lastStatus") == "RUNNING" and t.get("group") == f"service:{service}"]
     if not running:
         return {"reason": "no running task"}
-    task = max(running, key=lambda t: str(t.get("startedAt") or t.get("createdAt") or ""))  # the newest
+    # During a rollout two tasks run: the new one takes the name once ECS reports it HEALTHY (its Puma has
+    # booted), not merely RUNNING; without a healthy one (a first start, health still unknown), the newest.
+    healthy = [t for t in running if t.get("healthStatus") == "HEALTHY"]
+    task = max(healthy or running, key=lambda t: str(t.get("startedAt") or t.get("createdAt") or ""))
     eni = next(
         (
             d["value"]
