@@ -81,6 +81,8 @@ def read_state(target: Target, stack: str) -> StackState | None:
     )
 
 
+
+
 @dataclass
 class Target:
     config: Config

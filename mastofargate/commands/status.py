@@ -169,10 +169,8 @@ def sidekiq_queues(target: Target) -> dict[str, Any] | None:
     newest: dict[str, Any] | None = None
     with aws.aws_errors(f"reading the queue metrics in {group}"):
         try:
-            pages = (
-                target.client("logs")
-                .get_paginator("filter_log_events")
-                .paginate(logGroupName=group, logStreamNamePrefix=f"{STREAM_PREFIX}/", startTime=start)
+            pages = target.client("logs").get_paginator("filter_log_events").paginate(
+                logGroupName=group, logStreamNamePrefix=f"{STREAM_PREFIX}/", startTime=start
             )
             for page in pages:
                 for event in page.get("events", []):
@@ -270,7 +268,8 @@ def _upstream_line(data: dict[str, Any]) -> str | None:
     if up.get("newest") != up.get("newest_patch"):
         parts.append(f"newest {up['newest']}")
     return (
-        f"releases: BEHIND {up['pinned']} ({len(up['newer'])} newer: {', '.join(parts)}); see 'mastofargate versions'"
+        f"releases: BEHIND {up['pinned']} ({len(up['newer'])} newer: {', '.join(parts)}); "
+        "see 'mastofargate versions'"
     )
 
 
