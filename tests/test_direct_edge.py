@@ -411,3 +411,32 @@ def test_the_certificate_watch_publishes_days_left(monkeypatch: pytest.MonkeyPat
             Statistics=["Minimum"],
         )["Datapoints"]
     assert [d["Minimum"] for d in stats] == [12.35]
+
+
+def test_the_ci_cloudformation_role_may_manage_only_this_servers_functions() -> None:
+    from cfnlint.api import ManualArgs, lint
+
+    from mastofargate.render import template_text
+    from mastofargate.stack import build_all
+
+    def edge_statements(edge: str) -> tuple[list[dict[str, Any]], Any]:
+        ci = build_all(make_config(extra={"ci": {"repository": "example/srv"}}, edge=edge))["ci"]
+        role = ci.to_dict()["Resources"]["CloudFormationRole"]["Properties"]
+        statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        return [s for s in statements if "lambda:*" in s.get("Action", [])], ci
+
+    found, ci = edge_statements("direct")
+    assert found == [
+        {
+            "Sid": "EdgeFunctions",
+            "Effect": "Allow",
+            "Action": ["lambda:*"],
+            "Resource": [
+                {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:social-*"}
+            ],
+        }
+    ]
+    assert [
+        m for m in lint(template_text(ci, "yaml"), config=ManualArgs(regions=["us-east-1"])) if m.rule.id[0] in "EW"
+    ] == []
+    assert edge_statements("alb")[0] == [], "no Lambda rights for a server without the direct edge"

@@ -412,6 +412,18 @@ def cloudformation_policy(n: _Names) -> dict[str, Any]:
                 }
             },
         ),
+        *(
+            [
+                # The direct edge's two Lambdas (stack/edge_dns.py), named after the server.
+                _statement(
+                    "EdgeFunctions",
+                    ["lambda:*"],
+                    [Sub(f"{_ARN}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{name}-*")],
+                )
+            ]
+            if n.config.deployment.edge == "direct"
+            else []
+        ),
         {
             "Sid": "NeverChangeTheCiStack",
             "Effect": "Deny",
