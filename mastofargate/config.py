@@ -217,6 +217,12 @@ class Deployment(_Model):
     spot: bool = Field(True, description="Run web/streaming/sidekiq/redis on Fargate Spot. Postgres never.")
     mastodon_version: str = Field(DEFAULT_MASTODON_VERSION, description="Tag of ghcr.io/mastodon/mastodon(-streaming).")
     container_insights: bool = Field(False, description="CloudWatch Container Insights (costs extra).")
+    edge: Literal["alb", "direct"] = Field(
+        "alb",
+        description="How requests reach web/streaming: 'alb' (a load balancer with an ACM certificate, ~$24/month "
+        "with its two addresses) or 'direct' (Caddy in the web task with a Let's Encrypt certificate on EFS; "
+        "the domain's DNS record follows the task; needs aws.hosted_zone_id).",
+    )
 
     @field_validator("mastodon_version")
     @classmethod
@@ -637,6 +643,26 @@ class Config(_Model):
         if d:
             return d
         return f"files.{self.server.domain}" if self.aws.hosted_zone_id else None
+
+    @model_validator(mode="after")
+    def _check_edge(self) -> Config:
+        """The direct edge keeps the domain's record pointed at the task itself, so it needs the zone; it gets
+        its certificate from Let's Encrypt, so an ACM certificate is of no use to it."""
+        if self.deployment.edge != "direct":
+            return self
+        if not self.aws.hosted_zone_id:
+            raise ValueError(
+                "deployment.edge 'direct' needs aws.hosted_zone_id; allowed: the id of the Route 53 zone that holds "
+                f"{self.server.host} (the DNS-follower Lambda upserts its A/AAAA record there whenever the task "
+                "moves), or edge = 'alb' with aws.certificate_arn"
+            )
+        if self.aws.certificate_arn:
+            raise ValueError(
+                f"aws.certificate_arn {self.aws.certificate_arn!r} is set with deployment.edge 'direct'; allowed: no "
+                "certificate_arn (Caddy obtains the site's certificate from Let's Encrypt; ACM certificates cannot "
+                "leave AWS's load balancers and CDNs), or edge = 'alb' to use it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_media_domain(self) -> Config:

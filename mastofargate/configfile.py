@@ -21,6 +21,8 @@ _COMMENTS: dict[str, str] = {
     "deployment.database": "rds (managed, point-in-time recovery) | task (Postgres on encrypted EFS, same cost).",
     "deployment.cache": "elasticache (managed, TLS) | task (Redis persisting to EFS; losing Redis is nearly harmless).",
     "deployment.arch": "arm64 (Graviton, ~20 % cheaper) | x86_64.",
+    "deployment.edge": "alb (load balancer, ACM certificate, ~$24/month) | direct (Caddy in the web task, Let's "
+    "Encrypt certificate on EFS, DNS follows the task; needs aws.hosted_zone_id).",
     "deployment.spot": "Fargate Spot (~70 % cheaper) for stateless services; Postgres never runs on Spot.",
     "media.domain": "Host serving media and assets; PERMANENT once posts exist (other servers store its URLs).",
     "media.certificate_arn": "A us-east-1 ACM certificate for media.domain.",

@@ -169,6 +169,7 @@ FREE: dict[str, str] = {
     "rules are free",
     "AWS::SQS::Queue": "dead-letter queues see a handful of messages, within SQS's 1 million free requests a month",
     "AWS::Lambda::Permission": "free (the function's invocations are priced with it)",
+    "AWS::SQS::QueuePolicy": "free",
 }
 
 
@@ -947,6 +948,7 @@ def _mail_identities(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> 
 def _record_sets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     zones = {str(props.get("HostedZoneId") or props.get("HostedZoneName")) for _, _, props in found}
     zones.discard("None")
+    zones |= _followed_zones(w)
     if not zones:
         return
     p = w.prices
@@ -977,8 +979,19 @@ def _record_sets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None
     )
 
 
+def _followed_zones(w: _Walk) -> set[str]:
+    """Zones in which a Lambda keeps the site's record (the direct edge's DNS follower)."""
+    return {
+        str(variables["HOSTED_ZONE_ID"])
+        for _, _, props in w.of_type("AWS::Lambda::Function")
+        if "HOSTED_ZONE_ID" in (variables := (props.get("Environment") or {}).get("Variables") or {})
+    }
+
+
 def _lambdas(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     p = w.prices
+    if _followed_zones(w) and not any(True for _ in w.of_type("AWS::Route53::RecordSet")):
+        _record_sets(w, [])  # the zone and the billed queries of the record the follower keeps
     for stack, rid, props in found:
         runs = float(LAMBDA_EVENTS_MONTH)
         for _, _, rule in w.of_type("AWS::Events::Rule"):

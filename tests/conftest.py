@@ -15,8 +15,19 @@ DATABASES = ("rds", "task")
 CACHES = ("elasticache", "task")
 ARCHES = ("arm64", "x86_64")
 SPOTS = (True, False)
-# Every profile x database x cache x arch x spot combination the issue asks to validate.
-COMBINATIONS = list(itertools.product(PROFILES, DATABASES, CACHES, ARCHES, SPOTS))
+# Every profile x database x cache x arch x spot combination the issue asks to validate, behind the ALB; and
+# the direct edge (Caddy + DNS following the task) where it changes the shape: every data-store choice of the
+# personal server it is meant for, and one community and one large server (kept selective: the suite stays fast).
+Combo = tuple[str, str, str, str, bool, str]
+COMBINATIONS: list[Combo] = [(*c, "alb") for c in itertools.product(PROFILES, DATABASES, CACHES, ARCHES, SPOTS)] + [
+    ("personal", "rds", "elasticache", "arm64", True, "direct"),
+    ("personal", "rds", "task", "arm64", True, "direct"),
+    ("personal", "task", "elasticache", "arm64", True, "direct"),
+    ("personal", "task", "task", "arm64", True, "direct"),
+    ("personal", "task", "task", "x86_64", False, "direct"),
+    ("community", "rds", "elasticache", "arm64", True, "direct"),
+    ("large", "rds", "elasticache", "x86_64", False, "direct"),
+]
 
 
 def config_dict(**deployment: Any) -> dict[str, Any]:
@@ -42,9 +53,17 @@ def config_factory() -> Callable[..., Config]:
     return make_config
 
 
-def combo_id(combo: tuple[str, str, str, str, bool]) -> str:
-    profile, database, cache, arch, spot = combo
-    return f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}"
+def combo_id(combo: Combo) -> str:
+    profile, database, cache, arch, spot, edge = combo
+    return f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}" + (
+        "-direct" if edge != "alb" else ""
+    )
+
+
+def combo_config(combo: Combo) -> Config:
+    """The config of one shape of COMBINATIONS."""
+    profile, database, cache, arch, spot, edge = combo
+    return make_config(profile=profile, database=database, cache=cache, arch=arch, spot=spot, edge=edge)
 
 
 def plain_run(config: Config, interval: float = 0.05) -> Any:

@@ -477,3 +477,24 @@ def test_bundled_table_covers_every_class_the_config_offers() -> None:
     prices = for_region("us-east-1")
     assert set(RDS_INSTANCE_MEMORY_GIB) <= set(prices.rds_instance_hour)
     assert set(CACHE_NODE_TYPES) <= set(prices.cache_node_hour)
+
+
+def test_the_direct_edge_drops_the_load_balancer_and_prices_what_replaces_it() -> None:
+    """edge = "direct": no ALB, its two addresses and LCUs leave the bill; the Lambdas, the zone (no other
+    record of the templates is in it once media is on CloudFront's name) and the A record's queries are
+    priced; the web task keeps its one public address."""
+    alb = estimate(make_config(profile="personal"))
+    direct = estimate(make_config(profile="personal", edge="direct"))
+    names = [i.name for i in direct.items]
+    assert not any(
+        n.startswith(("Application Load Balancer", "ALB capacity", "Public IPv4: load balancer")) for n in names
+    )
+    assert usd(direct, "Route 53 queries for social.example.org.") == pytest.approx(1.0 * 0.40)
+    lambdas = [i for i in direct.items if i.name.startswith("Lambda social-")]
+    assert {i.name.split()[1] for i in lambdas} == {"social-dns-follower", "social-cert-watch", "social-spot-fallback"}
+    # the follower: every 5 minutes (8,640 runs) plus the assumed task events
+    assert line(direct, "Lambda social-dns-follower requests").quantity == pytest.approx((8_640 + 100) / 1e6, rel=0.05)
+    assert sum(1 for n in names if n.startswith("Route 53 hosted zone")) == 1, "the zone is billed once"
+    saved = usd(alb, "Application Load Balancer") + usd(alb, "Public IPv4: load balancer")
+    assert alb.total_usd_month - direct.total_usd_month > saved - 2  # what the edge adds is small
+    assert any("plain A/AAAA record" in a for a in direct.assumptions)

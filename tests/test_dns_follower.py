@@ -10,6 +10,7 @@ Events are delivered out of order and twice: the records must follow what RUNS, 
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from dataclasses import dataclass
@@ -192,3 +193,40 @@ def test_the_handler_prints_one_json_line_and_its_source_is_embeddable(
     text = source("dns_follower")
     assert "from mastofargate" not in text and "import mastofargate" not in text, "inline code stands alone"
     compile(text, "index.py", "exec")
+
+
+class HealthReportingEcs:
+    """moto's ECS client, with what AWS reports of a task and moto 5.2 does not: the task-level `healthStatus`
+    (derived from the containers' health checks) and `startedAt`. Everything else is moto's answer as is."""
+
+    def __init__(self, ecs: Any, healthy: set[str], started: dict[str, datetime.datetime]) -> None:
+        self.ecs, self.healthy, self.started = ecs, healthy, started
+
+    def list_tasks(self, **kwargs: Any) -> Any:
+        return self.ecs.list_tasks(**kwargs)
+
+    def describe_tasks(self, **kwargs: Any) -> Any:
+        answer = self.ecs.describe_tasks(**kwargs)
+        for task in answer["tasks"]:
+            task["healthStatus"] = "HEALTHY" if task["taskArn"] in self.healthy else "UNKNOWN"
+            task["startedAt"] = self.started[task["taskArn"]]
+        return answer
+
+
+def test_during_a_rollout_the_record_waits_for_the_new_task_to_be_healthy(world: World) -> None:
+    """Two tasks run during a rollout (maximumPercent 200): the name moves once the new one is HEALTHY (its
+    Puma booted), not as soon as it is RUNNING."""
+    old = world.start_task(ipv6=False)
+    new = world.start_task(ipv6=False)
+    now = datetime.datetime.now(datetime.UTC)
+    started = {old["arn"]: now - datetime.timedelta(days=3), new["arn"]: now}
+    zone, name = world.zone, RECORD
+
+    def run(healthy: set[str]) -> dict[str, Any]:
+        ecs = HealthReportingEcs(world.ecs, healthy, started)
+        return dns_follower.reconcile(ecs, world.ec2, world.r53, CLUSTER, SERVICE, zone, name)
+
+    assert run({old["arn"]})["A"] == old["ipv4"], "the newer task is RUNNING but not healthy yet"
+    assert world.records()["A"] == (60, [old["ipv4"]])
+    assert run({old["arn"], new["arn"]})["A"] == new["ipv4"], "both healthy: the newest"
+    assert run(set())["A"] == new["ipv4"], "no health known (a first start): the newest running"

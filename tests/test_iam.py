@@ -138,6 +138,9 @@ PRINCIPALS = {
     "SchedulerRole": "scheduler.amazonaws.com",
     "SpotFallbackRole": "lambda.amazonaws.com",
     "BackupRole": "backup.amazonaws.com",
+    "FrontTaskRole": "ecs-tasks.amazonaws.com",
+    "DnsFollowerRole": "lambda.amazonaws.com",
+    "CertificateWatchRole": "lambda.amazonaws.com",
 }
 BACKUP_ONLY = [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"}]
 
@@ -164,11 +167,65 @@ SPOT_FALLBACK = {  # stack/spot.py: only this cluster's services, its own log gr
 }
 
 
+def _lambda_common(kind: str) -> dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]:
+    return {
+        "OwnLogs": (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [{"Fn::GetAtt": [f"{kind}LogGroup", "Arn"]}],
+            None,
+        ),
+        "DeadLetters": (["sqs:SendMessage"], [{"Fn::GetAtt": ["EdgeDeadLetterQueue", "Arn"]}], None),
+    }
+
+
+ZONE = {"Fn::Sub": "arn:${AWS::Partition}:route53:::hostedzone/Z0123456789EXAMPLE"}
+CLUSTER = {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}}
+DIRECT_EDGE = {
+    "FrontTaskRole": {
+        **ALLOWED["MastodonTaskRole"],
+        "MountCertificates": (
+            ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+            [imported("FileSystemArn")],
+            {"StringEquals": {"elasticfilesystem:AccessPointArn": [imported("CaddyAccessPointArn")]}},
+        ),
+    },
+    # The DNS follower may read the cluster's tasks and addresses, and change only the server's own A/AAAA.
+    "DnsFollowerRole": {
+        "ListServiceTasks": (["ecs:ListTasks"], ["*"], CLUSTER),
+        "DescribeServiceTasks": (["ecs:DescribeTasks"], [sub("ecs", "task/social/*")], CLUSTER),
+        "ReadTaskAddress": (["ec2:DescribeNetworkInterfaces"], ["*"], None),
+        "ReadRecords": (["route53:ListResourceRecordSets"], [ZONE], None),
+        "ChangeOwnRecordOnly": (
+            ["route53:ChangeResourceRecordSets"],
+            [ZONE],
+            {
+                "ForAllValues:StringEquals": {
+                    "route53:ChangeResourceRecordSetsNormalizedRecordNames": ["social.example.org"],
+                    "route53:ChangeResourceRecordSetsRecordTypes": ["A", "AAAA"],
+                    "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"],
+                }
+            },
+        ),
+        **_lambda_common("DnsFollower"),
+    },
+    "CertificateWatchRole": {
+        "PublishCertificateMetric": (
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            {"StringEquals": {"cloudwatch:namespace": "Mastofargate/Edge"}},
+        ),
+        **_lambda_common("CertificateWatch"),
+    },
+}
+
+
 def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]]:
-    _, database, cache, _, spot = combo
+    _, database, cache, _, spot, edge = combo
     out = dict(ALLOWED)
     if spot:  # a Spot service in the template: the fallback and its role exist
         out["SpotFallbackRole"] = SPOT_FALLBACK
+    if edge == "direct":
+        out |= DIRECT_EDGE
     on = {"Postgres": database == "task", "Redis": cache == "task"}
     aps = [imported(f"{r}AccessPointArn") for r in ("Postgres", "Redis") if on[r]]
     if aps:
@@ -230,6 +287,8 @@ def test_ecs_exec_only_where_an_operator_needs_it(combo: tuple) -> None:
             assert role is None  # no AWS API at all: no credentials
         elif name in ("postgres", "redis"):
             assert role == "DataTaskRole"
+        elif name == "web" and combo[5] == "direct":
+            assert role == "FrontTaskRole"  # Mastodon's role plus Caddy's certificate directory
         else:
             assert role == "MastodonTaskRole"
     cluster = app["Cluster"]["Properties"]["Configuration"]["ExecuteCommandConfiguration"]

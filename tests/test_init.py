@@ -19,6 +19,7 @@ FLAGS = [
     "--name",
     "--profile",
     "--database",
+    "--edge",
     "--cache",
     "--arch",
     "--spot",
@@ -105,11 +106,47 @@ def test_bad_or_missing_input_exits_2_and_writes_nothing(tmp_path: Path, args: l
 def test_interactive_prompts_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The terminal is simulated (CliRunner has no TTY): only `stdin_is_tty` is replaced."""
     monkeypatch.setattr("mastofargate.ui.stdin_is_tty", lambda: True)
-    answers = "\n".join(["social.example.org", "personal", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", ""])
+    answers = "\n".join(
+        ["social.example.org", "personal", "", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", ""]
+    )
     result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "m.toml")], input=answers + "\n")
     assert result.exit_code == 0, result.output
     cfg = load_config(tmp_path / "m.toml")
     assert cfg.aws.hosted_zone_id == "Z0123456789EXAMPLE" and cfg.deployment.spot is False
+    assert cfg.deployment.edge == "alb"  # the default answer
+
+
+def test_direct_edge_asks_for_the_zone_it_keeps_the_record_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mastofargate.ui.stdin_is_tty", lambda: True)
+    answers = "\n".join(
+        ["social.example.org", "personal", "direct", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", ""]
+    )
+    result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "m.toml")], input=answers + "\n")
+    assert result.exit_code == 0, result.output
+    assert "keeps the record" in result.output
+    cfg = load_config(tmp_path / "m.toml")
+    assert (cfg.deployment.edge, cfg.aws.hosted_zone_id) == ("direct", "Z0123456789EXAMPLE")
+
+
+def test_direct_edge_from_flags_and_its_errors(tmp_path: Path) -> None:
+    ok = init(
+        "--domain", "social.example.org", "--hosted-zone-id", "Z0123456789EXAMPLE", "--edge", "direct", cwd=tmp_path
+    )
+    assert ok.returncode == 0, ok.stderr
+    text = (tmp_path / "mastofargate.toml").read_text()
+    assert 'edge = "direct"' in text and "Let's Encrypt" in text
+    assert "direct edge" in ok.stdout
+    # Without a zone: a usage error naming the flag; nothing written.
+    other = tmp_path / "other"
+    other.mkdir()
+    no_zone = init("--domain", "social.example.org", "--edge", "direct", cwd=other)
+    assert no_zone.returncode == 2 and "--hosted-zone-id" in no_zone.stderr and "Traceback" not in no_zone.stderr
+    # An ACM certificate is of no use to the direct edge: the fix names only the zone.
+    assert "--certificate-arn" not in no_zone.stderr.split("next:", 1)[1]
+    assert not (other / "mastofargate.toml").exists()
+    bad = init("--domain", "social.example.org", "--hosted-zone-id", "Z0123456789EXAMPLE", "--edge", "nlb", cwd=other)
+    assert bad.returncode == 2 and "deployment.edge" in bad.stderr and "'alb'" in bad.stderr
+    assert not (other / "mastofargate.toml").exists()
 
 
 def test_certificate_arn_instead_of_zone(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from mastofargate.render import template_text
 from mastofargate.stack import build
-from tests.conftest import COMBINATIONS, combo_id, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id
 
 pytestmark = pytest.mark.lint
 
@@ -28,8 +28,7 @@ def unique_templates() -> dict[str, str]:
     seen: dict[str, str] = {}
     out: dict[str, str] = {}
     for combo in COMBINATIONS:
-        profile, database, cache_, arch, spot = combo
-        cfg = make_config(profile=profile, database=database, cache=cache_, arch=arch, spot=spot)
+        cfg = combo_config(combo)
         for name, template in build(cfg).items():
             text = template_text(template, "yaml")
             digest = hashlib.sha256(text.encode()).hexdigest()
@@ -41,9 +40,11 @@ def unique_templates() -> dict[str, str]:
 
 def test_every_combination_is_covered() -> None:
     names = unique_templates()
-    assert len(COMBINATIONS) == 48
-    assert sum(n.endswith("-app") for n in names) == 48  # every app stack differs (arch, spot, sizes)
-    assert sum(n.endswith("-data") for n in names) == 12  # profile x database x cache
+    assert len(COMBINATIONS) == 48 + 7  # every ALB shape, and the direct edge's selected shapes
+    assert sum(n.endswith("-app") for n in names) == 55  # every app stack differs (arch, spot, sizes, edge)
+    # profile x database x cache behind the ALB, and with the direct edge: personal x database x cache (EFS and
+    # the edge's security group differ), community and large (both rds + elasticache)
+    assert sum(n.endswith("-data") for n in names) == 12 + 4 + 2
 
 
 @pytest.mark.parametrize("name", sorted(unique_templates()))

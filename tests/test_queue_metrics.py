@@ -29,7 +29,7 @@ from mastofargate.stack.queue_metrics import (
     SIDECAR_SCRIPT,
     metrics_json,
 )
-from tests.conftest import COMBINATIONS, combo_id, config_dict, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id, config_dict
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,8 +228,8 @@ def test_an_idle_server_reports_zero_and_sidekiq_7_seconds_are_understood(redis:
 
 @pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c in COMBINATIONS])
 def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
-    profile, database, cache_, arch, spot = combo
-    cfg = make_config(profile=profile, database=database, cache=cache_, arch=arch, spot=spot)
+    cfg = combo_config(combo)
+    cache_, database = cfg.deployment.cache, cfg.deployment.database
     app = build(cfg)["app"].to_dict()["Resources"]
     sidecars = []
     for title, res in app.items():
@@ -258,7 +258,8 @@ def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
     text = body_sub if isinstance(body_sub, str) else body_sub[0]
     body = json.loads(text.replace("${", "{"))  # valid JSON once CloudFormation substitutes
     titles = {w["properties"]["title"] for w in body["widgets"]}
-    assert {"Task CPU %", "Task memory %", "Server errors (5xx)"} <= titles
+    edge = "Server errors (5xx)" if cfg.deployment.edge == "alb" else "TLS certificate: days left"
+    assert {"Task CPU %", "Task memory %", edge} <= titles
     assert any("Sidekiq" in t for t in titles)
     assert ("Database connections" in titles) == (database == "rds")
     assert ("Database free storage" in titles) == (database == "rds")

@@ -16,7 +16,7 @@ from mastofargate.config import SECRET_NAME_PATTERN
 from mastofargate.sizing import SCHEDULER_QUEUE
 from mastofargate.stack import build
 from mastofargate.stack.edge import STREAMING_PATHS
-from tests.conftest import COMBINATIONS, combo_id, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id, make_config
 
 DATA_BEARING = {
     "AWS::RDS::DBInstance": "Snapshot",
@@ -30,8 +30,7 @@ DATA_BEARING = {
 
 @cache
 def stacks(combo: tuple[str, str, str, str, bool]) -> dict[str, dict[str, Any]]:
-    profile, database, cache_, arch, spot = combo
-    cfg = make_config(profile=profile, database=database, cache=cache_, arch=arch, spot=spot)
+    cfg = combo_config(combo)
     return {name: t.to_dict() for name, t in build(cfg).items()}
 
 
@@ -130,6 +129,15 @@ def test_postgres_task_owns_its_directory_alone(combo: tuple) -> None:
 
 @combos
 def test_streaming_rule_covers_both_paths(combo: tuple) -> None:
+    if combo[5] == "direct":  # Caddy's first route, in the configuration the web task's Caddy receives
+        (td,) = [p for _, p, c in containers(combo) if c["Name"] == "caddy"]
+        (caddy,) = [c for c in td["ContainerDefinitions"] if c["Name"] == "caddy"]
+        config = json.loads(caddy["Environment"][0]["Value"])
+        site = config["apps"]["http"]["servers"]["mastodon"]["routes"][0]["handle"][0]["routes"][0]
+        assert sorted(site["match"][0]["path"]) == sorted(STREAMING_PATHS)
+        assert site["handle"][0]["upstreams"] == [{"dial": "streaming.social.internal:4000"}]
+        assert not resources(combo, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+        return
     (rule,) = resources(combo, "AWS::ElasticLoadBalancingV2::ListenerRule").values()
     values = rule["Properties"]["Conditions"][0]["PathPatternConfig"]["Values"]
     assert sorted(values) == sorted(STREAMING_PATHS) == ["/api/v1/streaming", "/api/v1/streaming/*"]
@@ -147,6 +155,8 @@ def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
     media = {"Fn::ImportValue": "social-data:MediaBucketArn"}
     backups = {"Fn::ImportValue": "social-data:BackupBucketArn"}
     allowed = {"MastodonTaskRole": media, "BackupTaskRole": backups}
+    if combo[5] == "direct":
+        allowed["FrontTaskRole"] = media  # Mastodon's web role, plus Caddy's certificate directory
     if combo[1] == "task":
         allowed["DataTaskRole"] = backups
     with_s3 = set()
@@ -357,12 +367,14 @@ def test_one_off_jobs_log_to_their_own_group_and_prefix() -> None:
 @combos
 def test_efs_admits_only_the_tasks_that_use_it(combo: tuple) -> None:
     data = stacks(combo)["data"]["Resources"]
-    uses = {"Postgres": combo[1] == "task", "Redis": combo[2] == "task"}
+    uses = {"Postgres": combo[1] == "task", "Redis": combo[2] == "task", "edge": combo[5] == "direct"}
     sg = data.get("FileSystemSecurityGroup")
     assert (sg is not None) == any(uses.values()) == ("FileSystem" in data)
     if sg:
         sources = {r["Description"] for r in sg["Properties"]["SecurityGroupIngress"]}
         assert sources == {f"NFS from the {role} task" for role, on in uses.items() if on}
+    access_points = {t for t, r in data.items() if r["Type"] == "AWS::EFS::AccessPoint"}
+    assert access_points == {f"{'Caddy' if r == 'edge' else r}AccessPoint" for r, on in uses.items() if on}
 
 
 @combos

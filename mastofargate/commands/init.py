@@ -30,6 +30,9 @@ def init(
     cache: Annotated[str | None, Opt("--cache", help="elasticache | task (default per profile).")] = None,
     arch: Annotated[str | None, Opt("--arch", help="arm64 | x86_64 (default arm64).")] = None,
     spot: Annotated[bool | None, Opt("--spot/--no-spot", help="Fargate Spot for stateless services.")] = None,
+    edge: Annotated[
+        str | None, Opt("--edge", help="alb | direct (Caddy + DNS following the task; needs --hosted-zone-id).")
+    ] = None,
     hosted_zone_id: Annotated[str | None, Opt("--hosted-zone-id", help="Route 53 zone for the certificate.")] = None,
     certificate_arn: Annotated[str | None, Opt("--certificate-arn", help="Existing ACM certificate ARN.")] = None,
     admin_email: Annotated[str | None, Opt("--admin-email", help="Owner email and alarm address.")] = None,
@@ -70,12 +73,18 @@ def init(
     domain = str(ask("Domain (LOCAL_DOMAIN, permanent)", domain, flag="--domain")).strip().lower()
     profile = ask("Profile (personal/community/large)", profile, "personal")
     defaults = PROFILE_DEFAULTS.get(profile, PROFILE_DEFAULTS["personal"])
+    edge = ask("Edge (alb/direct)", edge, "alb")
+    if edge == "direct" and hosted_zone_id is None and certificate_arn is None and interactive:
+        hosted_zone_id = typer.prompt("Route 53 hosted zone id (the direct edge keeps the record in it)")
     if hosted_zone_id is None and certificate_arn is None:
         if not interactive:
             raise UsageError(
                 "neither --hosted-zone-id nor --certificate-arn was given; nothing was written.",
-                why="the load balancer needs a TLS certificate for the web host",
-                fix="pass --hosted-zone-id Z... (a Route 53 zone) or --certificate-arn arn:aws:acm:...",
+                why="the direct edge keeps the domain's record in a Route 53 zone"
+                if edge == "direct"
+                else "the load balancer needs a TLS certificate for the web host",
+                fix="pass --hosted-zone-id Z... (a Route 53 zone)"
+                + ("" if edge == "direct" else " or --certificate-arn arn:aws:acm:..."),
             )
         answer = typer.prompt("Route 53 hosted zone id (or an ACM certificate ARN)")
         certificate_arn, hosted_zone_id = (answer, None) if answer.startswith("arn:") else (None, answer)
@@ -94,6 +103,7 @@ def init(
             if spot is not None
             else (typer.confirm("Use Fargate Spot?", default=defaults["spot"]) if interactive else defaults["spot"]),
             "mastodon_version": ask("Mastodon version", mastodon_version, DEFAULT_MASTODON_VERSION),
+            "edge": edge,
         },
     }
     if repository is None and interactive:
@@ -122,7 +132,8 @@ def init(
     Path(config).write_text(text, encoding="utf-8")
     say(
         f"Wrote {config} ({cfg.deployment.profile} profile, {cfg.deployment.database} Postgres, "
-        f"{cfg.deployment.cache} Redis, {cfg.deployment.arch}{', Spot' if cfg.deployment.spot else ''})."
+        f"{cfg.deployment.cache} Redis, {cfg.deployment.arch}{', Spot' if cfg.deployment.spot else ''}, "
+        f"{cfg.deployment.edge} edge)."
     )
     readme = write_overlay_readme(Path(config).parent)
     if readme is not None:

@@ -94,7 +94,14 @@ def collect(target: Target) -> dict[str, Any]:
 
     fallbacks = spot.on_fallback(target) if stacks["app"]["status"] else []
     running = mastodon_version(web_tags)
+    edge = None
+    if cfg.deployment.edge == "direct" and stacks["app"]["status"]:
+        from mastofargate.deploy import edgecheck
+
+        edge = edgecheck.facts(target)
+        problems += edge["problems"]
     return {
+        "edge": edge,
         "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
         "queues": sidekiq_queues(target) if stacks["app"]["status"] else None,
         "dashboard": dashboard_link(target) if stacks["app"]["status"] else None,
@@ -218,6 +225,29 @@ def _queue_line(data: dict[str, Any]) -> str | None:
     )
 
 
+def _edge_lines(data: dict[str, Any]) -> list[str]:
+    """The direct edge: where DNS points and where the task is; the certificate the task serves."""
+    edge = data.get("edge")
+    if not edge:
+        return []
+    task = edge["task"]
+    dns = ", ".join(f"{k} {' '.join(v)}" for k, v in sorted(edge["dns"].items())) or "no A/AAAA record"
+    if "reason" in task:
+        return [f"dns: {edge['host']} -> {dns}; {task['reason']}"]
+    at = ", ".join(f"{k} {task[k]}" for k in ("A", "AAAA") if task.get(k))
+    verdict = "points at the running task" if edge.get("dns_points_at_task") else f"NOT the running task ({at})"
+    lines = [f"dns: {edge['host']} -> {dns}: {verdict}"]
+    cert = edge.get("certificate") or {}
+    if "error" in cert:
+        lines.append(f"certificate: none served yet ({cert['error']})")
+    elif cert:
+        lines.append(
+            f"certificate: expires {cert['expires']} ({cert['days_left']:g} days left), issuer {cert['issuer'] or '?'}"
+            + ("" if cert["names_host"] else f", does NOT name {edge['host']}")
+        )
+    return lines
+
+
 def upstream(version: str) -> dict[str, Any]:
     """Newer Mastodon releases than `version` (what `versions --json` shows), or why they are unknown. Never
     fails status: being behind is news, not a fault, and an offline machine still gets its status."""
@@ -283,6 +313,8 @@ def render_plain(data: dict[str, Any]) -> None:
         echo(f"schedule {job['name']}: {job['schedule']} last success={job['last_success'] or 'none recorded'}")
     for fb in data.get("spot_fallback", []):
         echo(f"spot fallback: {fb['note']}")
+    for line in _edge_lines(data):
+        echo(line)
     echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
 
 
@@ -326,6 +358,8 @@ def render_rich(data: dict[str, Any]) -> None:
         c.print(f"  schedule {escape(job['name'])} ({escape(job['schedule'])}): last success {escape(last)}")
     for fb in data.get("spot_fallback", []):
         c.print(f"  [yellow]Spot fallback:[/] {escape(fb['note'])}")
+    for line in _edge_lines(data):
+        c.print(f"  {line}", markup=False, highlight=False)
     c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 
 

@@ -41,11 +41,11 @@ class CiRolesStack:
 
 def ci_roles_stack(config: Config) -> CiRolesStack:
     """The CI stack for this config; a UsageError when `[ci] repository` is not set."""
-    from mastofargate.stack import build, task_families
+    from mastofargate.stack import build, has_functions, task_families
     from mastofargate.stack.ci import build_ci
 
     templates = build(config)
-    template = build_ci(config, task_families(templates["app"], templates["data"]))
+    template = build_ci(config, task_families(templates["app"], templates["data"]), functions=has_functions(templates["app"]))
     if template is None:
         raise UsageError(
             "the config names no repository for the CI roles",

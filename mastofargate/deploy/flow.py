@@ -176,6 +176,10 @@ def install(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
             "read the log lines above ('mastofargate logs migrate' has all), fix the cause, run 'mastofargate deploy'",
         )
     notes = jobs.create_owner(run, opts.admin_username, timeout=opts.timeout) if opts.admin else []
+    if target.config.deployment.edge == "direct":
+        from mastofargate.deploy.edgecheck import first_install_note
+
+        notes.append(first_install_note(target.config))
     run.out.step("Starting the services")
     switch_on = app_change_set(
         run, template, {**params, "ServicesEnabled": "true"}, allow_data_replacement=opts.allow_data_replacement

@@ -57,6 +57,7 @@ def preflight(run: Run, images: ImageChoice, *, need_tags: bool) -> State:
     app = stacks.read_state(target, target.app_stack)
     refuse_broken_data_stack(target, data)
     check_local_domain(target, data, app)
+    check_edge_unchanged(target, data)
     deployed = deployed_tags(app)
     tags = requested_tags(images, deployed)
     if tags is None and need_tags and not images.build:
@@ -115,6 +116,8 @@ def check_certificate(run: Run) -> None:
             fix="use the zone that holds the web host's DNS name",
         )
     run.out.line(f"  hosted zone {zone_id} ({zone_name})")
+    if cfg.deployment.edge == "direct":
+        run.out.line(f"  direct edge: the DNS follower keeps {host}'s A/AAAA record in it; Let's Encrypt certificate")
 
 
 def check_mail(run: Run) -> None:
@@ -161,6 +164,24 @@ def check_local_domain(target: Target, data: StackState | None, app: StackState 
             why=f"{where} runs LOCAL_DOMAIN={domain}; a Mastodon server's domain is permanent (every account, "
             "post and federation signature carries it)",
             fix=f'set server.domain = "{domain}" in the config again; a new domain needs a new server (a new aws.name)',
+        )
+
+
+def check_edge_unchanged(target: Target, data: StackState | None) -> None:
+    """Refuse (nothing changed) to switch a deployed server between the ALB and the direct edge: the data
+    stack's security-group exports would change while the app stack still imports them, which CloudFormation
+    refuses half-way. Stacks from before the setting existed have the ALB."""
+    if not stacks.exists(data):
+        return
+    meta = ((stacks.deployed_template(target, target.data_stack) or {}).get("Metadata") or {}).get("mastofargate") or {}
+    deployed = str(meta.get("edge") or "alb")
+    want = target.config.deployment.edge
+    if deployed != want:
+        raise UsageError(
+            f"REFUSED: deployment.edge would change from {deployed!r} to {want!r}. Nothing was changed.",
+            why="switching edges replaces security groups the running services use; it needs a staged migration "
+            "mastofargate does not do yet",
+            fix=f'set deployment.edge = "{deployed}" again (or deploy a new server, a new aws.name, with {want!r})',
         )
 
 

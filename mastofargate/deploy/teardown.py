@@ -27,6 +27,8 @@ def show_plan(run: Run, app: StackState | None, data: StackState | None, delete_
     target, line = run.target, run.out.line
     if stacks.exists(app):
         line(f"- {target.app_stack}: services, load balancer, one-off tasks, schedules, logs and alarms")
+        if target.config.deployment.edge == "direct":
+            line(f"- DNS: the A/AAAA records of {target.config.server.host} the DNS follower kept")
     else:
         line(f"  {target.app_stack}: not deployed")
     outputs = data.outputs if data is not None else {}
@@ -62,6 +64,11 @@ def delete_app(run: Run, *, timeout: float) -> None:
             timeout=timeout,
             on_event=lambda e: run.out.stack_event(target.app_stack, e.line()),
         )
+    if target.config.deployment.edge == "direct":
+        from mastofargate.deploy.edgecheck import delete_records
+
+        for record in delete_records(target):
+            run.out.line(f"  DNS record {target.config.server.host} {record} deleted (its task is gone)")
 
 
 def delete_data(run: Run, data: StackState | None, *, timeout: float) -> None:

@@ -1,8 +1,9 @@
 """Point the server's A/AAAA records at its running task (the direct edge has no load balancer).
 
 Fired by ECS task state changes and every 5 minutes. Events arrive late, twice or out of order, so the
-event is never trusted: each run re-reads which of the service's tasks are RUNNING now, their network
-interface's public IPv4/IPv6, and upserts the records (TTL 60) only where they differ. While no task
+event is never trusted: each run re-reads which of the service's tasks are RUNNING now (preferring the
+newest HEALTHY one during a rollout), their network interface's public IPv4/IPv6, and upserts the records
+(TTL 60) only where they differ. While no task
 runs, the records are left alone (the next task's address is unknown; a stale answer beats NXDOMAIN).
 Environment: CLUSTER, SERVICE, HOSTED_ZONE_ID, RECORD_NAME, and TTL (default 60).
 """
@@ -31,14 +32,18 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict:
     return result
 
 
-def reconcile(ecs: Any, ec2: Any, r53: Any, cluster: str, service: str, zone: str, name: str, ttl: int = 60) -> dict:
-    name = name.rstrip(".") + "."
+def running_task_addresses(ecs: Any, ec2: Any, cluster: str, service: str) -> dict:
+    """The newest RUNNING task of the service and its public addresses: {"task", "A", "AAAA"}, or
+    {"reason"} (plus "task" when there is one) when there is nothing to point at. `status` reads it too."""
     arns = ecs.list_tasks(cluster=cluster, serviceName=service, desiredStatus="RUNNING")["taskArns"]
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
     running = [t for t in tasks if t.get("lastStatus") == "RUNNING" and t.get("group") == f"service:{service}"]
     if not running:
-        return {"action": "none", "reason": "no running task"}
-    task = max(running, key=lambda t: str(t.get("startedAt") or t.get("createdAt") or ""))  # the newest
+        return {"reason": "no running task"}
+    # During a rollout two tasks run: the new one takes the name once ECS reports it HEALTHY (its Puma has
+    # booted), not merely RUNNING; without a healthy one (a first start, health still unknown), the newest.
+    healthy = [t for t in running if t.get("healthStatus") == "HEALTHY"]
+    task = max(healthy or running, key=lambda t: str(t.get("startedAt") or t.get("createdAt") or ""))
     eni = next(
         (
             d["value"]
@@ -50,20 +55,38 @@ def reconcile(ecs: Any, ec2: Any, r53: Any, cluster: str, service: str, zone: st
         None,
     )
     if not eni:
-        return {"action": "none", "reason": "running task has no network interface yet", "task": task["taskArn"]}
+        return {"reason": "running task has no network interface yet", "task": task["taskArn"]}
     ni = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
-    want = {
+    found = {
+        "task": task["taskArn"],
         "A": ni.get("Association", {}).get("PublicIp"),
         "AAAA": next((a["Ipv6Address"] for a in ni.get("Ipv6Addresses", [])), None),
     }
-    if not want["A"] and not want["AAAA"]:
-        return {"action": "none", "reason": "running task has no public address", "task": task["taskArn"]}
+    if not found["A"] and not found["AAAA"]:
+        return {"reason": "running task has no public address", "task": task["taskArn"]}
+    return found
+
+
+def current_records(r53: Any, zone: str, name: str) -> dict:
+    """The name's A/AAAA record sets (plain ones; an alias has no ResourceRecords), by type."""
+    name = name.rstrip(".") + "."
     have = {}
     for rrs in r53.list_resource_record_sets(HostedZoneId=zone, StartRecordName=name, MaxItems="10")[
         "ResourceRecordSets"
     ]:
         if rrs["Name"] == name and rrs["Type"] in ("A", "AAAA") and "ResourceRecords" in rrs:
             have[rrs["Type"]] = rrs
+    return have
+
+
+def reconcile(ecs: Any, ec2: Any, r53: Any, cluster: str, service: str, zone: str, name: str, ttl: int = 60) -> dict:
+    name = name.rstrip(".") + "."
+    found = running_task_addresses(ecs, ec2, cluster, service)
+    if "reason" in found:
+        return {"action": "none", **found}
+    task = {"taskArn": found["task"]}
+    want = {"A": found["A"], "AAAA": found["AAAA"]}
+    have = current_records(r53, zone, name)
     changes: list[dict[str, Any]] = []
     for kind, address in want.items():
         old = have.get(kind)

@@ -54,6 +54,7 @@ def build(config: Config) -> dict[str, Template]:
                     "stack": b.data_stack if t is b.data else b.app_stack,
                     "profile": config.deployment.profile,
                     "local_domain": config.server.domain,
+                    "edge": config.deployment.edge,
                 }
             }
         )
@@ -71,13 +72,18 @@ def task_families(*templates: Template) -> list[str]:
     )
 
 
+def has_functions(app: Template) -> bool:
+    """Whether the app template has Lambdas (the CI stack's CloudFormation role may then manage NAME-* functions)."""
+    return any(r.resource_type == "AWS::Lambda::Function" for r in app.resources.values())
+
+
 def build_all(config: Config) -> dict[str, Template]:
     """Every template synth writes: data and app, and the CI roles stack when `[ci] repository` is set.
     The CI stack is applied by an administrator (`deploy --ci-roles`), never by a deploy's change sets."""
     from mastofargate.stack.ci import build_ci
 
     templates = build(config)
-    ci = build_ci(config, task_families(templates["app"], templates["data"]))
+    ci = build_ci(config, task_families(templates["app"], templates["data"]), functions=has_functions(templates["app"]))
     if ci is not None:
         templates["ci"] = ci
     return templates

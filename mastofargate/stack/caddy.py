@@ -22,7 +22,13 @@ Decisions, each with its reason:
   to the streaming server with flush_interval -1 (every event sent at once, never buffered). Caddy sets no
   read/write timeouts by default, so a WebSocket stays open as long as both ends keep it.
 - HTTP/1.1 and HTTP/2 only: HTTP/3 would need UDP 443, and the task's security group opens TCP 80/443 only.
-- No admin endpoint: the configuration is fixed at task start; nothing may change it at runtime.
+- No admin endpoint: the configuration is fixed at task start; nothing may change it at runtime (and it is
+  not saved to disk either: the next start reads it from the task definition again).
+- Health: a plain-HTTP listener on loopback only (`HEALTH_PORT`) answers 200 while Caddy runs; the task's
+  container health check asks it. HTTPS cannot be the health signal: on a first install there is no
+  certificate until DNS points at the task, and a task killed for that would never get one.
+- Logs: JSON on stderr (the awslogs driver ships them), so a metric filter can count failed certificate
+  obtains and renewals (loggers `tls.obtain` / `tls.renew`, level `error`).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ MIB = 1024 * 1024
 # Mastodon's largest accepted upload (MAX_VIDEO_SIZE default, app/models/media_attachment.rb) plus framing.
 MASTODON_MAX_UPLOAD = 99 * MIB
 MAX_REQUEST_BODY = MASTODON_MAX_UPLOAD + 1 * MIB
+HEALTH_PORT = 2020  # loopback only; 2019 is Caddy's (disabled) admin port
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ def caddy_config(
     ca: str = LETSENCRYPT,
     http_port: int = 80,
     https_port: int = 443,
+    health_port: int = HEALTH_PORT,
 ) -> dict[str, Any]:
     """Caddy's JSON configuration for this server.
 
@@ -131,7 +139,8 @@ def caddy_config(
         "terminal": True,
     }
     config: dict[str, Any] = {
-        "admin": {"disabled": True},
+        "admin": {"disabled": True, "config": {"persist": False}},
+        "logging": {"logs": {"default": {"writer": {"output": "stderr"}, "encoder": {"format": "json"}}}},
         "storage": {"module": "file_system", "root": storage_dir},
         "apps": {
             "http": {
@@ -142,7 +151,13 @@ def caddy_config(
                         "listen": [f":{https_port}"],
                         "routes": [site],
                         "protocols": ["h1", "h2"],
-                    }
+                    },
+                    "health": {
+                        "listen": [f"127.0.0.1:{health_port}"],
+                        "protocols": ["h1"],
+                        "routes": [{"handle": [{"handler": "static_response", "status_code": 200, "body": "ok"}]}],
+                        "automatic_https": {"disable": True},
+                    },
                 },
             },
             "tls": {"automation": {"policies": [{"subjects": [host], "issuers": [issuer]}]}},

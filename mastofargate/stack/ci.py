@@ -46,7 +46,6 @@ CFN_SERVICES = (
     "elasticloadbalancing",
     "events",
     "kms",
-    "lambda",
     "logs",
     "rds",
     "route53",
@@ -81,10 +80,11 @@ def _doc(*statements: dict[str, Any]) -> dict[str, Any]:
 class _Names:
     """ARNs of this server's resources, as Fn::Sub strings (account, region, partition filled in by AWS)."""
 
-    def __init__(self, config: Config, families: list[str]) -> None:
+    def __init__(self, config: Config, families: list[str], functions: bool = False) -> None:
         self.name = n = config.aws.name
         self.config = config
         self.families = families
+        self.functions = functions
         self.stacks = [names.data_stack(n), names.app_stack(n)]
 
     def sub(self, text: str) -> Sub:
@@ -427,6 +427,18 @@ def cloudformation_policy(n: _Names) -> dict[str, Any]:
                 }
             },
         ),
+        *(
+            [
+                # The app stack's Lambdas (stack/spot.py, stack/edge_dns.py), all named after the server.
+                _statement(
+                    "ServerFunctions",
+                    ["lambda:*"],
+                    [Sub(f"{_ARN}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{name}-*")],
+                )
+            ]
+            if n.functions
+            else []
+        ),
         {
             "Sid": "NeverChangeTheCiStack",
             "Effect": "Deny",
@@ -468,12 +480,13 @@ _CHECKOV_SKIPS = {
 }
 
 
-def build_ci(config: Config, families: list[str]) -> Template | None:
+def build_ci(config: Config, families: list[str], *, functions: bool = False) -> Template | None:
     """The CI stack's template, or None when no repository is configured (`[ci] repository`).
-    `families`: the task definition families of the app template (RunTask is bound to exactly those)."""
+    `families`: the task definition families of the app template (RunTask is bound to exactly those);
+    `functions`: whether the app template has Lambdas (the Spot fallback, the direct edge's), all named NAME-*."""
     if not config.ci.repository:
         return None
-    n = _Names(config, families)
+    n = _Names(config, families, functions)
     t = Template()
     t.set_version("2010-09-09")
     t.set_description(

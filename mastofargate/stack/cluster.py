@@ -17,7 +17,9 @@ def namespace(b: Build) -> str:
 
 
 def needs_namespace(b: Build) -> bool:
-    return b.config.deployment.database == "task" or b.config.deployment.cache == "task"
+    """Task-based Postgres/Redis are found by name, and so is streaming by the direct edge's Caddy."""
+    d = b.config.deployment
+    return d.database == "task" or d.cache == "task" or d.edge == "direct"
 
 
 def add(b: Build) -> None:

@@ -29,9 +29,15 @@ def add(b: Build) -> None:
     cfg = b.config
     if cfg.deployment.database == "rds":
         _rds(b)
-    if cfg.deployment.database == "task" or cfg.deployment.cache == "task":
+    if needs_file_system(b):
         _efs(b)
     _backup(b)
+
+
+def needs_file_system(b: Build) -> bool:
+    """EFS holds a Postgres or Redis task's data, and the direct edge's certificates."""
+    d = b.config.deployment
+    return d.database == "task" or d.cache == "task" or d.edge == "direct"
 
 
 def _password_ref(b: Build, which: str) -> str:
@@ -147,7 +153,15 @@ def _efs(b: Build) -> None:
             FileSystemPolicy=_tls_only_policy(),
             FileSystemTags=Tags(Name=f"{b.name}-data"),
         ),
-        "Encrypted file system holding the Postgres/Redis task data",
+        "Encrypted file system holding "
+        + " and ".join(
+            w
+            for w, on in (
+                ("the Postgres/Redis task data", "task" in (b.config.deployment.database, b.config.deployment.cache)),
+                ("the edge's TLS certificates", b.config.deployment.edge == "direct"),
+            )
+            if on
+        ),
     )
     fs.DeletionPolicy = "Retain"
     fs.UpdateReplacePolicy = "Retain"
@@ -186,6 +200,32 @@ def _efs(b: Build) -> None:
         ap.UpdateReplacePolicy = "Retain"
         b.export(f"{role.capitalize()}AccessPointId", Ref(ap), f"EFS access point for {role}")
         b.export(f"{role.capitalize()}AccessPointArn", GetAtt(ap, "Arn"), f"EFS access point ARN for {role}")
+    if b.config.deployment.edge == "direct":
+        _caddy_access_point(b, fs)
+
+
+def _caddy_access_point(b: Build, fs: efs.FileSystem) -> None:
+    """Caddy's certificates, private keys and ACME account: a directory of their own (mode 0700), so neither
+    Postgres nor Redis can read the site's private key, and it survives every task (Let's Encrypt limits)."""
+    from mastofargate.stack.direct_edge import ACCESS_POINT, CADDY_UID
+
+    ap = b.add(
+        b.data,
+        efs.AccessPoint(
+            ACCESS_POINT,
+            FileSystemId=Ref(fs),
+            PosixUser=efs.PosixUser(Uid=str(CADDY_UID), Gid=str(CADDY_UID)),
+            RootDirectory=efs.RootDirectory(
+                Path="/caddy",
+                CreationInfo=efs.CreationInfo(OwnerUid=str(CADDY_UID), OwnerGid=str(CADDY_UID), Permissions="0700"),
+            ),
+        ),
+        "The edge's private directory on the file system: TLS certificates and the ACME account",
+    )
+    ap.DeletionPolicy = "Retain"  # a lost certificate costs a re-issue against Let's Encrypt's weekly limit
+    ap.UpdateReplacePolicy = "Retain"
+    b.export(f"{ACCESS_POINT}Id", Ref(ap), "EFS access point for Caddy's certificates")
+    b.export(f"{ACCESS_POINT}Arn", GetAtt(ap, "Arn"), "EFS access point ARN for Caddy's certificates")
 
 
 def _tls_only_policy() -> dict[str, object]:
@@ -290,6 +330,7 @@ def _backup(b: Build) -> None:
     if b.config.deployment.database == "rds":
         resources.append(Sub("arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:${Database}"))
     if b.config.deployment.database == "task" or b.config.deployment.cache == "task":
+        # Only with data stores on it: Caddy's certificates alone are re-obtainable and not worth a backup.
         resources.append(GetAtt("FileSystem", "Arn"))
     b.add(
         t,

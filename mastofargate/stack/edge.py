@@ -1,5 +1,6 @@
 """How requests reach the server: an ALB with HTTPS (ACM), HTTP->HTTPS redirect, and a rule sending the
-streaming API to the streaming service. Kept apart so a cheaper ALB-less edge can replace it later.
+streaming API to the streaming service. With `edge = "direct"` there is none of this: Caddy in the web task
+(stack/direct_edge.py, stack/caddy.py) and DNS that follows the task (stack/edge_dns.py) replace it.
 
 Rollout speed comes from here (aws.md): health checks every 10 s, healthy after 2 (20 s instead of
 150 s with AWS defaults), and short deregistration delays (web 30 s, streaming 60 s instead of 300 s).
@@ -29,6 +30,11 @@ def rollout_critical_path(service: str) -> int:
 
 
 def add(b: Build) -> None:
+    if b.config.deployment.edge == "direct":  # no load balancer: Caddy in the web task, DNS follows the task
+        from mastofargate.stack import edge_dns
+
+        edge_dns.add(b)
+        return
     t = b.app
     cfg = b.config
     alb = b.add(

@@ -3,6 +3,8 @@
 - execution role: pull this server's two images, write its log groups, read exactly its three secrets
   (no AWS managed policy: AmazonECSTaskExecutionRolePolicy allows every repository and log group);
 - Mastodon task role (web, Sidekiq, one-off jobs): the media bucket and nothing else, plus ECS Exec;
+- with the direct edge, the task holding web and Caddy has its own role: Mastodon's, plus mounting Caddy's
+  certificate directory on EFS (so Sidekiq's role cannot reach the site's private key);
 - streaming: no task role at all (it needs no AWS API), so no credentials and no ECS Exec;
 - data task role (Postgres/Redis tasks): their EFS access points only; no ECS Exec into a database;
 - ECS Exec sessions: their own KMS key (`ExecKey`), which the task role may only decrypt with, and which
@@ -191,22 +193,44 @@ def add(b: Build) -> None:
     )
 
     bucket = b.imported("MediaBucketArn")
+    mastodon = [
+        Statement(Sid="MediaObjects", Effect=Allow, Action=MEDIA_ACTIONS, Resource=[Join("", [bucket, "/*"])]),
+        Statement(
+            Sid="MediaBucket",
+            Effect=Allow,
+            Action=[s3_actions.ListBucket, s3_actions.GetBucketLocation],
+            Resource=[bucket],
+        ),
+        *_exec_statements(b),
+    ]
     _role(
         b,
         "MastodonTaskRole",
         "ecs-tasks.amazonaws.com",
         "Mastodon (web, Sidekiq, jobs): the media bucket only, and ECS Exec",
-        [
-            Statement(Sid="MediaObjects", Effect=Allow, Action=MEDIA_ACTIONS, Resource=[Join("", [bucket, "/*"])]),
-            Statement(
-                Sid="MediaBucket",
-                Effect=Allow,
-                Action=[s3_actions.ListBucket, s3_actions.GetBucketLocation],
-                Resource=[bucket],
-            ),
-            *_exec_statements(b),
-        ],
+        mastodon,
     )
+    if b.config.deployment.edge == "direct":
+        from mastofargate.stack.direct_edge import ACCESS_POINT, TASK_ROLE
+
+        _role(
+            b,
+            TASK_ROLE,
+            "ecs-tasks.amazonaws.com",
+            "The task holding web and Caddy: what Mastodon's role allows, and Caddy's certificate directory",
+            [
+                *mastodon,
+                Statement(
+                    Sid="MountCertificates",
+                    Effect=Allow,
+                    Action=[efs_actions.ClientMount, efs_actions.ClientWrite],
+                    Resource=[b.imported("FileSystemArn")],
+                    Condition=Condition(
+                        StringEquals("elasticfilesystem:AccessPointArn", [b.imported(f"{ACCESS_POINT}Arn")])
+                    ),
+                ),
+            ],
+        )
     cfg = b.config.deployment
     if cfg.database == "task" or cfg.cache == "task":
         aps = [

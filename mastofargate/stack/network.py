@@ -1,7 +1,8 @@
 """VPC with public subnets in two AZs and no NAT gateway (~$33/month saved): tasks get public IPv4.
 
 Security groups carry the whole access model: the ALB is open on 80/443, tasks accept only the ALB,
-Postgres, Redis and EFS accept only tasks.
+Postgres, Redis and EFS accept only tasks. With the direct edge there is no ALB to admit: the task that holds
+web and Caddy is open on 80/443 only (EdgeSecurityGroup), and a separate streaming task admits only it.
 """
 
 from __future__ import annotations
@@ -72,24 +73,52 @@ def add(b: Build) -> None:
         )
         subnets.append(sn)
 
-    alb = _sg(
-        b,
-        "AlbSecurityGroup",
-        "Load balancer: HTTPS, and HTTP redirected to HTTPS, from anywhere",
-        [
-            ec2.SecurityGroupRule(
-                IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS from anywhere"
-            ),
-            ec2.SecurityGroupRule(
-                IpProtocol="tcp",
-                FromPort=80,
-                ToPort=80,
-                CidrIp="0.0.0.0/0",
-                Description="HTTP from anywhere, redirected to HTTPS",
-            ),
-        ],
-        skip=[("CKV_AWS_260", "port 80 only redirects to HTTPS; browsers and servers still try it first")],
+    direct = b.config.deployment.edge == "direct"
+    edge = None
+    if direct:
+        # The direct edge: Caddy in the task that holds web takes 80/443 from the world; nothing else is open.
+        edge = _sg(
+            b,
+            "EdgeSecurityGroup",
+            "Edge (Caddy in the web task): HTTPS, and HTTP for ACME challenges and the redirect, from anywhere",
+            [
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS from anywhere"
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=80,
+                    ToPort=80,
+                    CidrIp="0.0.0.0/0",
+                    Description="HTTP from anywhere: ACME HTTP-01 challenges, else redirected to HTTPS",
+                ),
+            ],
+            skip=[("CKV_AWS_260", "port 80 answers Let's Encrypt's HTTP-01 challenges and redirects to HTTPS")],
+        )
+    alb = (
+        None
+        if direct
+        else _sg(
+            b,
+            "AlbSecurityGroup",
+            "Load balancer: HTTPS, and HTTP redirected to HTTPS, from anywhere",
+            [
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS from anywhere"
+                ),
+                ec2.SecurityGroupRule(
+                    IpProtocol="tcp",
+                    FromPort=80,
+                    ToPort=80,
+                    CidrIp="0.0.0.0/0",
+                    Description="HTTP from anywhere, redirected to HTTPS",
+                ),
+            ],
+            skip=[("CKV_AWS_260", "port 80 only redirects to HTTPS; browsers and servers still try it first")],
+        )
     )
+    # The group's description stays the same with either edge (a new description replaces the group, and an
+    # exported group in use cannot be replaced): the rules say who may connect.
     tasks = _sg(
         b,
         "TaskSecurityGroup",
@@ -108,6 +137,17 @@ def add(b: Build) -> None:
                 ToPort=STREAMING_PORT,
                 SourceSecurityGroupId=Ref(alb),
                 Description="Streaming from the load balancer",
+            ),
+        ]
+        if alb is not None
+        else [
+            # Caddy reaches Puma on loopback; a streaming task of its own is reached over the VPC.
+            ec2.SecurityGroupRule(
+                IpProtocol="tcp",
+                FromPort=STREAMING_PORT,
+                ToPort=STREAMING_PORT,
+                SourceSecurityGroupId=Ref(edge),
+                Description="Streaming from the edge (Caddy)",
             ),
         ],
     )
@@ -145,8 +185,9 @@ def add(b: Build) -> None:
         for role, sg, on in (
             ("Postgres", db, b.config.deployment.database == "task"),
             ("Redis", cache, b.config.deployment.cache == "task"),
+            ("edge", edge, edge is not None),
         )
-        if on
+        if on and sg is not None
     ]
     if nfs_clients:
         _sg(
@@ -167,13 +208,16 @@ def add(b: Build) -> None:
 
     b.export("VpcId", Ref(vpc), "VPC id")
     b.export("SubnetIds", _join(subnets), "Public subnet ids (comma-separated)")
+    if alb is not None:
+        b.export("AlbSecurityGroupId", Ref(alb), "Security group AlbSecurityGroup")
     for key, sg in (
-        ("AlbSecurityGroupId", alb),
         ("TaskSecurityGroupId", tasks),
         ("DatabaseSecurityGroupId", db),
         ("CacheSecurityGroupId", cache),
     ):
         b.export(key, Ref(sg), f"Security group {sg.title}")
+    if edge is not None:
+        b.export("EdgeSecurityGroupId", Ref(edge), "Security group EdgeSecurityGroup")
 
 
 def _join(resources: list[ec2.Subnet]) -> Join:

@@ -121,31 +121,8 @@ def add(b: Build) -> None:
         "Maximum",
         "GreaterThanThreshold",
     )
-    _alarm(
-        b,
-        "LoadBalancer5xxAlarm",
-        "More than 25 server errors in 5 minutes",
-        "AWS/ApplicationELB",
-        "HTTPCode_Target_5XX_Count",
-        {"LoadBalancer": GetAtt("LoadBalancer", "LoadBalancerFullName")},
-        FIVE_XX_PER_5_MIN,
-        "Sum",
-        "GreaterThanThreshold",
-    )
-    _alarm(
-        b,
-        "WebUnhealthyAlarm",
-        "A web task failed its health check for 5 minutes",
-        "AWS/ApplicationELB",
-        "UnHealthyHostCount",
-        {
-            "LoadBalancer": GetAtt("LoadBalancer", "LoadBalancerFullName"),
-            "TargetGroup": GetAtt("WebTargetGroup", "TargetGroupFullName"),
-        },
-        0,
-        "Maximum",
-        "GreaterThanThreshold",
-    )
+    if b.config.deployment.edge == "alb":
+        _load_balancer_alarms(b)
     if b.config.deployment.database == "rds":
         _alarm(
             b,
@@ -182,6 +159,36 @@ def add(b: Build) -> None:
             "Maximum",
             "GreaterThanThreshold",
         )
+
+
+def _load_balancer_alarms(b: Build) -> None:
+    """Server errors and unhealthy web targets as the ALB sees them (the direct edge has no ALB: there, ECS's
+    container health checks replace a failing task and the deployment alarm reports failed rollouts)."""
+    _alarm(
+        b,
+        "LoadBalancer5xxAlarm",
+        "More than 25 server errors in 5 minutes",
+        "AWS/ApplicationELB",
+        "HTTPCode_Target_5XX_Count",
+        {"LoadBalancer": GetAtt("LoadBalancer", "LoadBalancerFullName")},
+        FIVE_XX_PER_5_MIN,
+        "Sum",
+        "GreaterThanThreshold",
+    )
+    _alarm(
+        b,
+        "WebUnhealthyAlarm",
+        "A web task failed its health check for 5 minutes",
+        "AWS/ApplicationELB",
+        "UnHealthyHostCount",
+        {
+            "LoadBalancer": GetAtt("LoadBalancer", "LoadBalancerFullName"),
+            "TargetGroup": GetAtt("WebTargetGroup", "TargetGroupFullName"),
+        },
+        0,
+        "Maximum",
+        "GreaterThanThreshold",
+    )
 
 
 def _memory_alarm(b: Build, s: ServiceSize) -> None:
@@ -273,10 +280,8 @@ def _dashboard(b: Build) -> None:
         [queue_metrics.NAMESPACE, "RetryJobs", "Server", name, {"stat": "Maximum", "yAxis": "right"}],
         [queue_metrics.NAMESPACE, "DeadJobs", "Server", name, {"stat": "Maximum", "yAxis": "right"}],
     ]
-    widgets = [
-        _widget("Task CPU %", ecs_metric, 0, 0, "Maximum"),
-        _widget("Task memory %", mem_metric, 12, 0, "Maximum"),
-        _widget(
+    if cfg.deployment.edge == "alb":
+        errors = _widget(
             "Server errors (5xx)",
             [
                 ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", lb],
@@ -285,7 +290,17 @@ def _dashboard(b: Build) -> None:
             0,
             6,
             "Sum",
-        ),
+        )
+    else:  # the direct edge: its certificate's days left (stack/edge_dns.py) where the ALB's errors were
+        from mastofargate.stack.edge_dns import CERT_METRIC, METRIC_NAMESPACE
+
+        errors = _widget(
+            "TLS certificate: days left", [[METRIC_NAMESPACE, CERT_METRIC, "Server", name]], 0, 6, "Minimum"
+        )
+    widgets = [
+        _widget("Task CPU %", ecs_metric, 0, 0, "Maximum"),
+        _widget("Task memory %", mem_metric, 12, 0, "Maximum"),
+        errors,
         _widget("Sidekiq: oldest job wait (s, left), jobs (right)", queue, 12, 6, "Maximum"),
     ]
     variables: dict[str, object] = {}

@@ -14,7 +14,7 @@ from dataclasses import replace
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationautoscaling, ecs, servicediscovery
 
 from mastofargate.sizing import ServiceSize
-from mastofargate.stack import cache, entrypoints, queue_metrics
+from mastofargate.stack import cache, direct_edge, entrypoints, queue_metrics
 from mastofargate.stack.context import Build, logical
 from mastofargate.stack.edge import HEALTH_PATHS, PORTS
 from mastofargate.stack.environment import mastodon_environment
@@ -216,6 +216,8 @@ def task_definition(
                 ),
             )
         ]
+    if any(c.Name == direct_edge.CONTAINER for c in containers):
+        props["Volumes"] = [*props.get("Volumes", []), *direct_edge.caddy_volumes(b)]  # type: ignore[misc]
     return b.add(b.app, ecs.TaskDefinition(title, **props), description)
 
 
@@ -232,10 +234,13 @@ def capacity_strategy(b: Build, size: ServiceSize) -> list[ecs.CapacityProviderS
     return [ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE_SPOT", Weight=1)]
 
 
-def task_role(size: ServiceSize) -> str | None:
-    """The task's IAM role; streaming has none: it calls no AWS API, so it gets no credentials at all."""
+def task_role(size: ServiceSize, direct: bool = False) -> str | None:
+    """The task's IAM role; streaming has none: it calls no AWS API, so it gets no credentials at all. With the
+    direct edge, web's task also mounts Caddy's certificates: a role of its own, so Sidekiq's cannot."""
     if size.role == "streaming":
         return None
+    if size.role == "web" and direct:
+        return direct_edge.TASK_ROLE
     return {"postgres": "DataTaskRole", "redis": "DataTaskRole"}.get(size.role, "MastodonTaskRole")
 
 
@@ -263,6 +268,8 @@ def _service(b: Build, size: ServiceSize) -> None:
     t = b.app
     key = logical(size.name)
     containers = [container(b, size)]
+    if size.role == "web" and direct_edge.enabled(b):
+        containers.append(direct_edge.caddy_container(b, same_task_streaming=False))
     if queue_metrics.wanted(size):
         containers.append(_queue_metrics_sidecar(b, size))
     td = task_definition(
@@ -271,7 +278,7 @@ def _service(b: Build, size: ServiceSize) -> None:
         f"{b.name}-{size.name}",
         size,
         containers,
-        task_role(size),
+        task_role(size, direct_edge.enabled(b)),
         f"Task definition of {size.name} ({size.cpu / 1024:g} vCPU, {size.memory} MiB)",
     )
     security = {"postgres": "DatabaseSecurityGroupId", "redis": "CacheSecurityGroupId"}.get(
@@ -294,12 +301,15 @@ def _service(b: Build, size: ServiceSize) -> None:
         ),
         NetworkConfiguration=ecs.NetworkConfiguration(
             AwsvpcConfiguration=ecs.AwsvpcConfiguration(
-                AssignPublicIp="ENABLED", Subnets=subnet_ids(b), SecurityGroups=[b.imported(security)]
+                AssignPublicIp="ENABLED",
+                Subnets=subnet_ids(b),
+                SecurityGroups=[b.imported(security)]
+                + ([b.imported(direct_edge.SECURITY_GROUP)] if size.role == "web" and direct_edge.enabled(b) else []),
             )
         ),
     )
     depends = ["ClusterCapacity"]
-    if size.role in PORTS:
+    if size.role in PORTS and not direct_edge.enabled(b):
         props["LoadBalancers"] = [
             ecs.LoadBalancer(
                 ContainerName=container_name(size),
@@ -309,7 +319,8 @@ def _service(b: Build, size: ServiceSize) -> None:
         ]
         props["HealthCheckGracePeriodSeconds"] = grace_period(size)
         depends += ["HttpsListener", "StreamingRule"]
-    if size.role in ("postgres", "redis"):
+    # Found by name: Postgres/Redis by Mastodon, streaming by the direct edge's Caddy (in the web task).
+    if size.role in ("postgres", "redis") or (size.role == "streaming" and direct_edge.enabled(b)):
         registry = b.add(
             t,
             servicediscovery.Service(

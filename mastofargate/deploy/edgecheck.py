@@ -1,0 +1,135 @@
+"""What `status` and the deploy report say about the direct edge: does DNS point at the running task, and
+when does the certificate it serves expire.
+
+The running task and its address are read exactly as the DNS-follower Lambda reads them (same function), the
+records from Route 53, and the certificate from the task itself over TLS (port 443 is open to the world, so
+this works from the user's machine, and it works before DNS points there): SNI names the host, the chain is
+not verified here (the expiry and names are what matter; a browser verifies), and `cryptography` reads it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from mastofargate import aws
+
+if TYPE_CHECKING:
+    from mastofargate.config import Config
+    from mastofargate.target import Target
+
+CERT_WARN_DAYS = 14  # the certificate-watch alarm's threshold (stack/edge_dns.py CERT_ALARM_DAYS)
+TLS_TIMEOUT_S = 5.0
+
+
+def first_install_note(config: Config) -> str:
+    host = config.server.host
+    return (
+        f"Direct edge: the DNS follower points {host} at the web task within a minute or two of it running "
+        f"(record TTL 60 s); Caddy then obtains the Let's Encrypt certificate (kept on EFS), so https://{host} "
+        "may answer with a certificate error for the first minutes. 'mastofargate status' shows both."
+    )
+
+
+def served_certificate(address: str, host: str, port: int = 443, timeout: float = TLS_TIMEOUT_S) -> dict[str, Any]:
+    """The certificate `address` serves for `host`: expiry, days left, issuer, whether it names the host;
+    {"error"} when none could be read (no certificate yet, or unreachable)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # read, not trust: expiry and names are reported, not enforced
+    try:
+        with (
+            socket.create_connection((address, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as e:
+        return {"error": f"no certificate from {address}:{port} ({type(e).__name__}: {e})"}
+    if not der:
+        return {"error": f"no certificate from {address}:{port}"}
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    except x509.ExtensionNotFound:
+        names = []
+    issuer = cert.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME) or cert.issuer.get_attributes_for_oid(
+        NameOID.COMMON_NAME
+    )
+    expires = cert.not_valid_after_utc
+    left = (expires - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
+    return {
+        "expires": expires.isoformat(),
+        "days_left": round(left, 1),
+        "issuer": str(issuer[0].value) if issuer else "",
+        "names_host": host in names or any(n.startswith("*.") and host.endswith(n[1:]) for n in names),
+    }
+
+
+def facts(target: Target) -> dict[str, Any]:
+    """The edge's state and the problems in it (empty when DNS points at the task and the certificate is good)."""
+    from mastofargate import names
+    from mastofargate.lambdas.dns_follower import current_records, running_task_addresses
+
+    cfg = target.config
+    host = cfg.server.host
+    service = next(s.name for s in cfg.all_services if s.role == "web")  # as stack/direct_edge.front_service
+    with aws.aws_errors("reading the web task's address"):
+        task = running_task_addresses(target.ecs, target.client("ec2"), names.cluster(target.name), service)
+    with aws.aws_errors("reading the DNS record"):
+        records = current_records(target.client("route53"), str(cfg.aws.hosted_zone_id), host)
+    dns = {kind: [r["Value"] for r in rrs["ResourceRecords"]] for kind, rrs in records.items()}
+    out: dict[str, Any] = {"host": host, "task": task, "dns": dns, "certificate": None, "problems": []}
+    problems: list[str] = out["problems"]
+    if "reason" in task:
+        problems.append(f"edge: {task['reason']} in service {service}; DNS left as it is")
+        return out
+    stale = [k for k in ("A", "AAAA") if task.get(k) and dns.get(k) != [task[k]]]
+    out["dns_points_at_task"] = not stale
+    if stale:
+        problems.append(
+            f"DNS: {host} {'/'.join(stale)} is {', '.join(str(dns.get(k) or 'missing') for k in stale)} but the "
+            f"running task is at {', '.join(str(task[k]) for k in stale)} (the DNS follower corrects it within "
+            "5 minutes; if it stays, see the DnsFollowerErrors alarm and the dns-follower log group)"
+        )
+    cert = served_certificate(str(task.get("A") or task.get("AAAA")), host)
+    out["certificate"] = cert
+    if "error" in cert:
+        problems.append(f"certificate: {cert['error']} (Caddy obtains it once DNS points at the task)")
+    elif not cert["names_host"]:
+        problems.append(f"certificate: the one served does not name {host}")
+    elif cert["days_left"] < CERT_WARN_DAYS:
+        problems.append(
+            f"certificate: expires in {cert['days_left']:g} days ({cert['expires']}); renewals are failing: "
+            f"read the log group {names.log_group(target.name, 'caddy')}"
+        )
+    return out
+
+
+def delete_records(target: Target) -> list[str]:
+    """Remove the A/AAAA records the DNS follower kept (plain records of the host; an alias or other types are
+    not its own): once the task is gone, its public address returns to AWS's pool, and a record left pointing
+    at it would hand the name to whoever gets the address next. Returns what was deleted."""
+    from mastofargate.lambdas.dns_follower import current_records
+
+    zone = str(target.config.aws.hosted_zone_id)
+    r53 = target.client("route53")
+    with aws.aws_errors("reading the DNS record"):
+        records = current_records(r53, zone, target.config.server.host)
+    if not records:
+        return []
+    with aws.aws_errors("deleting the DNS record"):
+        r53.change_resource_record_sets(
+            HostedZoneId=zone,
+            ChangeBatch={
+                "Comment": "mastofargate destroy: the task it pointed at is gone",
+                "Changes": [{"Action": "DELETE", "ResourceRecordSet": rrs} for _, rrs in sorted(records.items())],
+            },
+        )
+    return [f"{kind} {' '.join(r['Value'] for r in rrs['ResourceRecords'])}" for kind, rrs in sorted(records.items())]

@@ -1,0 +1,119 @@
+"""The direct edge's container (`edge = "direct"`): Caddy in the task that holds web, instead of an ALB.
+
+Whichever task holds the `web` container gets `caddy_container()` and `caddy_volumes()`; nothing else in the
+stack needs to know how Caddy is configured. Decisions:
+- The official image (multi-arch) from the ECR Public mirror of Docker's library images, pinned to a minor
+  series like Postgres and Redis (stack/services.py), so a deploy never pulls a new major by surprise.
+- No custom image: the JSON configuration (stack/caddy.py) travels in the container's environment
+  (CADDY_CONFIG: reviewable in task_definitions/, holds no secret) and a one-line shell command writes it to
+  a file Caddy runs. A config change is a task definition change, so it reaches the task by a normal rollout.
+- Certificates and the ACME account live on EFS, under an access point of their own (never the task's
+  disk): Let's Encrypt refuses a sixth duplicate certificate in a week, and every rollout starts a new task.
+- Upstreams: Puma and, when streaming runs in the same task, the streaming server on loopback; otherwise the
+  streaming service's Cloud Map name in the cluster's private namespace.
+- Health: Caddy's loopback health listener (stack/caddy.py HEALTH_PORT); web keeps its own health check.
+"""
+
+from __future__ import annotations
+
+import json
+
+from troposphere import Ref, ecs
+
+from mastofargate.sizing import CADDY
+from mastofargate.stack.caddy import HEALTH_PORT, STORAGE_DIR, Upstreams, caddy_config
+from mastofargate.stack.context import Build
+from mastofargate.stack.network import STREAMING_PORT, WEB_PORT
+from mastofargate.stack.observability import add_log_group
+
+# Multi-arch (amd64, arm64v8) official image; 2.10 is the maintained series (Alpine-based: busybox wget and sh).
+CADDY_IMAGE = "public.ecr.aws/docker/library/caddy:2.10-alpine"
+CONTAINER = "caddy"
+VOLUME = "caddy"
+CONFIG_ENV = "CADDY_CONFIG"
+CONFIG_FILE = "/tmp/caddy.json"
+# Written owner-only, then Caddy replaces the shell (exec) so it receives ECS's SIGTERM itself.
+LAUNCH = f'umask 077 && printf "%s" "${CONFIG_ENV}" > {CONFIG_FILE} && exec caddy run --config {CONFIG_FILE}'
+HEALTH_COMMAND = f"wget -q -O /dev/null http://127.0.0.1:{HEALTH_PORT}/ || exit 1"
+TASK_ROLE = "FrontTaskRole"  # the role of the task holding web and Caddy (stack/iam.py)
+SECURITY_GROUP = "EdgeSecurityGroupId"  # 80/443 from anywhere (stack/network.py), added to that task
+ACCESS_POINT = "CaddyAccessPoint"  # stack/database.py
+CADDY_UID = 1000  # owner of Caddy's EFS directory (the access point maps every file operation to it)
+
+
+def enabled(b: Build) -> bool:
+    return b.config.deployment.edge == "direct"
+
+
+def upstreams(b: Build, *, same_task_streaming: bool) -> Upstreams:
+    from mastofargate.stack.cluster import namespace
+
+    streaming = "127.0.0.1" if same_task_streaming else f"streaming.{namespace(b)}"
+    return Upstreams(web=f"127.0.0.1:{WEB_PORT}", streaming=f"{streaming}:{STREAMING_PORT}")
+
+
+def config_text(b: Build, *, same_task_streaming: bool) -> str:
+    """The exact JSON the container receives (compact and sorted: deterministic, and small in the task
+    definition)."""
+    config = caddy_config(b.config, upstreams=upstreams(b, same_task_streaming=same_task_streaming))
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def caddy_container(b: Build, *, same_task_streaming: bool) -> ecs.ContainerDefinition:
+    """Caddy for the task that holds `web`: 80/443, certificates on EFS, started after web (so ECS stops it
+    first, before Puma: no request reaches a Puma that is shutting down)."""
+    log = add_log_group(b, CONTAINER)
+    props: dict[str, object] = dict(
+        Name=CONTAINER,
+        Image=CADDY_IMAGE,
+        Essential=True,
+        MemoryReservation=CADDY.reservation,
+        EntryPoint=["/bin/sh", "-c"],
+        Command=[LAUNCH],
+        Environment=[ecs.Environment(Name=CONFIG_ENV, Value=config_text(b, same_task_streaming=same_task_streaming))],
+        PortMappings=[
+            ecs.PortMapping(ContainerPort=443, Protocol="tcp", Name="https"),
+            ecs.PortMapping(ContainerPort=80, Protocol="tcp", Name="http"),
+        ],
+        MountPoints=[ecs.MountPoint(ContainerPath=STORAGE_DIR, SourceVolume=VOLUME, ReadOnly=False)],
+        DependsOn=[ecs.ContainerDependency(ContainerName="web", Condition="START")],
+        HealthCheck=ecs.HealthCheck(
+            Command=["CMD-SHELL", HEALTH_COMMAND], Interval=15, Timeout=5, Retries=3, StartPeriod=15
+        ),
+        LinuxParameters=ecs.LinuxParameters(InitProcessEnabled=True),
+        StopTimeout=30,
+        LogConfiguration=ecs.LogConfiguration(
+            LogDriver="awslogs",
+            Options={
+                "awslogs-group": Ref(log),
+                "awslogs-region": Ref("AWS::Region"),
+                "awslogs-stream-prefix": CONTAINER,
+            },
+        ),
+    )
+    if CADDY.limit is not None:
+        props["Memory"] = CADDY.limit
+    if CADDY.cpu:
+        props["Cpu"] = CADDY.cpu
+    return ecs.ContainerDefinition(**props)
+
+
+def caddy_volumes(b: Build) -> list[ecs.Volume]:
+    """Caddy's EFS directory (its own access point; TLS in transit; IAM-authorised by the task role)."""
+    return [
+        ecs.Volume(
+            Name=VOLUME,
+            EFSVolumeConfiguration=ecs.EFSVolumeConfiguration(
+                FilesystemId=b.imported("FileSystemId"),
+                TransitEncryption="ENABLED",
+                AuthorizationConfig=ecs.AuthorizationConfig(
+                    AccessPointId=b.imported(f"{ACCESS_POINT}Id"), IAM="ENABLED"
+                ),
+            ),
+        )
+    ]
+
+
+def front_service(b: Build) -> str:
+    """The ECS service whose task holds web (and Caddy): the one the DNS record follows."""
+    return next(s.name for s in b.config.all_services if s.role == "web")

@@ -1,0 +1,223 @@
+"""`status` with the direct edge: does DNS point at the running web task, and the certificate it serves.
+
+AWS side against the moto server (the deployed world of tests/moto_server.py, a running web task of group
+`service:web` with an Elastic IP on its ENI, as tests/test_dns_follower.py arranges it: moto gives a Fargate
+ENI no public address of its own). The certificate side against a real TLS server on loopback serving a
+certificate made for the host (a task's public address cannot be reached from here).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from mastofargate.deploy.edgecheck import first_install_note, served_certificate
+from tests.conftest import config_dict, make_config
+from tests.moto_server import AWS_ENV, AWS_ENV_CLEARED, _free_port, deploy_world, keep_tasks_running, subprocess_env
+
+HOST = "social.example.org"
+
+
+@pytest.fixture(scope="module")
+def fixed_moto() -> Iterator[str]:
+    """A moto server with the sandbox's fixes applied (sandbox/moto_fixes.py): among them, Route 53 zone ids
+    that start with "Z" as AWS's do, which the config requires of aws.hosted_zone_id."""
+    port = _free_port()
+    code = "from sandbox import moto_fixes; moto_fixes.apply(); from moto.server import main; main(sys.argv[1:])"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; {code}", "-H", "127.0.0.1", "-p", str(port)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_endpoint(fixed_moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from mastofargate import aws
+
+    urllib.request.urlopen(urllib.request.Request(f"{fixed_moto}/moto-api/reset", data=b"", method="POST")).read()
+    for name in AWS_ENV_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": fixed_moto}.items():
+        monkeypatch.setenv(name, value)
+    aws.reset_clients()
+    yield fixed_moto
+    aws.reset_clients()
+
+
+def tls_server(tmp_path: Path, days: int, name: str = HOST) -> int:
+    """A loopback TLS server presenting a certificate for `name` that expires in `days`; returns its port."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CA"), x509.NameAttribute(NameOID.COMMON_NAME, name)]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
+
+    def serve() -> None:
+        while True:
+            conn, _ = listener.accept()
+            try:
+                with ctx.wrap_socket(conn, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port
+
+
+def test_the_served_certificate_is_read_without_trusting_it(tmp_path: Path) -> None:
+    port = tls_server(tmp_path, days=40)
+    cert = served_certificate("127.0.0.1", HOST, port=port)
+    assert 39 < cert["days_left"] <= 40 and cert["names_host"] is True and cert["issuer"] == "Test CA"
+    other = served_certificate("127.0.0.1", "other.example.org", port=port)
+    assert other["names_host"] is False
+    closed = socket.create_server(("127.0.0.1", 0))
+    free = closed.getsockname()[1]
+    closed.close()
+    assert "error" in served_certificate("127.0.0.1", HOST, port=free, timeout=2)
+
+
+def test_the_first_install_note_says_what_happens_next() -> None:
+    note = first_install_note(make_config(edge="direct"))
+    assert HOST in note and "Let's Encrypt" in note and "status" in note
+
+
+def _direct_world(tmp_path: Path, *, record: str | None) -> tuple[Path, str, str]:
+    """A deployed direct-edge server in moto with its web task running at an Elastic IP; returns the config
+    file, the task's address and the zone id."""
+    import boto3
+
+    r53 = boto3.client("route53")
+    zone = r53.create_hosted_zone(Name="example.org.", CallerReference="edge-status")["HostedZone"]["Id"].split("/")[-1]
+    deployment = {"profile": "personal", "database": "rds", "cache": "elasticache", "edge": "direct"}
+    data = config_dict(**deployment)
+    data["aws"]["hosted_zone_id"] = zone
+    path = tmp_path / "mastofargate.toml"
+    path.write_text(tomli_w.dumps(data))
+    cfg = make_config(extra={"aws": {"hosted_zone_id": zone}}, **deployment)
+    world = deploy_world(cfg, tag="v4.5.4-0123abcd")
+    ecs, ec2 = world.target.client("ecs"), world.target.client("ec2")
+    family = ecs.describe_services(cluster="social", services=["web"])["services"][0]["taskDefinition"]
+    task = ecs.run_task(
+        cluster="social",
+        taskDefinition=family,
+        group="service:web",
+        launchType="FARGATE",
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": world.subnets,
+                "securityGroups": [world.security_group],
+                "assignPublicIp": "ENABLED",
+            }
+        },
+    )["tasks"][0]
+    eni = next(d["value"] for d in task["attachments"][0]["details"] if d["name"] == "networkInterfaceId")
+    alloc = ec2.allocate_address(Domain="vpc")
+    ec2.associate_address(AllocationId=alloc["AllocationId"], NetworkInterfaceId=eni)
+    if record:
+        r53.change_resource_record_sets(
+            HostedZoneId=zone,
+            ChangeBatch={
+                "Changes": [
+                    {
+                        "Action": "UPSERT",
+                        "ResourceRecordSet": {
+                            "Name": HOST,
+                            "Type": "A",
+                            "TTL": 60,
+                            "ResourceRecords": [{"Value": alloc["PublicIp"] if record == "task" else record}],
+                        },
+                    }
+                ]
+            },
+        )
+    return path, alloc["PublicIp"], zone
+
+
+def _status(url: str, path: Path) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mastofargate", "status", "--json", "--config", str(path)],
+        env=subprocess_env(url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("record", ["task", "192.0.2.10"])
+def test_status_says_whether_dns_points_at_the_running_task(
+    aws_endpoint: str,
+    tmp_path: Path,
+    record: str | None,
+) -> None:
+    keep_tasks_running(aws_endpoint)
+    path, address, _ = _direct_world(tmp_path, record=record)
+    code, data = _status(aws_endpoint, path)
+    edge = data["edge"]
+    assert edge["task"]["A"] == address
+    assert edge["dns_points_at_task"] is (record == "task")
+    dns_problems = [p for p in data["problems"] if p.startswith("DNS:")]
+    if record == "task":
+        assert dns_problems == []
+    else:
+        (problem,) = dns_problems
+        assert f"running task is at {address}" in problem and (record or "missing") in problem
+    # The task's address is not reachable from here: no certificate could be read, and status says so.
+    assert "error" in edge["certificate"]
+    assert any(p.startswith("certificate:") for p in data["problems"]) and code == 1
