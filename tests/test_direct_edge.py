@@ -439,9 +439,11 @@ def test_the_ci_cloudformation_role_may_manage_only_this_servers_functions() -> 
     assert [
         m for m in lint(template_text(ci, "yaml"), config=ManualArgs(regions=["us-east-1"])) if m.rule.id[0] in "EW"
     ] == []
-    ci_alb = build_all(make_config(extra={"ci": {"repository": "example/srv"}}, edge="alb", spot=False, profile="large"))
-    role = ci_alb["ci"].to_dict()["Resources"]["CloudFormationRole"]["Properties"]
-    assert not [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if "lambda:*" in s.get("Action", [])], (
-        "no Lambda rights for a server without Lambdas (no direct edge, no Spot service)"
+    ci_alb = build_all(
+        make_config(extra={"ci": {"repository": "example/srv"}}, edge="alb", spot=False, profile="large")
     )
+    role = ci_alb["ci"].to_dict()["Resources"]["CloudFormationRole"]["Properties"]
+    assert not [
+        s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if "lambda:*" in s.get("Action", [])
+    ], "no Lambda rights for a server without Lambdas (no direct edge, no Spot service)"
     assert edge_statements("alb")[0] == found, "the Spot fallback's Lambda: the same NAME-* rights"

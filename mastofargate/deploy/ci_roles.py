@@ -45,12 +45,14 @@ def ci_roles_stack(config: Config) -> CiRolesStack:
     from mastofargate.stack.ci import build_ci
 
     templates = build(config)
-    template = build_ci(config, task_families(templates["app"], templates["data"]), functions=has_functions(templates["app"]))
+    template = build_ci(
+        config, task_families(templates["app"], templates["data"]), functions=has_functions(templates["app"])
+    )
     if template is None:
         raise UsageError(
             "the config names no repository for the CI roles",
             why="the roles trust GitHub Actions runs of one repository only",
-            fix='add [ci] repository = "owner/name" to mastofargate.toml (or run \'mastofargate init --repository\')',
+            fix="add [ci] repository = \"owner/name\" to mastofargate.toml (or run 'mastofargate init --repository')",
         )
     return CiRolesStack(names.ci_stack(config.aws.name), template.to_dict())
 
