@@ -283,7 +283,10 @@ def _advance_task(task: Any, backend: Any, account: str, region: str, now: float
         return
     task._sandbox_done = True
     code = _exit_code_for(_task_image(task, backend))
-    _write_task_log(task, backend, account, region, code)
+    lines: list[str] = []
+    if not code:
+        lines, code = _container_output(_command_of(task, backend), _environment_of(task), account, region)
+    _write_task_log(task, backend, account, region, code, lines)
     _stop(task, "Essential container in task exited", code)
 
 
@@ -321,20 +324,46 @@ def _task_command(task: Any, container_def: dict[str, Any]) -> list[str]:
     return list(container_def.get("command") or [])
 
 
-def _container_output(command: list[str]) -> list[str]:
-    """What the container itself prints for the commands the deploy runs: real tootctl prints "OK" and the
-    generated password for `accounts create`. A `bash -c SCRIPT` is followed as far as a pipe through
-    `grep -v PATTERN`, which drops the lines PATTERN matches before they reach the log, as in the container."""
+def _command_of(task: Any, backend: Any) -> list[str]:
+    try:
+        container = backend.describe_task_definition(task.task_definition_arn).container_definitions[0]
+    except Exception:
+        return []
+    return _task_command(task, container)
+
+
+def _environment_of(task: Any) -> dict[str, str]:
+    """The environment overrides RunTask gave the (first) container."""
+    overrides = (task.overrides or {}).get("containerOverrides", []) or []
+    env = overrides[0].get("environment", []) if overrides else []
+    return {e["name"]: e.get("value", "") for e in env or []}
+
+
+def _container_output(
+    command: list[str], environment: dict[str, str], account: str, region: str
+) -> tuple[list[str], int]:
+    """What the container itself prints for the commands the deploy runs, and its exit code: the backup
+    task's pgtask.py commands and the image's schema version answer as sandbox/backups.py says; real tootctl
+    prints "OK" and the generated password for `accounts create`. A `bash -c SCRIPT` is followed as far as a
+    pipe through `grep -v PATTERN`, which drops the lines PATTERN matches before they reach the log, as in
+    the container."""
+    from sandbox import backups
+
+    answered = backups.answer(command, environment, account, region)
+    if answered is not None:
+        return answered
     script = command[command.index("-c") + 1] if command[:1] in (["bash"], ["sh"]) and "-c" in command else ""
     created = command[:3] == ["tootctl", "accounts", "create"] or "tootctl accounts create" in script
     lines = ["OK", "New password: " + rand(32, string.ascii_letters + string.digits)] if created else []
     dropped = re.search(r'\|\s*grep\b[^|]*\s-v\s+"([^"]+)"', script)
     if dropped:
         lines = [line for line in lines if not re.search(dropped.group(1), line)]
-    return lines
+    return lines, 0
 
 
-def _write_task_log(task: Any, backend: Any, account: str, region: str, code: int = 0) -> None:
+def _write_task_log(
+    task: Any, backend: Any, account: str, region: str, code: int = 0, output: list[str] | None = None
+) -> None:
     """One line per task in its awslogs stream (prefix/container/task-id), as the container would write."""
     from moto.logs.models import logs_backends
 
@@ -353,10 +382,9 @@ def _write_task_log(task: Any, backend: Any, account: str, region: str, code: in
         if stream not in logs.groups[group].streams:
             logs.create_log_stream(group, stream)
         lines = [f"[sandbox] ran: {' '.join(command)}"]
-        if code:
+        lines += output or []
+        if code and not output:
             lines += [f"[sandbox] failing on purpose: the image tag asks for exit code {code}"]
-        else:
-            lines += _container_output(command)
         ms = int(time.time() * 1000)
         logs.put_log_events(group, stream, [{"timestamp": ms + i, "message": m} for i, m in enumerate(lines)])
     except Exception as e:  # a log line is a nicety; never let it stop the clock

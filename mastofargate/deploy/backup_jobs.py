@@ -81,6 +81,12 @@ def check_command(expect_schema: str | None = None) -> list[str]:
     return [PYTHON, PGTASK_PATH, "check", *(["--expect-schema", expect_schema] if expect_schema else [])]
 
 
+def switch_command(restored: str, keep_old_as: str, database: str) -> list[str]:
+    """Swap names on the connected server in one transaction: `database` becomes `keep_old_as` and
+    `restored` becomes `database` (a restore's switch; the services are stopped first)."""
+    return [PYTHON, PGTASK_PATH, "switch", "--restored", restored, "--keep-old-as", keep_old_as, "--database", database]
+
+
 def task_result(log_lines: list[str], *, what: str) -> dict[str, Any]:
     """The JSON result pgtask.py printed last; raises when the task failed or printed none."""
     for line in reversed(log_lines):

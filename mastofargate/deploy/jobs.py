@@ -37,6 +37,7 @@ def run_job(
     image: str | None = None,
     show_lines: bool = True,
     describe: str | None = None,
+    environment: dict[str, str] | None = None,
 ) -> TaskResult:
     family = f"{run.target.name}-{job}"
     what = describe or (" ".join(command) if command else JOB_COMMANDS.get(job, "its own command"))
@@ -48,6 +49,7 @@ def run_job(
             family,
             command,
             image=image,
+            environment=environment,
             timeout=timeout,
             poll=run.poller.interval,
             clock=run.poller.clock,

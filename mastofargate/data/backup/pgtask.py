@@ -11,6 +11,7 @@ the database secret.
     pgtask.py verify --from s3://BUCKET/dumps/X.dump [--scratch] [--expect-schema V] [--into NAME]
     pgtask.py verify --from s3://BUCKET/dumps/ --scratch --publish NS --server NAME    the drill: newest dump
     pgtask.py check [--expect-schema V]                       the checks alone, on the connected database
+    pgtask.py switch --restored NEW --keep-old-as OLD [--database NAME]   a restore's rename swap
     pgtask.py pgbackrest ARGS...                               pgBackRest with the ECS task role's credentials
 
 A dump is complete only when its manifest (`<dump>.json`: size, sha256, server and pg_dump versions,
@@ -519,6 +520,38 @@ def check(expect_schema: str | None) -> dict[str, Any]:
     return {"ok": True, "schema_version": got, "counts": counts(), **facts}
 
 
+DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def switch(restored: str, keep_old_as: str, database: str) -> dict[str, Any]:
+    """`database` renamed to `keep_old_as` and `restored` to `database`, in one transaction (ALTER DATABASE
+    RENAME may run inside one), from the maintenance database `postgres`. Sessions still connected to either
+    are ended first (Postgres refuses to rename a database in use); the services are stopped by the caller."""
+    for name in (restored, keep_old_as, database):
+        if not DATABASE_NAME.fullmatch(name):
+            raise TaskError(f"{name!r}: a database name of lowercase letters, digits and _ is required.", 2)
+    env = {**os.environ, "PGDATABASE": "postgres"}
+    present = {r[0] for r in psql("SELECT datname FROM pg_database", env=env)}
+    if restored not in present:
+        raise TaskError(f"There is no database {restored} to switch to.")
+    if database not in present:
+        raise TaskError(f"There is no database {database} to switch from.")
+    if keep_old_as in present:
+        raise TaskError(f"A database {keep_old_as} exists already; the current one cannot be kept under that name.")
+    psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname IN ('{database}', '{restored}') AND pid <> pg_backend_pid()",
+        env=env,
+    )
+    psql(
+        f'BEGIN; ALTER DATABASE "{database}" RENAME TO "{keep_old_as}"; '
+        f'ALTER DATABASE "{restored}" RENAME TO "{database}"; COMMIT',
+        env=env,
+    )
+    log(f"switched: {database} is now the restored database; the previous one is kept as {keep_old_as}")
+    return {"ok": True, "database": database, "kept_as": keep_old_as}
+
+
 def publish(namespace: str, server: str, result: dict[str, Any], command: str) -> None:
     """The outcome as CloudWatch metrics (dimension Server), for the alarms of DESIGN invariant 6: a dump
     puts BackupSucceeded 1/0 (an alarm treating missing data as breaching notices when none succeeded for
@@ -598,6 +631,10 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="check the connected database (Mastodon's tables, schema, counts)")
     c.add_argument("--expect-schema", default=None)
     v.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
+    w = sub.add_parser("switch", help="rename the restored database into place, keeping the current one")
+    w.add_argument("--restored", required=True)
+    w.add_argument("--keep-old-as", required=True)
+    w.add_argument("--database", default=os.environ.get("PGDATABASE") or "mastodon_production")
     b = sub.add_parser("pgbackrest", help="run pgbackrest with the ECS task role's credentials")
     b.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -610,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
             result = dump(Location.parse(ns.to), ns.label)
         elif ns.command == "check":
             result = check(ns.expect_schema)
+        elif ns.command == "switch":
+            result = switch(ns.restored, ns.keep_old_as, ns.database)
         else:
             result = verify(
                 Location.parse(ns.source),
