@@ -8,22 +8,26 @@ real script against a real Postgres), and acts on the emulator's S3 and CloudWat
   - `pgtask.py dump --to s3://B/dumps/ --label L` writes `dumps/STAMP-L.dump` (a PGDMP header and filler) and
     then its manifest `….dump.json`, and answers with the manifest (size, sha256, schema version, counts);
   - `pgtask.py verify --from s3://…` reads the dump's manifest (a prefix: the newest dump with a manifest)
-    and answers ok, or fails as pgtask.py does: no dump; a dump whose key contains `sandbox-broken` does
+    and answers ok, or fails as pgtask.py does: no dump; a dump whose key contains `sandbox-baddata` does
     not restore (as a truncated one); --expect-schema differing from the manifest's schema version.
+    A dump whose label contains `sandbox-broken` fails as pg_dump would and writes nothing;
     `--publish NS --server S` puts DrillSucceeded (and BackupAgeSeconds) into CloudWatch;
   - `pgtask.py check` checks "the database at $PGHOST": an RDS instance restored from a snapshot whose id
-    contains `sandbox-broken` lacks Mastodon's tables; else it is Mastodon's schema SCHEMA_VERSION;
+    contains `sandbox-baddata` lacks Mastodon's tables; else it is Mastodon's schema SCHEMA_VERSION;
   - `pgtask.py switch` answers ok (the rename happens inside Postgres, which the emulator has not);
   - `sh -c "… db/schema.rb …"` on a Mastodon image prints the image's schema version, SCHEMA_VERSION.
 A failing answer exits with 1, as pgtask.py does.
 
 Where moto 5.2 differs from AWS, and what this module does instead (as AWS does):
+  - every RDS instance had the same DbiResourceId; on AWS each instance (a restored one too) has its own;
   - CreateDBSnapshot and RestoreDBInstanceFromDBSnapshot / ...ToPointInTime were `available` at once; on AWS
     a snapshot is `creating` and a restored instance `creating` for minutes. Here both stay `creating`
-    for TIMING.task seconds of the emulator's clock, so waiters really wait;
+    for TIMING.task seconds of the emulator's clock, so waiters really wait (a snapshot whose id contains
+    `sandbox-broken` then turns `failed`, as a snapshot RDS could not take);
   - ListRecoveryPointsByBackupVault did not exist (404); here it answers as for the stack's new vault, which
     holds no recovery points until its plan first runs: an empty list.
-The `sandbox-broken` markers are the emulator's own failures on purpose (the product knows nothing of them).
+The `sandbox-broken` / `sandbox-baddata` markers (in a label, an image tag that becomes a label, a snapshot
+id or a dump's key) are the emulator's own failures on purpose; the product knows nothing of them.
 """
 
 from __future__ import annotations
@@ -32,15 +36,18 @@ import hashlib
 import json
 import re
 import shlex
+import string
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from sandbox.standins import rand
 from sandbox.timing import TIMING
 
 SCHEMA_VERSION = "20260805130216"  # db/schema.rb of the Mastodon release the emulated images stand for
 COUNTS = {"accounts": 3, "statuses": 42}
-BROKEN_MARK = "sandbox-broken"
+BROKEN_MARK = "sandbox-broken"  # the backup itself fails: a snapshot ends `failed`, a dump is not written
+BAD_DATA_MARK = "sandbox-baddata"  # the backup exists but does not verify: no tables / does not restore
 PGTASK = "pgtask.py"
 _pending: dict[int, tuple[Any, float]] = {}  # id(object) -> (moto snapshot/instance, when it was created)
 
@@ -115,6 +122,8 @@ def _split(location: str) -> tuple[str, str]:
 
 def _dump(args: dict[str, str], account: str, region: str) -> dict[str, Any]:
     bucket, prefix = _split(args["--to"])
+    if BROKEN_MARK in args.get("--label", ""):
+        raise _Failed("pg_dump failed (exit 1): pg_dump: error: connection to server failed: timeout expired")
     label = re.sub(r"[^A-Za-z0-9._-]", "-", args.get("--label", "manual"))
     now = datetime.now(UTC)
     key = f"{prefix}{now.strftime('%Y%m%dT%H%M%SZ')}-{label}.dump" if prefix.endswith("/") or not prefix else prefix
@@ -171,7 +180,7 @@ def _verify(args: dict[str, str], account: str, region: str) -> dict[str, Any]:
     manifest = _manifest(bucket, key, account)
     if manifest is None:
         raise _Failed(f"s3://{bucket}/{key} does not exist.")
-    if BROKEN_MARK in key:
+    if BAD_DATA_MARK in key:
         raise _Failed(
             "The dump does not restore: pg_restore: error: could not read input file: end of file "
             "(truncated or corrupted dump?)"
@@ -199,7 +208,7 @@ def _check(args: dict[str, str], environment: dict[str, str], account: str, regi
     host = environment.get("PGHOST", "")
     for instance in rds_backends[account][region].databases.values():
         address = f"{instance.db_instance_identifier}."
-        if host.startswith(address) and BROKEN_MARK in str(instance.__dict__.get("_sandbox_source", "")):
+        if host.startswith(address) and BAD_DATA_MARK in str(instance.__dict__.get("_sandbox_source", "")):
             raise _Failed("The database lacks Mastodon's tables: accounts, statuses, users, schema_migrations.")
     expected = args.get("--expect-schema")
     if expected and expected != SCHEMA_VERSION:
@@ -241,9 +250,15 @@ def patch() -> None:
 
     if getattr(RDSBackend, "_sandbox_backups", False):
         return
+    create_instance = RDSBackend.create_db_instance
     create_snapshot = RDSBackend.create_db_snapshot
     from_snapshot = RDSBackend.restore_db_instance_from_db_snapshot
     to_time = RDSBackend.restore_db_instance_to_point_in_time
+
+    def create_db_instance(self: Any, *args: Any, **kwargs: Any) -> Any:
+        instance = create_instance(self, *args, **kwargs)
+        instance.dbi_resource_id = "db-" + rand(26, string.ascii_uppercase + string.digits)
+        return instance
 
     def create_db_snapshot(self: Any, *args: Any, **kwargs: Any) -> Any:
         snapshot = create_snapshot(self, *args, **kwargs)
@@ -261,6 +276,7 @@ def patch() -> None:
         _creating(instance)
         return instance
 
+    RDSBackend.create_db_instance = create_db_instance  # type: ignore[method-assign]
     RDSBackend.create_db_snapshot = create_db_snapshot  # type: ignore[method-assign]
     RDSBackend.restore_db_instance_from_db_snapshot = restore_from_snapshot  # type: ignore[method-assign]
     RDSBackend.restore_db_instance_to_point_in_time = restore_to_time  # type: ignore[method-assign]
@@ -270,7 +286,7 @@ def patch() -> None:
         return json.dumps({"RecoveryPoints": []})
 
     BackupResponse.list_recovery_points_by_backup_vault = list_recovery_points_by_backup_vault  # type: ignore[attr-defined]
-    urls.url_paths["{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/?$"] = urls.response.dispatch
+    urls.url_paths["{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/$"] = urls.response.dispatch
 
 
 def _creating(thing: Any) -> None:
@@ -283,7 +299,8 @@ def tick(now: float) -> None:
     for key, (thing, since) in list(_pending.items()):
         if now - since >= TIMING.task:
             if thing.status == "creating":
-                thing.status = "available"
+                name = str(getattr(thing, "db_snapshot_identifier", ""))
+                thing.status = "failed" if BROKEN_MARK in name else "available"
             _pending.pop(key, None)
 
 

@@ -57,6 +57,7 @@ def mastodon_version(tags: list[str]) -> str | None:
 def collect(target: Target) -> dict[str, Any]:
     """Everything `status` shows, as JSON-ready data, plus `healthy` and the `problems` that make it false."""
     from mastofargate.deploy import ecs, upkeep
+    from mastofargate.errors import MastofargateError
 
     cfg = target.config
     stack_names = {"data": target.data_stack, "app": target.app_stack}
@@ -90,9 +91,12 @@ def collect(target: Target) -> dict[str, Any]:
         schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
         problems += schedule_problems
     backups: dict[str, Any] | None = None
-    if facts["data"] is not None:
-        backups, backup_problems = upkeep.backup_status(target, facts["data"])
-        problems += backup_problems
+    if facts["data"] is not None and not stack_failed(facts["data"].status):  # a failed stack is the news
+        try:
+            backups, backup_problems = upkeep.backup_status(target, facts["data"])
+            problems += backup_problems
+        except MastofargateError as e:  # status still reports everything else
+            problems.append(f"the backups could not be read: {e.what}")
     web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
     running = mastodon_version(web_tags)
     return {

@@ -219,12 +219,17 @@ def dump_points(target: Target, bucket: str, manifests: int = MANIFESTS_READ) ->
     return points
 
 
-def restore_points(target: Target, manifests: int = MANIFESTS_READ) -> list[RestorePoint]:
-    """All restore points of the server, newest first (`manifests`: how many dumps' details to read)."""
+def restore_points(
+    target: Target, manifests: int = MANIFESTS_READ, *, aws_backup: bool = True
+) -> list[RestorePoint]:
+    """All restore points of the server, newest first (`manifests`: how many dumps' details to read;
+    aws_backup=False leaves out AWS Backup's recovery points, which `status` does not need: the database's
+    newest backup is RDS's point-in-time window or the newest dump)."""
     points: list[RestorePoint] = []
     if target.config.deployment.database == "rds":
         points += rds_points(target)
-    points += aws_backup_points(target)
+    if aws_backup:
+        points += aws_backup_points(target)
     bucket = target.stack_outputs(target.data_stack).get("BackupBucketName")
     if bucket:
         points += dump_points(target, bucket, manifests)

@@ -193,8 +193,13 @@ def _identifier(text: str) -> str:
 
 def show(run: Run, plan: Plan) -> None:
     run.out.step(f"Restore plan: {plan.source.describe()}")
-    for i, step in enumerate(plan.steps, 1):
-        run.out.line(f"  {step}" if step.startswith("--") else f"  {i}. {step}")
+    number = 0
+    for step in plan.steps:
+        if step.startswith("--"):
+            run.out.line(f"  {step}")
+            continue
+        number += 1
+        run.out.line(f"  {number}. {step}")
 
 
 # --- restore and check --------------------------------------------------------------------------------

@@ -207,13 +207,14 @@ def backup_status(
 ) -> tuple[dict[str, Any], list[str]]:
     """The newest usable backup (time, kind, age) and the last drill's result, and the problems they show:
     no backup newer than BACKUP_MAX_AGE (backup_jobs.overdue), a failed last drill, or none for longer than
-    DRILL_MAX_AGE — each only once the data stack is older than that. A few calls: the restore points
-    without their dumps' manifests, and one metric query."""
+    DRILL_MAX_AGE — each only once the data stack is older than that. A few calls: RDS's window and
+    snapshots or the dump listing (no manifests, no AWS Backup vault: those hold no newer database backup),
+    and one metric query."""
     from mastofargate.deploy import backup_jobs
     from mastofargate.deploy.backups import human_age, newest, restore_points
 
     now = now or datetime.now(UTC)
-    points = restore_points(target, manifests=0)
+    points = restore_points(target, manifests=0, aws_backup=False)
     best = newest(points)
     drill = last_drill(target, now - DRILL_MAX_AGE - timedelta(days=2), now)
     info: dict[str, Any] = {
