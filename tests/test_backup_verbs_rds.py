@@ -251,6 +251,38 @@ def test_a_failed_pre_upgrade_backup_stops_the_deploy_before_anything_changed(wo
     assert {images[s] for s in ("web", "streaming", "sidekiq")} == {"v4.5.4-b2"}
 
 
+def test_a_dump_of_rds_restores_into_a_new_database_on_the_instance(world: World) -> None:
+    """--dump: the portable kind of backup on RDS (to keep off AWS); restoring it swaps databases by name on
+    the live instance, as for the Postgres task, and leaves the instances as they are."""
+    with aws_env(world.sandbox.url):
+        with recording() as calls:
+            taken = run_cli("backup", "--config", str(world.config), "--wait", "--dump", "--label", "offsite")
+        ((family, command, _),) = run_tasks(calls)
+        location = json.loads(run_cli("backups", "--config", str(world.config), "--json").output)["newest"]
+        ids = rds_ids()
+        with recording() as calls:
+            result = run_cli(
+                "restore",
+                "--config",
+                str(world.config),
+                "--from",
+                location["id"].rsplit("/", 1)[-1],
+                "--confirm-domain",
+                DOMAIN,
+            )
+        assert rds_ids() == ids
+    assert taken.exit_code == 0, taken.output
+    assert family == "social-backup" and "dump" in command
+    assert location["kind"] == "dump" and location["detail"]["label"] == "offsite"
+    assert result.exit_code == 0, result.output
+    tasks = [c for _, c, _ in run_tasks(calls)]
+    assert [i for i, c in enumerate(tasks) if "verify" in c] < [i for i, c in enumerate(tasks) if "switch" in c]
+    assert not calls.find("RestoreDBInstanceFromDBSnapshot") and not positions(calls, "ModifyDBInstance")
+    assert "kept as mastodon_production_before_restore_" in result.output and "RDS instance social-postgres" in (
+        result.output
+    )
+
+
 def test_status_shows_the_newest_backup(world: World, tmp_path: Path) -> None:
     with aws_env(world.sandbox.url):
         result = run_cli("status", "--config", str(world.config))

@@ -25,6 +25,9 @@ def backup(
     config: ConfigOption = DEFAULT_CONFIG,
     wait: Annotated[bool, Opt("--wait", help="Wait until the backup is complete and show it.")] = False,
     label: Annotated[str, Opt("--label", help="Name part of the backup (letters, digits, . _ -).")] = "manual",
+    dump: Annotated[
+        bool, Opt("--dump", help="RDS: a pg_dump into the backup bucket instead of a snapshot (to copy off AWS).")
+    ] = False,
     dry_run: DryRun = False,
     timeout: Timeout = 3600.0,
 ) -> None:
@@ -44,11 +47,11 @@ def backup(
         raise UsageError(f"--label {label!r}: use 1-100 letters, digits, '.', '_' or '-'.")
     run = Run.for_config(load_config(config), make_output(), verb="backup")
     if dry_run:
-        run.out.line(f"Would take: {backup_run.describe_plan(run, label)}")
+        run.out.line(f"Would take: {backup_run.describe_plan(run, label, dump=dump)}")
         run.out.line("Dry run: nothing was changed.")
         return
     with run.interruptible():
-        result = backup_run.take(run, label, wait=wait, timeout=timeout)
+        result = backup_run.take(run, label, wait=wait, timeout=timeout, dump=dump)
     if result.done:
         run.out.line(f"Backup complete: {result.describe()}")
     elif result.kind == "rds-snapshot":

@@ -4,9 +4,9 @@ database), and reading what the running image expects of a database.
   rds   a manual RDS snapshot of the current instance (create_db_snapshot); waiting uses botocore's
         `db_snapshot_available` waiter, which polls DescribeDBSnapshots until the snapshot is `available`
         and fails fast when it turns `failed`/`deleted`
-  task  `pg_dump -Fc` of the Postgres task's database into the backup bucket, run by pgtask.py in the
-        `{name}-backup` one-off task (backup_jobs.dump_command); its JSON result (location, size, counts,
-        schema version) is the task's last log line
+  task  `pg_dump -Fc` of the Postgres task's database (or, asked for, of RDS) into the backup bucket, run
+        by pgtask.py in the `{name}-backup` one-off task (backup_jobs.dump_command); its JSON result
+        (location, size, counts, schema version) is the task's last log line
 
 A dump can be started without waiting: the task runs on by itself and `mastofargate logs backup` follows it.
 """
@@ -58,18 +58,21 @@ def backup_bucket(run: Run) -> str:
     return bucket
 
 
-def describe_plan(run: Run, label: str) -> str:
+def describe_plan(run: Run, label: str, *, dump: bool = False) -> str:
     """One line: what `take` would do (for --dry-run and restore's plan)."""
     target = run.target
-    if target.config.deployment.database == "rds":
+    if target.config.deployment.database == "rds" and not dump:
         return f"RDS snapshot of {names.db_instance(target.name)} named {backup_jobs.snapshot_id(target.name, label)}"
     bucket = target.stack_outputs(target.data_stack).get("BackupBucketName", "(backup bucket)")
-    return f"pg_dump -Fc of the Postgres task's database into s3://{bucket}/dumps/, label {label}"
+    where = "RDS" if target.config.deployment.database == "rds" else "the Postgres task's database"
+    return f"pg_dump -Fc of {where} into s3://{bucket}/dumps/, label {label}"
 
 
-def take(run: Run, label: str, *, wait: bool, timeout: float) -> Backup:
-    """A backup of the current database now; with wait=True it is complete (or this raised) on return."""
-    if run.target.config.deployment.database == "rds":
+def take(run: Run, label: str, *, wait: bool, timeout: float, dump: bool = False) -> Backup:
+    """A backup of the current database now; with wait=True it is complete (or this raised) on return.
+    dump=True: a logical dump also on RDS (the backup task's PG* variables name the RDS instance), the
+    portable kind a copy off AWS needs."""
+    if run.target.config.deployment.database == "rds" and not dump:
         return _snapshot(run, label, wait=wait, timeout=timeout)
     return _dump(run, label, wait=wait, timeout=timeout)
 
