@@ -258,7 +258,8 @@ def test_a_dump_of_rds_restores_into_a_new_database_on_the_instance(world: World
         with recording() as calls:
             taken = run_cli("backup", "--config", str(world.config), "--wait", "--dump", "--label", "offsite")
         ((family, command, _),) = run_tasks(calls)
-        location = json.loads(run_cli("backups", "--config", str(world.config), "--json").output)["newest"]
+        points = json.loads(run_cli("backups", "--config", str(world.config), "--json").output)["restore_points"]
+        location = next(p for p in points if p["kind"] == "dump")
         ids = rds_ids()
         with recording() as calls:
             result = run_cli(
