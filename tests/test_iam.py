@@ -68,7 +68,7 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
         "EcrLogin": (["ecr:GetAuthorizationToken"], ["*"], None),
         "PullOurImages": (
             ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-            [sub("ecr", "repository/social/mastodon"), sub("ecr", "repository/social/streaming")],
+            [sub("ecr", f"repository/social/{image}") for image in ("mastodon", "streaming", "backup")],
             None,
         ),
         "WriteOurLogs": (
@@ -100,7 +100,7 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
     "SchedulerRole": {
         "RunMaintenance": (
             ["ecs:RunTask"],
-            [sub("ecs", "task-definition/social-tootctl:*")],
+            [sub("ecs", "task-definition/social-tootctl:*"), sub("ecs", "task-definition/social-backup:*")],
             {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}},
         ),
         "TagMaintenanceTasks": (
@@ -110,7 +110,11 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
         ),
         "PassTaskRoles": (
             ["iam:PassRole"],
-            [{"Fn::GetAtt": ["ExecutionRole", "Arn"]}, {"Fn::GetAtt": ["MastodonTaskRole", "Arn"]}],
+            [
+                {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
+                {"Fn::GetAtt": ["MastodonTaskRole", "Arn"]},
+                {"Fn::GetAtt": ["BackupTaskRole", "Arn"]},
+            ],
             {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
         ),
         "DeadLetters": (["sqs:SendMessage"], [{"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}], None),

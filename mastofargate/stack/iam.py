@@ -10,8 +10,8 @@
 - data task role with the Postgres task: the backup bucket too (pgBackRest archives WAL from inside the
   Postgres container);
 - backup task role (one-off dump, verify and restore-drill tasks): the backup bucket and its metrics only;
-- scheduler role: run the maintenance task definition, tag the tasks it starts, pass only our two roles,
-  and write failed invocations to the schedules' dead-letter queue.
+- scheduler role: run the maintenance and backup task definitions, tag the tasks it starts, pass only the
+  roles those tasks use, and write failed invocations to the schedules' dead-letter queue.
 No static AWS keys exist anywhere: tasks get credentials from their role.
 """
 
@@ -241,13 +241,16 @@ def add(b: Build) -> None:
         b,
         "SchedulerRole",
         "scheduler.amazonaws.com",
-        "Lets EventBridge Scheduler start and tag the maintenance task, and record failures",
+        "Lets EventBridge Scheduler start and tag the maintenance and backup tasks, and record failures",
         [
             Statement(
                 Sid="RunMaintenance",
                 Effect=Allow,
                 Action=[ecs_actions.RunTask],
-                Resource=[Sub(arn % ("ecs", f"task-definition/{b.name}-tootctl:*"))],
+                Resource=[
+                    Sub(arn % ("ecs", f"task-definition/{b.name}-tootctl:*")),
+                    Sub(arn % ("ecs", f"task-definition/{b.name}-backup:*")),
+                ],
                 Condition=Condition(ArnEquals("ecs:cluster", GetAtt("Cluster", "Arn"))),
             ),
             Statement(
@@ -263,7 +266,11 @@ def add(b: Build) -> None:
                 Sid="PassTaskRoles",
                 Effect=Allow,
                 Action=[iam_actions.PassRole],
-                Resource=[GetAtt("ExecutionRole", "Arn"), GetAtt("MastodonTaskRole", "Arn")],
+                Resource=[
+                    GetAtt("ExecutionRole", "Arn"),
+                    GetAtt("MastodonTaskRole", "Arn"),
+                    GetAtt("BackupTaskRole", "Arn"),
+                ],
                 Condition=Condition(StringEquals("iam:PassedToService", "ecs-tasks.amazonaws.com")),
             ),
             Statement(
