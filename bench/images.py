@@ -84,7 +84,8 @@ def main() -> int:
     for ref in (bases.mastodon, bases.streaming, bases.postgres, *(r.ref for r in first)):
         client.api.remove_image(ref, force=True)
     median = statistics.median(times)
-    print(f"first run:  {first_s:6.2f} s wall, {first_bytes:,} bytes pushed ({built} images built, {len(first)} pushed)")
+    pushed = len(first)
+    print(f"first run:  {first_s:6.2f} s wall, {first_bytes:,} bytes pushed ({built} images built, {pushed} pushed)")
     print(
         f"second run: {median:6.2f} s wall (CLI, median of {len(times)}: "
         f"{', '.join(f'{t:.2f}' for t in times)}), {second_bytes:,} bytes pushed, "
