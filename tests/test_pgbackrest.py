@@ -12,12 +12,12 @@ import contextlib
 import ipaddress
 import json
 import os
-import sys
 import select
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -315,9 +315,8 @@ def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_ti
     ECS runs it, with the PGBACKREST_* environment and the archive settings of stack/pgbackrest.py. Its keeper
     creates the stanza and takes the first full backup by itself; WAL reaches S3 through archive_command;
     a restore to a time between two writes has the first and not the second. SIGTERM stops the keeper too."""
-    import pwd
-
     import importlib.util
+    import pwd
 
     spec = importlib.util.spec_from_file_location("pgtask", PGTASK)
     assert spec and spec.loader
