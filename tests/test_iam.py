@@ -124,6 +124,7 @@ PRINCIPALS = {
     "ExecutionRole": "ecs-tasks.amazonaws.com",
     "MastodonTaskRole": "ecs-tasks.amazonaws.com",
     "DataTaskRole": "ecs-tasks.amazonaws.com",
+    "PostgresTaskRole": "ecs-tasks.amazonaws.com",
     "BackupTaskRole": "ecs-tasks.amazonaws.com",
     "SchedulerRole": "scheduler.amazonaws.com",
     "BackupRole": "backup.amazonaws.com",
@@ -136,17 +137,31 @@ combos = pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c i
 def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]]:
     _, database, cache, _, _ = combo
     out = dict(ALLOWED)
-    on = {"Postgres": database == "task", "Redis": cache == "task"}
-    aps = [imported(f"{r}AccessPointArn") for r in ("Postgres", "Redis") if on[r]]
-    if aps:
-        out["DataTaskRole"] = {
-            "MountOwnDirectory": (
-                ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
-                [imported("FileSystemArn")],
-                {"StringEquals": {"elasticfilesystem:AccessPointArn": aps}},
+    def mount(role: str) -> tuple[list[str], list[Any], dict[str, Any]]:
+        return (
+            ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+            [imported("FileSystemArn")],
+            {"StringEquals": {"elasticfilesystem:AccessPointArn": [imported(f"{role}AccessPointArn")]}},
+        )
+
+    if database == "task":
+        # pgBackRest archives WAL and takes base backups from inside the Postgres task: its prefix only
+        out["PostgresTaskRole"] = {
+            "MountOwnDirectory": mount("Postgres"),
+            "PgbackrestObjects": (
+                BACKUP["BackupObjects"][0],
+                [{"Fn::Join": ["", [imported("BackupBucketArn"), "/pgbackrest/*"]]}],
+                None,
             ),
-            **(BACKUP if on["Postgres"] else {}),  # pgBackRest archives WAL from inside the Postgres task
+            "PgbackrestListing": (
+                ["s3:ListBucket"],
+                [imported("BackupBucketArn")],
+                {"StringLike": {"s3:prefix": ["pgbackrest/*"]}},
+            ),
+            "BackupKey": BACKUP["BackupKey"],
         }
+    if cache == "task":
+        out["DataTaskRole"] = {"MountOwnDirectory": mount("Redis")}
     return out
 
 
@@ -195,7 +210,9 @@ def test_ecs_exec_only_where_an_operator_needs_it(combo: tuple) -> None:
         role = td.get("TaskRoleArn", {}).get("Fn::GetAtt", [None])[0]
         if name == "streaming":
             assert role is None  # no AWS API at all: no credentials
-        elif name in ("postgres", "redis"):
+        elif name == "postgres":
+            assert role == "PostgresTaskRole"
+        elif name == "redis":
             assert role == "DataTaskRole"
         else:
             assert role == "MastodonTaskRole"

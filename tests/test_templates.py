@@ -147,8 +147,10 @@ def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
     media = {"Fn::ImportValue": "social-data:MediaBucketArn"}
     backups = {"Fn::ImportValue": "social-data:BackupBucketArn"}
     allowed = {"MastodonTaskRole": media, "BackupTaskRole": backups}
+    prefixes = {title: "/*" for title in allowed}
     if combo[1] == "task":
-        allowed["DataTaskRole"] = backups
+        allowed["PostgresTaskRole"] = backups
+        prefixes["PostgresTaskRole"] = "/pgbackrest/*"  # pgBackRest's repository, never the dumps
     with_s3 = set()
     for title, role in resources(combo, "AWS::IAM::Role", "app").items():
         for st in _statements(role):
@@ -159,7 +161,7 @@ def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
                 with_s3.add(title)
                 bucket = allowed[title]
                 for res in st["Resource"]:
-                    assert res == bucket or res == {"Fn::Join": ["", [bucket, "/*"]]}, res
+                    assert res == bucket or res == {"Fn::Join": ["", [bucket, prefixes[title]]]}, res
         assert not role["Properties"].get("ManagedPolicyArns"), title
     assert with_s3 == set(allowed)
 
