@@ -178,9 +178,9 @@ def _roles(combo: tuple) -> dict[str, dict[str, Any]]:
 def test_every_role_matches_the_allow_list(combo: tuple) -> None:
     allowed = _allowed(combo)
     roles = _roles(combo)
-    # AWS Backup (and its role) only for what is safe to copy file by file: RDS, or an EFS without Postgres
-    _, database, cache, _, _ = combo
-    backed_up = database == "rds"  # an EFS is covered only without Postgres on it, i.e. with RDS
+    # AWS Backup (and its role) only for what is safe to copy file by file: RDS, or an EFS without Postgres on
+    # it, which happens only beside RDS
+    backed_up = combo[1] == "rds"
     assert set(roles) == set(allowed) | ({"BackupRole"} if backed_up else set())
     for title, role in roles.items():
         props = role["Properties"]
