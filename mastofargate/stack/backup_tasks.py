@@ -30,8 +30,7 @@ import json
 
 from troposphere import GetAtt, Join, Output, Ref, Sub, cloudwatch, ecs, scheduler
 
-# backup_jobs is pure (it builds argv lists); the schedules must run exactly the commands the verbs run.
-from mastofargate.deploy.backup_jobs import drill_command, dump_command
+from mastofargate.stack.backup_commands import drill_command, dump_command
 from mastofargate.stack.backups import METRIC_NAMESPACE
 from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
