@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import select
 import shutil
 import socket
@@ -84,6 +85,7 @@ class TlsProxy:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.requests: list[str] = []  # "METHOD /bucket/key?query" of every request that came through
         self.port = self.listener.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -114,6 +116,8 @@ class TlsProxy:
                 if client in ready:
                     data = client.recv(65536)
                     if data:
+                        for m in re.finditer(rb"(?m)^(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP/1\.[01]\r$", data):
+                            self.requests.append(f"{m[1].decode()} {m[2].decode()}")
                         upstream.sendall(data)
                     else:
                         sources.remove(client)
@@ -136,16 +140,22 @@ class TlsProxy:
 
 
 @pytest.fixture
-def tls_s3(aws_endpoint: str, tmp_path: Path) -> Iterator[int]:  # noqa: F811
-    """The shared moto server behind a TLS proxy on 127.0.0.1; yields the proxy's port."""
+def tls_proxy(aws_endpoint: str, tmp_path: Path) -> Iterator[TlsProxy]:  # noqa: F811
+    """The shared moto server behind a TLS proxy on 127.0.0.1."""
     require_postgres()
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     upstream = int(aws_endpoint.rsplit(":", 1)[1])
     proxy = TlsProxy(upstream, *self_signed(tmp_path))
     try:
-        yield proxy.port
+        yield proxy
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def tls_s3(tls_proxy: TlsProxy) -> int:
+    """The TLS proxy's port."""
+    return tls_proxy.port
 
 
 def _boto_keys() -> dict[str, str]:
@@ -310,11 +320,13 @@ def test_the_wrapper_hands_pgbackrest_the_task_roles_credentials(tls_s3: int) ->
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_time(tls_s3: int) -> None:
+def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_time(tls_proxy: TlsProxy) -> None:
     """The Postgres task as the stack defines it (database = "task"): the shipped entrypoint, run as root as
     ECS runs it, with the PGBACKREST_* environment and the archive settings of stack/pgbackrest.py. Its keeper
     creates the stanza and takes the first full backup by itself; WAL reaches S3 through archive_command;
-    a restore to a time between two writes has the first and not the second. SIGTERM stops the keeper too."""
+    a restore to a time between two writes has the first and not the second. SIGTERM stops the keeper too.
+    Every request pgBackRest sent stays inside the pgbackrest/ prefix, which is all the Postgres task's role
+    may touch (stack/iam.py: objects under it, listings with an s3:prefix under it)."""
     import importlib.util
     import pwd
 
@@ -326,6 +338,7 @@ def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_ti
     from mastofargate.stack import entrypoints
     from tests.test_postgres_entrypoint import Postgres
 
+    tls_s3 = tls_proxy.port
     volume = private_dir("pgtask-entry-")
     volume.chmod(0o755)
     script = volume / "entrypoint.sh"
@@ -369,10 +382,11 @@ def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_ti
             return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
 
         deadline = time.monotonic() + 180
-        while task.newest_full_backup(info()) is None:
+        # the keeper logs the backup once pgBackRest has returned, a moment after `info` lists it
+        while "pgbackrest keeper: full backup complete" not in server.output():
             assert time.monotonic() < deadline, server.output()[-4000:]
             time.sleep(1)
-        assert "pgbackrest keeper: full backup complete" in server.output()
+        assert task.newest_full_backup(info()) is not None
 
         assert server.psql("CREATE TABLE toots (id int PRIMARY KEY)").returncode == 0
         assert server.psql("INSERT INTO toots VALUES (1)").returncode == 0
@@ -404,9 +418,27 @@ def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_ti
             assert time.monotonic() < deadline, restored.log()[-3000:]
             time.sleep(0.5)
         assert run([*query, "-c", "SELECT id FROM toots ORDER BY id"]).stdout.split() == ["1"]
+        _assert_inside_the_pgbackrest_prefix(tls_proxy.requests)
         assert pwd.getpwnam("postgres")
     finally:
         restored.stop()
         if server.proc and server.proc.poll() is None:
             server.kill()
         shutil.rmtree(volume, ignore_errors=True)
+
+
+def _assert_inside_the_pgbackrest_prefix(requests: list[str]) -> None:
+    """Path-style requests: /BUCKET/pgbackrest/... for objects, /BUCKET/?list-type=2&prefix=pgbackrest%2F...
+    for listings (what IAM's s3:prefix condition sees)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    assert requests, "no S3 request went through the proxy"
+    for request in requests:
+        method, target = request.split(" ", 1)
+        url = urlsplit(target)
+        bucket, _, key = url.path.lstrip("/").partition("/")
+        assert bucket == BUCKET, request
+        if key:
+            assert key.startswith("pgbackrest/"), request
+        else:
+            assert method == "GET" and parse_qs(url.query).get("prefix", [""])[0].startswith("pgbackrest/"), request
