@@ -160,3 +160,32 @@ def test_without_a_backup_tag_the_newest_pushed_backup_image_is_used(aws_endpoin
     _push(ecr, "pg17-newer")
     assert settle_backup_tag(target, Tags("v1", "v1")).backup == "pg17-newer"
     assert settle_backup_tag(target, Tags("v1", "v1", "pg17-given")).backup == "pg17-given"  # given wins
+
+
+def test_the_keeper_counts_only_full_backups() -> None:
+    """pgtask.py pgbackrest-keeper decides from `pgbackrest info --output=json` (shape of pgBackRest 2.45);
+    differential and incremental backups do not reset the weekly full backup's clock."""
+    import importlib.util
+    import sys
+
+    from tests.pg_support import PGTASK
+
+    spec = importlib.util.spec_from_file_location("pgtask", PGTASK)
+    assert spec and spec.loader
+    task = importlib.util.module_from_spec(spec)
+    sys.modules["pgtask"] = task
+    spec.loader.exec_module(task)
+    info = [
+        {
+            "name": "main",
+            "backup": [
+                {"type": "full", "timestamp": {"start": 1000, "stop": 1100}},
+                {"type": "diff", "timestamp": {"start": 5000, "stop": 5100}},
+                {"type": "full", "timestamp": {"start": 2000, "stop": 2100}},
+                {"type": "incr", "timestamp": {"start": 9000, "stop": 9100}},
+            ],
+        }
+    ]
+    assert task.newest_full_backup(info) == 2100
+    assert task.newest_full_backup([{"name": "main", "backup": []}]) is None
+    assert task.newest_full_backup([]) is None
