@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mastofargate.errors import MastofargateError
 from mastofargate.prices import HOURS_PER_MONTH, Prices, for_region
+from mastofargate.stack.backups import DUMP_PREFIX
 
 if TYPE_CHECKING:
     from troposphere import Template
@@ -119,7 +120,13 @@ USAGE: dict[str, Usage] = {
 
 # ECR: compressed size of the first image and of the layers a new release adds [ASSUME; aws.md: the
 # Mastodon image is ~400 MB; the Node streaming image is much smaller].
-IMAGE_GB: dict[str, tuple[float, float]] = {"mastodon": (0.45, 0.20), "streaming": (0.08, 0.03)}
+# The backup image is Docker's postgres (Debian bookworm, ~150 MB compressed) plus pgBackRest and python3-boto3
+# (~40 MB); a new tag mostly re-uses the base layers.
+IMAGE_GB: dict[str, tuple[float, float]] = {
+    "mastodon": (0.45, 0.20),
+    "streaming": (0.08, 0.03),
+    "backup": (0.19, 0.02),
+}
 DEFAULT_IMAGE_GB = (0.3, 0.1)
 LOG_COMPRESSION = 1 / 6  # CloudWatch bills stored logs compressed; text compresses ~6:1 [ASSUME]
 
@@ -430,13 +437,14 @@ def _schedules(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         runs = runs_per_month(props.get("ScheduleExpression", ""))
         size = _task_size(w, stack, ecs.get("TaskDefinitionArn"), ecs.get("NetworkConfiguration", {}))
         count = w.number(stack, ecs.get("TaskCount", 1)) or 1
-        hours = runs * count * w.usage.job_minutes / 60
+        minutes = _backup_minutes(w, json.dumps(target.get("Input", ""))) or w.usage.job_minutes
+        hours = runs * count * minutes / 60
         split = split_capacity(1, ecs.get("CapacityProviderStrategy"))
         spot_share = split.get("FARGATE_SPOT", 0.0)
         hourly = spot_share * size.hourly(p, True) + (1 - spot_share) * size.hourly(p, False)
         hourly += p.public_ipv4_hour if size.public_ip else 0
         w.add(
-            f"Scheduled task {rid.removesuffix('Schedule')} ({runs:.1f} runs x {w.usage.job_minutes:g} min, "
+            f"Scheduled task {rid.removesuffix('Schedule')} ({runs:.1f} runs x {minutes:g} min, "
             f"{size.describe()}{', Spot' if spot_share else ''})",
             hours,
             "task-hour",
@@ -447,6 +455,27 @@ def _schedules(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         "public IPv4 while they run; Scheduler invocations are within its 14 million/month free tier. "
         "Migrations run only during deploys (minutes a month) and are not priced."
     )
+
+
+# The backup task (stack/backup_tasks.py): start-up (image pull, ENI) plus minutes per GB of Postgres data.
+# pg_dump -Fc streams and compresses on one core; the drill downloads the dump, restores it and rebuilds the
+# indexes into a throw-away cluster, several times the dump's work [ASSUME, order of magnitude].
+BACKUP_START_MINUTES = 2.0
+DUMP_MINUTES_PER_GB = 1.0
+DRILL_MINUTES_PER_GB = 4.0
+
+
+def _backup_minutes(w: _Walk, command: str) -> float | None:
+    """Run time of a scheduled backup task (a pgtask.py dump or verify), None for anything else."""
+    if "pgtask.py" not in command:
+        return None
+    per_gb = DUMP_MINUTES_PER_GB if re.search(r"pgtask\.py\W+dump\b", command) else DRILL_MINUTES_PER_GB
+    minutes = round(BACKUP_START_MINUTES + w.usage.db_data_gb * per_gb, 1)
+    w.assume(
+        f"Backup task runs: {BACKUP_START_MINUTES:g} min to start plus {per_gb:g} min per GB of the "
+        f"{w.usage.db_data_gb:g} GB database ({'dump' if per_gb == DUMP_MINUTES_PER_GB else 'restore drill'})."
+    )
+    return minutes
 
 
 def runs_per_month(expression: str) -> float:
@@ -555,8 +584,7 @@ def _rds(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         )
         if props.get("EnableCloudwatchLogsExports"):
             w.assume(
-                "RDS exports its PostgreSQL log (slow statements and errors) to CloudWatch; counted in the log "
-                "volume."
+                "RDS exports its PostgreSQL log (slow statements and errors) to CloudWatch; counted in the log volume."
             )
 
 
@@ -739,6 +767,9 @@ def _buckets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     u = w.usage
     media = _media_bucket_ids(w)
     for _, rid, props in found:
+        if _expiry_days(props, DUMP_PREFIX) is not None:
+            _backup_bucket(w, rid, props)
+            continue
         if rid not in media:
             w.assume(f"S3 bucket {rid} holds only deploy artifacts (templates, a few MB): under $0.01/month.")
             continue
@@ -779,6 +810,46 @@ def _buckets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
             "1,000 requests",
             p.s3_get_per_1000,
         )
+
+
+# A pg_dump -Fc is the table data without indexes, zlib-compressed: about a quarter of the database's size on
+# disk [ASSUME]; pgBackRest's lz4-compressed full backup keeps the indexes: about half [ASSUME].
+DUMP_RATIO = 0.25
+PGBACKREST_FULL_RATIO = 0.5
+
+
+def _expiry_days(props: dict[str, Any], prefix: str) -> float | None:
+    for rule in props.get("LifecycleConfiguration", {}).get("Rules", []):
+        if rule.get("Prefix") == prefix and rule.get("ExpirationInDays"):
+            return float(rule["ExpirationInDays"])
+    return None
+
+
+def _backup_bucket(w: _Walk, rid: str, props: dict[str, Any]) -> None:
+    """The backup bucket: nightly dumps kept their lifecycle's days (and the noncurrent days after they
+    expire), and with the Postgres task pgBackRest's full backups plus the WAL between them."""
+    p, u = w.prices, w.usage
+    keep = (_expiry_days(props, DUMP_PREFIX) or 35) + max(
+        (
+            float(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays", 0))
+            for r in props.get("LifecycleConfiguration", {}).get("Rules", [])
+        ),
+        default=0.0,
+    )
+    dumps = keep * u.db_data_gb * DUMP_RATIO
+    w.add(f"S3 backup storage: dumps (assumed {dumps:.1f} GB)", dumps, "GB-month", p.s3_standard_gb_month)
+    text = f"Backups: a nightly dump of {DUMP_RATIO:.0%} of the {u.db_data_gb:g} GB database, kept {keep:g} days"
+    if w.config.deployment.database == "task":
+        from mastofargate.stack.pgbackrest import RETENTION_FULL
+
+        wal = u.postgres_efs_write_gb / 2 * 14 / 30 * PGBACKREST_FULL_RATIO  # two weeks of the WAL half of writes
+        gb = RETENTION_FULL * u.db_data_gb * PGBACKREST_FULL_RATIO + wal
+        w.add(f"S3 backup storage: pgBackRest (assumed {gb:.1f} GB)", gb, "GB-month", p.s3_standard_gb_month)
+        text += (
+            f"; pgBackRest keeps {RETENTION_FULL} weekly full backups ({PGBACKREST_FULL_RATIO:.0%} of the database, "
+            "lz4) and the WAL since the older one (half of the EFS writes, compressed alike)"
+        )
+    w.assume(text + "; requests are a few thousand a month (cents).")
 
 
 def _distributions(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:

@@ -105,6 +105,7 @@ def test_a_first_install_is_one_command_and_resumes_after_an_interrupt(
         return [
             ImageResult("mastodon", f"repo/mastodon:{BUILT}", BUILT, "pushed", built=True),
             ImageResult("streaming", f"repo/streaming:{BUILT}", BUILT, "pushed", built=True),
+            ImageResult("backup", f"repo/backup:{BUILT}", BUILT, "pushed", built=True),
         ]
 
     with aws_env(world.sandbox.url):
@@ -115,7 +116,10 @@ def test_a_first_install_is_one_command_and_resumes_after_an_interrupt(
         with recording() as calls:
             result = deploy(world, "--build", "--yes")
         running = set(service_images().values())
+        app = boto3.client("cloudformation").describe_stacks(StackName="social-app")["Stacks"][0]
+        app_params = {p["ParameterKey"]: p["ParameterValue"] for p in app["Parameters"]}
     assert first.exit_code == 130, first.output
+    assert app_params["BackupImageTag"] == BUILT  # the third image of the pipeline reaches the app stack
     assert "Interrupted." in first.output and "mastofargate deploy" in first.output
     assert data["StackStatus"] == "CREATE_COMPLETE" and data["EnableTerminationProtection"] is True
     assert result.exit_code == 0, result.output

@@ -136,11 +136,16 @@ def protect_data_stack(run: Run) -> None:
         run.out.line(f"  termination protection enabled on {target.data_stack}")
 
 
+def image_parameters(tags: Tags) -> dict[str, str]:
+    """The app stack's image-tag parameters: a release changes these and nothing else."""
+    return {"MastodonImageTag": tags.mastodon, "StreamingImageTag": tags.streaming, "BackupImageTag": tags.backup}
+
+
 def install(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOptions) -> Outcome:
     """First install: the app stack with services at zero (data tasks start), db:prepare, the Owner account,
     then the services switched on."""
     target = run.target
-    params = {**plans.app_params, "MastodonImageTag": tags.mastodon, "StreamingImageTag": tags.streaming}
+    params = {**plans.app_params, **image_parameters(tags)}
     arns = bootstrap.require_arns(target)
     params.update(AppSecretArn=arns.app, DatabaseSecretArn=arns.database, RedisSecretArn=arns.redis)
     run.out.step(f"{'Creating' if not state.app_exists else 'Updating'} {target.app_stack} with services at zero")
@@ -181,7 +186,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     migrate = new_images and not opts.skip_migrations
     app_plan = plans.app
     if app_plan.deferred:
-        params = {**plans.app_params, "MastodonImageTag": tags.mastodon, "StreamingImageTag": tags.streaming}
+        params = {**plans.app_params, **image_parameters(tags)}
         app_plan = app_change_set(run, app_plan.template, params, allow_data_replacement=opts.allow_data_replacement)
     if not app_plan.has_changes:
         return Outcome(False, tags=tags)
@@ -214,8 +219,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
             result,
             "Pre-deployment migrations failed on the new image; nothing was rolled out and the old version "
             f"({serving or '?'}) is still serving.",
-            "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' "
-            "again",
+            "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' again",
         )
     run.out.step(f"Updating {target.app_stack}")
     if opts.no_wait:
@@ -364,4 +368,3 @@ def report(run: Run, outcome: Outcome) -> None:
         run.out.line(f"  Mastodon: {outcome.version or config.deployment.mastodon_version} ({outcome.tags.describe()})")
     for note in outcome.notes:
         run.out.line(f"  {note}")
-

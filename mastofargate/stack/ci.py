@@ -24,6 +24,7 @@ from troposphere import GetAtt, Output, Ref, Sub, Template, iam
 
 from mastofargate import names
 from mastofargate.config import Config
+from mastofargate.stack.registry import repository_names
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 AUDIENCE = "sts.amazonaws.com"
@@ -100,8 +101,8 @@ class _Names:
 
     def repositories(self) -> list[Sub]:
         return [
-            Sub(f"{_ARN}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{self.name}/{image}")
-            for image in ("mastodon", "streaming")
+            Sub(f"{_ARN}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{repo}")
+            for repo in repository_names(self.name).values()
         ]
 
     def bucket(self, purpose: str, objects: str | None = None) -> Sub:

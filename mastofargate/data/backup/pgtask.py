@@ -13,6 +13,8 @@ the database secret.
     pgtask.py check [--expect-schema V]                       the checks alone, on the connected database
     pgtask.py switch --restored NEW --keep-old-as OLD [--database NAME]   a restore's rename swap
     pgtask.py pgbackrest ARGS...                               pgBackRest with the ECS task role's credentials
+    pgtask.py pgbackrest-keeper [--full-days 7] [--interval 600]   in the Postgres task: stanza-create, then
+                                                               a full backup whenever the newest is too old
 
 A dump is complete only when its manifest (`<dump>.json`: size, sha256, server and pg_dump versions,
 Mastodon's schema version, row counts) exists: the manifest is written last. `verify` restores a dump into
@@ -33,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -597,7 +600,7 @@ def task_role_credentials() -> dict[str, str] | None:
     }
 
 
-def run_pgbackrest(args: list[str]) -> int:
+def _pgbackrest_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     if not env.get("PGBACKREST_REPO1_S3_KEY"):
         creds = task_role_credentials()
@@ -606,7 +609,62 @@ def run_pgbackrest(args: list[str]) -> int:
     exe = shutil.which("pgbackrest")
     if not exe:
         raise TaskError("pgbackrest is not installed in this image.", exit_code=2)
-    return subprocess.run([exe, *args], env=env).returncode
+    return [exe, *args], env
+
+
+def run_pgbackrest(args: list[str]) -> int:
+    command, env = _pgbackrest_command(args)
+    return subprocess.run(command, env=env).returncode
+
+
+# --- the Postgres task's own base backups ---------------------------------------------------------------
+#
+# pgBackRest reads the data directory and reaches Postgres over its Unix socket, so only the Postgres task
+# can take a base backup (a scheduled task cannot: it would need the data directory mounted a second time,
+# or pgBackRest's TLS server running in the Postgres task). The entrypoint starts this keeper beside the
+# postmaster. It decides from the repository itself (`pgbackrest info`), not from a timer, so a restarted
+# task neither repeats a backup nor forgets one that is due: the first start gets a full backup at once,
+# then one every --full-days. pgBackRest expires older backups, and the WAL they need, after each one
+# (repo1-retention-full).
+
+
+def newest_full_backup(info: list[dict[str, Any]]) -> float | None:
+    """Stop time (epoch seconds) of the newest full backup in `pgbackrest info --output=json`."""
+    stops = [
+        float(b["timestamp"]["stop"]) for stanza in info for b in stanza.get("backup", []) if b.get("type") == "full"
+    ]
+    return max(stops) if stops else None
+
+
+def full_backup_due(full_days: float, now: float | None = None) -> bool:
+    command, env = _pgbackrest_command(["info", "--output=json"])
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise TaskError(f"pgbackrest info failed: {result.stderr.strip() or result.stdout.strip()}")
+    newest = newest_full_backup(json.loads(result.stdout or "[]"))
+    return newest is None or (now or time.time()) - newest >= full_days * 86400
+
+
+def keeper(full_days: float, interval: float, retry: float) -> int:
+    """stanza-create (idempotent; retried until Postgres and the bucket answer), then forever: a full backup
+    when due. Failures are logged and retried; WAL archiving (archive_command) does not depend on this."""
+    log(f"pgbackrest keeper: a full backup every {full_days:g} days, checked every {interval:g} s")
+    while run_pgbackrest(["stanza-create"]) != 0:
+        log(f"pgbackrest keeper: stanza-create failed; retrying in {retry:g} s (WAL archiving fails until it works)")
+        time.sleep(retry)
+    log("pgbackrest keeper: stanza ready")
+    while True:
+        try:
+            if full_backup_due(full_days):
+                log("pgbackrest keeper: starting a full backup")
+                code = run_pgbackrest(["backup", "--type=full"])
+                log(f"pgbackrest keeper: full backup {'complete' if code == 0 else f'FAILED (exit {code})'}")
+                if code != 0:
+                    time.sleep(retry)
+                    continue
+        except TaskError as e:
+            log(f"pgbackrest keeper: {e}")
+        time.sleep(interval)
 
 
 # --- command line ---------------------------------------------------------------------------------------
@@ -637,10 +695,19 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--database", default=os.environ.get("PGDATABASE") or "mastodon_production")
     b = sub.add_parser("pgbackrest", help="run pgbackrest with the ECS task role's credentials")
     b.add_argument("args", nargs=argparse.REMAINDER)
+    k = sub.add_parser("pgbackrest-keeper", help="in the Postgres task: stanza-create, then full backups when due")
+    k.add_argument("--full-days", type=float, default=7.0, help="days between full backups")
+    k.add_argument("--interval", type=float, default=600.0, help="seconds between checks")
+    k.add_argument("--retry", type=float, default=60.0, help="seconds before a failed step is retried")
     ns = parser.parse_args(argv)
     try:
         if ns.command == "pgbackrest":
             return run_pgbackrest(ns.args)
+        if ns.command == "pgbackrest-keeper":
+            if ns.full_days <= 0 or ns.interval <= 0 or ns.retry <= 0:
+                raise TaskError("--full-days, --interval and --retry must be positive.", exit_code=2)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            return keeper(ns.full_days, ns.interval, ns.retry)
         if ns.command in ("dump", "verify") and ns.publish and not ns.server:
             raise TaskError("--publish needs --server NAME (the metrics' dimension).", exit_code=2)
         if ns.command == "dump":
