@@ -66,9 +66,10 @@ ASSUME = {
     "backup_image_pull": 25,
     "database_gb": 1,
 }
-# Median seconds of `pgtask.py dump` per GB of database on this machine (bench/backup.py, 2 shared cores;
-# a 0.25 vCPU Fargate task is slower, a 1 vCPU one about as fast): see the README's Cost/Benchmarks figures.
-DUMP_SECONDS_PER_GB = 40
+# Seconds of `pgtask.py dump` per GB of database, MEASURED: bench/backup.py with BENCH_BACKUP_GB=0.25 on this
+# machine's PostgreSQL 15 (2 cores shared with other jobs, load ~10): a 0.31 GB database (81 MB dump), median
+# of 3 runs 15.2 s (13.2-16.7) -> 49 s/GB. A 1 vCPU backup task is about as fast; S3 upload is streamed.
+DUMP_SECONDS_PER_GB = 49
 # Anchors, for web behind the ALB: (health interval, healthy threshold, deregistration delay, grace).
 AWS_DEFAULTS = (30, 5, 300, 0)
 COPILOT_DEFAULTS = (10, 5, 60, 60)  # Copilot's manifest reference: interval 10 s, healthy 5, draining 60 s

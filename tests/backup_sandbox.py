@@ -1,9 +1,6 @@
 """A deployed server in the emulator for the backup verbs' tests (RDS or the Postgres task), and helpers.
 
-The backup task definition `{name}-backup` is part of the app stack (see the common contract); where the
-templates of this checkout do not make it yet, `ensure_backup_task_definition` registers one shaped as the
-contract says (one container `backup`, awslogs group /mastofargate/{name}/backup, stream prefix `backup`),
-copied from the migrate task definition for its roles and network mode, so the verbs run their one-offs.
+The verbs' one-off tasks run the app stack's own `{name}-backup` task definition (stack/backup_tasks.py).
 """
 
 from __future__ import annotations
@@ -46,45 +43,12 @@ def deployed_world(tmp: Path, database: str) -> Iterator[World]:
         push_fake_images(TAG_A)
         install = deploy(config, TAG_A, "--yes")
         assert install.exit_code == 0, install.output
-        ensure_backup_task_definition()
         yield World(sandbox, config, tmp)
 
 
 def deploy(config: Path, tag: str, *extra: str) -> CliResult:
     return run_cli(
         "deploy", "--config", str(config), "--mastodon-tag", tag, "--streaming-tag", tag, "--skip-assets", *extra
-    )
-
-
-def ensure_backup_task_definition(name: str = "social") -> None:
-    import boto3
-
-    ecs = boto3.client("ecs")
-    family = f"{name}-backup"
-    if family in ecs.list_task_definition_families(status="ACTIVE")["families"]:
-        return
-    source = ecs.describe_task_definition(taskDefinition=f"{name}-migrate")["taskDefinition"]
-    group = f"/mastofargate/{name}/backup"
-    logs = boto3.client("logs")
-    if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
-        logs.create_log_group(logGroupName=group)
-    container = {
-        "name": "backup",
-        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/social/backup:v1",
-        "essential": True,
-        "memory": int(source.get("memory") or 512),
-        "environment": [
-            {"name": "PGHOST", "value": f"{name}-postgres.example"},
-            {"name": "PGSSLMODE", "value": "require"},
-        ],
-        "logConfiguration": {
-            "logDriver": "awslogs",
-            "options": {"awslogs-group": group, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "backup"},
-        },
-    }
-    keep = ("taskRoleArn", "executionRoleArn", "networkMode", "cpu", "memory", "requiresCompatibilities")
-    ecs.register_task_definition(
-        family=family, containerDefinitions=[container], **{k: source[k] for k in keep if k in source}
     )
 
 
