@@ -221,6 +221,31 @@ def test_a_failing_drill_still_deletes_its_instance_and_fails(world: World) -> N
     assert any("restore drill FAILED" in p for p in data["problems"])
 
 
+def test_ctrl_c_during_the_drill_still_deletes_the_throwaway_instance(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C cannot reach a CLI run inside this process: it is simulated by KeyboardInterrupt raised where a
+    real one would land, while the check task of the throw-away instance runs (ecs.run_one_off)."""
+    from mastofargate.deploy import ecs
+
+    real = ecs.run_one_off
+
+    def interrupted(target, family, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if family == "social-backup":
+            raise KeyboardInterrupt
+        return real(target, family, *args, **kwargs)
+
+    monkeypatch.setattr(ecs, "run_one_off", interrupted)
+    with aws_env(world.sandbox.url), recording() as calls:
+        result = run_cli("backup", "verify", "--config", str(world.config))
+        left = [i for i in rds_ids() if i.startswith("social-postgres-drill-")]
+    assert result.exit_code == 130, result.output
+    throwaway = calls.find("RestoreDBInstanceFromDBSnapshot")[0].params["DBInstanceIdentifier"]
+    assert [c.params["DBInstanceIdentifier"] for c in calls.find("DeleteDBInstance")] == [throwaway]
+    assert left == []
+    assert not calls.find("PutMetricData")  # an interrupted drill has no verdict
+
+
 def test_an_upgrade_takes_a_backup_before_its_migrations(world: World) -> None:
     with aws_env(world.sandbox.url):
         push("v4.5.4-b2")

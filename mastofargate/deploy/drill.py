@@ -21,7 +21,7 @@ from mastofargate.deploy import backup_jobs, backup_run, restore
 from mastofargate.deploy.backups import restore_points
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.restore import Source
-from mastofargate.errors import EXIT_FAILED, MastofargateError, UsageError
+from mastofargate.errors import EXIT_FAILED, Interrupted, MastofargateError, UsageError
 from mastofargate.stack.backups import METRIC_NAMESPACE
 
 
@@ -96,10 +96,14 @@ def _rds_drill(run: Run, source: Source, image: str, *, timeout: float) -> list[
             timeout=timeout,
             environment={"PGHOST": endpoint},
         )
+    except Interrupted:  # Ctrl-C: no verdict to publish; the instance still goes (finally)
+        raise
     except MastofargateError as e:
         failure = e
     finally:
         leftover = _delete_throwaway(run, plan.new_name)
+        if leftover:
+            run.out.warn(leftover)
     _publish(run, source, ok=failure is None)
     if failure is not None:
         error = _failed(source, failure)
