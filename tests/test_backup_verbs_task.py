@@ -156,3 +156,19 @@ def test_a_failed_pre_upgrade_dump_stops_the_deploy_before_anything_changed(worl
     assert not [f for f, _, _ in run_tasks(calls) if f == "social-migrate-pre"]
     assert not calls.find("ExecuteChangeSet")
     assert {images[s] for s in ("web", "streaming", "sidekiq")} == {"v4.5.4-b2"}
+
+
+def test_an_upgrade_from_an_app_stack_without_the_backup_task_warns_and_goes_on(world: World) -> None:
+    """An app stack deployed by an older mastofargate has no backup task until the update that adds it: the
+    pre-upgrade dump cannot run, which the deploy says, and the upgrade itself is not blocked."""
+    with aws_env(world.sandbox.url):
+        ecs = boto3.client("ecs")
+        for arn in ecs.list_task_definitions(familyPrefix="social-backup", status="ACTIVE")["taskDefinitionArns"]:
+            ecs.deregister_task_definition(taskDefinition=arn)
+        push("v4.5.4-d4")
+        with recording() as calls:
+            result = deploy(world.config, "v4.5.4-d4", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "no pre-upgrade backup: the app stack has no backup task yet" in result.output
+    assert "pre-upgrade backup NOT taken" in result.output
+    assert not [f for f, _, _ in run_tasks(calls) if f == "social-backup"]

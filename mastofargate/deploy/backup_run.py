@@ -140,6 +140,16 @@ def _answer(result: ecs.TaskResult, what: str) -> dict[str, Any]:
         raise jobs.task_failure(BACKUP_JOB, result, e.what, "read 'mastofargate logs backup'") from None
 
 
+def backup_task_exists(run: Run) -> bool:
+    """Whether the `{name}-backup` task definition is registered (the app stack brings it; an app stack
+    deployed by an older mastofargate has none until its next update)."""
+    try:
+        ecs.latest_task_definition(run.target, f"{run.target.name}-{BACKUP_JOB}")
+    except MastofargateError:
+        return False
+    return True
+
+
 def run_pgtask(
     run: Run, command: list[str], *, what: str, timeout: float, environment: dict[str, str] | None = None
 ) -> dict[str, Any]:

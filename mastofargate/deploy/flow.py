@@ -251,6 +251,13 @@ def pre_upgrade_backup(run: Run, state: State, tags: Tags, opts: DeployOptions, 
     from mastofargate.deploy import backup_jobs, backup_run
 
     label = backup_jobs.upgrade_label(state.deployed_tags.mastodon if state.deployed_tags else None, tags.mastodon)
+    if run.target.config.deployment.database != "rds" and not backup_run.backup_task_exists(run):
+        # The app stack predates the backup task (it arrives with this very update): nothing can dump yet.
+        run.out.warn(
+            "no pre-upgrade backup: the app stack has no backup task yet (this deploy adds it); after it, "
+            "'mastofargate backup --wait' takes one"
+        )
+        return "pre-upgrade backup NOT taken (the backup task arrives with this deploy)"
     try:
         backup = backup_run.take(run, label, wait=True, timeout=opts.timeout)
     except MastofargateError as e:

@@ -403,6 +403,7 @@ def _swap_instances(run: Run, plan: Plan, *, timeout: float) -> None:
     target = run.target
     instance = names.db_instance(target.name)
     rds = target.client("rds")
+    current = _current_instance(run)  # its backup and maintenance settings go to the restored instance
     run.out.step(f"Renaming {instance} -> {plan.kept_name}")
     with aws.aws_errors(f"renaming {instance}"):
         rds.modify_db_instance(
@@ -415,16 +416,20 @@ def _swap_instances(run: Run, plan: Plan, *, timeout: float) -> None:
             DBInstanceIdentifier=plan.new_name, NewDBInstanceIdentifier=instance, ApplyImmediately=True
         )
     wait_instance(run, instance, timeout=timeout, doing=f"renaming {plan.new_name} to {instance}")
-    retention = run.target.config.rds.backup_retention_days
+    settings: dict[str, Any] = {
+        "DeletionProtection": True,
+        "BackupRetentionPeriod": int(current.get("BackupRetentionPeriod") or target.config.rds.backup_retention_days),
+        "CloudwatchLogsExportConfiguration": {
+            "EnableLogTypes": list(current.get("EnabledCloudwatchLogsExports") or [])
+        },
+    }
+    for key in ("PreferredBackupWindow", "PreferredMaintenanceWindow", "MaxAllocatedStorage"):
+        if current.get(key):
+            settings[key] = current[key]
+    if not settings["CloudwatchLogsExportConfiguration"]["EnableLogTypes"]:
+        del settings["CloudwatchLogsExportConfiguration"]
     with aws.aws_errors(f"protecting {instance}"):
-        rds.modify_db_instance(
-            DBInstanceIdentifier=instance,
-            DeletionProtection=True,
-            BackupRetentionPeriod=retention,
-            PreferredBackupWindow="03:00-03:30",
-            CloudwatchLogsExportConfiguration={"EnableLogTypes": ["postgresql"]},
-            ApplyImmediately=True,
-        )
+        rds.modify_db_instance(DBInstanceIdentifier=instance, ApplyImmediately=True, **settings)
 
 
 def _recovery_hint(run: Run, plan: Plan) -> str:
