@@ -19,6 +19,8 @@ What ECS does by itself, on the emulator's clock (timing.TIMING):
   - a task started by `RunTask` stops `task` seconds later with exit code 0 and stoppedReason "Essential
     container in task exited"; it first writes one log line (`[sandbox] ran: COMMAND`) to the task's
     awslogs stream, and for `tootctl accounts create` the `New password: ...` line real tootctl prints;
+    the backup task's pgtask.py commands (and the image's schema version) answer, and exit, as
+    sandbox/backups.py describes;
   - a deployment IN_PROGRESS for `rollout` seconds becomes COMPLETED with runningCount = desiredCount and
     the older deployments go away, as after a rolling deploy; a service whose desired count changed
     (without a new deployment) reaches it `rollout` seconds later; each writes the service event
