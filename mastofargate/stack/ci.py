@@ -134,6 +134,15 @@ class _Names:
             for family in self.families
         ]
 
+    def database_snapshots(self) -> list[Sub]:
+        """The RDS instance and its snapshots (ids begin with the name, or b- and the name)."""
+        base = f"{_ARN}:rds:${{AWS::Region}}:${{AWS::AccountId}}"
+        return [
+            Sub(f"{base}:db:{names.db_instance(self.name)}"),
+            Sub(f"{base}:snapshot:{self.name}-*"),
+            Sub(f"{base}:snapshot:b-{self.name}-*"),
+        ]
+
     def app_roles(self) -> Sub:
         """Roles CloudFormation names after the stack that holds them (NAME-app-ExecutionRole-XXXX)."""
         return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{names.app_stack(self.name)}-*")
@@ -316,6 +325,13 @@ def deploy_policy(n: _Names) -> dict[str, Any]:
         ),
         _statement(
             "ReadJobLogs", ["logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams"], n.log_groups()
+        ),
+        _statement(
+            # deploy's pre-upgrade backup (deploy/backup_run.py): a tagged manual snapshot of the server's RDS
+            # instance, waited for; snapshot ids start with the server's name (backup_jobs.snapshot_id)
+            "PreUpgradeSnapshot",
+            ["rds:CreateDBSnapshot", "rds:AddTagsToResource", "rds:DescribeDBSnapshots"],
+            n.database_snapshots(),
         ),
         _statement("RegistryLogin", ["ecr:GetAuthorizationToken"], ["*"]),  # asset export pulls the web image
         _statement("PullImages", ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], n.repositories()),
