@@ -14,6 +14,8 @@ Where moto 5.2 differs from AWS, and what this module does instead (as AWS does)
     deleted with the stack. Inside a stack operation the update (UpdateService) is applied only when the
     resource's turn comes, so the deployment starts after the service's UPDATE_IN_PROGRESS event.
   - moto steps a task one state per DescribeTasks call; here only the clock moves tasks (see `tick`).
+  - DescribeTaskDefinition of a bare family took moto's latest revision even when deregistered; here, as
+    on AWS, the latest ACTIVE one (none left: not found).
 
 What ECS does by itself, on the emulator's clock (timing.TIMING):
   - a task started by `RunTask` stops `task` seconds later with exit code 0 and stoppedReason "Essential
@@ -74,6 +76,30 @@ def register() -> None:
     model_map = parsing.get_model_map()
     for rtype, cls in _models().items():
         model_map[rtype] = cls
+    _latest_active_revision()
+
+
+def _latest_active_revision() -> None:
+    """DescribeTaskDefinition of a bare family: AWS uses the latest ACTIVE revision (and fails when none is
+    left); moto took the latest revision whatever its status."""
+    from moto.ecs.exceptions import TaskDefinitionNotFoundException
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.describe_task_definition
+    if getattr(original, "_sandbox_wrapped", False):
+        return
+
+    def describe_task_definition(self: Any, task_definition_str: str) -> Any:
+        name = task_definition_str.split("/")[-1]
+        if ":" in name:
+            return original(self, task_definition_str)
+        active = [r for r, td in self.task_definitions.get(name, {}).items() if td.status == "ACTIVE"]
+        if not active:
+            raise TaskDefinitionNotFoundException()
+        return self.task_definitions[name][max(active)]
+
+    describe_task_definition._sandbox_wrapped = True  # type: ignore[attr-defined]
+    EC2ContainerServiceBackend.describe_task_definition = describe_task_definition  # type: ignore[method-assign]
 
 
 def _models() -> dict[str, type]:
