@@ -117,7 +117,7 @@ def test_tags_compare_by_the_two_mastodon_images_only() -> None:
     """A release is the two Mastodon tags: a new backup image alone runs no migrations and is no rollback
     target of its own."""
     assert Tags("a", "b", "pg17-1") == Tags("a", "b", "pg17-2") == Tags("a", "b")
-    assert "backup pg17-1" in Tags("a", "b", "pg17-1").describe()
+    assert Tags("a", "b", "pg17-1").describe() == "mastodon a, streaming b"  # "the previous version ..." messages
     deployed = Tags("v1", "v1", "pg17-old")
     assert requested_tags(ImageChoice(mastodon_tag="v2", streaming_tag="v2"), deployed).backup == "pg17-old"
 
