@@ -1,6 +1,6 @@
 """Least-privilege IAM roles, written with awacs.
 
-- execution role: pull this server's two images, write its log groups, read exactly its three secrets
+- execution role: pull this server's three images, write its log groups, read exactly its three secrets
   (no AWS managed policy: AmazonECSTaskExecutionRolePolicy allows every repository and log group);
 - Mastodon task role (web, Sidekiq, one-off jobs): the media bucket and nothing else, plus ECS Exec;
 - streaming: no task role at all (it needs no AWS API), so no credentials and no ECS Exec;
