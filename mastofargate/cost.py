@@ -929,6 +929,14 @@ def _alarms(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         w.add("CloudWatch alarms", len(found) - fast, "alarm-month", p.alarm_month)
     if fast:
         w.add("CloudWatch high-resolution alarms", fast, "alarm-month", p.alarm_high_resolution_month)
+    from mastofargate.stack import backups
+
+    if any(props.get("Namespace") == backups.METRIC_NAMESPACE for _, _, props in found):
+        names = {
+            *backups.METRICS,
+            *(a.get("MetricName") for _, _, a in found if a.get("Namespace") == backups.METRIC_NAMESPACE),
+        }
+        w.add(f"CloudWatch custom metrics (backups, {len(names)})", len(names), "metric-month", p.custom_metric_month)
     if any(props.get("Namespace") == queue_metrics.NAMESPACE for _, _, props in found):
         w.add(
             "CloudWatch custom metrics (Sidekiq backlog, EMF)",

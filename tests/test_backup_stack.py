@@ -106,7 +106,26 @@ def test_alarms_mail_a_failed_drill_and_a_backup_older_than_the_schedule_allows(
         "Minimum",
         "ignore",
     )
-    for alarm in (missing, drill):
+    archive = resources.get("WalArchiveFailingAlarm", {}).get("Properties")
+    assert (archive is not None) == (combo[1] == "task"), "only the Postgres task archives WAL itself"
+    if archive:
+        assert (archive["MetricName"], archive["Statistic"], archive["TreatMissingData"]) == (
+            "WalArchiveFailing",
+            "Maximum",
+            "breaching",  # a keeper that stopped reporting is as bad as a failing archive
+        )
+        assert archive["Period"] * archive["EvaluationPeriods"] == backup_tasks.ARCHIVE_ALARM_MINUTES * 60
+        assert (archive["ComparisonOperator"], archive["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+        postgres = next(
+            c
+            for r in resources.values()
+            if r["Type"] == "AWS::ECS::TaskDefinition"
+            for c in r["Properties"]["ContainerDefinitions"]
+            if c["Name"] == "postgres"
+        )
+        env = {e["Name"]: e["Value"] for e in postgres["Environment"]}
+        assert env["POSTGRES_METRICS_NAMESPACE"] == METRIC_NAMESPACE and env["POSTGRES_METRICS_SERVER"] == "social"
+    for alarm in (missing, drill, *([archive] if archive else [])):
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] == alarm["OKActions"]
 
 

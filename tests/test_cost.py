@@ -123,6 +123,8 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     assert usd(est, "Scheduled task BackupDump") == pytest.approx(runs * 8 / 60 * backup_hourly)
     # RestoreDrill: monthly (12/year = 1 a month) x (2 + 3 min/GB x 3 GB)
     assert usd(est, "Scheduled task RestoreDrill") == pytest.approx(1 * 11 / 60 * backup_hourly)
+    # BackupSucceeded, DrillSucceeded, BackupAgeSeconds at $0.30
+    assert usd(est, "CloudWatch custom metrics (backups, 3)") == pytest.approx(3 * 0.30)
     # dumps: a quarter of 3 GB a night, kept 35 days + 7 noncurrent days, at $0.023
     assert usd(est, "S3 backup storage: dumps") == pytest.approx(42 * 3 * 0.25 * 0.023)
     # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage + dead letters
