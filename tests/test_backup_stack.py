@@ -106,7 +106,26 @@ def test_alarms_mail_a_failed_drill_and_a_backup_older_than_the_schedule_allows(
         "Minimum",
         "ignore",
     )
-    for alarm in (missing, drill):
+    archive = resources.get("WalArchiveFailingAlarm", {}).get("Properties")
+    assert (archive is not None) == (combo[1] == "task"), "only the Postgres task archives WAL itself"
+    if archive:
+        assert (archive["MetricName"], archive["Statistic"], archive["TreatMissingData"]) == (
+            "WalArchiveFailing",
+            "Maximum",
+            "breaching",  # a keeper that stopped reporting is as bad as a failing archive
+        )
+        assert archive["Period"] * archive["EvaluationPeriods"] == backup_tasks.ARCHIVE_ALARM_MINUTES * 60
+        assert (archive["ComparisonOperator"], archive["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+        postgres = next(
+            c
+            for r in resources.values()
+            if r["Type"] == "AWS::ECS::TaskDefinition"
+            for c in r["Properties"]["ContainerDefinitions"]
+            if c["Name"] == "postgres"
+        )
+        env = {e["Name"]: e["Value"] for e in postgres["Environment"]}
+        assert env["POSTGRES_METRICS_NAMESPACE"] == METRIC_NAMESPACE and env["POSTGRES_METRICS_SERVER"] == "social"
+    for alarm in (missing, drill, *([archive] if archive else [])):
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] == alarm["OKActions"]
 
 
@@ -117,7 +136,7 @@ def test_tags_compare_by_the_two_mastodon_images_only() -> None:
     """A release is the two Mastodon tags: a new backup image alone runs no migrations and is no rollback
     target of its own."""
     assert Tags("a", "b", "pg17-1") == Tags("a", "b", "pg17-2") == Tags("a", "b")
-    assert "backup pg17-1" in Tags("a", "b", "pg17-1").describe()
+    assert Tags("a", "b", "pg17-1").describe() == "mastodon a, streaming b"  # "the previous version ..." messages
     deployed = Tags("v1", "v1", "pg17-old")
     assert requested_tags(ImageChoice(mastodon_tag="v2", streaming_tag="v2"), deployed).backup == "pg17-old"
 

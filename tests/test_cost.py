@@ -117,12 +117,14 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     assert usd(est, "Secrets Manager secrets") == pytest.approx(3 * 0.40)
     # the data key and the ECS Exec sessions' own key
     assert usd(est, "KMS customer-managed keys") == pytest.approx(2.00)
-    # BackupDump: nightly = 730/24 runs x (2 min start + 1 min/GB x 3 GB) on the backup task (0.5 vCPU, 1 GB,
+    # BackupDump: nightly = 730/24 runs x (2 min start + 2 min/GB x 3 GB) on the backup task (0.5 vCPU, 1 GB,
     # 30 GiB ephemeral = 10 GiB above the free 20), on-demand, + its IPv4
     backup_hourly = 0.5 * 0.03238 + 1 * 0.00356 + 10 * 0.000111 + 0.005
-    assert usd(est, "Scheduled task BackupDump") == pytest.approx(runs * 5 / 60 * backup_hourly)
-    # RestoreDrill: monthly (12/year = 1 a month) x (2 + 4 min/GB x 3 GB)
-    assert usd(est, "Scheduled task RestoreDrill") == pytest.approx(1 * 14 / 60 * backup_hourly)
+    assert usd(est, "Scheduled task BackupDump") == pytest.approx(runs * 8 / 60 * backup_hourly)
+    # RestoreDrill: monthly (12/year = 1 a month) x (2 + 3 min/GB x 3 GB)
+    assert usd(est, "Scheduled task RestoreDrill") == pytest.approx(1 * 11 / 60 * backup_hourly)
+    # BackupSucceeded, DrillSucceeded, BackupAgeSeconds at $0.30
+    assert usd(est, "CloudWatch custom metrics (backups, 3)") == pytest.approx(3 * 0.30)
     # dumps: a quarter of 3 GB a night, kept 35 days + 7 noncurrent days, at $0.023
     assert usd(est, "S3 backup storage: dumps") == pytest.approx(42 * 3 * 0.25 * 0.023)
     # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage + dead letters

@@ -159,6 +159,7 @@ def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], di
                 {"StringLike": {"s3:prefix": ["pgbackrest/*"]}},
             ),
             "BackupKey": BACKUP["BackupKey"],
+            "BackupMetrics": ALLOWED["BackupTaskRole"]["BackupMetrics"],  # WalArchiveFailing, that namespace only
         }
     if cache == "task":
         out["DataTaskRole"] = {"MountOwnDirectory": mount("Redis")}

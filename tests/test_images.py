@@ -555,3 +555,25 @@ def test_the_backup_image_carries_pgtask_pgbackrest_and_a_postgres_owned_scratch
         backup, ["sh", "-c", f"stat -c '%u %a' /scratch && test -x {PGTASK_PATH} && pgbackrest"], remove=True
     )
     assert out.decode().split("\n")[:2] == ["999 700", "pgBackRest stand-in"]
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("docker")
+def test_images_assets_looks_up_the_web_base_alone(docker_client, bases, tmp_path):
+    """`images assets` needs the web image's reference only: the backup image's base (here one that cannot
+    be reached) is not looked up, so the verb works where only Mastodon's registry is reachable."""
+    from mastofargate.config import load_config
+    from mastofargate.images import Request
+    from mastofargate.images.pipeline import image_refs
+
+    config = load_config(support.write_config(tmp_path))
+    request = Request(
+        config=config,
+        images_dir=tmp_path / "images",
+        registry=support.REGISTRY,
+        mastodon_base=bases.mastodon,
+        postgres_base="unreachable.invalid/postgres:17-bookworm",
+        platform="linux/amd64",
+    )
+    refs = image_refs(request, only=("mastodon",))
+    assert list(refs) == ["mastodon"] and refs["mastodon"].startswith(f"{support.REGISTRY}/{config.aws.name}/mastodon:")

@@ -320,13 +320,17 @@ def test_the_wrapper_hands_pgbackrest_the_task_roles_credentials(tls_s3: int) ->
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_time(tls_proxy: TlsProxy) -> None:
+def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_time(
+    tls_proxy: TlsProxy,
+    aws_endpoint: str,  # noqa: F811
+) -> None:
     """The Postgres task as the stack defines it (database = "task"): the shipped entrypoint, run as root as
     ECS runs it, with the PGBACKREST_* environment and the archive settings of stack/pgbackrest.py. Its keeper
     creates the stanza and takes the first full backup by itself; WAL reaches S3 through archive_command;
     a restore to a time between two writes has the first and not the second. SIGTERM stops the keeper too.
     Every request pgBackRest sent stays inside the pgbackrest/ prefix, which is all the Postgres task's role
-    may touch (stack/iam.py: objects under it, listings with an s3:prefix under it)."""
+    may touch (stack/iam.py: objects under it, listings with an s3:prefix under it). The keeper reports
+    WalArchiveFailing = 0 to CloudWatch (the emulator's), which the WalArchiveFailing alarm watches."""
     import importlib.util
     import pwd
 
@@ -372,6 +376,10 @@ def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_ti
             POSTGRES_PGTASK=str(PGTASK),
             POSTGRES_PYTHON=SYSTEM_PYTHON,
             POSTGRES_BACKUP_CHECK="2",
+            POSTGRES_METRICS_NAMESPACE="Mastofargate/Backups",
+            POSTGRES_METRICS_SERVER="social",
+            AWS_ENDPOINT_URL=aws_endpoint,
+            **KEYS,
             **env,
         )
         server.wait_ready()
@@ -387,6 +395,21 @@ def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_ti
             assert time.monotonic() < deadline, server.output()[-4000:]
             time.sleep(1)
         assert task.newest_full_backup(info()) is not None
+        cloudwatch = boto3.client("cloudwatch")
+        deadline = time.monotonic() + 60
+        while not cloudwatch.list_metrics(Namespace="Mastofargate/Backups", MetricName="WalArchiveFailing")["Metrics"]:
+            assert time.monotonic() < deadline, server.output()[-3000:]
+            time.sleep(1)
+        stats = cloudwatch.get_metric_statistics(
+            Namespace="Mastofargate/Backups",
+            MetricName="WalArchiveFailing",
+            Dimensions=[{"Name": "Server", "Value": "social"}],
+            StartTime=time.time() - 600,
+            EndTime=time.time() + 60,
+            Period=60,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        assert stats and max(d["Maximum"] for d in stats) == 0, server.output()[-3000:]
 
         assert server.psql("CREATE TABLE toots (id int PRIMARY KEY)").returncode == 0
         assert server.psql("INSERT INTO toots VALUES (1)").returncode == 0
@@ -442,3 +465,33 @@ def _assert_inside_the_pgbackrest_prefix(requests: list[str]) -> None:
             assert key.startswith("pgbackrest/"), request
         else:
             assert method == "GET" and parse_qs(url.query).get("prefix", [""])[0].startswith("pgbackrest/"), request
+
+
+def test_the_keeper_sees_a_failing_archive_and_its_recovery() -> None:
+    """pg_stat_archiver as the keeper reads it: an archive_command that fails makes WalArchiveFailing 1; once
+    it works again (Postgres retries the same segment), 0."""
+    import importlib.util
+
+    from tests.pg_support import cluster
+
+    require_postgres()
+    spec = importlib.util.spec_from_file_location("pgtask", PGTASK)
+    assert spec and spec.loader
+    task = importlib.util.module_from_spec(spec)
+    sys.modules["pgtask"] = task
+    spec.loader.exec_module(task)
+    settings = {"wal_level": "replica", "archive_mode": "on", "archive_command": "/bin/false"}
+    with cluster("archiver-", settings) as c:
+        env = c.env()
+        assert task.archive_failing(env) is False  # nothing attempted yet
+        c.sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        c.sql("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 60
+        while not task.archive_failing(env):
+            assert time.monotonic() < deadline, c.log()[-2000:]
+            time.sleep(0.5)
+        c.sql("ALTER SYSTEM SET archive_command = '/bin/true'")
+        c.sql("SELECT pg_reload_conf()")
+        while task.archive_failing(env):
+            assert time.monotonic() < deadline + 60, c.log()[-2000:]
+            time.sleep(0.5)

@@ -147,7 +147,7 @@ def assets(
     req = _request(config, registry, mastodon_base, None, platform)
     out = err_console() if as_json else console()
     target_bucket = bucket or default_bucket(req.config)
-    ref = image or image_refs(req)["mastodon"]
+    ref = image or image_refs(req, only=("mastodon",))["mastodon"]
     out.print(f"assets: exporting from {ref} to s3://{target_bucket}/assets/", markup=False, highlight=False)
     if is_ci() or not out.is_terminal:
         result = export_assets(req.config, ref, target_bucket)

@@ -50,6 +50,7 @@
 #   POSTGRES_FULL_BACKUP_DAYS  days between pgBackRest full backups (default 7)
 #   POSTGRES_BACKUP_CHECK   seconds between the keeper's checks (default 600)
 #   POSTGRES_PGTASK         the task script (default /usr/local/bin/pgtask.py); POSTGRES_PYTHON (python3)
+#   POSTGRES_METRICS_NAMESPACE, POSTGRES_METRICS_SERVER  both set: the keeper puts WalArchiveFailing 1/0 there
 # Arguments are extra `-c name=value` settings appended to the postgres command line (they win).
 # Run as root it drops to the `postgres` user for every Postgres program (Postgres refuses to run as root).
 set -Eeuo pipefail
@@ -223,8 +224,12 @@ if [ -n "${PGBACKREST_STANZA:-}" ]; then
   # pgBackRest connects over the socket as the role initdb made (peer auth maps this OS user to it)
   export PGBACKREST_PG1_PATH="${PGBACKREST_PG1_PATH:-$PGDATA}" PGBACKREST_PG1_USER="${PGBACKREST_PG1_USER:-$DB_USER}"
   log "pgBackRest: stanza $PGBACKREST_STANZA, a full backup every ${FULL_BACKUP_DAYS} days"
+  metrics=()
+  if [ -n "${POSTGRES_METRICS_NAMESPACE:-}" ] && [ -n "${POSTGRES_METRICS_SERVER:-}" ]; then
+    metrics=(--publish "$POSTGRES_METRICS_NAMESPACE" --server "$POSTGRES_METRICS_SERVER")
+  fi
   exec_pg "$PYTHON" "$PGTASK" pgbackrest-keeper --full-days "$FULL_BACKUP_DAYS" --interval "$BACKUP_CHECK" \
-    --retry "$(( BACKUP_CHECK < 60 ? BACKUP_CHECK : 60 ))" 9>&- &
+    --retry "$(( BACKUP_CHECK < 60 ? BACKUP_CHECK : 60 ))" "${metrics[@]}" 9>&- &
   keeper=$!
 fi
 watchdog=""

@@ -23,9 +23,8 @@ class Tags:
     backup: str = field(default="", compare=False)
 
     def describe(self) -> str:
-        return f"mastodon {self.mastodon}, streaming {self.streaming}" + (
-            f", backup {self.backup}" if self.backup else ""
-        )
+        """The release (the two Mastodon images); the backup image is reported on its own where it matters."""
+        return f"mastodon {self.mastodon}, streaming {self.streaming}"
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,8 @@ def preflight(run: Run, images: ImageChoice, *, need_tags: bool) -> State:
         state.images_verified = True
     if tags is not None:
         out.line(f"  images: {tags.describe()}" + (f" (deployed: {deployed.describe()})" if deployed else ""))
+        if tags.backup:
+            out.line(f"  backup image: {tags.backup}" + (f" (deployed: {deployed.backup})" if deployed else ""))
         warn_version_mismatch(run, tags)
     return state
 

@@ -81,7 +81,9 @@ def default_bases(config: Config) -> dict[str, str]:
     }
 
 
-def _plan(client: Any, req: Request, host: str, registry: Registry | None) -> list[_Plan]:
+def _plan(
+    client: Any, req: Request, host: str, registry: Registry | None, only: tuple[str, ...] = IMAGES
+) -> list[_Plan]:
     platform = platform_for(req.config, req.platform)
     version = req.config.deployment.mastodon_version
     refs = default_bases(req.config)
@@ -100,7 +102,7 @@ def _plan(client: Any, req: Request, host: str, registry: Registry | None) -> li
 
     plans = []
     repos = repository_names(req.config.aws.name)
-    for image in IMAGES:
+    for image in only:
         source = read_source(image, req.images_dir)
         tag_prefix = version
         target: str | None = None
@@ -193,9 +195,10 @@ def push_images(req: Request, display: Display) -> list[ImageResult]:
     return results
 
 
-def image_refs(req: Request) -> dict[str, str]:
-    """The references `push` would use, without building or pushing (for `images assets`)."""
+def image_refs(req: Request, only: tuple[str, ...] = IMAGES) -> dict[str, str]:
+    """The references `push` would use for `only` these images, without building or pushing (for `images
+    assets`, which needs the web image's alone: no other base is looked up)."""
     client = engine.connect()
     host = check_host(req.registry) if req.registry else default_host(req.config)
     registry = connect(host)
-    return {plan.spec.image: plan.ref for plan in _plan(client, req, host, registry)}
+    return {plan.spec.image: plan.ref for plan in _plan(client, req, host, registry, only)}

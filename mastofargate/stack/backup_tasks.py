@@ -22,6 +22,8 @@ Alarms (to the alarm topic, so they mail the admin):
   BackupMissing  no BackupSucceeded = 1 for BACKUP_ALARM_HOURS hours (hourly periods, missing = breaching):
                  the nightly dump failed twice in a row or stopped running
   DrillFailed    a drill (or `backup verify`) put DrillSucceeded = 0; it stays in alarm until one succeeds
+  WalArchiveFailing  (database = "task") the Postgres task's keeper reported WAL archiving failing, or stopped
+                 reporting, for ARCHIVE_ALARM_MINUTES: point-in-time recovery is falling behind
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ DRILL_SCHEDULE = "cron(30 6 1 * ? *)"
 SCHEDULE_WINDOW_MINUTES = 30
 # A nightly dump, 24 h apart, may start up to 30 min late and take a while: 26 h without one is a miss.
 BACKUP_ALARM_HOURS = 26
+ARCHIVE_ALARM_MINUTES = 30  # two 15-minute periods; the keeper reports every 10 minutes
 # The default command (a run without an override): the checks alone, read-only, on the live database.
 DEFAULT_COMMAND = ["python3", PGTASK_PATH, "check"]
 
@@ -224,3 +227,23 @@ def _alarms(b: Build) -> None:
         OKActions=[Ref("AlarmTopic")],
     )
     b.add(b.app, drill, "Alarm: the restore drill failed (stays in alarm until a drill succeeds)")
+    if b.config.deployment.database != "task":
+        return
+    archive = cloudwatch.Alarm(
+        "WalArchiveFailingAlarm",
+        AlarmName=f"{b.name}-WalArchiveFailing",
+        AlarmDescription=f"WAL archiving to S3 failed, or the Postgres task stopped reporting, for "
+        f"{ARCHIVE_ALARM_MINUTES} minutes",
+        Namespace=METRIC_NAMESPACE,
+        MetricName="WalArchiveFailing",
+        Dimensions=dims,
+        Statistic="Maximum",
+        Period=ARCHIVE_ALARM_MINUTES * 60 // 2,
+        EvaluationPeriods=2,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="breaching",  # a silent keeper is no better than a failing archive
+        AlarmActions=[Ref("AlarmTopic")],
+        OKActions=[Ref("AlarmTopic")],
+    )
+    b.add(b.app, archive, f"Alarm: WAL archiving to S3 failing for {ARCHIVE_ALARM_MINUTES} minutes")

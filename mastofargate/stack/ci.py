@@ -4,7 +4,7 @@ Three roles, each trusted only for the configured repository (`[ci] repository`)
 run (the token's `sub` claim, matched exactly):
   plan    - pull requests: read the stacks and create/delete change sets; never execute one (denied
             explicitly), never read a secret's value (a pull request's code runs with this role);
-  images  - pushes to the main branch: push to this server's two ECR repositories;
+  images  - pushes to the main branch: push to this server's ECR repositories (mastodon, streaming, backup);
   deploy  - the deploy job in the protected environment: what `mastofargate deploy` calls, on this
             server's stacks, cluster, task definitions, secrets, log groups, buckets and parameters.
 CloudFormation applies the change sets with a fourth role, trusted only by CloudFormation and passable
@@ -498,7 +498,7 @@ def build_ci(config: Config, families: list[str]) -> Template | None:
     subs = subjects(config)
     roles = {
         "plan": ("PlanRole", plan_policy(n), "Pull requests: read and plan (change sets are never executed)"),
-        "images": ("ImagesRole", images_policy(n), "Pushes to the main branch: push to the two image repositories"),
+        "images": ("ImagesRole", images_policy(n), "Pushes to the main branch: push to the image repositories"),
         "deploy": ("DeployRole", deploy_policy(n), "The deploy job (protected environment): mastofargate deploy"),
         "cloudformation": (
             "CloudFormationRole",

@@ -1,6 +1,6 @@
 """Least-privilege IAM roles, written with awacs.
 
-- execution role: pull this server's two images, write its log groups, read exactly its three secrets
+- execution role: pull this server's three images, write its log groups, read exactly its three secrets
   (no AWS managed policy: AmazonECSTaskExecutionRolePolicy allows every repository and log group);
 - Mastodon task role (web, Sidekiq, one-off jobs): the media bucket and nothing else, plus ECS Exec;
 - streaming: no task role at all (it needs no AWS API), so no credentials and no ECS Exec;
@@ -8,7 +8,8 @@
 - ECS Exec sessions: their own KMS key (`ExecKey`), which the task role may only decrypt with, and which
   encrypts the session transcripts; the data key is never reachable from a task;
 - Postgres task role: its EFS access point, and only the pgbackrest/ prefix of the backup bucket (pgBackRest
-  archives WAL and takes base backups from inside the Postgres container; the dumps are out of its reach);
+  archives WAL and takes base backups from inside the Postgres container; the dumps are out of its reach),
+  and the backup metrics (WalArchiveFailing);
 - backup task role (one-off dump, verify and restore-drill tasks): the backup bucket and its metrics only;
 - scheduler role: run the maintenance and backup task definitions, tag the tasks it starts, pass only the
   roles those tasks use, and write failed invocations to the schedules' dead-letter queue.
@@ -254,7 +255,7 @@ def add(b: Build) -> None:
             "PostgresTaskRole",
             "ecs-tasks.amazonaws.com",
             "Postgres task: its EFS directory and pgBackRest's prefix of the backup bucket (no ECS Exec)",
-            [_mount_statement(b, "postgres"), *_pgbackrest_statements(b)],
+            [_mount_statement(b, "postgres"), *_pgbackrest_statements(b), _backup_metric_statement()],
         )
     if cfg.cache == "task":
         _role(

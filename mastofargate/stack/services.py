@@ -15,6 +15,7 @@ from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationa
 
 from mastofargate.sizing import ServiceSize
 from mastofargate.stack import entrypoints, pgbackrest, queue_metrics
+from mastofargate.stack.backups import METRIC_NAMESPACE
 from mastofargate.stack.context import Build, logical
 from mastofargate.stack.database import DB_USER
 from mastofargate.stack.edge import HEALTH_PATHS, PORTS
@@ -164,6 +165,10 @@ def pgbackrest_environment(b: Build) -> dict[str, object]:
     env["PGBACKREST_REPO1_S3_BUCKET"] = b.imported("BackupBucketName")
     env["PGBACKREST_PG1_USER"] = DB_USER
     env["POSTGRES_FULL_BACKUP_DAYS"] = str(pgbackrest.FULL_BACKUP_DAYS)
+    # the keeper reports whether WAL reaches S3 (alarm WalArchiveFailing, stack/backup_tasks.py)
+    env["POSTGRES_METRICS_NAMESPACE"] = METRIC_NAMESPACE
+    env["POSTGRES_METRICS_SERVER"] = b.name
+    env["AWS_DEFAULT_REGION"] = Ref("AWS::Region")  # Debian's boto3 1.26 reads this one
     return env
 
 

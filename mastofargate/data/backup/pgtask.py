@@ -13,8 +13,10 @@ the database secret.
     pgtask.py check [--expect-schema V]                       the checks alone, on the connected database
     pgtask.py switch --restored NEW --keep-old-as OLD [--database NAME]   a restore's rename swap
     pgtask.py pgbackrest ARGS...                               pgBackRest with the ECS task role's credentials
-    pgtask.py pgbackrest-keeper [--full-days 7] [--interval 600]   in the Postgres task: stanza-create, then
-                                                               a full backup whenever the newest is too old
+    pgtask.py pgbackrest-keeper [--full-days 7] [--interval 600] [--publish NS --server NAME]
+                                                               in the Postgres task: stanza-create, then a full
+                                                               backup whenever the newest is too old, and
+                                                               WalArchiveFailing 1/0 each --interval
 
 A dump is complete only when its manifest (`<dump>.json`: size, sha256, server and pg_dump versions,
 Mastodon's schema version, row counts) exists: the manifest is written last. `verify` restores a dump into
@@ -645,15 +647,67 @@ def full_backup_due(full_days: float, now: float | None = None) -> bool:
     return newest is None or (now or time.time()) - newest >= full_days * 86400
 
 
-def keeper(full_days: float, interval: float, retry: float) -> int:
+def local_connection() -> dict[str, str]:
+    """libpq settings for the local server as pgBackRest reaches it (its socket, port and user)."""
+    env = {k: v for k, v in os.environ.items() if k != "PGSSLMODE"}
+    for pg, backrest in (("PGHOST", "SOCKET_PATH"), ("PGPORT", "PORT"), ("PGUSER", "USER")):
+        if os.environ.get(f"PGBACKREST_PG1_{backrest}"):
+            env[pg] = os.environ[f"PGBACKREST_PG1_{backrest}"]
+    env["PGDATABASE"] = "postgres"
+    return env
+
+
+def archive_failing(env: dict[str, str] | None = None) -> bool:
+    """True when the server's latest archive_command attempt failed (pg_stat_archiver: the last failure is
+    newer than the last success). Postgres retries a failed segment until it succeeds, so this clears by
+    itself once archiving works again."""
+    rows = psql(
+        "SELECT coalesce(extract(epoch FROM last_archived_time), 0), "
+        "coalesce(extract(epoch FROM last_failed_time), 0) FROM pg_stat_archiver",
+        env=env,
+    )
+    archived, failed = (float(x) for x in rows[0])
+    return failed > archived
+
+
+def publish_archive_state(namespace: str, server: str, failing: bool) -> None:
+    """WalArchiveFailing 1/0 (dimension Server): an alarm mails the admin while WAL is not reaching S3."""
+    try:
+        aws_client("cloudwatch", "CLOUDWATCH").put_metric_data(
+            Namespace=namespace,
+            MetricData=[
+                {
+                    "MetricName": "WalArchiveFailing",
+                    "Value": 1.0 if failing else 0.0,
+                    "Unit": "Count",
+                    "Dimensions": [{"Name": "Server", "Value": server}],
+                }
+            ],
+        )
+    except Exception as e:  # a metric that cannot be sent must not stop the base backups
+        log(f"pgbackrest keeper: could not publish WalArchiveFailing: {e}")
+
+
+def keeper(full_days: float, interval: float, retry: float, publish: tuple[str, str] | None = None) -> int:
     """stanza-create (idempotent; retried until Postgres and the bucket answer), then forever: a full backup
-    when due. Failures are logged and retried; WAL archiving (archive_command) does not depend on this."""
+    when due, and (with `publish`) whether WAL archiving works. Failures are logged and retried; WAL
+    archiving itself (archive_command) does not depend on this process."""
     log(f"pgbackrest keeper: a full backup every {full_days:g} days, checked every {interval:g} s")
     while run_pgbackrest(["stanza-create"]) != 0:
         log(f"pgbackrest keeper: stanza-create failed; retrying in {retry:g} s (WAL archiving fails until it works)")
+        if publish:
+            publish_archive_state(*publish, failing=True)
         time.sleep(retry)
     log("pgbackrest keeper: stanza ready")
     while True:
+        try:
+            failing = archive_failing(local_connection())
+            if failing:
+                log("pgbackrest keeper: WAL archiving is failing (pg_stat_archiver); see archive-push errors above")
+            if publish:
+                publish_archive_state(*publish, failing=failing)
+        except TaskError as e:
+            log(f"pgbackrest keeper: {e}")
         try:
             if full_backup_due(full_days):
                 log("pgbackrest keeper: starting a full backup")
@@ -699,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--full-days", type=float, default=7.0, help="days between full backups")
     k.add_argument("--interval", type=float, default=600.0, help="seconds between checks")
     k.add_argument("--retry", type=float, default=60.0, help="seconds before a failed step is retried")
+    k.add_argument("--publish", metavar="NAMESPACE", help="put WalArchiveFailing 1/0 into CloudWatch metrics")
+    k.add_argument("--server", default="", help="value of the metrics' Server dimension (with --publish)")
     ns = parser.parse_args(argv)
     try:
         if ns.command == "pgbackrest":
@@ -706,8 +762,10 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "pgbackrest-keeper":
             if ns.full_days <= 0 or ns.interval <= 0 or ns.retry <= 0:
                 raise TaskError("--full-days, --interval and --retry must be positive.", exit_code=2)
+            if ns.publish and not ns.server:
+                raise TaskError("--publish needs --server NAME (the metrics' dimension).", exit_code=2)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            return keeper(ns.full_days, ns.interval, ns.retry)
+            return keeper(ns.full_days, ns.interval, ns.retry, (ns.publish, ns.server) if ns.publish else None)
         if ns.command in ("dump", "verify") and ns.publish and not ns.server:
             raise TaskError("--publish needs --server NAME (the metrics' dimension).", exit_code=2)
         if ns.command == "dump":
