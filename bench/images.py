@@ -53,6 +53,7 @@ def main() -> int:
             registry=support.REGISTRY,
             mastodon_base=bases.mastodon,
             streaming_base=bases.streaming,
+            postgres_base=bases.postgres,
             platform="linux/amd64",
         )
         start = time.perf_counter()
@@ -80,10 +81,11 @@ def main() -> int:
         second_bytes = sum(r.bytes_pushed for r in second)
         nothing = all("0 built, 0 pushed, 0 B of layers sent" in out for out in outputs)
 
-    for ref in (bases.mastodon, bases.streaming, *(r.ref for r in first)):
+    for ref in (bases.mastodon, bases.streaming, bases.postgres, *(r.ref for r in first)):
         client.api.remove_image(ref, force=True)
     median = statistics.median(times)
-    print(f"first run:  {first_s:6.2f} s wall, {first_bytes:,} bytes pushed ({built} images built, 2 pushed)")
+    pushed = len(first)
+    print(f"first run:  {first_s:6.2f} s wall, {first_bytes:,} bytes pushed ({built} images built, {pushed} pushed)")
     print(
         f"second run: {median:6.2f} s wall (CLI, median of {len(times)}: "
         f"{', '.join(f'{t:.2f}' for t in times)}), {second_bytes:,} bytes pushed, "

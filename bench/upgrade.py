@@ -10,6 +10,10 @@ once; the upgrade's time is the sum of its phases. Two orders are modelled:
   before  preflight, plan, asset export, pre-migrations, rollout, post-migrations (one after the other)
   now     the asset export runs beside the pre-migrations (neither needs the other; the rollout waits for
           both), which takes the export off the critical path
+  backup  `now` plus deploy's pre-upgrade backup, which the pre-migrations must wait for (they change the
+          schema it saves); it runs beside the asset export, so it adds its own time less nothing: the
+          export (45 s) is shorter than backup + pre-migrations. Two kinds: an RDS snapshot, and a dump of
+          the Postgres task in a one-off backup task
 
     .venv/bin/python bench/upgrade.py [--profile personal|community|large]
 """
@@ -50,7 +54,22 @@ ASSUME = {
     "stop": 5,
     # Sidekiq stops within its own shutdown timeout (25 s by default, `-t`), well inside ECS's stopTimeout.
     "sidekiq_shutdown": 25,
+    # Pre-upgrade backup, RDS: a manual snapshot is incremental after the first (RDS User Guide, "Creating a
+    # DB snapshot": only the blocks changed since the last snapshot are saved); the CreateDBSnapshot ->
+    # `available` time of a small (20 GB gp3) instance with a day of changes is commonly 2-5 minutes, and
+    # nothing here can measure it: the middle of that range.
+    "rds_snapshot": 180,
+    # Pre-upgrade backup, Postgres task: a one-off backup task (provisioning as above; the Postgres-based
+    # backup image is ~150 MB, about 25 s at the pull rate above) and pg_dump -Fc of a personal server's
+    # database (~1 GB after a year: bench/backup.py measures the dump of a generated 1 GB database on this
+    # machine's PostgreSQL; see DUMP_SECONDS_PER_GB), streamed to S3 as it is written.
+    "backup_image_pull": 25,
+    "database_gb": 1,
 }
+# Seconds of `pgtask.py dump` per GB of database, MEASURED: bench/backup.py with BENCH_BACKUP_GB=0.25 on this
+# machine's PostgreSQL 15 (2 cores shared with other jobs, load ~10): a 0.31 GB database (81 MB dump), median
+# of 3 runs 15.2 s (13.2-16.7) -> 49 s/GB. A 1 vCPU backup task is about as fast; S3 upload is streamed.
+DUMP_SECONDS_PER_GB = 49
 # Anchors, for web behind the ALB: (health interval, healthy threshold, deregistration delay, grace).
 AWS_DEFAULTS = (30, 5, 300, 0)
 COPILOT_DEFAULTS = (10, 5, 60, 60)  # Copilot's manifest reference: interval 10 s, healthy 5, draining 60 s
@@ -123,13 +142,33 @@ def boot_of(role: str) -> int:
     return {"web": ASSUME["rails_boot"], "streaming": ASSUME["streaming_boot"]}.get(role, ASSUME["sidekiq_boot"])
 
 
+def backup_seconds(kind: str) -> int:
+    """The pre-upgrade backup, start to `available` / manifest written."""
+    if kind == "rds":
+        return ASSUME["rds_snapshot"]
+    dump = round(DUMP_SECONDS_PER_GB * ASSUME["database_gb"])
+    return ASSUME["task_provisioning"] + ASSUME["backup_image_pull"] + dump
+
+
 def phases(
-    timings: list[ServiceTiming], anchor: tuple[int, int, int, int] | None, parallel_export: bool
+    timings: list[ServiceTiming],
+    anchor: tuple[int, int, int, int] | None,
+    parallel_export: bool,
+    backup: str | None = None,
 ) -> list[tuple[str, int]]:
     one_off = ASSUME["task_provisioning"] + ASSUME["image_pull"] + ASSUME["rails_boot"] + ASSUME["migration_run"]
     rollout = ASSUME["stack_overhead"] + max(t.rollout(boot_of(t.role), anchor) for t in timings)
     out = [("preflight", ASSUME["preflight"]), ("plan (data + app change sets)", 2 * ASSUME["change_set"])]
-    if parallel_export:
+    if backup:
+        seconds = backup_seconds(backup)
+        what = "RDS snapshot" if backup == "rds" else "dump task"
+        out.append(
+            (
+                f"asset export | pre-upgrade backup ({what}, {seconds} s), then pre-migrations",
+                max(ASSUME["asset_export"], seconds + one_off),
+            )
+        )
+    elif parallel_export:
         out.append(("asset export | pre-migrations (side by side)", max(ASSUME["asset_export"], one_off)))
     else:
         out += [("asset export", ASSUME["asset_export"]), ("pre-migrations (one-off task)", one_off)]
@@ -152,7 +191,11 @@ def main() -> None:
         )
     rows = {
         "mastofargate, before (all in sequence)": phases(timings, None, parallel_export=False),
-        "mastofargate, now (export beside pre-migrations)": phases(timings, None, parallel_export=True),
+        "mastofargate, export beside pre-migrations (no backup)": phases(timings, None, parallel_export=True),
+        "mastofargate, now: pre-upgrade RDS snapshot": phases(timings, None, parallel_export=True, backup="rds"),
+        "mastofargate, now: pre-upgrade dump (Postgres task)": phases(
+            timings, None, parallel_export=True, backup="task"
+        ),
         "same order, AWS default health checks and draining": phases(timings, AWS_DEFAULTS, parallel_export=True),
         "same order, Copilot's defaults": phases(timings, COPILOT_DEFAULTS, parallel_export=True),
     }

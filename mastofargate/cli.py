@@ -35,6 +35,8 @@ COMMAND_MODULES = (
     "destroy",
     "secrets",
     "backups",
+    "backup",
+    "restore",
     "images",
     "ci",
     "schema",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mastofargate.errors import MastofargateError
 from mastofargate.prices import COMMITMENTS, HOURS_PER_MONTH, Commitment, Prices, for_region
+from mastofargate.stack.backups import DUMP_PREFIX
 
 if TYPE_CHECKING:
     from troposphere import Template
@@ -124,7 +125,13 @@ USAGE: dict[str, Usage] = {
 
 # ECR: compressed size of the first image and of the layers a new release adds [ASSUME; aws.md: the
 # Mastodon image is ~400 MB; the Node streaming image is much smaller].
-IMAGE_GB: dict[str, tuple[float, float]] = {"mastodon": (0.45, 0.20), "streaming": (0.08, 0.03)}
+# The backup image is Docker's postgres (Debian bookworm, ~150 MB compressed) plus pgBackRest and python3-boto3
+# (~40 MB); a new tag mostly re-uses the base layers.
+IMAGE_GB: dict[str, tuple[float, float]] = {
+    "mastodon": (0.45, 0.20),
+    "streaming": (0.08, 0.03),
+    "backup": (0.19, 0.02),
+}
 DEFAULT_IMAGE_GB = (0.3, 0.1)
 LOG_COMPRESSION = 1 / 6  # CloudWatch bills stored logs compressed; text compresses ~6:1 [ASSUME]
 
@@ -486,13 +493,14 @@ def _schedules(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         runs = runs_per_month(props.get("ScheduleExpression", ""))
         size = _task_size(w, stack, ecs.get("TaskDefinitionArn"), ecs.get("NetworkConfiguration", {}))
         count = w.number(stack, ecs.get("TaskCount", 1)) or 1
-        hours = runs * count * w.usage.job_minutes / 60
+        minutes = _backup_minutes(w, json.dumps(target.get("Input", ""))) or w.usage.job_minutes
+        hours = runs * count * minutes / 60
         split = split_capacity(1, ecs.get("CapacityProviderStrategy"))
         spot_share = split.get("FARGATE_SPOT", 0.0)
         hourly = spot_share * size.hourly(p, True) + (1 - spot_share) * size.hourly(p, False)
         hourly += p.public_ipv4_hour if size.public_ip else 0
         w.add(
-            f"Scheduled task {rid.removesuffix('Schedule')} ({runs:.1f} runs x {w.usage.job_minutes:g} min, "
+            f"Scheduled task {rid.removesuffix('Schedule')} ({runs:.1f} runs x {minutes:g} min, "
             f"{size.describe()}{', Spot' if spot_share else ''})",
             hours,
             "task-hour",
@@ -504,6 +512,28 @@ def _schedules(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         "public IPv4 while they run; Scheduler invocations are within its 14 million/month free tier. "
         "Migrations run only during deploys (minutes a month) and are not priced."
     )
+
+
+# The backup task (stack/backup_tasks.py): start-up (image pull, ENI) [ASSUME] plus minutes per GB of Postgres
+# data. bench/backup.py on a 0.52 GB Mastodon-shaped database, one local core: dump 36 s, drill (checksum,
+# scratch cluster, restore, checks) 48 s, i.e. 1.2 and 1.5 min/GB; doubled for the personal profile's half
+# vCPU and the S3 transfer [MEASURED + ASSUME].
+BACKUP_START_MINUTES = 2.0
+DUMP_MINUTES_PER_GB = 2.0
+DRILL_MINUTES_PER_GB = 3.0
+
+
+def _backup_minutes(w: _Walk, command: str) -> float | None:
+    """Run time of a scheduled backup task (a pgtask.py dump or verify), None for anything else."""
+    if "pgtask.py" not in command:
+        return None
+    per_gb = DUMP_MINUTES_PER_GB if re.search(r"pgtask\.py\W+dump\b", command) else DRILL_MINUTES_PER_GB
+    minutes = round(BACKUP_START_MINUTES + w.usage.db_data_gb * per_gb, 1)
+    w.assume(
+        f"Backup task runs: {BACKUP_START_MINUTES:g} min to start plus {per_gb:g} min per GB of the "
+        f"{w.usage.db_data_gb:g} GB database ({'dump' if per_gb == DUMP_MINUTES_PER_GB else 'restore drill'})."
+    )
+    return minutes
 
 
 def runs_per_month(expression: str) -> float:
@@ -801,6 +831,9 @@ def _buckets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     u = w.usage
     media = _media_bucket_ids(w)
     for _, rid, props in found:
+        if _expiry_days(props, DUMP_PREFIX) is not None:
+            _backup_bucket(w, rid, props)
+            continue
         if rid not in media:
             w.assume(f"S3 bucket {rid} holds only deploy artifacts (templates, a few MB): under $0.01/month.")
             continue
@@ -841,6 +874,47 @@ def _buckets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
             "1,000 requests",
             p.s3_get_per_1000,
         )
+
+
+# A pg_dump -Fc is the table data without indexes, zlib-compressed: about a quarter of the database's size on
+# disk (bench/backup.py: 134 MB from 0.52 GB); pgBackRest's lz4-compressed full backup keeps the indexes:
+# about half [ASSUME].
+DUMP_RATIO = 0.25
+PGBACKREST_FULL_RATIO = 0.5
+
+
+def _expiry_days(props: dict[str, Any], prefix: str) -> float | None:
+    for rule in props.get("LifecycleConfiguration", {}).get("Rules", []):
+        if rule.get("Prefix") == prefix and rule.get("ExpirationInDays"):
+            return float(rule["ExpirationInDays"])
+    return None
+
+
+def _backup_bucket(w: _Walk, rid: str, props: dict[str, Any]) -> None:
+    """The backup bucket: nightly dumps kept their lifecycle's days (and the noncurrent days after they
+    expire), and with the Postgres task pgBackRest's full backups plus the WAL between them."""
+    p, u = w.prices, w.usage
+    keep = (_expiry_days(props, DUMP_PREFIX) or 35) + max(
+        (
+            float(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays", 0))
+            for r in props.get("LifecycleConfiguration", {}).get("Rules", [])
+        ),
+        default=0.0,
+    )
+    dumps = keep * u.db_data_gb * DUMP_RATIO
+    w.add(f"S3 backup storage: dumps (assumed {dumps:.1f} GB)", dumps, "GB-month", p.s3_standard_gb_month)
+    text = f"Backups: a nightly dump of {DUMP_RATIO:.0%} of the {u.db_data_gb:g} GB database, kept {keep:g} days"
+    if w.config.deployment.database == "task":
+        from mastofargate.stack.pgbackrest import RETENTION_FULL
+
+        wal = u.postgres_efs_write_gb / 2 * 14 / 30 * PGBACKREST_FULL_RATIO  # two weeks of the WAL half of writes
+        gb = RETENTION_FULL * u.db_data_gb * PGBACKREST_FULL_RATIO + wal
+        w.add(f"S3 backup storage: pgBackRest (assumed {gb:.1f} GB)", gb, "GB-month", p.s3_standard_gb_month)
+        text += (
+            f"; pgBackRest keeps {RETENTION_FULL} weekly full backups ({PGBACKREST_FULL_RATIO:.0%} of the database, "
+            "lz4) and the WAL since the older one (half of the EFS writes, compressed alike)"
+        )
+    w.assume(text + "; requests are a few thousand a month (cents).")
 
 
 def _distributions(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -918,6 +992,14 @@ def _alarms(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         w.add("CloudWatch alarms", len(found) - fast, "alarm-month", p.alarm_month)
     if fast:
         w.add("CloudWatch high-resolution alarms", fast, "alarm-month", p.alarm_high_resolution_month)
+    from mastofargate.stack import backups
+
+    if any(props.get("Namespace") == backups.METRIC_NAMESPACE for _, _, props in found):
+        names = {
+            *backups.METRICS,
+            *(a.get("MetricName") for _, _, a in found if a.get("Namespace") == backups.METRIC_NAMESPACE),
+        }
+        w.add(f"CloudWatch custom metrics (backups, {len(names)})", len(names), "metric-month", p.custom_metric_month)
     if any(props.get("Namespace") == queue_metrics.NAMESPACE for _, _, props in found):
         w.add(
             "CloudWatch custom metrics (Sidekiq backlog, EMF)",

@@ -121,6 +121,28 @@ class ServiceSize:
 
 
 @dataclass(frozen=True)
+class BackupTaskSize:
+    """The one-off backup task (stack/backup_tasks.py): pg_dump to S3, and the restore drill, which starts a
+    throw-away Postgres in the task and pg_restores the newest dump into it.
+
+    Memory is bounded by settings, not by the database's size: pg_dump's own memory grows with the number of
+    schema objects (Mastodon has a few hundred), and the drill's scratch server runs with the default
+    shared_buffers (128 MB) plus one maintenance_work_mem (64 MB default) per pg_restore job building an index,
+    at most 4 jobs (pgtask.py --jobs); with boto3's multipart upload buffers (8 MB x 10 threads) that stays
+    under 700 MiB, so the smallest memory of each CPU size suffices. Measured (bench/backup.py, 0.52 GB
+    database, peak PSS of the task's processes): 55 MiB for the dump, 133 MiB for the drill with 2 jobs.
+    CPU sets the speed: pg_dump -Fc compresses on one core and pg_restore builds indexes in parallel (one job
+    per vCPU, up to 4).
+    Ephemeral storage holds the downloaded dump plus the restored cluster, which is at most the live
+    database's size: 1.5x the profile's starting database storage (rds_storage_gb), between Fargate's
+    21 and 200 GiB."""
+
+    cpu: int
+    memory: int
+    ephemeral_gib: int
+
+
+@dataclass(frozen=True)
 class Profile:
     name: ProfileName
     summary: str
@@ -133,6 +155,12 @@ class Profile:
     rds_max_storage_gb: int
     cache_node_type: str
     postgres_task_max_connections: int
+    backup_cpu: int  # the backup task's CPU (nightly dump, restore drill); see BackupTaskSize
+
+    @property
+    def backup(self) -> BackupTaskSize:
+        memory = FARGATE_SIZES[self.backup_cpu][0] if self.backup_cpu > 256 else 1024
+        return BackupTaskSize(self.backup_cpu, memory, min(200, max(21, self.rds_storage_gb * 3 // 2)))
 
     def service(self, name: str) -> ServiceSize:
         for s in self.services:
@@ -200,6 +228,7 @@ PROFILES: dict[str, Profile] = {
         rds_max_storage_gb=100,  # storage autoscaling ceiling: growth never needs a human, cost stays bounded
         cache_node_type="cache.t4g.micro",  # [FN] Redis never grew enough to matter
         postgres_task_max_connections=100,  # [DOC] the docs' default max_connections
+        backup_cpu=512,  # a personal database dumps in a minute or two on half a vCPU
     ),
     "community": Profile(
         name="community",
@@ -224,6 +253,7 @@ PROFILES: dict[str, Profile] = {
         rds_max_storage_gb=200,  # storage autoscaling ceiling: growth never needs a human, cost stays bounded
         cache_node_type="cache.t4g.micro",  # [FN] Redis never grew enough to matter
         postgres_task_max_connections=200,  # [RDS] the budget below (~113) with headroom
+        backup_cpu=1024,  # one core for pg_dump's compression
     ),
     "large": Profile(
         name="large",
@@ -249,6 +279,7 @@ PROFILES: dict[str, Profile] = {
         rds_max_storage_gb=1000,
         cache_node_type="cache.t4g.small",  # [FN] Redis stays small; 1.37 GiB for thousands of timelines
         postgres_task_max_connections=600,  # [RDS] the budget below (~553) with headroom
+        backup_cpu=2048,  # two pg_restore jobs build indexes side by side in the drill
     ),
 }
 

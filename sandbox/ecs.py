@@ -20,11 +20,15 @@ Where moto 5.2 differs from AWS, and what this module does instead (as AWS does)
     only renames the deployment on forceNewDeployment; ECS refuses the former (InvalidParameterException:
     "... you must force a new deployment") and starts a new PRIMARY deployment for the latter, with the
     service's capacity provider strategy recorded in the deployment (as ECS's Deployment carries it).
+  - DescribeTaskDefinition of a bare family took moto's latest revision even when deregistered; here, as
+    on AWS, the latest ACTIVE one (none left: not found).
 
 What ECS does by itself, on the emulator's clock (timing.TIMING):
   - a task started by `RunTask` stops `task` seconds later with exit code 0 and stoppedReason "Essential
     container in task exited"; it first writes one log line (`[sandbox] ran: COMMAND`) to the task's
     awslogs stream, and for `tootctl accounts create` the `New password: ...` line real tootctl prints;
+    the backup task's pgtask.py commands (and the image's schema version) answer, and exit, as
+    sandbox/backups.py describes;
   - a deployment IN_PROGRESS for `rollout` seconds becomes COMPLETED with runningCount = desiredCount and
     the older deployments go away, as after a rolling deploy; a service whose desired count changed
     (without a new deployment) reaches it `rollout` seconds later; each writes the service event
@@ -86,6 +90,7 @@ def register() -> None:
     for rtype, cls in _models().items():
         model_map[rtype] = cls
     _patch_update_service()
+    _latest_active_revision()
 
 
 def _patch_update_service() -> None:
@@ -137,6 +142,29 @@ def _patch_update_service() -> None:
 
 def _normal(strategy: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
     return sorted((s["capacityProvider"], int(s.get("base", 0)), int(s.get("weight", 0))) for s in strategy)
+
+
+def _latest_active_revision() -> None:
+    """DescribeTaskDefinition of a bare family: AWS uses the latest ACTIVE revision (and fails when none is
+    left); moto took the latest revision whatever its status."""
+    from moto.ecs.exceptions import TaskDefinitionNotFoundException
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.describe_task_definition
+    if getattr(original, "_sandbox_wrapped", False):
+        return
+
+    def describe_task_definition(self: Any, task_definition_str: str) -> Any:
+        name = task_definition_str.split("/")[-1]
+        if ":" in name:
+            return original(self, task_definition_str)
+        active = [r for r, td in self.task_definitions.get(name, {}).items() if td.status == "ACTIVE"]
+        if not active:
+            raise TaskDefinitionNotFoundException()
+        return self.task_definitions[name][max(active)]
+
+    describe_task_definition._sandbox_wrapped = True  # type: ignore[attr-defined]
+    EC2ContainerServiceBackend.describe_task_definition = describe_task_definition  # type: ignore[method-assign]
 
 
 def _models() -> dict[str, type]:
@@ -352,7 +380,10 @@ def _advance_task(task: Any, backend: Any, account: str, region: str, now: float
         return
     task._sandbox_done = True
     code = _exit_code_for(_task_image(task, backend))
-    _write_task_log(task, backend, account, region, code)
+    lines: list[str] = []
+    if not code:
+        lines, code = _container_output(_command_of(task, backend), _environment_of(task), account, region)
+    _write_task_log(task, backend, account, region, code, lines)
     _stop(task, "Essential container in task exited", code)
 
 
@@ -390,20 +421,46 @@ def _task_command(task: Any, container_def: dict[str, Any]) -> list[str]:
     return list(container_def.get("command") or [])
 
 
-def _container_output(command: list[str]) -> list[str]:
-    """What the container itself prints for the commands the deploy runs: real tootctl prints "OK" and the
-    generated password for `accounts create`. A `bash -c SCRIPT` is followed as far as a pipe through
-    `grep -v PATTERN`, which drops the lines PATTERN matches before they reach the log, as in the container."""
+def _command_of(task: Any, backend: Any) -> list[str]:
+    try:
+        container = backend.describe_task_definition(task.task_definition_arn).container_definitions[0]
+    except Exception:
+        return []
+    return _task_command(task, container)
+
+
+def _environment_of(task: Any) -> dict[str, str]:
+    """The environment overrides RunTask gave the (first) container."""
+    overrides = (task.overrides or {}).get("containerOverrides", []) or []
+    env = overrides[0].get("environment", []) if overrides else []
+    return {e["name"]: e.get("value", "") for e in env or []}
+
+
+def _container_output(
+    command: list[str], environment: dict[str, str], account: str, region: str
+) -> tuple[list[str], int]:
+    """What the container itself prints for the commands the deploy runs, and its exit code: the backup
+    task's pgtask.py commands and the image's schema version answer as sandbox/backups.py says; real tootctl
+    prints "OK" and the generated password for `accounts create`. A `bash -c SCRIPT` is followed as far as a
+    pipe through `grep -v PATTERN`, which drops the lines PATTERN matches before they reach the log, as in
+    the container."""
+    from sandbox import backups
+
+    answered = backups.answer(command, environment, account, region)
+    if answered is not None:
+        return answered
     script = command[command.index("-c") + 1] if command[:1] in (["bash"], ["sh"]) and "-c" in command else ""
     created = command[:3] == ["tootctl", "accounts", "create"] or "tootctl accounts create" in script
     lines = ["OK", "New password: " + rand(32, string.ascii_letters + string.digits)] if created else []
     dropped = re.search(r'\|\s*grep\b[^|]*\s-v\s+"([^"]+)"', script)
     if dropped:
         lines = [line for line in lines if not re.search(dropped.group(1), line)]
-    return lines
+    return lines, 0
 
 
-def _write_task_log(task: Any, backend: Any, account: str, region: str, code: int = 0) -> None:
+def _write_task_log(
+    task: Any, backend: Any, account: str, region: str, code: int = 0, output: list[str] | None = None
+) -> None:
     """One line per task in its awslogs stream (prefix/container/task-id), as the container would write."""
     from moto.logs.models import logs_backends
 
@@ -422,10 +479,9 @@ def _write_task_log(task: Any, backend: Any, account: str, region: str, code: in
         if stream not in logs.groups[group].streams:
             logs.create_log_stream(group, stream)
         lines = [f"[sandbox] ran: {' '.join(command)}"]
-        if code:
+        lines += output or []
+        if code and not output:
             lines += [f"[sandbox] failing on purpose: the image tag asks for exit code {code}"]
-        else:
-            lines += _container_output(command)
         ms = int(time.time() * 1000)
         logs.put_log_events(group, stream, [{"timestamp": ms + i, "message": m} for i, m in enumerate(lines)])
     except Exception as e:  # a log line is a nicety; never let it stop the clock

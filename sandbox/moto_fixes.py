@@ -8,6 +8,9 @@
   - a VPC made by CloudFormation ignored EnableDnsHostnames/EnableDnsSupport (RunTask then failed on the
     task's ENI); AWS applies them;
   - Route 53 hosted zone ids did not always start with "Z" as AWS's do (and as the config requires);
+  - a bucket policy statement whose Condition does not hold was taken as a Deny (so the TLS-only policy,
+    `Deny` when aws:SecureTransport is "false", refused every object request); AWS skips such a statement,
+    and the SDKs reach S3 over TLS, so here requests count as aws:SecureTransport "true";
   - SES v2 `GetAccount` did not exist; here it answers as for a new AWS account: sending enabled, still in
     the SES sandbox (ProductionAccessEnabled false, 200 mails a day, 1 a second).
 """
@@ -19,6 +22,7 @@ from typing import Any
 
 def apply() -> None:
     """Small fixes of moto models our templates trip over (listed in the module docstring)."""
+    _bucket_policy_conditions()
     from moto.efs.models import AccessPoint, FileSystem
     from moto.rds.models import DBParameterGroup
     from moto.route53.models import HostedZoneIdentifier
@@ -109,3 +113,51 @@ def _add_attributes(cls: type, attrs: dict[str, str]) -> None:
     cls.has_cfn_attr = classmethod(has_cfn_attr)  # type: ignore[attr-defined]
     cls.get_cfn_attribute = get_cfn_attribute  # type: ignore[attr-defined]
 
+
+SECURE_TRANSPORT = {"aws:SecureTransport": "true"}
+
+
+def _conditions_hold(conditions: dict[str, dict[str, Any]]) -> bool:
+    """Bool and StringEquals against the request's context (aws:SecureTransport "true"); a key the context
+    lacks makes them false, as on AWS. Other operators are taken to hold (moto's own default)."""
+    for operator, pairs in conditions.items():
+        if operator not in ("Bool", "StringEquals"):
+            continue
+        for key, expected in pairs.items():
+            wanted = [str(v).lower() for v in (expected if isinstance(expected, list) else [expected])]
+            actual = SECURE_TRANSPORT.get(key)
+            if actual is None or actual.lower() not in wanted:
+                return False
+    return True
+
+
+def _bucket_policy_conditions() -> None:
+    """Bucket policies evaluated as S3 does: a statement applies only when its conditions hold; an explicit
+    Deny wins over an Allow."""
+    import json
+
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    if getattr(FakeBucket.get_permission, "_sandbox_wrapped", False):
+        return
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        statements = json.loads(self.policy.decode()).get("Statement", [])
+        result = PermissionResult.NEUTRAL
+        for raw in statements if isinstance(statements, list) else [statements]:
+            if not _conditions_hold(raw.get("Condition") or {}):
+                continue
+            verdict = IAMPolicyStatement({k: v for k, v in raw.items() if k != "Condition"}).is_action_permitted(
+                action, resource
+            )
+            if verdict == PermissionResult.DENIED:
+                return verdict
+            if verdict == PermissionResult.PERMITTED:
+                result = verdict
+        return result
+
+    get_permission._sandbox_wrapped = True  # type: ignore[attr-defined]
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign]

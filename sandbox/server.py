@@ -30,9 +30,10 @@ def install() -> None:
         from moto.moto_api import state_manager
         from moto.moto_api._internal.models import MotoAPIBackend
 
-        from sandbox import cloudformation, ecs, moto_fixes, operations, standins
+        from sandbox import backups, cloudformation, ecs, moto_fixes, operations, standins
 
         moto_fixes.apply()
+        backups.patch()
         standins.register()
         ecs.register()
         cloudformation.patch()
@@ -42,6 +43,7 @@ def install() -> None:
 
         def reset(self: Any) -> None:  # /moto-api/reset forgets the stacks, so their operations too
             operations.reset()
+            backups.reset()
             original_reset(self)
 
         MotoAPIBackend.reset = reset  # type: ignore[method-assign]
@@ -50,11 +52,12 @@ def install() -> None:
 
 def tick(now: float | None = None) -> None:
     """One step of emulated time: ECS first (tasks, deployments), then the stack operations that wait on it."""
-    from sandbox import ecs, operations
+    from sandbox import backups, ecs, operations
 
     now = time.monotonic() if now is None else now
     with operations.LOCK:
         ecs.tick(now)
+        backups.tick(now)
         operations.tick(now)
 
 

@@ -235,7 +235,7 @@ def push_fake_images(tag: str, name: str = "social") -> None:
     import boto3
 
     ecr = boto3.client("ecr")
-    for repo in (f"{name}/mastodon", f"{name}/streaming"):
+    for repo in (f"{name}/mastodon", f"{name}/streaming", f"{name}/backup"):
         manifest = json.loads(json.dumps(MANIFEST))
         manifest["config"]["digest"] = "sha256:" + hashlib.sha256(f"{repo}:{tag}".encode()).hexdigest()
         with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):

@@ -288,6 +288,17 @@ def requests_for(service: str, operation: str, params: dict[str, Any], change_se
         return one(f"arn:{PARTITION}:route53:::hostedzone/{str(params['Id']).rsplit('/', 1)[-1]}")
     if service == "acm":
         return one(params["CertificateArn"])
+    if service == "rds":
+        db = _arn("rds", f"db:{params['DBInstanceIdentifier']}") if params.get("DBInstanceIdentifier") else None
+        snap_id = params.get("DBSnapshotIdentifier")
+        snapshot = _arn("rds", f"snapshot:{snap_id}") if snap_id else None
+        if operation == "CreateDBSnapshot" and db and snapshot:
+            out = [Request(action, db, call=call), Request(action, snapshot, call=call)]
+            if params.get("Tags"):  # tags at creation are authorized as AddTagsToResource on the snapshot
+                out.append(Request("rds:AddTagsToResource", snapshot, call=call))
+            return out
+        if operation == "DescribeDBSnapshots" and (snapshot or db):
+            return one(snapshot or db)
     if service == "sesv2" and operation == "GetAccount":  # IAM's action is ses:GetAccount, no resource
         return [Request("ses:GetAccount", "*", {}, call=call)]
     if service == "iam" and operation in ("ListAccessKeys", "CreateAccessKey", "DeleteAccessKey"):
@@ -301,4 +312,5 @@ def pattern(req: Request) -> str:
     res = re.sub(r"[0-9a-f]{32,}", "*", res)
     res = re.sub(r"-[A-Z0-9]{8,}$", "-*", res)
     res = re.sub(r"hostedzone/[A-Z0-9]+$", "hostedzone/*", res)
+    res = re.sub(r"-\d{8}-\d{6}$", "-*", res)  # the time in a snapshot id (backup_jobs.snapshot_id)
     return f"{req.action} {res}"

@@ -34,6 +34,7 @@ VERSION = "v4.5.4"
 BUSYBOX = Path("/bin/busybox")
 STANDIN_MASTODON = "mastofargate-standin/mastodon:test"
 STANDIN_STREAMING = "mastofargate-standin/streaming:test"
+STANDIN_POSTGRES = "mastofargate-standin/postgres:test"
 # bcrypt (cost 5) of "right-password" for user "pusher", made once with crypt.crypt(..., METHOD_BLOWFISH).
 HTPASSWD = "pusher:$2b$05$uamUZONhYWTRGnOKzqn4JuUwxWDTOHG1fBWMw4QCVGy4gznPr3HAq\n"
 
@@ -167,13 +168,65 @@ WORKDIR /opt/mastodon
 """
 
 
+# Stand-in for the Postgres image's apt-get: records what the backup Dockerfile installs, and "installs"
+# pgbackrest as a script that says what it is (the real packages are tested in tests/test_pgbackrest.py).
+_FAKE_APT = """#!/bin/sh
+set -eu
+echo "$*" >> /var/log/apt-standin.log
+case "$*" in
+  *install*pgbackrest*)
+    printf '#!/bin/sh\\necho "pgBackRest stand-in"\\n' > /usr/bin/pgbackrest && chmod 755 /usr/bin/pgbackrest ;;
+esac
+"""
+_PG_PASSWD = "root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999::/var/lib/postgresql:/bin/sh\n"
+_PG_GROUP = "root:x:0:\npostgres:x:999:\n"
+
+
 @dataclass(frozen=True)
 class Bases:
     mastodon: str
     streaming: str
+    postgres: str
 
     def flags(self) -> list[str]:
-        return ["--mastodon-base", self.mastodon, "--streaming-base", self.streaming]
+        return [
+            "--mastodon-base",
+            self.mastodon,
+            "--streaming-base",
+            self.streaming,
+            "--postgres-base",
+            self.postgres,
+        ]
+
+
+def build_postgres_standin(client: Any, suffix: str = "test") -> str:
+    """The Postgres base's stand-in: busybox as root with a `postgres` user (999) and a recording apt-get."""
+    files = {
+        "rootfs/bin/busybox": (BUSYBOX.read_bytes(), 0o755),
+        "rootfs/etc/passwd": (_PG_PASSWD.encode(), 0o644),
+        "rootfs/etc/group": (_PG_GROUP.encode(), 0o644),
+        "rootfs/usr/bin/apt-get": (_FAKE_APT.encode(), 0o755),
+    }
+    dirs = {
+        "rootfs": 0o755,
+        "rootfs/bin": 0o755,
+        "rootfs/etc": 0o755,
+        "rootfs/tmp": 0o1777,
+        "rootfs/usr": 0o755,
+        "rootfs/usr/bin": 0o755,
+        "rootfs/usr/local": 0o755,
+        "rootfs/usr/local/bin": 0o755,
+        "rootfs/var": 0o755,
+        "rootfs/var/log": 0o755,
+        "rootfs/var/lib": 0o755,
+        "rootfs/var/lib/apt": 0o755,
+        "rootfs/var/lib/apt/lists": 0o755,
+    }
+    dockerfile = (
+        'FROM scratch\nCOPY rootfs/ /\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        'ENV PATH="/usr/local/bin:/usr/bin:/bin"\n'
+    )
+    return _build(client, STANDIN_POSTGRES.replace(":test", f":{suffix}"), dockerfile, files, dirs)
 
 
 def build_standins(client: Any, suffix: str = "test", padding: bytes = b"") -> Bases:
@@ -228,7 +281,7 @@ def build_standins(client: Any, suffix: str = "test", padding: bytes = b"") -> B
         node_files,
         node_dirs,
     )
-    return Bases(mastodon, streaming)
+    return Bases(mastodon, streaming, build_postgres_standin(client, suffix))
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -224,3 +224,55 @@ def test_check_runs_the_checks_on_the_connected_database(mastodon_db: Cluster) -
     wrong = pgtask(["check", "--expect-schema", "20991231000000"], env)
     assert wrong.returncode == 1 and "expected 20991231000000" in wrong.stderr
     assert pgtask(["check"], mastodon_db.env("postgres")).returncode == 1
+
+
+def test_switch_renames_the_verified_restore_into_place_and_keeps_the_old_database(workdir: Path) -> None:
+    """A restore's switch (backup_jobs.switch_command): sessions on the live database are ended, the live
+    database is kept under another name and the restored one takes its name, in one transaction."""
+    import subprocess
+    import time
+
+    from tests.pg_support import BINDIR
+
+    require_postgres()
+    with cluster("pg-switch-") as c:
+        seed_mastodon(c)
+        dump = dump_to_file(c, workdir)
+        c.sql("INSERT INTO accounts VALUES (900001, 'after-the-dump', NULL, '', now(), now())", "mastodon_production")
+        restored = pgtask(["verify", "--from", str(dump), "--into", "mastodon_restored_1"], c.env())
+        assert restored.returncode == 0, restored.stderr
+        # a session still on the live database (a scheduled task, say) does not block the switch
+        holder = subprocess.Popen(
+            [str(BINDIR / "psql"), "-X", "-q", "-c", "SELECT pg_sleep(60)"],
+            env=c.env("mastodon_production"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(50):
+                if c.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'mastodon_production'") != [["0"]]:
+                    break
+                time.sleep(0.1)
+            taken = pgtask(
+                ["switch", "--restored", "mastodon_restored_1", "--keep-old-as", "mastodon_restored_1"], c.env()
+            )
+            assert taken.returncode == 1 and "exists already" in taken.stderr  # refused before renaming anything
+            missing = pgtask(["switch", "--restored", "nope", "--keep-old-as", "kept_1"], c.env())
+            assert missing.returncode == 1 and "no database nope" in missing.stderr
+            proc = pgtask(
+                ["switch", "--restored", "mastodon_restored_1", "--keep-old-as", "mastodon_production_before_1"],
+                c.env("mastodon_production"),
+            )
+            assert proc.returncode == 0, proc.stderr
+            assert result_of(proc) == {
+                "ok": True,
+                "database": "mastodon_production",
+                "kept_as": "mastodon_production_before_1",
+            }
+        finally:
+            holder.kill()
+            holder.wait()
+        live = "SELECT count(*) FROM accounts WHERE username = 'after-the-dump'"
+        assert c.sql(live, "mastodon_production") == [["0"]]  # the restored data is live
+        assert c.sql(live, "mastodon_production_before_1") == [["1"]]  # the old database is kept, as it was
+        assert c.sql("SELECT count(*) FROM pg_database WHERE datname = 'mastodon_restored_1'") == [["0"]]

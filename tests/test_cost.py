@@ -118,9 +118,19 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     assert usd(est, "Secrets Manager secrets") == pytest.approx(3 * 0.40)
     # the data key and the ECS Exec sessions' own key
     assert usd(est, "KMS customer-managed keys") == pytest.approx(2.00)
+    # BackupDump: nightly = 730/24 runs x (2 min start + 2 min/GB x 3 GB) on the backup task (0.5 vCPU, 1 GB,
+    # 30 GiB ephemeral = 10 GiB above the free 20), on-demand, + its IPv4
+    backup_hourly = 0.5 * 0.03238 + 1 * 0.00356 + 10 * 0.000111 + 0.005
+    assert usd(est, "Scheduled task BackupDump") == pytest.approx(runs * 8 / 60 * backup_hourly)
+    # RestoreDrill: monthly (12/year = 1 a month) x (2 + 3 min/GB x 3 GB)
+    assert usd(est, "Scheduled task RestoreDrill") == pytest.approx(1 * 11 / 60 * backup_hourly)
+    # BackupSucceeded, DrillSucceeded, BackupAgeSeconds at $0.30
+    assert usd(est, "CloudWatch custom metrics (backups, 3)") == pytest.approx(3 * 0.30)
+    # dumps: a quarter of 3 GB a night, kept 35 days + 7 noncurrent days, at $0.023
+    assert usd(est, "S3 backup storage: dumps") == pytest.approx(42 * 3 * 0.25 * 0.023)
     # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage + dead letters
-    # + Sidekiq backlog + the Spot fallback's dead letters
-    assert usd(est, "CloudWatch alarms") == pytest.approx(10 * 0.10)
+    # + Sidekiq backlog + the Spot fallback's dead letters + backup missing + drill failed
+    assert usd(est, "CloudWatch alarms") == pytest.approx(12 * 0.10)
     # the backlog's four EMF metrics at $0.30, and ~300 mails a month through SES at $0.10 per 1,000
     assert usd(est, "CloudWatch custom metrics (Sidekiq backlog, EMF)") == pytest.approx(4 * 0.30)
     assert usd(est, "SES outbound mail") == pytest.approx(0.3 * 0.10)
@@ -133,8 +143,10 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     assert usd(est, "S3 noncurrent media versions") == pytest.approx(0.5 * 7 * 0.023)
     assert usd(est, "CloudFront") == 0  # 25 GB/month is inside the 1 TB free tier
     assert usd(est, "Data transfer out") == 0  # 20 GB/month is inside the 100 GB free
-    # ECR: 15 images kept per repository: 0.45 + 14 x 0.20 GB and 0.08 + 14 x 0.03 GB at $0.10
-    assert usd(est, "ECR image storage") == pytest.approx((0.45 + 14 * 0.20 + 0.08 + 14 * 0.03) * 0.10)
+    # ECR: 15 images kept per repository: 0.45 + 14 x 0.20 GB, 0.08 + 14 x 0.03 GB and 0.19 + 14 x 0.02 GB at $0.10
+    assert usd(est, "ECR image storage") == pytest.approx(
+        (0.45 + 14 * 0.20 + 0.08 + 14 * 0.03 + 0.19 + 14 * 0.02) * 0.10
+    )
     # RDS snapshots: 3 GB x (1 + 1 % x 91 days kept) at $0.095
     assert usd(est, "AWS Backup: RDS snapshots") == pytest.approx(3 * (1 + 0.01 * 91) * 0.095)
     assert est.total_usd_month == pytest.approx(sum(i.usd_month for i in est.items))

@@ -108,6 +108,7 @@ def test_a_first_install_is_one_command_and_resumes_after_an_interrupt(
         return [
             ImageResult("mastodon", f"repo/mastodon:{BUILT}", BUILT, "pushed", built=True),
             ImageResult("streaming", f"repo/streaming:{BUILT}", BUILT, "pushed", built=True),
+            ImageResult("backup", f"repo/backup:{BUILT}", BUILT, "pushed", built=True),
         ]
 
     with aws_env(world.sandbox.url):
@@ -127,7 +128,10 @@ def test_a_first_install_is_one_command_and_resumes_after_an_interrupt(
         with recording() as calls:
             result = deploy(world, "--build", "--yes")
         running = set(service_images().values())
+        app = boto3.client("cloudformation").describe_stacks(StackName="social-app")["Stacks"][0]
+        app_params = {p["ParameterKey"]: p["ParameterValue"] for p in app["Parameters"]}
     assert first.exit_code == 130, first.output
+    assert app_params["BackupImageTag"] == BUILT  # the third image of the pipeline reaches the app stack
     assert "Interrupted." in first.output and "mastofargate deploy" in first.output
     assert data["StackStatus"] == "CREATE_COMPLETE" and data["EnableTerminationProtection"] is True
     assert failed.exit_code == 1, failed.output
@@ -201,9 +205,11 @@ def test_no_wait_starts_the_rollout_and_returns(world: World) -> None:
 def test_the_asset_export_runs_beside_the_pre_deployment_migrations(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Neither needs the other, so neither waits for the other; the rollout waits for both. Faked: the export
-    itself (its real path is test_images.py's hand-off test), timed, as is the migration's task."""
-    from mastofargate.deploy import handoff, jobs
+    """Neither needs the other, so neither waits for the other; the rollout waits for both. The pre-upgrade
+    backup runs beside the export too, and the pre-deployment migrations wait for it. Faked: the export
+    itself (its real path is test_images.py's hand-off test), timed, as are the backup and the migration's
+    task."""
+    from mastofargate.deploy import flow, handoff, jobs
 
     spans: dict[str, tuple[float, float]] = {}
     run_job = jobs.run_job
@@ -220,15 +226,27 @@ def test_the_asset_export_runs_beside_the_pre_deployment_migrations(
         finally:
             spans.setdefault(job, (start, time.monotonic()))
 
+    pre_upgrade_backup = flow.pre_upgrade_backup
+
+    def timed_backup(*args: Any, **kwargs: Any) -> str:
+        start = time.monotonic()
+        try:
+            return pre_upgrade_backup(*args, **kwargs)
+        finally:
+            spans["backup"] = (start, time.monotonic())
+
     monkeypatch.setattr(handoff, "export_assets", export)
     monkeypatch.setattr(jobs, "run_job", timed_job)
+    monkeypatch.setattr(flow, "pre_upgrade_backup", timed_backup)
     with aws_env(world.sandbox.url):
         push_fake_images("v4.5.4-c2")
         with recording() as calls:
             result = run_cli("deploy", "--config", str(world.config), "--yes", *tags("v4.5.4-c2"))
     assert result.exit_code == 0, result.output
     (export_start, export_end), (pre_start, pre_end) = spans["export"], spans["migrate-pre"]
-    assert pre_start < export_end and export_start < pre_end  # they overlapped
+    backup_start, backup_end = spans["backup"]
+    assert backup_start < export_end and export_start < pre_end  # the export overlapped backup + migrations
+    assert backup_end <= pre_start  # the migrations waited for the backup
     assert calls.find("ExecuteChangeSet")  # and the rollout came after both
 
 

@@ -81,7 +81,7 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
         "EcrLogin": (["ecr:GetAuthorizationToken"], ["*"], None),
         "PullOurImages": (
             ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-            [sub("ecr", "repository/social/mastodon"), sub("ecr", "repository/social/streaming")],
+            [sub("ecr", f"repository/social/{image}") for image in ("mastodon", "streaming", "backup")],
             None,
         ),
         "WriteOurLogs": (
@@ -113,7 +113,7 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
     "SchedulerRole": {
         "RunMaintenance": (
             ["ecs:RunTask"],
-            [sub("ecs", "task-definition/social-tootctl:*")],
+            [sub("ecs", "task-definition/social-tootctl:*"), sub("ecs", "task-definition/social-backup:*")],
             {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}},
         ),
         "TagMaintenanceTasks": (
@@ -123,7 +123,11 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
         ),
         "PassTaskRoles": (
             ["iam:PassRole"],
-            [{"Fn::GetAtt": ["ExecutionRole", "Arn"]}, {"Fn::GetAtt": ["MastodonTaskRole", "Arn"]}],
+            [
+                {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
+                {"Fn::GetAtt": ["MastodonTaskRole", "Arn"]},
+                {"Fn::GetAtt": ["BackupTaskRole", "Arn"]},
+            ],
             {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
         ),
         "DeadLetters": (["sqs:SendMessage"], [{"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}], None),
@@ -134,6 +138,7 @@ PRINCIPALS = {
     "DatabaseSetupExecutionRole": "ecs-tasks.amazonaws.com",
     "MastodonTaskRole": "ecs-tasks.amazonaws.com",
     "DataTaskRole": "ecs-tasks.amazonaws.com",
+    "PostgresTaskRole": "ecs-tasks.amazonaws.com",
     "BackupTaskRole": "ecs-tasks.amazonaws.com",
     "SchedulerRole": "scheduler.amazonaws.com",
     "SpotFallbackRole": "lambda.amazonaws.com",
@@ -226,17 +231,33 @@ def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], di
         out["SpotFallbackRole"] = SPOT_FALLBACK
     if edge == "direct":
         out |= DIRECT_EDGE
-    on = {"Postgres": database == "task", "Redis": cache == "task"}
-    aps = [imported(f"{r}AccessPointArn") for r in ("Postgres", "Redis") if on[r]]
-    if aps:
-        out["DataTaskRole"] = {
-            "MountOwnDirectory": (
-                ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
-                [imported("FileSystemArn")],
-                {"StringEquals": {"elasticfilesystem:AccessPointArn": aps}},
+
+    def mount(role: str) -> tuple[list[str], list[Any], dict[str, Any]]:
+        return (
+            ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+            [imported("FileSystemArn")],
+            {"StringEquals": {"elasticfilesystem:AccessPointArn": [imported(f"{role}AccessPointArn")]}},
+        )
+
+    if database == "task":
+        # pgBackRest archives WAL and takes base backups from inside the Postgres task: its prefix only
+        out["PostgresTaskRole"] = {
+            "MountOwnDirectory": mount("Postgres"),
+            "PgbackrestObjects": (
+                BACKUP["BackupObjects"][0],
+                [{"Fn::Join": ["", [imported("BackupBucketArn"), "/pgbackrest/*"]]}],
+                None,
             ),
-            **(BACKUP if on["Postgres"] else {}),  # pgBackRest archives WAL from inside the Postgres task
+            "PgbackrestListing": (
+                ["s3:ListBucket"],
+                [imported("BackupBucketArn")],
+                {"StringLike": {"s3:prefix": ["pgbackrest/*"]}},
+            ),
+            "BackupKey": BACKUP["BackupKey"],
+            "BackupMetrics": ALLOWED["BackupTaskRole"]["BackupMetrics"],  # WalArchiveFailing, that namespace only
         }
+    if cache == "task":
+        out["DataTaskRole"] = {"MountOwnDirectory": mount("Redis")}
     return out
 
 
@@ -253,7 +274,10 @@ def _roles(combo: tuple) -> dict[str, dict[str, Any]]:
 def test_every_role_matches_the_allow_list(combo: tuple) -> None:
     allowed = _allowed(combo)
     roles = _roles(combo)
-    assert set(roles) == set(allowed) | {"BackupRole"}
+    # AWS Backup (and its role) only for what is safe to copy file by file: RDS, or an EFS without Postgres on
+    # it, which happens only beside RDS
+    backed_up = combo[1] == "rds"
+    assert set(roles) == set(allowed) | ({"BackupRole"} if backed_up else set())
     for title, role in roles.items():
         props = role["Properties"]
         trust = props["AssumeRolePolicyDocument"]["Statement"]
@@ -285,7 +309,9 @@ def test_ecs_exec_only_where_an_operator_needs_it(combo: tuple) -> None:
         role = td.get("TaskRoleArn", {}).get("Fn::GetAtt", [None])[0]
         if name == "streaming":
             assert role is None  # no AWS API at all: no credentials
-        elif name in ("postgres", "redis"):
+        elif name == "postgres":
+            assert role == "PostgresTaskRole"
+        elif name == "redis":
             assert role == "DataTaskRole"
         elif name == "web" and combo[5] == "direct":
             assert role == "FrontTaskRole"  # Mastodon's role plus Caddy's certificate directory

@@ -245,7 +245,7 @@ def _images(command: str, config: Path, bases: support.Bases, *extra: str, **kw:
 def _refs(run: Any) -> dict[str, str]:
     assert run.returncode == 0, run.stderr + run.stdout
     refs = json.loads(run.stdout)  # --json: stdout holds the JSON and nothing else
-    assert set(refs) == {"mastodon", "streaming"}
+    assert set(refs) == {"mastodon", "streaming", "backup"}
     return refs
 
 
@@ -262,7 +262,8 @@ def test_first_push_then_an_unchanged_push_builds_and_pushes_nothing(docker_clie
     refs = _refs(first := _images("push", config, bases, "--json"))
     assert refs["mastodon"].startswith(f"{support.REGISTRY}/{name}/mastodon:{support.VERSION}-")
     assert refs["streaming"].startswith(f"{support.REGISTRY}/{name}/streaming:{support.VERSION}-")
-    assert "2 built, 2 pushed" in first.stderr
+    assert refs["backup"].startswith(f"{support.REGISTRY}/{name}/backup:pg17-")  # follows Postgres, not Mastodon
+    assert "3 built, 3 pushed" in first.stderr
     digests = {image: support.manifest_digest(*_split(ref)) for image, ref in refs.items()}
     assert all(digests.values()), "both tags are in the registry"
 
@@ -278,7 +279,7 @@ def test_first_push_then_an_unchanged_push_builds_and_pushes_nothing(docker_clie
         docker_client.api.remove_image(ref)
     second = _images("push", config, bases, "--json")
     assert _refs(second) == refs
-    assert second.stderr.count("up to date (nothing built, nothing pushed)") == 2
+    assert second.stderr.count("up to date (nothing built, nothing pushed)") == 3
     assert "0 built, 0 pushed, 0 B of layers sent" in second.stderr
     for image, ref in refs.items():
         assert support.manifest_digest(*_split(ref)) == digests[image]
@@ -301,7 +302,8 @@ def test_overlay_changes_the_web_tag_and_recompiles_only_for_asset_sources(docke
     robots = _refs(pushed)
     assert robots["mastodon"] != plain["mastodon"]
     assert robots["streaming"] == plain["streaming"], "the streaming tag ignores the web overlay"
-    assert "recompiling assets" not in pushed.stderr and "1 built, 2 pushed" in pushed.stderr
+    assert robots["backup"] == plain["backup"], "the backup tag ignores the web overlay"
+    assert "recompiling assets" not in pushed.stderr and "1 built, 3 pushed" in pushed.stderr
     web = robots["mastodon"]
     assert (
         support.image_file(docker_client, web, "/opt/mastodon/public/robots.txt")
@@ -527,3 +529,51 @@ def test_the_deploys_asset_hand_off_exports_the_new_image_to_the_media_bucket(
 )
 def test_only_fingerprinted_files_are_cached_as_immutable(key: str, immutable: bool) -> None:
     assert cache_control(key) == (CACHE_CONTROL if immutable else SHORT_CACHE_CONTROL)
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("docker")
+def test_the_backup_image_carries_pgtask_pgbackrest_and_a_postgres_owned_scratch_volume(
+    docker_client, bases, name, tmp_path
+):
+    """The third image: the Postgres base plus what the backup tasks run. The stand-in base's apt-get records
+    what the Dockerfile installs (the real packages run in tests/test_pgbackrest.py); the script is the
+    package's own, at the path the task commands use; /scratch is a VOLUME owned by postgres (Fargate gives a
+    bind mount the image's ownership of a VOLUME path, and the backup task's root file system is read-only)."""
+    from mastofargate.resources import data_path
+    from mastofargate.stack.pgbackrest import PGTASK_PATH
+
+    config = support.write_config(tmp_path, name)
+    refs = _refs(_images("build", config, bases, "--json"))
+    backup = refs["backup"]
+    assert support.image_file(docker_client, backup, PGTASK_PATH) == (data_path("backup") / "pgtask.py").read_bytes()
+    apt = support.image_file(docker_client, backup, "/var/log/apt-standin.log")
+    assert apt is not None and b"install -y --no-install-recommends pgbackrest python3-boto3" in apt
+    info = docker_client.api.inspect_image(backup)
+    assert "/scratch" in (info["Config"]["Volumes"] or {})
+    out = docker_client.containers.run(
+        backup, ["sh", "-c", f"stat -c '%u %a' /scratch && test -x {PGTASK_PATH} && pgbackrest"], remove=True
+    )
+    assert out.decode().split("\n")[:2] == ["999 700", "pgBackRest stand-in"]
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("docker")
+def test_images_assets_looks_up_the_web_base_alone(docker_client, bases, tmp_path):
+    """`images assets` needs the web image's reference only: the backup image's base (here one that cannot
+    be reached) is not looked up, so the verb works where only Mastodon's registry is reachable."""
+    from mastofargate.config import load_config
+    from mastofargate.images import Request
+    from mastofargate.images.pipeline import image_refs
+
+    config = load_config(support.write_config(tmp_path))
+    request = Request(
+        config=config,
+        images_dir=tmp_path / "images",
+        registry=support.REGISTRY,
+        mastodon_base=bases.mastodon,
+        postgres_base="unreachable.invalid/postgres:17-bookworm",
+        platform="linux/amd64",
+    )
+    refs = image_refs(request, only=("mastodon",))
+    assert list(refs) == ["mastodon"] and refs["mastodon"].startswith(f"{support.REGISTRY}/{config.aws.name}/mastodon:")

@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
+import re
 import select
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +29,16 @@ import pytest
 
 from mastofargate.stack import pgbackrest
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
-from tests.pg_support import BINDIR, PGTASK, SYSTEM_PYTHON, Cluster, private_dir, require_postgres, run
+from tests.pg_support import (
+    BINDIR,
+    PGTASK,
+    SYSTEM_PYTHON,
+    Cluster,
+    free_port,
+    private_dir,
+    require_postgres,
+    run,
+)
 
 BUCKET = "social-backups-123456789012-us-east-1"
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -73,6 +85,7 @@ class TlsProxy:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.requests: list[str] = []  # "METHOD /bucket/key?query" of every request that came through
         self.port = self.listener.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -103,6 +116,8 @@ class TlsProxy:
                 if client in ready:
                     data = client.recv(65536)
                     if data:
+                        for m in re.finditer(rb"(?m)^(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP/1\.[01]\r$", data):
+                            self.requests.append(f"{m[1].decode()} {m[2].decode()}")
                         upstream.sendall(data)
                     else:
                         sources.remove(client)
@@ -125,16 +140,22 @@ class TlsProxy:
 
 
 @pytest.fixture
-def tls_s3(aws_endpoint: str, tmp_path: Path) -> Iterator[int]:  # noqa: F811
-    """The shared moto server behind a TLS proxy on 127.0.0.1; yields the proxy's port."""
+def tls_proxy(aws_endpoint: str, tmp_path: Path) -> Iterator[TlsProxy]:  # noqa: F811
+    """The shared moto server behind a TLS proxy on 127.0.0.1."""
     require_postgres()
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     upstream = int(aws_endpoint.rsplit(":", 1)[1])
     proxy = TlsProxy(upstream, *self_signed(tmp_path))
     try:
-        yield proxy.port
+        yield proxy
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def tls_s3(tls_proxy: TlsProxy) -> int:
+    """The TLS proxy's port."""
+    return tls_proxy.port
 
 
 def _boto_keys() -> dict[str, str]:
@@ -297,3 +318,180 @@ def test_the_wrapper_hands_pgbackrest_the_task_roles_credentials(tls_s3: int) ->
     finally:
         server.shutdown()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_postgres_entrypoint_archives_backs_up_and_restores_to_a_point_in_time(
+    tls_proxy: TlsProxy,
+    aws_endpoint: str,  # noqa: F811
+) -> None:
+    """The Postgres task as the stack defines it (database = "task"): the shipped entrypoint, run as root as
+    ECS runs it, with the PGBACKREST_* environment and the archive settings of stack/pgbackrest.py. Its keeper
+    creates the stanza and takes the first full backup by itself; WAL reaches S3 through archive_command;
+    a restore to a time between two writes has the first and not the second. SIGTERM stops the keeper too.
+    Every request pgBackRest sent stays inside the pgbackrest/ prefix, which is all the Postgres task's role
+    may touch (stack/iam.py: objects under it, listings with an s3:prefix under it). The keeper reports
+    WalArchiveFailing = 0 to CloudWatch (the emulator's), which the WalArchiveFailing alarm watches."""
+    import importlib.util
+    import pwd
+
+    spec = importlib.util.spec_from_file_location("pgtask", PGTASK)
+    assert spec and spec.loader
+    task = importlib.util.module_from_spec(spec)
+    sys.modules["pgtask"] = task  # its dataclasses look their module up there
+    spec.loader.exec_module(task)
+    from mastofargate.stack import entrypoints
+    from tests.test_postgres_entrypoint import Postgres
+
+    tls_s3 = tls_proxy.port
+    volume = private_dir("pgtask-entry-")
+    volume.chmod(0o755)
+    script = volume / "entrypoint.sh"
+    script.write_text(entrypoints.script(entrypoints.POSTGRES))
+    restored = Cluster(volume / "restored", init=False)
+    server = Postgres(script, volume, free_port(), None)
+    pgdata = server.pgdata
+    work = volume / "pgbackrest"
+    env = pgbackrest.repository_environment(
+        BUCKET,
+        "us-east-1",
+        pg_path=str(pgdata),
+        endpoint="127.0.0.1",
+        port=tls_s3,
+        uri_style="path",
+        verify_tls=False,
+        work_dir=str(work),
+    )
+    env |= {
+        "PGBACKREST_REPO1_S3_KEY": KEYS["AWS_ACCESS_KEY_ID"],
+        "PGBACKREST_REPO1_S3_KEY_SECRET": KEYS["AWS_SECRET_ACCESS_KEY"],
+        "PGBACKREST_PG1_PORT": str(server.port),
+        "PGBACKREST_PG1_SOCKET_PATH": str(volume),
+    }
+    settings = pgbackrest.postgres_settings(python=SYSTEM_PYTHON, pgtask=str(PGTASK))
+    extra = tuple(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))
+    try:
+        server.start(
+            extra_args=extra,
+            PATH=f"{BINDIR}:/usr/bin:/bin",
+            POSTGRES_PGTASK=str(PGTASK),
+            POSTGRES_PYTHON=SYSTEM_PYTHON,
+            POSTGRES_BACKUP_CHECK="2",
+            POSTGRES_METRICS_NAMESPACE="Mastofargate/Backups",
+            POSTGRES_METRICS_SERVER="social",
+            AWS_ENDPOINT_URL=aws_endpoint,
+            **KEYS,
+            **env,
+        )
+        server.wait_ready()
+        as_task = {**env, "PATH": "/usr/bin:/bin", "PGBACKREST_PG1_USER": "mastodon"}
+
+        def info() -> list[dict]:
+            out = run([SYSTEM_PYTHON, str(PGTASK), "pgbackrest", "info", "--output=json"], env=as_task, check=False)
+            return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
+
+        deadline = time.monotonic() + 180
+        # the keeper logs the backup once pgBackRest has returned, a moment after `info` lists it
+        while "pgbackrest keeper: full backup complete" not in server.output():
+            assert time.monotonic() < deadline, server.output()[-4000:]
+            time.sleep(1)
+        assert task.newest_full_backup(info()) is not None
+        cloudwatch = boto3.client("cloudwatch")
+        deadline = time.monotonic() + 60
+        while not cloudwatch.list_metrics(Namespace="Mastofargate/Backups", MetricName="WalArchiveFailing")["Metrics"]:
+            assert time.monotonic() < deadline, server.output()[-3000:]
+            time.sleep(1)
+        stats = cloudwatch.get_metric_statistics(
+            Namespace="Mastofargate/Backups",
+            MetricName="WalArchiveFailing",
+            Dimensions=[{"Name": "Server", "Value": "social"}],
+            StartTime=time.time() - 600,
+            EndTime=time.time() + 60,
+            Period=60,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        assert stats and max(d["Maximum"] for d in stats) == 0, server.output()[-3000:]
+
+        assert server.psql("CREATE TABLE toots (id int PRIMARY KEY)").returncode == 0
+        assert server.psql("INSERT INTO toots VALUES (1)").returncode == 0
+        time.sleep(1.5)
+        target = server.psql(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
+        ).stdout.strip()
+        time.sleep(1.5)
+        assert server.psql("INSERT INTO toots VALUES (2)").returncode == 0
+        backrest(as_task, "check")  # a WAL switch, and waits until that segment is in S3
+        server.stop()
+        assert "pgbackrest-keeper" not in "".join(
+            Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+            for p in os.listdir("/proc")
+            if p.isdigit()
+            if Path(f"/proc/{p}/cmdline").exists()
+        ), "the keeper outlived Postgres"
+
+        restored.root.mkdir()
+        shutil.chown(restored.root, "postgres", "postgres") if _root() else None
+        restore_env = {**as_task, "PGBACKREST_PG1_PATH": str(restored.data)}
+        backrest(restore_env, "restore", "--type=time", f"--target={target}", "--target-action=promote")
+        restored.configure({"archive_mode": "off"})
+        restored.start(env={**restore_env, **restored.env()})
+        psql = [str(BINDIR / "psql"), "-X", "-At", "-h", str(restored.root), "-p", str(restored.port)]
+        query = [*psql, "-U", "mastodon", "-d", "mastodon_production"]
+        deadline = time.monotonic() + 60
+        while run([*query, "-c", "SELECT pg_is_in_recovery()"]).stdout.strip() == "t":
+            assert time.monotonic() < deadline, restored.log()[-3000:]
+            time.sleep(0.5)
+        assert run([*query, "-c", "SELECT id FROM toots ORDER BY id"]).stdout.split() == ["1"]
+        _assert_inside_the_pgbackrest_prefix(tls_proxy.requests)
+        assert pwd.getpwnam("postgres")
+    finally:
+        restored.stop()
+        if server.proc and server.proc.poll() is None:
+            server.kill()
+        shutil.rmtree(volume, ignore_errors=True)
+
+
+def _assert_inside_the_pgbackrest_prefix(requests: list[str]) -> None:
+    """Path-style requests: /BUCKET/pgbackrest/... for objects, /BUCKET/?list-type=2&prefix=pgbackrest%2F...
+    for listings (what IAM's s3:prefix condition sees)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    assert requests, "no S3 request went through the proxy"
+    for request in requests:
+        method, target = request.split(" ", 1)
+        url = urlsplit(target)
+        bucket, _, key = url.path.lstrip("/").partition("/")
+        assert bucket == BUCKET, request
+        if key:
+            assert key.startswith("pgbackrest/"), request
+        else:
+            assert method == "GET" and parse_qs(url.query).get("prefix", [""])[0].startswith("pgbackrest/"), request
+
+
+def test_the_keeper_sees_a_failing_archive_and_its_recovery() -> None:
+    """pg_stat_archiver as the keeper reads it: an archive_command that fails makes WalArchiveFailing 1; once
+    it works again (Postgres retries the same segment), 0."""
+    import importlib.util
+
+    from tests.pg_support import cluster
+
+    require_postgres()
+    spec = importlib.util.spec_from_file_location("pgtask", PGTASK)
+    assert spec and spec.loader
+    task = importlib.util.module_from_spec(spec)
+    sys.modules["pgtask"] = task
+    spec.loader.exec_module(task)
+    settings = {"wal_level": "replica", "archive_mode": "on", "archive_command": "/bin/false"}
+    with cluster("archiver-", settings) as c:
+        env = c.env()
+        assert task.archive_failing(env) is False  # nothing attempted yet
+        c.sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        c.sql("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 60
+        while not task.archive_failing(env):
+            assert time.monotonic() < deadline, c.log()[-2000:]
+            time.sleep(0.5)
+        c.sql("ALTER SYSTEM SET archive_command = '/bin/true'")
+        c.sql("SELECT pg_reload_conf()")
+        while task.archive_failing(env):
+            assert time.monotonic() < deadline + 60, c.log()[-2000:]
+            time.sleep(0.5)

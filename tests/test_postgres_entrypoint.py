@@ -60,7 +60,7 @@ class Postgres:
     def pgdata(self) -> Path:
         return self.base / "data" / "pgdata"
 
-    def start(self, name: str = "run", **env: str) -> Postgres:
+    def start(self, name: str = "run", extra_args: tuple[str, ...] = (), **env: str) -> Postgres:
         self.log = self.base / f"{name}.log"
         full = {
             "PATH": os.environ["PATH"],
@@ -81,6 +81,7 @@ class Postgres:
             f"port={self.port}",
             "-c",
             f"unix_socket_directories={self.sockets or self.base}",
+            *extra_args,
         ]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(

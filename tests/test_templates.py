@@ -157,8 +157,10 @@ def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
     allowed = {"MastodonTaskRole": media, "BackupTaskRole": backups}
     if combo[5] == "direct":
         allowed["FrontTaskRole"] = media  # Mastodon's web role, plus Caddy's certificate directory
+    prefixes = {title: "/*" for title in allowed}
     if combo[1] == "task":
-        allowed["DataTaskRole"] = backups
+        allowed["PostgresTaskRole"] = backups
+        prefixes["PostgresTaskRole"] = "/pgbackrest/*"  # pgBackRest's repository, never the dumps
     with_s3 = set()
     for title, role in resources(combo, "AWS::IAM::Role", "app").items():
         for st in _statements(role):
@@ -169,7 +171,7 @@ def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
                 with_s3.add(title)
                 bucket = allowed[title]
                 for res in st["Resource"]:
-                    assert res == bucket or res == {"Fn::Join": ["", [bucket, "/*"]]}, res
+                    assert res == bucket or res == {"Fn::Join": ["", [bucket, prefixes[title]]]}, res
         assert not role["Properties"].get("ManagedPolicyArns"), title
     assert with_s3 == set(allowed)
 
@@ -196,11 +198,30 @@ def test_every_data_resource_survives_delete_and_replace(combo: tuple) -> None:
 
 
 @combos
-def test_backup_plan_covers_every_data_store(combo: tuple) -> None:
-    (selection,) = resources(combo, "AWS::Backup::BackupSelection").values()
+def test_backup_plan_covers_what_is_safe_to_copy_file_by_file(combo: tuple) -> None:
+    """AWS Backup takes RDS, and the EFS only while no live Postgres data directory is on it (a file-by-file
+    copy of one may not start); the Postgres task has pgBackRest and the nightly dump instead."""
+    _, database, cache, _, _ = combo
+    selections = list(resources(combo, "AWS::Backup::BackupSelection").values())
+    assert resources(combo, "AWS::Backup::BackupVault")
+    if database == "task":
+        assert not selections and not resources(combo, "AWS::Backup::BackupPlan")
+        app = stacks(combo)["app"]["Resources"]
+        (postgres,) = [
+            c
+            for td in app.values()
+            if td["Type"] == "AWS::ECS::TaskDefinition"
+            for c in td["Properties"]["ContainerDefinitions"]
+            if c["Name"] == "postgres"
+        ]
+        env = {e["Name"]: e["Value"] for e in postgres["Environment"]}
+        assert env["PGBACKREST_STANZA"] == "main" and env["PGBACKREST_REPO1_PATH"] == "/pgbackrest"
+        assert "archive_mode=on" in postgres["Command"] and "archive_timeout=60" in postgres["Command"]
+        return
+    (selection,) = selections
     covered = json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
-    assert ("db:${Database}" in covered) == (combo[1] == "rds")
-    assert ("FileSystem" in covered) == ("task" in combo[1:3])
+    assert "db:${Database}" in covered
+    assert ("FileSystem" in covered) == (cache == "task")
 
 
 @combos

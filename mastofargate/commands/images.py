@@ -17,7 +17,7 @@ Opt = typer.Option
 
 sub = typer.Typer(
     name="images",
-    help="Build and push the pre-baked Mastodon images (content-addressed tags) and upload their assets.",
+    help="Build and push the pre-baked Mastodon images and the backup image (content-addressed tags); upload assets.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -42,6 +42,14 @@ StreamingBaseOption = Annotated[
         help="Base of the streaming image (default ghcr.io/mastodon/mastodon-streaming:<mastodon_version>).",
     ),
 ]
+PostgresBaseOption = Annotated[
+    str | None,
+    Opt(
+        "--postgres-base",
+        metavar="IMAGE",
+        help="Base of the backup image (default public.ecr.aws/docker/library/postgres:<major>-bookworm).",
+    ),
+]
 PlatformOption = Annotated[
     str | None,
     Opt("--platform", help="linux/arm64 or linux/amd64 (default: from deployment.arch)."),
@@ -50,7 +58,12 @@ JsonOption = Annotated[bool, Opt("--json", help="Print only the image references
 
 
 def _request(
-    config: Path, registry: str | None, mastodon_base: str | None, streaming_base: str | None, platform: str | None
+    config: Path,
+    registry: str | None,
+    mastodon_base: str | None,
+    streaming_base: str | None,
+    platform: str | None,
+    postgres_base: str | None = None,
 ) -> Request:
     from mastofargate.config import load_config
     from mastofargate.images import Request
@@ -62,6 +75,7 @@ def _request(
         registry=registry,
         mastodon_base=mastodon_base,
         streaming_base=streaming_base,
+        postgres_base=postgres_base,
         platform=platform,
     )
 
@@ -72,6 +86,7 @@ def build(
     registry: RegistryOption = None,
     mastodon_base: MastodonBaseOption = None,
     streaming_base: StreamingBaseOption = None,
+    postgres_base: PostgresBaseOption = None,
     platform: PlatformOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -79,7 +94,7 @@ def build(
     from mastofargate.images import build_images
     from mastofargate.images.progress import make_display
 
-    req = _request(config, registry, mastodon_base, streaming_base, platform)
+    req = _request(config, registry, mastodon_base, streaming_base, platform, postgres_base)
     with make_display(to_stderr=as_json) as display:
         results = build_images(req, display)
     if as_json:
@@ -92,6 +107,7 @@ def push(
     registry: RegistryOption = None,
     mastodon_base: MastodonBaseOption = None,
     streaming_base: StreamingBaseOption = None,
+    postgres_base: PostgresBaseOption = None,
     platform: PlatformOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -99,7 +115,7 @@ def push(
     from mastofargate.images import push_images
     from mastofargate.images.progress import human_bytes, make_display
 
-    req = _request(config, registry, mastodon_base, streaming_base, platform)
+    req = _request(config, registry, mastodon_base, streaming_base, platform, postgres_base)
     with make_display(to_stderr=as_json) as display:
         results = push_images(req, display)
         built = sum(r.built for r in results)
@@ -131,7 +147,7 @@ def assets(
     req = _request(config, registry, mastodon_base, None, platform)
     out = err_console() if as_json else console()
     target_bucket = bucket or default_bucket(req.config)
-    ref = image or image_refs(req)["mastodon"]
+    ref = image or image_refs(req, only=("mastodon",))["mastodon"]
     out.print(f"assets: exporting from {ref} to s3://{target_bucket}/assets/", markup=False, highlight=False)
     if is_ci() or not out.is_terminal:
         result = export_assets(req.config, ref, target_bucket)

@@ -57,6 +57,7 @@ def mastodon_version(tags: list[str]) -> str | None:
 def collect(target: Target) -> dict[str, Any]:
     """Everything `status` shows, as JSON-ready data, plus `healthy` and the `problems` that make it false."""
     from mastofargate.deploy import ecs, upkeep
+    from mastofargate.errors import MastofargateError
 
     cfg = target.config
     stack_names = {"data": target.data_stack, "app": target.app_stack}
@@ -89,6 +90,13 @@ def collect(target: Target) -> dict[str, Any]:
     if facts["app"] is not None:
         schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
         problems += schedule_problems
+    backups: dict[str, Any] | None = None
+    if facts["data"] is not None and not stack_failed(facts["data"].status):  # a failed stack is the news
+        try:
+            backups, backup_problems = upkeep.backup_status(target, facts["data"])
+            problems += backup_problems
+        except MastofargateError as e:  # status still reports everything else
+            problems.append(f"the backups could not be read: {e.what}")
     web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
     from mastofargate.deploy import spot
 
@@ -119,6 +127,7 @@ def collect(target: Target) -> dict[str, Any]:
             {"service": f.service, "since": f.since, "note": f.describe(), "back_at_next_deploy_only": f.singleton}
             for f in fallbacks
         ],
+        "backups": backups,
         "mastodon_version": mastodon_version(web_tags),
         "configured_mastodon_version": cfg.deployment.mastodon_version,
         "healthy": not problems,
@@ -287,6 +296,31 @@ def _version_line(data: dict[str, Any]) -> str:
     return running if running == configured else f"{running} (config says {configured}: deploy to change)"
 
 
+def _backup_lines(data: dict[str, Any]) -> list[str]:
+    """The newest backup and the last drill, one line each."""
+    from datetime import timedelta
+
+    from mastofargate.deploy.backups import human_age
+
+    b = data.get("backups")
+    if not b:
+        return []
+    newest = b.get("newest")
+    if newest:
+        age = human_age(timedelta(seconds=newest["age_seconds"]))
+        flag = " OVERDUE" if b.get("overdue") else ""
+        first = f"backup: newest {newest['kind']} {newest['time']} ({age} old){flag}"
+    else:
+        first = "backup: none yet" + (" OVERDUE" if b.get("overdue") else "")
+    drill = b.get("last_drill")
+    second = (
+        f"drill: last {'passed' if drill['succeeded'] else 'FAILED'} {drill['time']}"
+        if drill
+        else "drill: none recorded (run 'mastofargate backup verify')"
+    )
+    return [first, second]
+
+
 def render_plain(data: dict[str, Any]) -> None:
     """One fact per line: readable in CI logs and easy to grep."""
     echo = typer.echo
@@ -314,6 +348,8 @@ def render_plain(data: dict[str, Any]) -> None:
     for fb in data.get("spot_fallback", []):
         echo(f"spot fallback: {fb['note']}")
     for line in _edge_lines(data):
+        echo(line)
+    for line in _backup_lines(data):
         echo(line)
     echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
 
@@ -360,6 +396,8 @@ def render_rich(data: dict[str, Any]) -> None:
         c.print(f"  [yellow]Spot fallback:[/] {escape(fb['note'])}")
     for line in _edge_lines(data):
         c.print(f"  {line}", markup=False, highlight=False)
+    for line in _backup_lines(data):
+        c.print(f"  {line}", markup=False, highlight=False)
     c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 
 
@@ -371,7 +409,8 @@ def status(
 
     Exit status: 0 when healthy; 1 when nothing is deployed, a stack is in a failed state, a service does
     not exist, is not at its desired task count, is held at zero, or its last rollout FAILED, the data stack
-    lacks termination protection, or a scheduled job (media cleanup) is overdue or could not start.
+    lacks termination protection, a scheduled job (media cleanup) is overdue or could not start, no backup
+    is newer than two days, or the last restore drill failed (or none ran for 38 days).
     """
     from mastofargate.config import load_config
     from mastofargate.target import Target

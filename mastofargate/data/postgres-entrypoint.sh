@@ -28,6 +28,12 @@
 #  * No password on any command line (argv is visible to every process via /proc): the superuser password
 #    reaches initdb through a pipe (--pwfile=/dev/fd/N), never as an argument.
 #  * Settings for a small memory budget, derived from the container's memory (see settings below).
+#  * Backups with pgBackRest (issue 11) when PGBACKREST_STANZA is set (the task definition sets every
+#    PGBACKREST_* option and passes archive_mode/archive_command/archive_timeout as `-c` arguments, so every
+#    WAL segment goes to S3 within a minute): a keeper process (pgtask.py pgbackrest-keeper) runs beside the
+#    postmaster, creates the stanza (idempotent) and takes a full backup at the first start and then every
+#    POSTGRES_FULL_BACKUP_DAYS. Only this task can: pgBackRest reads the data directory and reaches Postgres
+#    over its Unix socket. The keeper does not inherit the lock (fd 9) and is stopped before Postgres is.
 #
 # Environment (names compatible with the official image):
 #   PGDATA                  data directory (default /var/lib/postgresql/data/pgdata)
@@ -40,6 +46,11 @@
 #   POSTGRES_LOCK_FILE      (default: the data directory's parent/postgres.lock, i.e. on the same volume)
 #   POSTGRES_LOCK_WAIT      seconds to wait for the lock (default 150: longer than an NFS lease)
 #   POSTGRES_STOP_WAIT      seconds of fast shutdown before an immediate one (default 90)
+#   PGBACKREST_STANZA       set: run the pgBackRest keeper (with the other PGBACKREST_* options)
+#   POSTGRES_FULL_BACKUP_DAYS  days between pgBackRest full backups (default 7)
+#   POSTGRES_BACKUP_CHECK   seconds between the keeper's checks (default 600)
+#   POSTGRES_PGTASK         the task script (default /usr/local/bin/pgtask.py); POSTGRES_PYTHON (python3)
+#   POSTGRES_METRICS_NAMESPACE, POSTGRES_METRICS_SERVER  both set: the keeper puts WalArchiveFailing 1/0 there
 # Arguments are extra `-c name=value` settings appended to the postgres command line (they win).
 # Run as root it drops to the `postgres` user for every Postgres program (Postgres refuses to run as root).
 set -Eeuo pipefail
@@ -59,7 +70,12 @@ DB_USER="${POSTGRES_USER:-postgres}"
 DB_NAME="${POSTGRES_DB:-$DB_USER}"
 MAX_CONNECTIONS="${POSTGRES_MAX_CONNECTIONS:-100}"
 
-for n in LOCK_WAIT STOP_WAIT MAX_CONNECTIONS; do
+FULL_BACKUP_DAYS="${POSTGRES_FULL_BACKUP_DAYS:-7}"
+BACKUP_CHECK="${POSTGRES_BACKUP_CHECK:-600}"
+PGTASK="${POSTGRES_PGTASK:-/usr/local/bin/pgtask.py}"
+PYTHON="${POSTGRES_PYTHON:-python3}"
+
+for n in LOCK_WAIT STOP_WAIT MAX_CONNECTIONS FULL_BACKUP_DAYS BACKUP_CHECK; do
   case "${!n}" in '' | *[!0-9]*) die "$n must be a whole number, got '${!n}'" ;; esac
 done
 case "$TLS" in on | off) ;; *) die "POSTGRES_TLS must be on or off, got '$TLS'" ;; esac
@@ -203,9 +219,23 @@ settings=(
 # exec_pg: the background subshell BECOMES the postmaster, so $! is the postmaster's pid.
 exec_pg postgres -D "$PGDATA" "${settings[@]}" "$@" &
 pid=$!
+keeper=""
+if [ -n "${PGBACKREST_STANZA:-}" ]; then
+  # pgBackRest connects over the socket as the role initdb made (peer auth maps this OS user to it)
+  export PGBACKREST_PG1_PATH="${PGBACKREST_PG1_PATH:-$PGDATA}" PGBACKREST_PG1_USER="${PGBACKREST_PG1_USER:-$DB_USER}"
+  log "pgBackRest: stanza $PGBACKREST_STANZA, a full backup every ${FULL_BACKUP_DAYS} days"
+  metrics=()
+  if [ -n "${POSTGRES_METRICS_NAMESPACE:-}" ] && [ -n "${POSTGRES_METRICS_SERVER:-}" ]; then
+    metrics=(--publish "$POSTGRES_METRICS_NAMESPACE" --server "$POSTGRES_METRICS_SERVER")
+  fi
+  exec_pg "$PYTHON" "$PGTASK" pgbackrest-keeper --full-days "$FULL_BACKUP_DAYS" --interval "$BACKUP_CHECK" \
+    --retry "$(( BACKUP_CHECK < 60 ? BACKUP_CHECK : 60 ))" "${metrics[@]}" 9>&- &
+  keeper=$!
+fi
 watchdog=""
 stop() {
   [ -n "$watchdog" ] && return 0
+  [ -n "$keeper" ] && kill -TERM "$keeper" 2>/dev/null
   log "stop requested: fast shutdown (disconnects clients, aborts their transactions, checkpoints)"
   kill -INT "$pid" 2>/dev/null || true
   (
@@ -225,5 +255,6 @@ while :; do
   kill -0 "$pid" 2>/dev/null || break
 done
 [ -n "$watchdog" ] && kill "$watchdog" 2>/dev/null
+[ -n "$keeper" ] && kill -TERM "$keeper" 2>/dev/null
 log "postgres exited with status $rc"
 exit "$rc"

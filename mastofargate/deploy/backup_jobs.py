@@ -15,13 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mastofargate.errors import MastofargateError
-from mastofargate.stack.backups import DUMP_PREFIX, METRIC_NAMESPACE
+
+# The commands themselves are built one layer down, where the stack's schedules build theirs too (a schedule
+# must run exactly what the verbs run); re-exported here for the verbs.
+from mastofargate.stack.backup_commands import (  # noqa: F401
+    PYTHON,
+    check_command,
+    drill_command,
+    dump_command,
+    verify_command,
+)
 from mastofargate.stack.pgbackrest import PGTASK_PATH
 
 if TYPE_CHECKING:
     from mastofargate.deploy.backups import RestorePoint
 
-PYTHON = "python3"
 LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -38,47 +46,10 @@ def snapshot_id(name: str, label: str, now: datetime | None = None) -> str:
     return ("b-" + text if not text[:1].isalpha() else text)[:255]
 
 
-def dump_command(bucket: str, label: str, *, server: str | None = None) -> list[str]:
-    """pg_dump -Fc of $PGDATABASE into s3://bucket/dumps/, named by time and label, with its manifest; with
-    `server` (the nightly schedule) it also puts BackupSucceeded 1/0 into the backup metrics."""
-    command = [PYTHON, PGTASK_PATH, "dump", "--to", f"s3://{bucket}/{DUMP_PREFIX}", "--label", label]
-    return command + (["--publish", METRIC_NAMESPACE, "--server", server] if server else [])
-
-
-def drill_command(bucket: str, server: str) -> list[str]:
-    """The restore drill (monthly schedule, `backup verify`): the newest complete dump restored into a
-    throw-away cluster and checked; DrillSucceeded and BackupAgeSeconds go to the backup metrics."""
-    return [
-        *verify_command(f"s3://{bucket}/{DUMP_PREFIX}"),
-        "--publish",
-        METRIC_NAMESPACE,
-        "--server",
-        server,
-    ]
-
-
-def verify_command(
-    location: str, *, expect_schema: str | None = None, scratch: bool = True, into: str | None = None
-) -> list[str]:
-    """Restore `location` (s3://...) into a fresh database and check it. scratch=True: a throw-away cluster
-    inside the task (the drill, `backup verify`); into=NAME: a new database on the connected server that is
-    kept when it verifies (a restore of the Postgres task)."""
-    command = [PYTHON, PGTASK_PATH, "verify", "--from", location]
-    if expect_schema:
-        command += ["--expect-schema", expect_schema]
-    if into:
-        if scratch:
-            raise ValueError("into= restores onto the connected server; it cannot be combined with scratch=True")
-        command += ["--into", into]
-    elif scratch:
-        command.append("--scratch")
-    return command
-
-
-def check_command(expect_schema: str | None = None) -> list[str]:
-    """The checks alone on the database the task's PG* variables name (an RDS instance restored from a
-    snapshot or to a point in time: PGHOST set to the new instance's endpoint for that one task)."""
-    return [PYTHON, PGTASK_PATH, "check", *(["--expect-schema", expect_schema] if expect_schema else [])]
+def switch_command(restored: str, keep_old_as: str, database: str) -> list[str]:
+    """Swap names on the connected server in one transaction: `database` becomes `keep_old_as` and
+    `restored` becomes `database` (a restore's switch; the services are stopped first)."""
+    return [PYTHON, PGTASK_PATH, "switch", "--restored", restored, "--keep-old-as", keep_old_as, "--database", database]
 
 
 def task_result(log_lines: list[str], *, what: str) -> dict[str, Any]:

@@ -167,8 +167,9 @@ def aws_backup_points(target: Target) -> list[RestorePoint]:
     return points
 
 
-def dump_points(target: Target, bucket: str) -> list[RestorePoint]:
-    """Dumps under dumps/ with their manifests (the newest MANIFESTS_READ are read for their details)."""
+def dump_points(target: Target, bucket: str, manifests: int = MANIFESTS_READ) -> list[RestorePoint]:
+    """Dumps under dumps/ with their manifests (the newest `manifests` are read for their details; a dump is
+    complete when its manifest exists, which the listing alone tells)."""
     from botocore.exceptions import ClientError
 
     s3 = target.client("s3")
@@ -190,7 +191,7 @@ def dump_points(target: Target, bucket: str) -> list[RestorePoint]:
         key = obj["Key"]
         complete = key + MANIFEST_SUFFIX in objects
         detail: dict[str, Any] = {"bucket": bucket}
-        if complete and i < MANIFESTS_READ:
+        if complete and i < manifests:
             with aws.aws_errors(f"reading s3://{bucket}/{key}{MANIFEST_SUFFIX}"):
                 body = s3.get_object(Bucket=bucket, Key=key + MANIFEST_SUFFIX)["Body"].read()
             try:
@@ -218,15 +219,20 @@ def dump_points(target: Target, bucket: str) -> list[RestorePoint]:
     return points
 
 
-def restore_points(target: Target) -> list[RestorePoint]:
-    """All restore points of the server, newest first."""
+def restore_points(
+    target: Target, manifests: int = MANIFESTS_READ, *, aws_backup: bool = True
+) -> list[RestorePoint]:
+    """All restore points of the server, newest first (`manifests`: how many dumps' details to read;
+    aws_backup=False leaves out AWS Backup's recovery points, which `status` does not need: the database's
+    newest backup is RDS's point-in-time window or the newest dump)."""
     points: list[RestorePoint] = []
     if target.config.deployment.database == "rds":
         points += rds_points(target)
-    points += aws_backup_points(target)
+    if aws_backup:
+        points += aws_backup_points(target)
     bucket = target.stack_outputs(target.data_stack).get("BackupBucketName")
     if bucket:
-        points += dump_points(target, bucket)
+        points += dump_points(target, bucket, manifests)
     return sorted(points, key=lambda p: (p.time, p.kind, p.id), reverse=True)
 
 

@@ -146,6 +146,14 @@ def run_one_off(
     )
 
 
+def start_one_off(
+    target: Target, family: str, command: list[str] | None = None, environment: dict[str, str] | None = None
+) -> str:
+    """Start one task of `family` as run_one_off does and return its ARN without following it (a backup
+    started without --wait runs on by itself)."""
+    return _start_task(target, latest_task_definition(target, family), command, environment)
+
+
 def latest_task_definition(target: Target, family: str) -> dict[str, Any]:
     """The family's latest ACTIVE revision, with its tags under the key "tags"."""
     try:

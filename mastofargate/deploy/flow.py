@@ -9,8 +9,9 @@ Each step lives in its own module (preflight, bootstrap, plan, handoff, jobs, ro
 module only orders them. Safety rules it keeps (DESIGN invariants):
   - nothing changes before the plan is shown and confirmed, and nothing at all when LOCAL_DOMAIN would
     change (1) or a data-bearing resource would be replaced (3);
-  - an upgrade runs the pre-deployment migrations on the NEW image before the services roll; if they fail,
-    the app change set is dropped and the old version keeps serving (4);
+  - an upgrade first takes a backup named for the versions (waited for; deploy.backup_run), then runs the
+    pre-deployment migrations on the NEW image before the services roll; if either fails, the app change
+    set is dropped and the old version keeps serving (4, 6);
   - a failed rollout is rolled back by CloudFormation, and the error says so, why, and what to run next (4).
 """
 
@@ -142,11 +143,16 @@ def protect_data_stack(run: Run) -> None:
         run.out.line(f"  termination protection enabled on {target.data_stack}")
 
 
+def image_parameters(tags: Tags) -> dict[str, str]:
+    """The app stack's image-tag parameters: a release changes these and nothing else."""
+    return {"MastodonImageTag": tags.mastodon, "StreamingImageTag": tags.streaming, "BackupImageTag": tags.backup}
+
+
 def install(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOptions) -> Outcome:
     """First install: the app stack with services at zero (data tasks start), db:prepare, the Owner account,
     then the services switched on."""
     target = run.target
-    params = {**plans.app_params, "MastodonImageTag": tags.mastodon, "StreamingImageTag": tags.streaming}
+    params = {**plans.app_params, **image_parameters(tags)}
     arns = bootstrap.require_arns(target)
     params.update(AppSecretArn=arns.app, DatabaseSecretArn=arns.database, RedisSecretArn=arns.redis)
     run.out.step(f"{'Creating' if not state.app_exists else 'Updating'} {target.app_stack} with services at zero")
@@ -199,7 +205,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     migrate = new_images and not opts.skip_migrations
     app_plan = plans.app
     if app_plan.deferred:
-        params = {**plans.app_params, "MastodonImageTag": tags.mastodon, "StreamingImageTag": tags.streaming}
+        params = {**plans.app_params, **image_parameters(tags)}
         app_plan = app_change_set(run, app_plan.template, params, allow_data_replacement=opts.allow_data_replacement)
     serving = state.deployed_tags.describe() if state.deployed_tags else ""
     if not app_plan.has_changes:
@@ -207,10 +213,17 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     new_image, _ = handoff.image_refs(target, tags)
     if new_images and opts.skip_migrations:
         run.out.warn("rollback: migrations are not reverted; the older version runs on the newer database schema")
-    # The asset export and the pre-deployment migrations depend on nothing but the new image: they run side by
-    # side, and the rollout waits for both (bench/upgrade.py: this takes the export off the critical path).
+    # The asset export depends on nothing but the new image: it runs beside the pre-upgrade backup and the
+    # pre-deployment migrations, which wait for the backup; the rollout waits for all (bench/upgrade.py).
+    notes: list[str] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
         export = pool.submit(handoff.export_assets, run, tags, skip=opts.skip_assets) if new_images else None
+        try:
+            if migrate:
+                notes.append(pre_upgrade_backup(run, state, tags, opts, serving))
+        except BaseException:
+            stacks.discard(target, app_plan)
+            raise
         result = jobs.run_job(run, "migrate-pre", None, timeout=opts.timeout, image=new_image) if migrate else None
         try:
             if export is not None:
@@ -230,7 +243,6 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     ensure_owner_before_rollout(run, app_plan, serving, opts)
     run.out.step(f"Updating {target.app_stack}")
     if opts.no_wait:
-        notes = []
         if migrate:
             run.out.warn(
                 "post-deployment migrations not run (--no-wait): when the rollout is done, run "
@@ -250,7 +262,35 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
                 "read the log lines ('mastofargate logs migrate'), fix the cause, then run "
                 "'mastofargate run -- bundle exec rails db:migrate'",
             )
-    return Outcome(True, tags=tags)
+    return Outcome(True, tags=tags, notes=notes)
+
+
+def pre_upgrade_backup(run: Run, state: State, tags: Tags, opts: DeployOptions, serving: str) -> str:
+    """A backup named for the versions, waited for, before an upgrade's migrations change the schema: a failed
+    migration can then be undone with 'mastofargate restore'. Its failure stops the deploy before anything
+    changed. Returns the report's note."""
+    from mastofargate.deploy import backup_jobs, backup_run
+
+    label = backup_jobs.upgrade_label(state.deployed_tags.mastodon if state.deployed_tags else None, tags.mastodon)
+    if run.target.config.deployment.database != "rds" and not backup_run.backup_task_exists(run):
+        # The app stack predates the backup task (it arrives with this very update): nothing can dump yet.
+        run.out.warn(
+            "no pre-upgrade backup: the app stack has no backup task yet (this deploy adds it); after it, "
+            "'mastofargate backup --wait' takes one"
+        )
+        return "pre-upgrade backup NOT taken (the backup task arrives with this deploy)"
+    try:
+        backup = backup_run.take(run, label, wait=True, timeout=opts.timeout)
+    except MastofargateError as e:
+        raise MastofargateError(
+            f"The pre-upgrade backup failed; nothing was changed and the old version ({serving or '?'}) is still "
+            "serving.",
+            why=f"{e.what}{' ' + e.why if e.why else ''}",
+            fix="fix the cause ('mastofargate backup --wait' tries the backup alone), then run 'mastofargate "
+            "deploy' again",
+            exit_code=e.exit_code,
+        ) from None
+    return f"pre-upgrade backup: {backup.describe()} (undo with 'mastofargate restore --from {backup.id}')"
 
 
 def ensure_owner_before_rollout(run: Run, app_plan: stacks.Plan, serving: str, opts: DeployOptions) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from mastofargate import images
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import DeployOptions, Tags
-from mastofargate.deploy.preflight import State, check_images
+from mastofargate.deploy.preflight import State, check_images, settle_backup_tag
 from mastofargate.errors import MastofargateError, UsageError
 from mastofargate.images.context import images_dir_for
 from mastofargate.images.progress import make_display
@@ -26,6 +26,7 @@ def settle_images(run: Run, state: State, opts: DeployOptions) -> Tags:
             fix="push the images ('mastofargate images push'), then run 'mastofargate deploy' again with "
             "--mastodon-tag/--streaming-tag or --images-json (or use --build)",
         )
+    state.tags = settle_backup_tag(run.target, state.tags)
     if not state.images_verified:
         check_images(run.target, state.tags)
         state.images_verified = True
@@ -38,9 +39,9 @@ def build_and_push(run: Run, opts: DeployOptions) -> Tags:
     with make_display(to_stderr=False) as display:
         results = images.push_images(request, display)
     tags = {r.image: r.tag for r in results}
-    if "mastodon" not in tags or "streaming" not in tags:
-        raise MastofargateError("The image pipeline did not return both images (mastodon and streaming).")
-    return Tags(tags["mastodon"], tags["streaming"])
+    if not {"mastodon", "streaming", "backup"} <= set(tags):
+        raise MastofargateError("The image pipeline did not return all three images (mastodon, streaming, backup).")
+    return Tags(tags["mastodon"], tags["streaming"], tags["backup"])
 
 
 def image_refs(target: Target, tags: Tags) -> tuple[str, str]:

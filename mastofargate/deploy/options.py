@@ -5,7 +5,7 @@ The command layer builds these from its flags; nothing below it reads flags, the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_TIMEOUT = 3600.0
@@ -13,12 +13,17 @@ DEFAULT_TIMEOUT = 3600.0
 
 @dataclass(frozen=True)
 class Tags:
-    """The two images a release runs."""
+    """The two images a release runs, and the backup image (Postgres + pgBackRest + pgtask.py) the backup tasks
+    and the Postgres task run. The backup image does not follow Mastodon's version: a release is the two
+    Mastodon tags (they alone decide whether migrations run, so `backup` takes no part in comparisons); the
+    backup tag is carried along, "" until it is settled (preflight.settle_backup_tag)."""
 
     mastodon: str
     streaming: str
+    backup: str = field(default="", compare=False)
 
     def describe(self) -> str:
+        """The release (the two Mastodon images); the backup image is reported on its own where it matters."""
         return f"mastodon {self.mastodon}, streaming {self.streaming}"
 
 

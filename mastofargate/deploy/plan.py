@@ -40,6 +40,7 @@ def app_parameters(arns: bootstrap.SecretArns | None, tags: Tags | None, service
     return {
         "MastodonImageTag": tags.mastodon if tags else NOT_YET,
         "StreamingImageTag": tags.streaming if tags else NOT_YET,
+        "BackupImageTag": tags.backup if tags and tags.backup else NOT_YET,
         "AppSecretArn": arns.app if arns else "(created by deploy)",
         "DatabaseSecretArn": arns.database if arns else "(created by deploy)",
         "RedisSecretArn": arns.redis if arns else "(created by deploy)",

@@ -68,12 +68,16 @@ def preflight(run: Run, images: ImageChoice, *, need_tags: bool) -> State:
             "'mastofargate images push', then 'mastofargate deploy --mastodon-tag T --streaming-tag T' (or "
             "--images-json, or --build to do both)",
         )
+    if tags is not None and stacks.exists(data):
+        tags = settle_backup_tag(target, tags)
     state = State(data, app, tags, deployed)
     if tags is not None and stacks.exists(data):
         check_images(target, tags)
         state.images_verified = True
     if tags is not None:
         out.line(f"  images: {tags.describe()}" + (f" (deployed: {deployed.describe()})" if deployed else ""))
+        if tags.backup:
+            out.line(f"  backup image: {tags.backup}" + (f" (deployed: {deployed.backup})" if deployed else ""))
         warn_version_mismatch(run, tags)
     return state
 
@@ -209,7 +213,7 @@ def deployed_tags(app: StackState | None) -> Tags | None:
         return None
     params = app.parameters
     if params.get("MastodonImageTag") and params.get("StreamingImageTag"):
-        return Tags(params["MastodonImageTag"], params["StreamingImageTag"])
+        return Tags(params["MastodonImageTag"], params["StreamingImageTag"], params.get("BackupImageTag", ""))
     return None
 
 
@@ -218,7 +222,8 @@ def requested_tags(images: ImageChoice, deployed: Tags | None) -> Tags | None:
     after the data stack exists (--build on a first install, or nothing given yet)."""
     if images.images_json is not None:
         tags = tags_from_images_json(images.images_json)
-        return Tags(images.mastodon_tag or tags.mastodon, images.streaming_tag or tags.streaming)
+        backup = tags.backup or (deployed.backup if deployed else "")
+        return Tags(images.mastodon_tag or tags.mastodon, images.streaming_tag or tags.streaming, backup)
     if images.build:
         if images.mastodon_tag or images.streaming_tag:
             raise UsageError("--build makes its own tags; leave out --mastodon-tag/--streaming-tag")
@@ -231,7 +236,7 @@ def requested_tags(images: ImageChoice, deployed: Tags | None) -> Tags | None:
                 "Only one image tag was given and none is deployed yet.",
                 fix="pass both --mastodon-tag and --streaming-tag (as printed by 'mastofargate images push')",
             )
-        return Tags(mastodon, streaming)
+        return Tags(mastodon, streaming, deployed.backup if deployed else "")
     return deployed
 
 
@@ -247,28 +252,63 @@ def tags_from_images_json(path: Path) -> Tags:
     if isinstance(data, list):
         data = {str(item.get("name") or item.get("image")): item for item in data if isinstance(item, dict)}
     found: dict[str, str] = {}
-    for image in ("mastodon", "streaming"):
+    for image in ("mastodon", "streaming", "backup"):
         entry = data.get(image) if isinstance(data, dict) else None
         if isinstance(entry, dict):
             entry = entry.get("tag") or entry.get("ref") or entry.get("reference") or entry.get("uri")
         if isinstance(entry, str) and entry:
             found[image] = entry.rsplit(":", 1)[-1] if ":" in entry.rsplit("/", 1)[-1] else entry
-    if set(found) != {"mastodon", "streaming"}:
+    if not {"mastodon", "streaming"} <= set(found):
         raise UsageError(
             f"{path} does not name both images (mastodon and streaming).",
             fix="pass the output of 'mastofargate images push --json', or --mastodon-tag and --streaming-tag",
         )
-    return Tags(found["mastodon"], found["streaming"])
+    return Tags(found["mastodon"], found["streaming"], found.get("backup", ""))
+
+
+def settle_backup_tag(target: Target, tags: Tags) -> Tags:
+    """`tags` with the backup image's tag: the one given (--images-json, --build) or deployed, else the newest
+    image `mastofargate images push` put into the backup repository (it pushes all three images)."""
+    if tags.backup:
+        return tags
+    from mastofargate.stack.registry import repository_names
+
+    repo = repository_names(target.name)["backup"]
+    newest: tuple[Any, str] | None = None
+    try:
+        with aws.aws_errors(f"listing the images of {repo}"):
+            for page in (
+                target.client("ecr")
+                .get_paginator("describe_images")
+                .paginate(repositoryName=repo, filter={"tagStatus": "TAGGED"})
+            ):
+                for detail in page.get("imageDetails", []):
+                    for tag in detail.get("imageTags", []):
+                        if newest is None or detail["imagePushedAt"] > newest[0]:
+                            newest = (detail["imagePushedAt"], tag)
+    except NotFound:
+        newest = None
+    if newest is None:
+        raise UsageError(
+            f"The backup image is not in {repo}. Nothing was rolled out.",
+            why="the backup tasks (and a Postgres task) run it; 'mastofargate images push' builds and pushes it "
+            "with the Mastodon images",
+            fix="run 'mastofargate images push' (or 'mastofargate deploy --build'), then deploy again",
+        )
+    return Tags(tags.mastodon, tags.streaming, newest[1])
 
 
 def check_images(target: Target, tags: Tags) -> None:
-    """Both tags must be in the stack's ECR repositories before anything rolls."""
+    """Every tag must be in the stack's ECR repositories before anything rolls."""
     from mastofargate.stack.registry import repository_names
 
     repos = repository_names(target.name)
     ecr = target.client("ecr")
     missing = []
-    for image, tag in (("mastodon", tags.mastodon), ("streaming", tags.streaming)):
+    wanted = [("mastodon", tags.mastodon), ("streaming", tags.streaming)] + (
+        [("backup", tags.backup)] if tags.backup else []
+    )
+    for image, tag in wanted:
         try:
             with aws.aws_errors(f"looking up image {repos[image]}:{tag}"):
                 ecr.describe_images(repositoryName=repos[image], imageIds=[{"imageTag": tag}])

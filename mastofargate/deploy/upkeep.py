@@ -193,3 +193,80 @@ def safety_problems(
         if held:
             problems.append(f"service(s) {', '.join(held)} held at zero tasks: run 'mastofargate deploy'")
     return problems
+
+
+# A nightly backup plus a day of slack (one failed night is retried the next): older means a problem. RDS
+# keeps its point-in-time window within minutes of now while its backups work.
+BACKUP_MAX_AGE = timedelta(days=2)
+# The drill runs monthly: a month, plus a week of slack for a failed run retried the next time.
+DRILL_MAX_AGE = timedelta(days=38)
+
+
+def backup_status(
+    target: Target, data: StackFacts | None, now: datetime | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The newest usable backup (time, kind, age) and the last drill's result, and the problems they show:
+    no backup newer than BACKUP_MAX_AGE (backup_jobs.overdue), a failed last drill, or none for longer than
+    DRILL_MAX_AGE — each only once the data stack is older than that. A few calls: RDS's window and
+    snapshots or the dump listing (no manifests, no AWS Backup vault: those hold no newer database backup),
+    and one metric query."""
+    from mastofargate.deploy import backup_jobs
+    from mastofargate.deploy.backups import human_age, newest, restore_points
+
+    now = now or datetime.now(UTC)
+    points = restore_points(target, manifests=0, aws_backup=False)
+    best = newest(points)
+    drill = last_drill(target, now - DRILL_MAX_AGE - timedelta(days=2), now)
+    info: dict[str, Any] = {
+        "newest": {
+            "time": best.time.isoformat(timespec="seconds"),
+            "kind": best.kind,
+            "id": best.id,
+            "age_seconds": int(best.age(now).total_seconds()),
+        }
+        if best
+        else None,
+        "overdue": False,
+        "max_age_seconds": int(BACKUP_MAX_AGE.total_seconds()),
+        "last_drill": drill,
+    }
+    problems: list[str] = []
+    old_enough = data is not None and data.created < now - BACKUP_MAX_AGE
+    if old_enough and backup_jobs.overdue(points, BACKUP_MAX_AGE, now):
+        info["overdue"] = True
+        since = f"the newest is {human_age(best.age(now))} old" if best else "there is none"
+        problems.append(
+            f"no backup newer than {BACKUP_MAX_AGE.days} days ({since}): take one with 'mastofargate backup "
+            "--wait' and see 'mastofargate logs backup'"
+        )
+    if drill is not None and not drill["succeeded"]:
+        problems.append(
+            f"the last restore drill FAILED ({drill['time']}): run 'mastofargate backup verify' and see "
+            "'mastofargate logs backup'"
+        )
+    elif drill is None and data is not None and data.created < now - DRILL_MAX_AGE:
+        problems.append(f"no restore drill in the last {DRILL_MAX_AGE.days} days: run 'mastofargate backup verify'")
+    return info, problems
+
+
+def last_drill(target: Target, since: datetime, now: datetime) -> dict[str, Any] | None:
+    """The newest DrillSucceeded data point (hourly minimum: a failure in the hour wins), or None."""
+    from mastofargate.stack.backups import METRIC_NAMESPACE
+
+    with aws.aws_errors("reading the restore drill's metric"):
+        found = target.client("cloudwatch").get_metric_statistics(
+            Namespace=METRIC_NAMESPACE,
+            MetricName="DrillSucceeded",
+            Dimensions=[{"Name": "Server", "Value": target.name}],
+            StartTime=since,
+            EndTime=now + timedelta(minutes=5),
+            Period=3600,
+            Statistics=["Minimum"],
+        )["Datapoints"]
+    if not found:
+        return None
+    point = max(found, key=lambda d: d["Timestamp"])
+    return {
+        "time": point["Timestamp"].astimezone(UTC).isoformat(timespec="seconds"),
+        "succeeded": point["Minimum"] >= 1,
+    }

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from mastofargate.errors import UsageError
 
-IMAGES = ("mastodon", "streaming")
+IMAGES = ("mastodon", "streaming", "backup")
+# The backup image's context: its Dockerfile and the task script, copied to PGTASK_PATH (stack/pgbackrest.py).
+PGTASK_FILE = "pgtask.py"
 OVERLAY_DIR = "overlay"
 # Left out of the overlay: the folder's own instructions, and dotfiles (.DS_Store, .gitkeep, editor files).
 OVERLAY_README = "README.md"
@@ -63,7 +65,7 @@ class ContextFile:
 class ImageSource:
     """One image's build inputs, read from disk."""
 
-    image: str  # "mastodon" | "streaming"
+    image: str  # "mastodon" | "streaming" | "backup"
     dockerfile: Path
     files: tuple[ContextFile, ...]  # Dockerfile first, then overlay files sorted by path
     overlay: tuple[str, ...] = ()  # overlay paths relative to /opt/mastodon
@@ -193,6 +195,11 @@ def read_source(image: str, images_dir: Path) -> ImageSource:
         )
     files = [ContextFile("Dockerfile", dockerfile.read_bytes())]
     overlay: list[str] = []
+    if image == "backup":
+        # always mastofargate's own script: the tasks' commands (deploy/backup_jobs.py) are written for it
+        from mastofargate.resources import data_path
+
+        files.append(ContextFile(PGTASK_FILE, (data_path("backup") / PGTASK_FILE).read_bytes(), executable=True))
     if image == "mastodon":
         extra = read_overlay(images_dir / image / OVERLAY_DIR)
         files += extra

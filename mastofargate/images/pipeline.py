@@ -19,6 +19,7 @@ from mastofargate.images.context import IMAGES, ImageSpec, read_source
 from mastofargate.images.progress import LiveDisplay, PlainDisplay, human_bytes
 from mastofargate.images.registry import Registry, check_host, connect, default_host
 from mastofargate.stack.registry import repository_names
+from mastofargate.stack.services import POSTGRES_IMAGE
 
 Display = PlainDisplay | LiveDisplay
 PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
@@ -35,6 +36,7 @@ class Request:
     registry: str | None = None
     mastodon_base: str | None = None
     streaming_base: str | None = None
+    postgres_base: str | None = None
     platform: str | None = None
 
 
@@ -65,20 +67,29 @@ def platform_for(config: Config, override: str | None) -> str:
     return override
 
 
+def postgres_major(config: Config) -> str:
+    return config.rds.postgres_version.split(".")[0]
+
+
 def default_bases(config: Config) -> dict[str, str]:
     version = config.deployment.mastodon_version
     return {
         "MASTODON_BASE": f"ghcr.io/mastodon/mastodon:{version}",
         "STREAMING_BASE": f"ghcr.io/mastodon/mastodon-streaming:{version}",
+        # the image the Postgres task ran before it ran the backup image (stack/services.py)
+        "POSTGRES_BASE": POSTGRES_IMAGE.format(major=postgres_major(config)),
     }
 
 
-def _plan(client: Any, req: Request, host: str, registry: Registry | None) -> list[_Plan]:
+def _plan(
+    client: Any, req: Request, host: str, registry: Registry | None, only: tuple[str, ...] = IMAGES
+) -> list[_Plan]:
     platform = platform_for(req.config, req.platform)
     version = req.config.deployment.mastodon_version
     refs = default_bases(req.config)
     refs["MASTODON_BASE"] = req.mastodon_base or refs["MASTODON_BASE"]
     refs["STREAMING_BASE"] = req.streaming_base or refs["STREAMING_BASE"]
+    refs["POSTGRES_BASE"] = req.postgres_base or refs["POSTGRES_BASE"]
     resolved: dict[str, engine.Base] = {}
 
     def base(arg: str) -> engine.Base:
@@ -91,19 +102,28 @@ def _plan(client: Any, req: Request, host: str, registry: Registry | None) -> li
 
     plans = []
     repos = repository_names(req.config.aws.name)
-    for image in IMAGES:
+    for image in only:
         source = read_source(image, req.images_dir)
-        if image == "mastodon":
+        tag_prefix = version
+        target: str | None = None
+        if image == "backup":
+            # follows the Postgres major, not Mastodon's version: e.g. pg17-0123456789ab
+            arg_names, target, extra, tag_prefix = ["POSTGRES_BASE"], None, {}, f"pg{postgres_major(req.config)}"
+        elif image == "mastodon":
             arg_names = ["MASTODON_BASE"] + (["STREAMING_BASE"] if source.recompile_assets else [])
-            target: str | None = TARGET_RECOMPILED if source.recompile_assets else TARGET_WEB
+            target = TARGET_RECOMPILED if source.recompile_assets else TARGET_WEB
             extra = {"RECOMPILE_ASSETS": "1" if source.recompile_assets else "0"}
         else:
             arg_names, target, extra = ["STREAMING_BASE"], None, {}
         bases = {arg: base(arg) for arg in arg_names}
         spec = ImageSpec(
             source=source,
-            version=version,
-            buildargs={"MASTODON_VERSION": version, **{a: b.build_ref for a, b in bases.items()}, **extra},
+            version=tag_prefix,
+            buildargs={
+                **({} if image == "backup" else {"MASTODON_VERSION": version}),
+                **{a: b.build_ref for a, b in bases.items()},
+                **extra,
+            },
             target=target,
             base_digests={a: b.digest for a, b in bases.items()},
             platform=platform,
@@ -175,9 +195,10 @@ def push_images(req: Request, display: Display) -> list[ImageResult]:
     return results
 
 
-def image_refs(req: Request) -> dict[str, str]:
-    """The references `push` would use, without building or pushing (for `images assets`)."""
+def image_refs(req: Request, only: tuple[str, ...] = IMAGES) -> dict[str, str]:
+    """The references `push` would use for `only` these images, without building or pushing (for `images
+    assets`, which needs the web image's alone: no other base is looked up)."""
     client = engine.connect()
     host = check_host(req.registry) if req.registry else default_host(req.config)
     registry = connect(host)
-    return {plan.spec.image: plan.ref for plan in _plan(client, req, host, registry)}
+    return {plan.spec.image: plan.ref for plan in _plan(client, req, host, registry, only)}

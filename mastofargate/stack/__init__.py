@@ -9,6 +9,7 @@ from troposphere import Template
 
 from mastofargate.config import Config
 from mastofargate.stack import (
+    backup_tasks,
     backups,
     cache,
     cluster,
@@ -30,7 +31,7 @@ from mastofargate.stack import (
 from mastofargate.stack.context import Build
 
 DATA_BUILDERS = (network, secrets, registry, database, dbsetup, cache, media, mail, backups)
-APP_BUILDERS = (iam, cluster, edge, services, jobs, observability, spot, storage)
+APP_BUILDERS = (iam, cluster, edge, services, jobs, backup_tasks, observability, spot, storage)
 
 
 def build(config: Config) -> dict[str, Template]:

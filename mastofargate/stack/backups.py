@@ -26,6 +26,9 @@ NONCURRENT_DAYS = 7
 # CloudWatch metrics the backup tasks publish (pgtask.py --publish NAMESPACE --server NAME), dimension Server:
 # BackupSucceeded (each dump), DrillSucceeded and BackupAgeSeconds (each drill). Alarms watch them.
 METRIC_NAMESPACE = "Mastofargate/Backups"
+# ... and with `database = "task"` the Postgres task's pgBackRest keeper: WalArchiveFailing (1/0, every 10 min).
+METRICS = ("BackupSucceeded", "DrillSucceeded", "BackupAgeSeconds")
+ARCHIVE_METRIC = "WalArchiveFailing"
 
 
 def add(b: Build) -> None:

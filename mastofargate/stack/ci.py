@@ -4,7 +4,7 @@ Three roles, each trusted only for the configured repository (`[ci] repository`)
 run (the token's `sub` claim, matched exactly):
   plan    - pull requests: read the stacks and create/delete change sets; never execute one (denied
             explicitly), never read a secret's value (a pull request's code runs with this role);
-  images  - pushes to the main branch: push to this server's two ECR repositories;
+  images  - pushes to the main branch: push to this server's ECR repositories (mastodon, streaming, backup);
   deploy  - the deploy job in the protected environment: what `mastofargate deploy` calls, on this
             server's stacks, cluster, task definitions, secrets, log groups, buckets and parameters.
 CloudFormation applies the change sets with a fourth role, trusted only by CloudFormation and passable
@@ -24,6 +24,7 @@ from troposphere import GetAtt, Output, Ref, Sub, Template, iam
 
 from mastofargate import names
 from mastofargate.config import Config
+from mastofargate.stack.registry import repository_names
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 AUDIENCE = "sts.amazonaws.com"
@@ -101,8 +102,8 @@ class _Names:
 
     def repositories(self) -> list[Sub]:
         return [
-            Sub(f"{_ARN}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{self.name}/{image}")
-            for image in ("mastodon", "streaming")
+            Sub(f"{_ARN}:ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{repo}")
+            for repo in repository_names(self.name).values()
         ]
 
     def bucket(self, purpose: str, objects: str | None = None) -> Sub:
@@ -132,6 +133,15 @@ class _Names:
         return [
             Sub(f"{_ARN}:ecs:${{AWS::Region}}:${{AWS::AccountId}}:task-definition/{family}:*")
             for family in self.families
+        ]
+
+    def database_snapshots(self) -> list[Sub]:
+        """The RDS instance and its snapshots (ids begin with the name, or b- and the name)."""
+        base = f"{_ARN}:rds:${{AWS::Region}}:${{AWS::AccountId}}"
+        return [
+            Sub(f"{base}:db:{names.db_instance(self.name)}"),
+            Sub(f"{base}:snapshot:{self.name}-*"),
+            Sub(f"{base}:snapshot:b-{self.name}-*"),
         ]
 
     def app_roles(self) -> Sub:
@@ -331,6 +341,13 @@ def deploy_policy(n: _Names) -> dict[str, Any]:
         _statement(
             "ReadJobLogs", ["logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams"], n.log_groups()
         ),
+        _statement(
+            # deploy's pre-upgrade backup (deploy/backup_run.py): a tagged manual snapshot of the server's RDS
+            # instance, waited for; snapshot ids start with the server's name (backup_jobs.snapshot_id)
+            "PreUpgradeSnapshot",
+            ["rds:CreateDBSnapshot", "rds:AddTagsToResource", "rds:DescribeDBSnapshots"],
+            n.database_snapshots(),
+        ),
         _statement("RegistryLogin", ["ecr:GetAuthorizationToken"], ["*"]),  # asset export pulls the web image
         _statement("PullImages", ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], n.repositories()),
         _statement(
@@ -509,7 +526,7 @@ def build_ci(config: Config, families: list[str], *, functions: bool = False) ->
     subs = subjects(config)
     roles = {
         "plan": ("PlanRole", plan_policy(n), "Pull requests: read and plan (change sets are never executed)"),
-        "images": ("ImagesRole", images_policy(n), "Pushes to the main branch: push to the two image repositories"),
+        "images": ("ImagesRole", images_policy(n), "Pushes to the main branch: push to the image repositories"),
         "deploy": ("DeployRole", deploy_policy(n), "The deploy job (protected environment): mastofargate deploy"),
         "cloudformation": (
             "CloudFormationRole",

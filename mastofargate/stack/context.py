@@ -30,6 +30,7 @@ T = TypeVar("T", bound=AWSObject)
 APP_PARAMETERS: dict[str, str] = {
     "MastodonImageTag": "Tag of the pre-baked Mastodon image (web, sidekiq, jobs) in ECR",
     "StreamingImageTag": "Tag of the pre-baked streaming image in ECR",
+    "BackupImageTag": "Tag of the backup image in ECR (Postgres + pgBackRest + pgtask.py; backup tasks, Postgres task)",
     "AppSecretArn": "ARN of the Secrets Manager secret holding SECRET_KEY_BASE, VAPID and encryption keys",
     "DatabaseSecretArn": "ARN of the Secrets Manager secret holding the Postgres password",
     "RedisSecretArn": "ARN of the Secrets Manager secret holding the Redis password and URL",

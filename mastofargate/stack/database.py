@@ -270,7 +270,8 @@ def vault_access_policy() -> dict[str, object]:
 
 
 def _backup(b: Build) -> None:
-    """Daily backups kept 35 days, weekly kept 13 weeks, of the database and the EFS file system."""
+    """Daily backups kept 35 days, weekly kept 13 weeks, of RDS and of an EFS file system that holds no
+    Postgres; the vault stays in every shape (Retain: earlier recovery points live there)."""
     t = b.data
     vault = b.add(
         t,
@@ -284,6 +285,18 @@ def _backup(b: Build) -> None:
     )
     vault.DeletionPolicy = "Retain"
     vault.UpdateReplacePolicy = "Retain"
+    resources = []
+    if b.config.deployment.database == "rds":
+        resources.append(Sub("arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:${Database}"))
+    # Only what is safe to copy file by file: AWS Backup copies an EFS file system file by file while it
+    # changes, which a live Postgres data directory does not survive (it may not start when restored), and
+    # EFS backups cannot leave one directory out. So the file system is covered only while no Postgres lives
+    # on it (the Redis task's append-only file); the Postgres task is backed up by pgBackRest and the
+    # nightly dump instead (stack/backup_tasks.py).
+    if b.config.deployment.database != "task" and b.config.deployment.cache == "task":
+        resources.append(GetAtt("FileSystem", "Arn"))
+    if not resources:
+        return
     rule = dict(TargetBackupVault=Ref(vault), StartWindowMinutes=60, CompletionWindowMinutes=480)
     plan = b.add(
         t,
@@ -326,12 +339,6 @@ def _backup(b: Build) -> None:
         ),
         "Role AWS Backup uses to take backups (not to restore them)",
     )
-    resources = []
-    if b.config.deployment.database == "rds":
-        resources.append(Sub("arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:${Database}"))
-    if b.config.deployment.database == "task" or b.config.deployment.cache == "task":
-        # Only with data stores on it: Caddy's certificates alone are re-obtainable and not worth a backup.
-        resources.append(GetAtt("FileSystem", "Arn"))
     b.add(
         t,
         backup.BackupSelection(

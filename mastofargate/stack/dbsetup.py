@@ -78,7 +78,8 @@ def environment(b: Build) -> dict[str, object]:
 
 
 def add(b: Build) -> None:
-    from mastofargate.stack.services import image  # services imports the app-side builders; keep this one light
+    # the official Postgres image (psql), not the backup image: that one lives in the app stack's release
+    from mastofargate.stack.services import POSTGRES_IMAGE  # services imports the app-side builders
 
     t = b.data
     secret_arn = b.data_param("DatabaseSecretArn")
@@ -138,7 +139,7 @@ def add(b: Build) -> None:
     )
     container = ecs.ContainerDefinition(
         Name=CONTAINER,
-        Image=image(b, "postgres"),
+        Image=POSTGRES_IMAGE.format(major=b.config.rds.postgres_version.split(".")[0]),
         Essential=True,
         Memory=MEMORY,  # the whole task, as a hard limit and reservation like every other container's
         MemoryReservation=MEMORY,

@@ -1,19 +1,20 @@
 """Least-privilege IAM roles, written with awacs.
 
-- execution role: pull this server's two images, write its log groups, read exactly its three secrets
+- execution role: pull this server's three images, write its log groups, read exactly its three secrets
   (no AWS managed policy: AmazonECSTaskExecutionRolePolicy allows every repository and log group);
 - Mastodon task role (web, Sidekiq, one-off jobs): the media bucket and nothing else, plus ECS Exec;
 - with the direct edge, the task holding web and Caddy has its own role: Mastodon's, plus mounting Caddy's
   certificate directory on EFS (so Sidekiq's role cannot reach the site's private key);
 - streaming: no task role at all (it needs no AWS API), so no credentials and no ECS Exec;
-- data task role (Postgres/Redis tasks): their EFS access points only; no ECS Exec into a database;
+- data task role (Redis task): its EFS access point only; no ECS Exec into a data store;
 - ECS Exec sessions: their own KMS key (`ExecKey`), which the task role may only decrypt with, and which
   encrypts the session transcripts; the data key is never reachable from a task;
-- data task role with the Postgres task: the backup bucket too (pgBackRest archives WAL from inside the
-  Postgres container);
+- Postgres task role: its EFS access point, and only the pgbackrest/ prefix of the backup bucket (pgBackRest
+  archives WAL and takes base backups from inside the Postgres container; the dumps are out of its reach),
+  and the backup metrics (WalArchiveFailing);
 - backup task role (one-off dump, verify and restore-drill tasks): the backup bucket and its metrics only;
-- scheduler role: run the maintenance task definition, tag the tasks it starts, pass only our two roles,
-  and write failed invocations to the schedules' dead-letter queue.
+- scheduler role: run the maintenance and backup task definitions, tag the tasks it starts, pass only the
+  roles those tasks use, and write failed invocations to the schedules' dead-letter queue.
 No static AWS keys exist anywhere: tasks get credentials from their role.
 """
 
@@ -30,12 +31,12 @@ from awacs import s3 as s3_actions
 from awacs import secretsmanager as sm_actions
 from awacs import sqs as sqs_actions
 from awacs import ssmmessages
-from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from awacs.sts import AssumeRole
 from troposphere import GetAtt, Join, Sub, iam
 
 from mastofargate import names
-from mastofargate.stack.backups import METRIC_NAMESPACE
+from mastofargate.stack.backups import METRIC_NAMESPACE, PGBACKREST_PREFIX
 from mastofargate.stack.context import Build
 from mastofargate.stack.registry import repository_names
 from mastofargate.stack.secrets import secret_names
@@ -116,6 +117,46 @@ def _backup_statements(b: Build) -> list[Statement]:
             Effect=Allow,
             Action=[s3_actions.ListBucket, s3_actions.GetBucketLocation],
             Resource=[bucket],
+        ),
+        Statement(
+            Sid="BackupKey",
+            Effect=Allow,
+            Action=[kms_actions.Decrypt, kms_actions.GenerateDataKey],
+            Resource=[b.imported("KeyArn")],
+        ),
+    ]
+
+
+def _mount_statement(b: Build, role: str) -> Statement:
+    return Statement(
+        Sid="MountOwnDirectory",
+        Effect=Allow,
+        Action=[efs_actions.ClientMount, efs_actions.ClientWrite],
+        Resource=[b.imported("FileSystemArn")],
+        Condition=Condition(
+            StringEquals("elasticfilesystem:AccessPointArn", [b.imported(f"{role.capitalize()}AccessPointArn")])
+        ),
+    )
+
+
+def _pgbackrest_statements(b: Build) -> list[Statement]:
+    """pgBackRest's repository only: objects under pgbackrest/ (it deletes what it expires), listings of
+    that prefix, and the key the bucket encrypts with."""
+    bucket = b.imported("BackupBucketArn")
+    prefix = PGBACKREST_PREFIX.rstrip("/")
+    return [
+        Statement(
+            Sid="PgbackrestObjects",
+            Effect=Allow,
+            Action=BACKUP_ACTIONS,
+            Resource=[Join("", [bucket, f"/{prefix}/*"])],
+        ),
+        Statement(
+            Sid="PgbackrestListing",
+            Effect=Allow,
+            Action=[s3_actions.ListBucket],
+            Resource=[bucket],
+            Condition=Condition(StringLike("s3:prefix", [f"{prefix}/*"])),
         ),
         Statement(
             Sid="BackupKey",
@@ -232,27 +273,21 @@ def add(b: Build) -> None:
             ],
         )
     cfg = b.config.deployment
-    if cfg.database == "task" or cfg.cache == "task":
-        aps = [
-            b.imported(f"{r.capitalize()}AccessPointArn")
-            for r, on in (("postgres", cfg.database == "task"), ("redis", cfg.cache == "task"))
-            if on
-        ]
+    if cfg.database == "task":
+        _role(
+            b,
+            "PostgresTaskRole",
+            "ecs-tasks.amazonaws.com",
+            "Postgres task: its EFS directory and pgBackRest's prefix of the backup bucket (no ECS Exec)",
+            [_mount_statement(b, "postgres"), *_pgbackrest_statements(b), _backup_metric_statement()],
+        )
+    if cfg.cache == "task":
         _role(
             b,
             "DataTaskRole",
             "ecs-tasks.amazonaws.com",
-            "Postgres/Redis tasks: their EFS directories only (no ECS Exec into a database)",
-            [
-                Statement(
-                    Sid="MountOwnDirectory",
-                    Effect=Allow,
-                    Action=[efs_actions.ClientMount, efs_actions.ClientWrite],
-                    Resource=[b.imported("FileSystemArn")],
-                    Condition=Condition(StringEquals("elasticfilesystem:AccessPointArn", aps)),
-                ),
-                *(_backup_statements(b) if cfg.database == "task" else []),
-            ],
+            "Redis task: its EFS directory only (no ECS Exec into a data store)",
+            [_mount_statement(b, "redis")],
         )
     _role(
         b,
@@ -265,13 +300,16 @@ def add(b: Build) -> None:
         b,
         "SchedulerRole",
         "scheduler.amazonaws.com",
-        "Lets EventBridge Scheduler start and tag the maintenance task, and record failures",
+        "Lets EventBridge Scheduler start and tag the maintenance and backup tasks, and record failures",
         [
             Statement(
                 Sid="RunMaintenance",
                 Effect=Allow,
                 Action=[ecs_actions.RunTask],
-                Resource=[Sub(arn % ("ecs", f"task-definition/{b.name}-tootctl:*"))],
+                Resource=[
+                    Sub(arn % ("ecs", f"task-definition/{b.name}-tootctl:*")),
+                    Sub(arn % ("ecs", f"task-definition/{b.name}-backup:*")),
+                ],
                 Condition=Condition(ArnEquals("ecs:cluster", GetAtt("Cluster", "Arn"))),
             ),
             Statement(
@@ -287,7 +325,11 @@ def add(b: Build) -> None:
                 Sid="PassTaskRoles",
                 Effect=Allow,
                 Action=[iam_actions.PassRole],
-                Resource=[GetAtt("ExecutionRole", "Arn"), GetAtt("MastodonTaskRole", "Arn")],
+                Resource=[
+                    GetAtt("ExecutionRole", "Arn"),
+                    GetAtt("MastodonTaskRole", "Arn"),
+                    GetAtt("BackupTaskRole", "Arn"),
+                ],
                 Condition=Condition(StringEquals("iam:PassedToService", "ecs-tasks.amazonaws.com")),
             ),
             Statement(

@@ -70,7 +70,7 @@ def add(b: Build) -> None:
             # scheduler role needs no KMS permission to drop a message here.
             KmsMasterKeyId="alias/aws/sqs",
         ),
-        "Scheduled maintenance runs EventBridge Scheduler could not start (alarmed; shown by status)",
+        "Scheduled runs (maintenance, backups) EventBridge Scheduler could not start (alarmed; shown by status)",
     )
     for name, (command, env, description) in JOBS.items():
         title = "".join(p.capitalize() for p in name.split("-")) + "TaskDefinition"

@@ -113,7 +113,7 @@ def add(b: Build) -> None:
     _alarm(
         b,
         "ScheduleDeadLetterAlarm",
-        "A scheduled maintenance run (media or preview-card cleanup) could not be started",
+        "A scheduled run (media or preview-card cleanup, nightly dump, restore drill) could not be started",
         "AWS/SQS",
         "ApproximateNumberOfMessagesVisible",
         {"QueueName": GetAtt("ScheduleDeadLetterQueue", "QueueName")},

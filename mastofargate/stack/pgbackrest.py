@@ -2,7 +2,8 @@
 
 Point-in-time recovery as RDS has it: every WAL segment is pushed to S3 as soon as it is full or
 ARCHIVE_TIMEOUT_SECONDS after the last commit (so at most about a minute of writes is at risk), and
-full backups taken by a scheduled one-off task are the starting points a restore replays WAL onto.
+full backups, taken inside the Postgres task every FULL_BACKUP_DAYS by the entrypoint's keeper
+(pgtask.py pgbackrest-keeper), are the starting points a restore replays WAL onto.
 
 Everything is configured through pgBackRest's PGBACKREST_* environment variables (every option has one),
 so the task definition carries the whole configuration and no file has to be written into the image.
@@ -27,6 +28,7 @@ ARCHIVE_TIMEOUT_SECONDS = 60
 # Full backups kept by count: with a weekly full backup, two of them give 7-14 days of point-in-time
 # recovery (RDS's default automated-backup window is 7). pgBackRest expires older WAL with them.
 RETENTION_FULL = 2
+FULL_BACKUP_DAYS = 7
 PGTASK_PATH = "/usr/local/bin/pgtask.py"
 
 

@@ -13,7 +13,9 @@ from mastofargate.stack.media import private_bucket
 
 # How many tagged images to keep: enough to roll back several releases; the rest costs storage.
 KEEP_IMAGES = 15
-IMAGES = ("mastodon", "streaming")
+# mastodon and streaming: Mastodon's release images, re-tagged; backup: the Postgres image plus pgBackRest and
+# pgtask.py, run by the backup tasks and, with `database = "task"`, by the Postgres task itself.
+IMAGES = ("mastodon", "streaming", "backup")
 
 
 def repository_names(stack_name: str) -> dict[str, str]:

@@ -14,8 +14,10 @@ from dataclasses import replace
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationautoscaling, ecs, servicediscovery
 
 from mastofargate.sizing import ServiceSize
-from mastofargate.stack import cache, direct_edge, entrypoints, queue_metrics
+from mastofargate.stack import cache, direct_edge, entrypoints, pgbackrest, queue_metrics
+from mastofargate.stack.backups import METRIC_NAMESPACE
 from mastofargate.stack.context import Build, logical
+from mastofargate.stack.database import DB_USER
 from mastofargate.stack.edge import HEALTH_PATHS, PORTS
 from mastofargate.stack.environment import mastodon_environment
 from mastofargate.stack.network import POSTGRES_PORT, REDIS_PORT, subnet_ids
@@ -43,7 +45,8 @@ def image(b: Build, role: str) -> Join | str:
     if role == "streaming":
         return Join("", [b.imported("StreamingRepositoryUri"), ":", b.app_param("StreamingImageTag")])
     if role == "postgres":
-        return POSTGRES_IMAGE.format(major=b.config.rds.postgres_version.split(".")[0])
+        # the backup image: this Postgres (POSTGRES_IMAGE is its base) plus pgBackRest and pgtask.py
+        return Join("", [b.imported("BackupRepositoryUri"), ":", b.app_param("BackupImageTag")])
     if role == "redis":
         return REDIS_IMAGE
     return Join("", [b.imported("MastodonRepositoryUri"), ":", b.app_param("MastodonImageTag")])
@@ -130,7 +133,9 @@ def container(
         # The shipped entrypoint: an EFS lock so one Postgres owns the data directory, fast shutdown on
         # SIGTERM, TLS, memory settings from the container budget (mastofargate/data/postgres-entrypoint.sh).
         props["EntryPoint"] = ["bash", "-c", entrypoints.script(entrypoints.POSTGRES), "mastofargate-postgres"]
-        props["Environment"] = _env(postgres_environment(b, size))
+        # continuous WAL archiving to the backup bucket (stack/pgbackrest.py), as `postgres -c` settings
+        props["Command"] = [arg for k, v in pgbackrest.postgres_settings().items() for arg in ("-c", f"{k}={v}")]
+        props["Environment"] = _env({**postgres_environment(b, size), **pgbackrest_environment(b)})
         props["Secrets"] = _secrets(b, [SecretRef("POSTGRES_PASSWORD", "database", "password")])
         props["MountPoints"] = [ecs.MountPoint(ContainerPath="/var/lib/postgresql/data", SourceVolume="data")]
     elif role == "redis":
@@ -160,11 +165,29 @@ def postgres_environment(b: Build, size: ServiceSize) -> dict[str, str]:
     return {
         "POSTGRES_USER": "mastodon",
         "POSTGRES_DB": "mastodon_production",
-        "PGDATA": "/var/lib/postgresql/data/pgdata",
+        "PGDATA": PGDATA,
         "POSTGRES_MEMORY_MB": str(size.container_memory),
         "POSTGRES_MAX_CONNECTIONS": str(b.config.max_connections),
         "POSTGRES_TLS": "on",
     }
+
+
+PGDATA = "/var/lib/postgresql/data/pgdata"
+
+
+def pgbackrest_environment(b: Build) -> dict[str, object]:
+    """pgBackRest's whole configuration (its repository in the backup bucket's pgbackrest/ prefix), and the
+    keeper's schedule: a full backup every FULL_BACKUP_DAYS (the entrypoint runs it; see stack/backup_tasks.py
+    for why a scheduled task cannot)."""
+    env: dict[str, object] = dict(pgbackrest.repository_environment("", b.config.aws.region, pg_path=PGDATA))
+    env["PGBACKREST_REPO1_S3_BUCKET"] = b.imported("BackupBucketName")
+    env["PGBACKREST_PG1_USER"] = DB_USER
+    env["POSTGRES_FULL_BACKUP_DAYS"] = str(pgbackrest.FULL_BACKUP_DAYS)
+    # the keeper reports whether WAL reaches S3 (alarm WalArchiveFailing, stack/backup_tasks.py)
+    env["POSTGRES_METRICS_NAMESPACE"] = METRIC_NAMESPACE
+    env["POSTGRES_METRICS_SERVER"] = b.name
+    env["AWS_DEFAULT_REGION"] = Ref("AWS::Region")  # Debian's boto3 1.26 reads this one
+    return env
 
 
 def redis_environment(size: ServiceSize, *, tls: bool) -> dict[str, str]:
@@ -241,7 +264,7 @@ def task_role(size: ServiceSize, direct: bool = False) -> str | None:
         return None
     if size.role == "web" and direct:
         return direct_edge.TASK_ROLE
-    return {"postgres": "DataTaskRole", "redis": "DataTaskRole"}.get(size.role, "MastodonTaskRole")
+    return {"postgres": "PostgresTaskRole", "redis": "DataTaskRole"}.get(size.role, "MastodonTaskRole")
 
 
 # ECS Exec only where an operator needs a Rails console or tootctl: never into a database or Redis, nor

@@ -11,7 +11,12 @@ the database secret.
     pgtask.py verify --from s3://BUCKET/dumps/X.dump [--scratch] [--expect-schema V] [--into NAME]
     pgtask.py verify --from s3://BUCKET/dumps/ --scratch --publish NS --server NAME    the drill: newest dump
     pgtask.py check [--expect-schema V]                       the checks alone, on the connected database
+    pgtask.py switch --restored NEW --keep-old-as OLD [--database NAME]   a restore's rename swap
     pgtask.py pgbackrest ARGS...                               pgBackRest with the ECS task role's credentials
+    pgtask.py pgbackrest-keeper [--full-days 7] [--interval 600] [--publish NS --server NAME]
+                                                               in the Postgres task: stanza-create, then a full
+                                                               backup whenever the newest is too old, and
+                                                               WalArchiveFailing 1/0 each --interval
 
 A dump is complete only when its manifest (`<dump>.json`: size, sha256, server and pg_dump versions,
 Mastodon's schema version, row counts) exists: the manifest is written last. `verify` restores a dump into
@@ -32,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -519,6 +525,38 @@ def check(expect_schema: str | None) -> dict[str, Any]:
     return {"ok": True, "schema_version": got, "counts": counts(), **facts}
 
 
+DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def switch(restored: str, keep_old_as: str, database: str) -> dict[str, Any]:
+    """`database` renamed to `keep_old_as` and `restored` to `database`, in one transaction (ALTER DATABASE
+    RENAME may run inside one), from the maintenance database `postgres`. Sessions still connected to either
+    are ended first (Postgres refuses to rename a database in use); the services are stopped by the caller."""
+    for name in (restored, keep_old_as, database):
+        if not DATABASE_NAME.fullmatch(name):
+            raise TaskError(f"{name!r}: a database name of lowercase letters, digits and _ is required.", 2)
+    env = {**os.environ, "PGDATABASE": "postgres"}
+    present = {r[0] for r in psql("SELECT datname FROM pg_database", env=env)}
+    if restored not in present:
+        raise TaskError(f"There is no database {restored} to switch to.")
+    if database not in present:
+        raise TaskError(f"There is no database {database} to switch from.")
+    if keep_old_as in present:
+        raise TaskError(f"A database {keep_old_as} exists already; the current one cannot be kept under that name.")
+    psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname IN ('{database}', '{restored}') AND pid <> pg_backend_pid()",
+        env=env,
+    )
+    psql(
+        f'BEGIN; ALTER DATABASE "{database}" RENAME TO "{keep_old_as}"; '
+        f'ALTER DATABASE "{restored}" RENAME TO "{database}"; COMMIT',
+        env=env,
+    )
+    log(f"switched: {database} is now the restored database; the previous one is kept as {keep_old_as}")
+    return {"ok": True, "database": database, "kept_as": keep_old_as}
+
+
 def publish(namespace: str, server: str, result: dict[str, Any], command: str) -> None:
     """The outcome as CloudWatch metrics (dimension Server), for the alarms of DESIGN invariant 6: a dump
     puts BackupSucceeded 1/0 (an alarm treating missing data as breaching notices when none succeeded for
@@ -564,7 +602,7 @@ def task_role_credentials() -> dict[str, str] | None:
     }
 
 
-def run_pgbackrest(args: list[str]) -> int:
+def _pgbackrest_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     if not env.get("PGBACKREST_REPO1_S3_KEY"):
         creds = task_role_credentials()
@@ -573,7 +611,114 @@ def run_pgbackrest(args: list[str]) -> int:
     exe = shutil.which("pgbackrest")
     if not exe:
         raise TaskError("pgbackrest is not installed in this image.", exit_code=2)
-    return subprocess.run([exe, *args], env=env).returncode
+    return [exe, *args], env
+
+
+def run_pgbackrest(args: list[str]) -> int:
+    command, env = _pgbackrest_command(args)
+    return subprocess.run(command, env=env).returncode
+
+
+# --- the Postgres task's own base backups ---------------------------------------------------------------
+#
+# pgBackRest reads the data directory and reaches Postgres over its Unix socket, so only the Postgres task
+# can take a base backup (a scheduled task cannot: it would need the data directory mounted a second time,
+# or pgBackRest's TLS server running in the Postgres task). The entrypoint starts this keeper beside the
+# postmaster. It decides from the repository itself (`pgbackrest info`), not from a timer, so a restarted
+# task neither repeats a backup nor forgets one that is due: the first start gets a full backup at once,
+# then one every --full-days. pgBackRest expires older backups, and the WAL they need, after each one
+# (repo1-retention-full).
+
+
+def newest_full_backup(info: list[dict[str, Any]]) -> float | None:
+    """Stop time (epoch seconds) of the newest full backup in `pgbackrest info --output=json`."""
+    stops = [
+        float(b["timestamp"]["stop"]) for stanza in info for b in stanza.get("backup", []) if b.get("type") == "full"
+    ]
+    return max(stops) if stops else None
+
+
+def full_backup_due(full_days: float, now: float | None = None) -> bool:
+    command, env = _pgbackrest_command(["info", "--output=json"])
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise TaskError(f"pgbackrest info failed: {result.stderr.strip() or result.stdout.strip()}")
+    newest = newest_full_backup(json.loads(result.stdout or "[]"))
+    return newest is None or (now or time.time()) - newest >= full_days * 86400
+
+
+def local_connection() -> dict[str, str]:
+    """libpq settings for the local server as pgBackRest reaches it (its socket, port and user)."""
+    env = {k: v for k, v in os.environ.items() if k != "PGSSLMODE"}
+    for pg, backrest in (("PGHOST", "SOCKET_PATH"), ("PGPORT", "PORT"), ("PGUSER", "USER")):
+        if os.environ.get(f"PGBACKREST_PG1_{backrest}"):
+            env[pg] = os.environ[f"PGBACKREST_PG1_{backrest}"]
+    env["PGDATABASE"] = "postgres"
+    return env
+
+
+def archive_failing(env: dict[str, str] | None = None) -> bool:
+    """True when the server's latest archive_command attempt failed (pg_stat_archiver: the last failure is
+    newer than the last success). Postgres retries a failed segment until it succeeds, so this clears by
+    itself once archiving works again."""
+    rows = psql(
+        "SELECT coalesce(extract(epoch FROM last_archived_time), 0), "
+        "coalesce(extract(epoch FROM last_failed_time), 0) FROM pg_stat_archiver",
+        env=env,
+    )
+    archived, failed = (float(x) for x in rows[0])
+    return failed > archived
+
+
+def publish_archive_state(namespace: str, server: str, failing: bool) -> None:
+    """WalArchiveFailing 1/0 (dimension Server): an alarm mails the admin while WAL is not reaching S3."""
+    try:
+        aws_client("cloudwatch", "CLOUDWATCH").put_metric_data(
+            Namespace=namespace,
+            MetricData=[
+                {
+                    "MetricName": "WalArchiveFailing",
+                    "Value": 1.0 if failing else 0.0,
+                    "Unit": "Count",
+                    "Dimensions": [{"Name": "Server", "Value": server}],
+                }
+            ],
+        )
+    except Exception as e:  # a metric that cannot be sent must not stop the base backups
+        log(f"pgbackrest keeper: could not publish WalArchiveFailing: {e}")
+
+
+def keeper(full_days: float, interval: float, retry: float, publish: tuple[str, str] | None = None) -> int:
+    """stanza-create (idempotent; retried until Postgres and the bucket answer), then forever: a full backup
+    when due, and (with `publish`) whether WAL archiving works. Failures are logged and retried; WAL
+    archiving itself (archive_command) does not depend on this process."""
+    log(f"pgbackrest keeper: a full backup every {full_days:g} days, checked every {interval:g} s")
+    while run_pgbackrest(["stanza-create"]) != 0:
+        log(f"pgbackrest keeper: stanza-create failed; retrying in {retry:g} s (WAL archiving fails until it works)")
+        if publish:
+            publish_archive_state(*publish, failing=True)
+        time.sleep(retry)
+    log("pgbackrest keeper: stanza ready")
+    while True:
+        try:
+            failing = archive_failing(local_connection())
+            if failing:
+                log("pgbackrest keeper: WAL archiving is failing (pg_stat_archiver); see archive-push errors above")
+            if publish:
+                publish_archive_state(*publish, failing=failing)
+        except TaskError as e:
+            log(f"pgbackrest keeper: {e}")
+        try:
+            if full_backup_due(full_days):
+                log("pgbackrest keeper: starting a full backup")
+                code = run_pgbackrest(["backup", "--type=full"])
+                log(f"pgbackrest keeper: full backup {'complete' if code == 0 else f'FAILED (exit {code})'}")
+                if code != 0:
+                    time.sleep(retry)
+                    continue
+        except TaskError as e:
+            log(f"pgbackrest keeper: {e}")
+        time.sleep(interval)
 
 
 # --- command line ---------------------------------------------------------------------------------------
@@ -598,18 +743,37 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="check the connected database (Mastodon's tables, schema, counts)")
     c.add_argument("--expect-schema", default=None)
     v.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
+    w = sub.add_parser("switch", help="rename the restored database into place, keeping the current one")
+    w.add_argument("--restored", required=True)
+    w.add_argument("--keep-old-as", required=True)
+    w.add_argument("--database", default=os.environ.get("PGDATABASE") or "mastodon_production")
     b = sub.add_parser("pgbackrest", help="run pgbackrest with the ECS task role's credentials")
     b.add_argument("args", nargs=argparse.REMAINDER)
+    k = sub.add_parser("pgbackrest-keeper", help="in the Postgres task: stanza-create, then full backups when due")
+    k.add_argument("--full-days", type=float, default=7.0, help="days between full backups")
+    k.add_argument("--interval", type=float, default=600.0, help="seconds between checks")
+    k.add_argument("--retry", type=float, default=60.0, help="seconds before a failed step is retried")
+    k.add_argument("--publish", metavar="NAMESPACE", help="put WalArchiveFailing 1/0 into CloudWatch metrics")
+    k.add_argument("--server", default="", help="value of the metrics' Server dimension (with --publish)")
     ns = parser.parse_args(argv)
     try:
         if ns.command == "pgbackrest":
             return run_pgbackrest(ns.args)
+        if ns.command == "pgbackrest-keeper":
+            if ns.full_days <= 0 or ns.interval <= 0 or ns.retry <= 0:
+                raise TaskError("--full-days, --interval and --retry must be positive.", exit_code=2)
+            if ns.publish and not ns.server:
+                raise TaskError("--publish needs --server NAME (the metrics' dimension).", exit_code=2)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            return keeper(ns.full_days, ns.interval, ns.retry, (ns.publish, ns.server) if ns.publish else None)
         if ns.command in ("dump", "verify") and ns.publish and not ns.server:
             raise TaskError("--publish needs --server NAME (the metrics' dimension).", exit_code=2)
         if ns.command == "dump":
             result = dump(Location.parse(ns.to), ns.label)
         elif ns.command == "check":
             result = check(ns.expect_schema)
+        elif ns.command == "switch":
+            result = switch(ns.restored, ns.keep_old_as, ns.database)
         else:
             result = verify(
                 Location.parse(ns.source),
