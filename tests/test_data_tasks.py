@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mastofargate.stack import entrypoints
+from mastofargate.stack import entrypoints, pgbackrest
 from tests.conftest import make_config
 from tests.test_templates import containers
 
@@ -29,7 +29,10 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 def test_postgres_runs_the_locking_entrypoint_with_tls_and_its_memory_budget(combo: tuple) -> None:
     pg = _by_name(combo, "postgres")
     assert pg["EntryPoint"] == ["bash", "-c", entrypoints.script(entrypoints.POSTGRES), "mastofargate-postgres"]
-    assert "Command" not in pg
+    # the entrypoint's arguments are extra `postgres -c` settings: continuous WAL archiving (stack/pgbackrest.py)
+    command = pg["Command"]
+    assert command[::2] == ["-c"] * (len(command) // 2)
+    assert dict(arg.split("=", 1) for arg in command[1::2]) == pgbackrest.postgres_settings()
     env = _env(pg)
     assert env["POSTGRES_TLS"] == "on"
     assert int(env["POSTGRES_MEMORY_MB"]) == pg["Memory"], "the budget is the container's hard limit"
