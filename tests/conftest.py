@@ -15,8 +15,17 @@ DATABASES = ("rds", "task")
 CACHES = ("elasticache", "task")
 ARCHES = ("arm64", "x86_64")
 SPOTS = (True, False)
-# Every profile x database x cache x arch x spot combination the issue asks to validate.
-COMBINATIONS = list(itertools.product(PROFILES, DATABASES, CACHES, ARCHES, SPOTS))
+# Every profile x database x cache x arch x spot combination the issue asks to validate (layout "split"),
+# and selected one-task shapes (personal only; arch changes nothing a split shape does not cover already):
+# the data stores in the task on Spot and on demand, RDS with a Redis container, and nothing but Mastodon.
+SPLIT_COMBINATIONS = [(*c, "split") for c in itertools.product(PROFILES, DATABASES, CACHES, ARCHES, SPOTS)]
+ONE_TASK_COMBINATIONS = [
+    ("personal", "task", "task", "arm64", True, "one-task"),
+    ("personal", "task", "task", "arm64", False, "one-task"),
+    ("personal", "rds", "task", "arm64", True, "one-task"),
+    ("personal", "rds", "elasticache", "x86_64", True, "one-task"),
+]
+COMBINATIONS = SPLIT_COMBINATIONS + ONE_TASK_COMBINATIONS
 
 
 def config_dict(**deployment: Any) -> dict[str, Any]:
@@ -42,9 +51,15 @@ def config_factory() -> Callable[..., Config]:
     return make_config
 
 
-def combo_id(combo: tuple[str, str, str, str, bool]) -> str:
-    profile, database, cache, arch, spot = combo
-    return f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}"
+def combo_id(combo: tuple[Any, ...]) -> str:
+    profile, database, cache, arch, spot, layout = combo
+    suffix = "" if layout == "split" else f"-{layout}"
+    return f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}{suffix}"
+
+
+def combo_config(combo: tuple[Any, ...]) -> Config:
+    profile, database, cache, arch, spot, layout = combo
+    return make_config(profile=profile, database=database, cache=cache, arch=arch, spot=spot, layout=layout)
 
 
 def plain_run(config: Config, interval: float = 0.05) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mastofargate.stack import build
-from tests.conftest import COMBINATIONS, combo_id, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id, make_config
 from tests.mastodon_reads import MASTODON_TAG, READS
 
 MIRROR = Path(os.environ.get("MASTODON_SOURCE", "/work/.mirror/glitch-soc+mastodon/repo"))
@@ -36,8 +36,7 @@ def kind(container: dict[str, Any]) -> str | None:
 
 @cache
 def mastodon_containers(combo: tuple) -> list[tuple[str, str, set[str]]]:
-    profile, database, cache_, arch, spot = combo
-    cfg = make_config(profile=profile, database=database, cache=cache_, arch=arch, spot=spot)
+    cfg = combo_config(combo)
     out = []
     for tpl in build(cfg).values():
         for title, res in tpl.to_dict()["Resources"].items():

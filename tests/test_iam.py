@@ -120,6 +120,7 @@ PRINCIPALS = {
     "ExecutionRole": "ecs-tasks.amazonaws.com",
     "MastodonTaskRole": "ecs-tasks.amazonaws.com",
     "DataTaskRole": "ecs-tasks.amazonaws.com",
+    "ServerTaskRole": "ecs-tasks.amazonaws.com",
     "BackupTaskRole": "ecs-tasks.amazonaws.com",
     "SchedulerRole": "scheduler.amazonaws.com",
     "BackupRole": "backup.amazonaws.com",
@@ -130,12 +131,12 @@ combos = pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c i
 
 
 def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]]:
-    _, database, cache, _, _ = combo
+    _, database, cache, _, _, _ = combo
     out = dict(ALLOWED)
     on = {"Postgres": database == "task", "Redis": cache == "task"}
     aps = [imported(f"{r}AccessPointArn") for r in ("Postgres", "Redis") if on[r]]
     if aps:
-        out["DataTaskRole"] = {
+        data = {
             "MountOwnDirectory": (
                 ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
                 [imported("FileSystemArn")],
@@ -143,6 +144,10 @@ def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], di
             ),
             **(BACKUP if on["Postgres"] else {}),  # pgBackRest archives WAL from inside the Postgres task
         }
+        if combo[5] == "one-task":  # Mastodon and its data stores in one task: one role holding both
+            out["ServerTaskRole"] = {**ALLOWED["MastodonTaskRole"], **data}
+        else:
+            out["DataTaskRole"] = data
     return out
 
 
@@ -185,16 +190,22 @@ def test_ecs_exec_only_where_an_operator_needs_it(combo: tuple) -> None:
         if res["Type"] != "AWS::ECS::Service":
             continue
         name = res["Properties"]["ServiceName"]
-        wants = name == "web" or name.startswith("sidekiq")
+        definition = res["Properties"]["TaskDefinition"]
+        refs = [d["Ref"] for d in definition["Fn::If"][1:]] if "Fn::If" in definition else [definition["Ref"]]
+        td = app[refs[0]]["Properties"]
+        names = {c["Name"] for c in td["ContainerDefinitions"]}
+        wants = bool(names & {"web", "sidekiq"})
         assert res["Properties"]["EnableExecuteCommand"] is wants, name
-        td = app[res["Properties"]["TaskDefinition"]["Ref"]]["Properties"]
-        role = td.get("TaskRoleArn", {}).get("Fn::GetAtt", [None])[0]
-        if name == "streaming":
-            assert role is None  # no AWS API at all: no credentials
-        elif name in ("postgres", "redis"):
-            assert role == "DataTaskRole"
-        else:
-            assert role == "MastodonTaskRole"
+        for ref in refs:
+            role = app[ref]["Properties"].get("TaskRoleArn", {}).get("Fn::GetAtt", [None])[0]
+            if names == {"streaming"}:
+                assert role is None  # no AWS API at all: no credentials
+            elif names <= {"postgres", "redis"}:
+                assert role == "DataTaskRole"
+            elif names & {"postgres", "redis"}:  # the one task: Mastodon with its data stores
+                assert role == "ServerTaskRole"
+            else:
+                assert role == "MastodonTaskRole"
     cluster = app["Cluster"]["Properties"]["Configuration"]["ExecuteCommandConfiguration"]
     assert cluster["KmsKeyId"] == imported("ExecKeyArn")
     assert app["ExecLogGroup"]["Properties"]["KmsKeyId"] == imported("ExecKeyArn")

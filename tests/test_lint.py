@@ -17,7 +17,7 @@ import pytest
 
 from mastofargate.render import template_text
 from mastofargate.stack import build
-from tests.conftest import COMBINATIONS, combo_id, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id, make_config
 
 pytestmark = pytest.mark.lint
 
@@ -28,8 +28,7 @@ def unique_templates() -> dict[str, str]:
     seen: dict[str, str] = {}
     out: dict[str, str] = {}
     for combo in COMBINATIONS:
-        profile, database, cache_, arch, spot = combo
-        cfg = make_config(profile=profile, database=database, cache=cache_, arch=arch, spot=spot)
+        cfg = combo_config(combo)
         for name, template in build(cfg).items():
             text = template_text(template, "yaml")
             digest = hashlib.sha256(text.encode()).hexdigest()
@@ -41,8 +40,8 @@ def unique_templates() -> dict[str, str]:
 
 def test_every_combination_is_covered() -> None:
     names = unique_templates()
-    assert len(COMBINATIONS) == 48
-    assert sum(n.endswith("-app") for n in names) == 48  # every app stack differs (arch, spot, sizes)
+    assert len(COMBINATIONS) == 52  # 48 split shapes and 4 one-task shapes
+    assert sum(n.endswith("-app") for n in names) == 52  # every app stack differs (arch, spot, sizes, layout)
     assert sum(n.endswith("-data") for n in names) == 12  # profile x database x cache
 
 

@@ -29,7 +29,7 @@ from mastofargate.stack.queue_metrics import (
     SIDECAR_SCRIPT,
     metrics_json,
 )
-from tests.conftest import COMBINATIONS, combo_id, config_dict, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id, config_dict, make_config
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,8 +228,7 @@ def test_an_idle_server_reports_zero_and_sidekiq_7_seconds_are_understood(redis:
 
 @pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c in COMBINATIONS])
 def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
-    profile, database, cache_, arch, spot = combo
-    cfg = make_config(profile=profile, database=database, cache=cache_, arch=arch, spot=spot)
+    cfg = combo_config(combo)
     app = build(cfg)["app"].to_dict()["Resources"]
     sidecars = []
     for title, res in app.items():
@@ -239,12 +238,14 @@ def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
             if c["Name"] == "queue-metrics":
                 sidecars.append((title, c))
     (scheduler,) = [s for s in cfg.resolved_services if "scheduler" in s.queue_names]
-    assert [t for t, _ in sidecars] == [f"{''.join(p.capitalize() for p in scheduler.name.split('-'))}TaskDefinition"]
+    task = cfg.task_of(scheduler.name)
+    assert task is not None
+    assert [t for t, _ in sidecars] == [f"{''.join(p.capitalize() for p in task.name.split('-'))}TaskDefinition"]
     _, c = sidecars[0]
     assert c["Essential"] is False and "Memory" not in c
     env = {e["Name"]: e["Value"] for e in c["Environment"]}
     secrets = {s["Name"] for s in c["Secrets"]}
-    assert secrets == ({"REDIS_URL"} if cache_ == "elasticache" else {"REDIS_PASSWORD"})
+    assert secrets == ({"REDIS_URL"} if cfg.deployment.cache == "elasticache" else {"REDIS_PASSWORD"})
     assert "REDISCLI_AUTH" in c["Command"][0] and "-a " not in c["Command"][0]  # no password on a command line
     assert env["METRICS_NAMESPACE"] == NAMESPACE and env["SERVER_NAME"] == "social"
 
@@ -259,8 +260,8 @@ def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
     titles = {w["properties"]["title"] for w in body["widgets"]}
     assert {"Task CPU %", "Task memory %", "Server errors (5xx)"} <= titles
     assert any("Sidekiq" in t for t in titles)
-    assert ("Database connections" in titles) == (database == "rds")
-    assert ("Database free storage" in titles) == (database == "rds")
+    assert ("Database connections" in titles) == (cfg.deployment.database == "rds")
+    assert ("Database free storage" in titles) == (cfg.deployment.database == "rds")
 
 
 # --- status --------------------------------------------------------------------------------------------

@@ -191,21 +191,22 @@ def add(b: Build) -> None:
     )
 
     bucket = b.imported("MediaBucketArn")
+    mastodon = [
+        Statement(Sid="MediaObjects", Effect=Allow, Action=MEDIA_ACTIONS, Resource=[Join("", [bucket, "/*"])]),
+        Statement(
+            Sid="MediaBucket",
+            Effect=Allow,
+            Action=[s3_actions.ListBucket, s3_actions.GetBucketLocation],
+            Resource=[bucket],
+        ),
+        *_exec_statements(b),
+    ]
     _role(
         b,
         "MastodonTaskRole",
         "ecs-tasks.amazonaws.com",
         "Mastodon (web, Sidekiq, jobs): the media bucket only, and ECS Exec",
-        [
-            Statement(Sid="MediaObjects", Effect=Allow, Action=MEDIA_ACTIONS, Resource=[Join("", [bucket, "/*"])]),
-            Statement(
-                Sid="MediaBucket",
-                Effect=Allow,
-                Action=[s3_actions.ListBucket, s3_actions.GetBucketLocation],
-                Resource=[bucket],
-            ),
-            *_exec_statements(b),
-        ],
+        mastodon,
     )
     cfg = b.config.deployment
     if cfg.database == "task" or cfg.cache == "task":
@@ -214,22 +215,33 @@ def add(b: Build) -> None:
             for r, on in (("postgres", cfg.database == "task"), ("redis", cfg.cache == "task"))
             if on
         ]
-        _role(
-            b,
-            "DataTaskRole",
-            "ecs-tasks.amazonaws.com",
-            "Postgres/Redis tasks: their EFS directories only (no ECS Exec into a database)",
-            [
-                Statement(
-                    Sid="MountOwnDirectory",
-                    Effect=Allow,
-                    Action=[efs_actions.ClientMount, efs_actions.ClientWrite],
-                    Resource=[b.imported("FileSystemArn")],
-                    Condition=Condition(StringEquals("elasticfilesystem:AccessPointArn", aps)),
-                ),
-                *(_backup_statements(b) if cfg.database == "task" else []),
-            ],
-        )
+        data = [
+            Statement(
+                Sid="MountOwnDirectory",
+                Effect=Allow,
+                Action=[efs_actions.ClientMount, efs_actions.ClientWrite],
+                Resource=[b.imported("FileSystemArn")],
+                Condition=Condition(StringEquals("elasticfilesystem:AccessPointArn", aps)),
+            ),
+            *(_backup_statements(b) if cfg.database == "task" else []),
+        ]
+        if any(g.packed and (g.has("postgres") or g.has("redis")) for g in b.config.tasks):
+            # The one task: Mastodon's processes and the data stores share a task, hence one role with both.
+            _role(
+                b,
+                "ServerTaskRole",
+                "ecs-tasks.amazonaws.com",
+                "The one task (Mastodon with its Postgres/Redis): the media bucket, ECS Exec, their EFS directories",
+                [*mastodon, *data],
+            )
+        else:
+            _role(
+                b,
+                "DataTaskRole",
+                "ecs-tasks.amazonaws.com",
+                "Postgres/Redis tasks: their EFS directories only (no ECS Exec into a database)",
+                data,
+            )
     _role(
         b,
         "BackupTaskRole",
