@@ -691,7 +691,9 @@ class Config(_Model):
                         f"container_memory or process settings under services.{c.name}"
                     )
             o = self.services.get(g.name)
-            wrong = [f for f in ServiceOverride.model_fields if f not in TASK_FIELDS and o and getattr(o, f) is not None]
+            wrong = [
+                f for f in ServiceOverride.model_fields if f not in TASK_FIELDS and o and getattr(o, f) is not None
+            ]
             if wrong:
                 raise ValueError(
                     f"services.{g.name}.{wrong[0]}: {g.name!r} is a task of several containers ({members}); "

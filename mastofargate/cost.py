@@ -555,8 +555,7 @@ def _rds(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
         )
         if props.get("EnableCloudwatchLogsExports"):
             w.assume(
-                "RDS exports its PostgreSQL log (slow statements and errors) to CloudWatch; counted in the log "
-                "volume."
+                "RDS exports its PostgreSQL log (slow statements and errors) to CloudWatch; counted in the log volume."
             )
 
 

@@ -202,7 +202,9 @@ def packed_row(row: ServiceSize, packings: tuple[Packing, ...]) -> ServiceSize:
 
 
 def task_groups(
-    rows: tuple[ServiceSize, ...], packings: tuple[Packing, ...], overrides: Mapping[str, Mapping[str, int]] | None = None
+    rows: tuple[ServiceSize, ...],
+    packings: tuple[Packing, ...],
+    overrides: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[TaskGroup, ...]:
     """The ECS services: one per packing that claims at least one row (in the order of its first row), and
     one per row no packing claims. `overrides` changes a packing's cpu, memory, desired, min or max by its name;
@@ -225,8 +227,18 @@ def task_groups(
             continue
         p = next(p for p in packings if p.name == item)
         desired, lo, hi = p.counts
-        v = {"cpu": p.cpu, "memory": p.memory, "desired": desired, "min": lo, "max": hi, **(overrides or {}).get(item, {})}
-        containers = tuple(replace(r, **v) for r in members[item])
+        v = {
+            "cpu": p.cpu,
+            "memory": p.memory,
+            "desired": desired,
+            "min": lo,
+            "max": hi,
+            **(overrides or {}).get(item, {}),
+        }
+        containers = tuple(
+            replace(r, cpu=v["cpu"], memory=v["memory"], desired=v["desired"], min=v["min"], max=v["max"])
+            for r in members[item]
+        )
         groups.append(TaskGroup(item, v["cpu"], v["memory"], containers, v["desired"], v["min"], v["max"], packed=True))
     return tuple(groups)
 

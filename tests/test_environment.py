@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mastofargate.stack import build
-from tests.conftest import COMBINATIONS, combo_config, combo_id, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id
 from tests.mastodon_reads import MASTODON_TAG, READS
 
 MIRROR = Path(os.environ.get("MASTODON_SOURCE", "/work/.mirror/glitch-soc+mastodon/repo"))

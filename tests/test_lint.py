@@ -17,7 +17,7 @@ import pytest
 
 from mastofargate.render import template_text
 from mastofargate.stack import build
-from tests.conftest import COMBINATIONS, combo_config, combo_id, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id
 
 pytestmark = pytest.mark.lint
 

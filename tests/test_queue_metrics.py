@@ -29,7 +29,7 @@ from mastofargate.stack.queue_metrics import (
     SIDECAR_SCRIPT,
     metrics_json,
 )
-from tests.conftest import COMBINATIONS, combo_config, combo_id, config_dict, make_config
+from tests.conftest import COMBINATIONS, combo_config, combo_id, config_dict
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]

@@ -67,7 +67,9 @@ def test_derived_environment_comes_from_the_row() -> None:
     front = make_config(profile="community").task_of("web")
     assert front is not None and front.name == "front" and front.roles == ("web", "streaming")
     web = front.member("web")
-    assert web is not None and front.peak_db_connections(web) == front.max * 2 * 2 * 5  # tasks x deploy x workers x pool
+    assert (
+        web is not None and front.peak_db_connections(web) == front.max * 2 * 2 * 5
+    )  # tasks x deploy x workers x pool
 
 
 def test_rds_max_connections_follows_the_formula() -> None:

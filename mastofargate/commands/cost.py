@@ -37,9 +37,8 @@ def cost(
         typer.Option("--compare", help="Every profile x database x cache x spot choice, with reference points."),
     ] = False,
     media_gb: Annotated[
-        float | None, typer.Option(
-            "--media-gb", callback=_media_gb, help="Media stored in S3, GB (default: the profile's)."
-        )
+        float | None,
+        typer.Option("--media-gb", callback=_media_gb, help="Media stored in S3, GB (default: the profile's)."),
     ] = None,
     live: Annotated[
         bool, typer.Option("--live", help="Current prices from the AWS Price List API (needs AWS credentials).")

@@ -70,10 +70,10 @@ def collect(target: Target) -> dict[str, Any]:
     url = None
     if stacks["app"]["status"]:
         url = target.stack_outputs(target.app_stack).get("Url")
-        names = [s.name for s in cfg.all_services]
+        names = [t.name for t in cfg.tasks]  # ECS services; a packed task lists its containers as its role
         found = ecs.describe_services(target, names)
         images = ecs.service_images(target, names)
-        roles = {s.name: s.role for s in cfg.all_services}
+        roles = {t.name: "+".join(t.roles) for t in cfg.tasks}
         services = [_service_row(n, roles[n], found.get(n), images.get(n, "")) for n in names]
         for row in services:
             if not row["exists"]:
@@ -89,7 +89,7 @@ def collect(target: Target) -> dict[str, Any]:
     if facts["app"] is not None:
         schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
         problems += schedule_problems
-    web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
+    web_tags = [r["image_tag"] for r in services if {"web", "sidekiq"} & set(r["role"].split("+")) and r["image_tag"]]
     running = mastodon_version(web_tags)
     return {
         "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
@@ -162,8 +162,10 @@ def sidekiq_queues(target: Target) -> dict[str, Any] | None:
     newest: dict[str, Any] | None = None
     with aws.aws_errors(f"reading the queue metrics in {group}"):
         try:
-            pages = target.client("logs").get_paginator("filter_log_events").paginate(
-                logGroupName=group, logStreamNamePrefix=f"{STREAM_PREFIX}/", startTime=start
+            pages = (
+                target.client("logs")
+                .get_paginator("filter_log_events")
+                .paginate(logGroupName=group, logStreamNamePrefix=f"{STREAM_PREFIX}/", startTime=start)
             )
             for page in pages:
                 for event in page.get("events", []):
@@ -238,8 +240,7 @@ def _upstream_line(data: dict[str, Any]) -> str | None:
     if up.get("newest") != up.get("newest_patch"):
         parts.append(f"newest {up['newest']}")
     return (
-        f"releases: BEHIND {up['pinned']} ({len(up['newer'])} newer: {', '.join(parts)}); "
-        "see 'mastofargate versions'"
+        f"releases: BEHIND {up['pinned']} ({len(up['newer'])} newer: {', '.join(parts)}); see 'mastofargate versions'"
     )
 
 

@@ -49,7 +49,7 @@ def ci_roles_stack(config: Config) -> CiRolesStack:
         raise UsageError(
             "the config names no repository for the CI roles",
             why="the roles trust GitHub Actions runs of one repository only",
-            fix='add [ci] repository = "owner/name" to mastofargate.toml (or run \'mastofargate init --repository\')',
+            fix="add [ci] repository = \"owner/name\" to mastofargate.toml (or run 'mastofargate init --repository')",
         )
     return CiRolesStack(names.ci_stack(config.aws.name), template.to_dict())
 

@@ -206,8 +206,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
             result,
             "Pre-deployment migrations failed on the new image; nothing was rolled out and the old version "
             f"({serving or '?'}) is still serving.",
-            "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' "
-            "again",
+            "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' again",
         )
     run.out.step(f"Updating {target.app_stack}")
     if opts.no_wait:
@@ -336,4 +335,3 @@ def report(run: Run, outcome: Outcome) -> None:
         run.out.line(f"  Mastodon: {outcome.version or config.deployment.mastodon_version} ({outcome.tags.describe()})")
     for note in outcome.notes:
         run.out.line(f"  {note}")
-

@@ -218,6 +218,4 @@ def explain(failure: StackFailed, plan: stacks.Plan, monitor: RolloutMonitor, se
             f"read 'mastofargate logs {service}'{likewise}, fix the cause (image, config, memory), then run "
             "'mastofargate deploy' again (or 'mastofargate rollback')"
         )
-    return StackFailed(
-        failure.stack, failure.logical_id, failure.status, failure.reason, what=what, why=why, fix=fix
-    )
+    return StackFailed(failure.stack, failure.logical_id, failure.status, failure.reason, what=what, why=why, fix=fix)

@@ -156,7 +156,9 @@ def container(
         props["EntryPoint"] = ["bash", "-c", entrypoints.script(entrypoints.POSTGRES), "mastofargate-postgres"]
         props["Environment"] = _env(postgres_environment(b, size, packed=packed))
         props["Secrets"] = _secrets(b, [SecretRef("POSTGRES_PASSWORD", "database", "password")])
-        props["MountPoints"] = [ecs.MountPoint(ContainerPath="/var/lib/postgresql/data", SourceVolume=volume_name(role, packed))]
+        props["MountPoints"] = [
+            ecs.MountPoint(ContainerPath="/var/lib/postgresql/data", SourceVolume=volume_name(role, packed))
+        ]
     elif role == "redis":
         # The shipped entrypoint: append-only file (everysec) on EFS, password via stdin, never as root.
         props["EntryPoint"] = ["bash", "-c", entrypoints.script(entrypoints.REDIS), "mastofargate-redis"]
