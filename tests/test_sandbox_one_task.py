@@ -90,6 +90,20 @@ def test_first_install_runs_one_service_whose_task_holds_every_container(world: 
         assert {c["name"] for c in data_only["containerDefinitions"]} == {"postgres", "redis"}
 
 
+def test_status_shows_the_one_service_and_its_containers(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        result = run_cli("status", "--config", str(world.config), "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        (row,) = data["services"]
+        assert row["name"] == "server" and (row["desired"], row["running"]) == (1, 1)
+        assert row["containers"] == ["web", "streaming", "sidekiq", "postgres", "redis"]
+        assert data["healthy"] and data["mastodon_version"]
+        plain = run_cli("status", "--config", str(world.config))
+        assert "service server: desired=1 running=1" in plain.output
+        assert "containers=web,streaming,sidekiq,postgres,redis" in plain.output
+
+
 def test_plan_says_the_rollout_takes_the_server_offline_and_how_long_the_last_took(world: World) -> None:
     with aws_env(world.sandbox.url):
         push_fake_images(TAG_B)
@@ -130,7 +144,6 @@ def test_a_failed_rollout_names_the_container_that_stopped_the_task(world: World
         assert "The rollout of server failed and CloudFormation rolled social-app back" in out
         # the task had six containers: the one that stopped it is named, with its exit code
         assert re.search(r"Essential container in task exited \(container web: [^)]*\), exit code 1", out), out
-        print(out)
         assert "mastofargate logs web" in out  # the container's own log group, not the service's
         ecs = boto3.client("ecs")
         (svc,) = ecs.describe_services(cluster="social", services=["server"])["services"]

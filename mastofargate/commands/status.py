@@ -76,6 +76,8 @@ def collect(target: Target) -> dict[str, Any]:
         roles = {t.name: "+".join(t.roles) for t in cfg.tasks}
         services = [_service_row(n, roles[n], found.get(n), images.get(n, "")) for n in names]
         for row in services:
+            row["containers"] = row["role"].split("+")
+        for row in services:
             if not row["exists"]:
                 problems.append(f"service {row['name']} does not exist")
             elif row["running"] != row["desired"]:
@@ -269,9 +271,10 @@ def render_plain(data: dict[str, Any]) -> None:
     if data.get("dashboard"):
         echo(f"dashboard: {data['dashboard']}")
     for row in data["services"]:
+        packed = f" containers={','.join(row['containers'])}" if len(row.get("containers", [])) > 1 else ""
         echo(
             f"service {row['name']}: desired={row['desired']} running={row['running']} pending={row['pending']} "
-            f"rollout={row['rollout_state'] or '-'} image={row['image_tag'] or '-'}"
+            f"rollout={row['rollout_state'] or '-'} image={row['image_tag'] or '-'}{packed}"
         )
     for job in data.get("schedules", []):
         echo(f"schedule {job['name']}: {job['schedule']} last success={job['last_success'] or 'none recorded'}")
@@ -304,8 +307,9 @@ def render_rich(data: dict[str, Any]) -> None:
         table = Table("service", "desired", "running", "pending", "rollout", "image tag")
         for row in data["services"]:
             ok = row["exists"] and row["running"] == row["desired"] and row["rollout_state"] != "FAILED"
+            containers = row.get("containers", [])
             table.add_row(
-                escape(row["name"]),
+                escape(row["name"] + (f" ({', '.join(containers)})" if len(containers) > 1 else "")),
                 str(row["desired"]),
                 f"[{'green' if ok else 'red'}]{row['running']}[/]",
                 str(row["pending"]),
