@@ -333,3 +333,48 @@ def test_community_front_task_scales_and_keeps_sidekiq_apart() -> None:
     assert res["FrontScalableTarget"]["Properties"]["MaxCapacity"] == {"Fn::If": ["ServicesOn", 3, 0]}
     assert "SidekiqService" in res
     assert res["FrontTaskDefinition"]["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": ["MastodonTaskRole", "Arn"]}
+
+
+# --- failures in a task of several containers ---------------------------------------------------------
+
+
+def test_the_container_that_stopped_a_task_of_several_is_named() -> None:
+    """ECS stops the other containers after an essential one exits (143/137, no reason): they are not the
+    cause. A reason (OutOfMemoryError) or an unhealthy mark wins over an exit code; one container: no name."""
+    from mastofargate.deploy.ecs import stopped_task
+
+    def task(*containers: dict[str, Any]) -> Any:
+        return {
+            "taskArn": "arn:aws:ecs:us-east-1:1:task/c/abc",
+            "stoppedReason": "Essential container in task exited",
+            "containers": list(containers),
+        }
+
+    sigterm = {"name": "web", "exitCode": 143}
+    crashed = {"name": "sidekiq", "exitCode": 1}
+    oom = {"name": "postgres", "exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"}
+    unhealthy = {"name": "streaming", "exitCode": 143, "healthStatus": "UNHEALTHY"}
+    assert stopped_task(task(sigterm, crashed)).container == "sidekiq"
+    assert stopped_task(task(sigterm, crashed, oom)).container == "postgres"
+    assert stopped_task(task(crashed, unhealthy)).container == "streaming"
+    one = stopped_task(task(sigterm, crashed, oom))
+    assert (
+        one.summary
+        == (
+            "Essential container in task exited (container postgres: OutOfMemoryError: Container killed due to memory "
+            "usage)"
+        )
+        and one.exit_code == 137
+    )
+    alone = stopped_task(task({"name": "web", "exitCode": 1}))
+    assert alone.summary == "Essential container in task exited" and alone.exit_code == 1
+
+
+def test_a_failed_rollout_points_at_the_log_group_of_the_container() -> None:
+    from mastofargate.deploy.rollout import log_name
+    from tests.conftest import plain_run
+
+    run = plain_run(make_config(layout="one-task", database="task", cache="task"))
+    assert log_name(run, "server", "sidekiq") == "sidekiq" and log_name(run, "server", "postgres") == "postgres"
+    split = plain_run(make_config(profile="large"))
+    assert log_name(split, "sidekiq-default", "sidekiq") == "sidekiq-default"  # a task of one: the service's
