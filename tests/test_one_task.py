@@ -222,6 +222,10 @@ def test_data_stores_start_healthy_first_and_stop_last_within_the_spot_warning()
             {"ContainerName": "redis", "Condition": "HEALTHY"},
         ], name
         assert c["StopTimeout"] == PACKED_APP_STOP_SECONDS
+    assert containers["queue-metrics"]["DependsOn"] == [{"ContainerName": "redis", "Condition": "HEALTHY"}]
+    assert containers["web"]["HealthCheck"]["StartPeriod"] == 180  # Puma shares half a vCPU with Sidekiq's boot
+    # Postgres may wait for the EFS lock of a task that died (150 s) before it answers its health check
+    assert containers["postgres"]["HealthCheck"]["StartPeriod"] >= 150
     for name in ("postgres", "redis"):
         c = containers[name]
         assert "DependsOn" not in c and "HealthCheck" in c and c["Essential"] is True

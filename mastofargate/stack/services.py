@@ -73,9 +73,13 @@ def image(b: Build, role: str) -> Join | str:
 
 
 def grace_period(size: ServiceSize) -> int:
-    """Seconds ECS ignores failing health checks after start: Puma boots slowly on a quarter vCPU."""
+    """Seconds ECS ignores failing health checks after start: Puma boots slowly on a quarter vCPU (or on half
+    of one shared with Sidekiq's boot in the one task); Postgres may first wait for the EFS lock of a task
+    that died (up to its POSTGRES_LOCK_WAIT, 150 s: an NFS lease)."""
     if size.role == "web":
-        return 180 if size.cpu <= 256 else 120
+        return 180 if size.cpu <= 512 else 120
+    if size.role == "postgres":
+        return 180
     return 30
 
 
@@ -326,7 +330,12 @@ def _service(b: Build, task: TaskGroup) -> None:
     containers = [container(b, size, task=task) for size in task.containers]
     if task.packed and task.has("web"):
         pass  # edge = "direct": Caddy joins the task holding web here (one line: containers.append(...))
-    containers += [_queue_metrics_sidecar(b, size) for size in task.containers if queue_metrics.wanted(size)]
+    for size in task.containers:
+        if queue_metrics.wanted(size):
+            sidecar = _queue_metrics_sidecar(b, size)
+            if task.packed and task.has("redis"):  # it reads Redis: start after it, stop before it
+                sidecar.DependsOn = [ecs.ContainerDependency(ContainerName="redis", Condition="HEALTHY")]
+            containers.append(sidecar)
     td = task_definition(
         b,
         f"{key}TaskDefinition",
