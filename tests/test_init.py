@@ -28,6 +28,7 @@ FLAGS = [
     "--admin-email",
     "--mastodon-version",
     "--repository",
+    "--layout",
     "--yes",
     "--config",
 ]
@@ -105,11 +106,14 @@ def test_bad_or_missing_input_exits_2_and_writes_nothing(tmp_path: Path, args: l
 def test_interactive_prompts_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The terminal is simulated (CliRunner has no TTY): only `stdin_is_tty` is replaced."""
     monkeypatch.setattr("mastofargate.ui.stdin_is_tty", lambda: True)
-    answers = "\n".join(["social.example.org", "personal", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", ""])
+    answers = "\n".join(
+        ["social.example.org", "personal", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", "one-task", ""]
+    )
     result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "m.toml")], input=answers + "\n")
     assert result.exit_code == 0, result.output
     cfg = load_config(tmp_path / "m.toml")
     assert cfg.aws.hosted_zone_id == "Z0123456789EXAMPLE" and cfg.deployment.spot is False
+    assert cfg.deployment.layout == "one-task"  # asked: the personal profile offers it
 
 
 def test_certificate_arn_instead_of_zone(tmp_path: Path) -> None:
