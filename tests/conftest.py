@@ -52,13 +52,14 @@ def config_factory() -> Callable[..., Config]:
 
 
 def combo_id(combo: tuple[Any, ...]) -> str:
-    profile, database, cache, arch, spot, layout = combo
+    """`profile-database-cache-arch-spot[-layout]`; a combination without a layout is a split one."""
+    profile, database, cache, arch, spot, layout = (*combo, "split")[:6]
     suffix = "" if layout == "split" else f"-{layout}"
     return f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}{suffix}"
 
 
 def combo_config(combo: tuple[Any, ...]) -> Config:
-    profile, database, cache, arch, spot, layout = combo
+    profile, database, cache, arch, spot, layout = (*combo, "split")[:6]
     return make_config(profile=profile, database=database, cache=cache, arch=arch, spot=spot, layout=layout)
 
 
