@@ -419,6 +419,16 @@ class Logs(_Model):
         return v
 
 
+class Efs(_Model):
+    """The file system of the Postgres/Redis tasks (and of the direct edge's certificates)."""
+
+    throughput: Literal["bursting", "elastic"] = Field(
+        "bursting",
+        description="bursting: no charge per GB read or written, throughput from burst credits (an alarm warns "
+        "when they run low); elastic: any throughput, $0.03/GB read and $0.06/GB written.",
+    )
+
+
 class ServiceOverride(_Model):
     """Overrides of one service's documented size; unset fields keep the profile's number."""
 
@@ -528,6 +538,7 @@ class Config(_Model):
     media: Media = Field(default_factory=Media)
     smtp: Smtp = Field(default_factory=Smtp)
     logs: Logs = Field(default_factory=Logs)
+    efs: Efs = Field(default_factory=Efs)
     ci: Ci = Field(default_factory=Ci)
     services: Services
     sidekiq: list[SidekiqService] | None = Field(

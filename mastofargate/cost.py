@@ -16,11 +16,11 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mastofargate.errors import MastofargateError
-from mastofargate.prices import HOURS_PER_MONTH, Prices, for_region
+from mastofargate.prices import COMMITMENTS, HOURS_PER_MONTH, Commitment, Prices, for_region
 
 if TYPE_CHECKING:
     from troposphere import Template
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24
 # Reference points for --compare (aws.md, field notes).
 EC2_REFERENCE_USD = 22.00  # operator field notes: t4g.small + t4g.micro + 25 GB gp3 each ($18 compute + $4 EBS)
+EC2_REFERENCE_IPV4 = 1  # [AWS.md] the Mastodon box's public IPv4, billed since 2024-02 (the blog's $22 predates it)
 FARGATE_TEMPLATE_USD = 52.97  # widdix/mastodon-on-aws, 1-50 users, as claimed (no public IPv4 counted)
 FARGATE_TEMPLATE_IPV4 = 5  # its 3 Spot tasks + 2 ALB addresses, each billed since 2024
 
@@ -53,6 +54,7 @@ class Usage:
     postgres_efs_read_gb: float  # metered EFS reads per month of a Postgres task
     postgres_efs_write_gb: float  # metered EFS writes per month (WAL + checkpoints)
     job_minutes: float  # run time of one scheduled maintenance task
+    dns_queries_month: float  # queries for the server's own name (billed when it is not an alias record)
     kms_requests_month: float
     secret_calls_month: float
 
@@ -74,6 +76,7 @@ USAGE: dict[str, Usage] = {
         postgres_efs_read_gb=20,
         postgres_efs_write_gb=40,
         job_minutes=10,
+        dns_queries_month=1_000_000,
         kms_requests_month=30_000,
         secret_calls_month=2_000,
     ),
@@ -93,6 +96,7 @@ USAGE: dict[str, Usage] = {
         postgres_efs_read_gb=100,
         postgres_efs_write_gb=200,
         job_minutes=15,
+        dns_queries_month=5_000_000,
         kms_requests_month=100_000,
         secret_calls_month=5_000,
     ),
@@ -112,6 +116,7 @@ USAGE: dict[str, Usage] = {
         postgres_efs_read_gb=500,
         postgres_efs_write_gb=1000,
         job_minutes=30,
+        dns_queries_month=20_000_000,
         kms_requests_month=500_000,
         secret_calls_month=20_000,
     ),
@@ -160,9 +165,10 @@ FREE: dict[str, str] = {
     "AWS::ApplicationAutoScaling::ScalingPolicy": "free",
     "AWS::SNS::Topic": "alarm emails stay within SNS's 1,000 free email notifications a month",
     "AWS::SNS::TopicPolicy": "free",
-    "AWS::Events::Rule": "rules on AWS service events (ECS deployment state) are free",
-    "AWS::SQS::Queue": "the schedules' dead-letter queue sees a handful of messages, within SQS's 1 million free "
-    "requests a month",
+    "AWS::Events::Rule": "rules on AWS service events (ECS deployment state, placement failures) and scheduled "
+    "rules are free",
+    "AWS::SQS::Queue": "dead-letter queues see a handful of messages, within SQS's 1 million free requests a month",
+    "AWS::Lambda::Permission": "free (the function's invocations are priced with it)",
 }
 
 
@@ -177,15 +183,23 @@ class LineItem:
     unit: str
     unit_price: float
     usd_month: float
+    on_demand_usd_month: float | None = None  # a Spot line: what it costs on on-demand (e.g. on the Spot fallback)
+    committed_usd_month: float | None = None  # with `--commit`: the line under a Savings Plan / reservation
+    commit_class: str = ""  # "fargate" (Compute Savings Plans apply) | "rds" (RDS reserved instances) | ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "quantity": round(self.quantity, 4),
             "unit": self.unit,
             "unit_price": round(self.unit_price, 6),
             "usd_month": round(self.usd_month, 2),
         }
+        if self.on_demand_usd_month is not None:
+            out["on_demand_usd_month"] = round(self.on_demand_usd_month, 2)
+        if self.committed_usd_month is not None:
+            out["committed_usd_month"] = round(self.committed_usd_month, 2)
+        return out
 
 
 @dataclass(frozen=True)
@@ -195,15 +209,41 @@ class Estimate:
     assumptions: list[str]
     prices_as_of: str
     region: str
+    commitment: Commitment | None = None
+
+    @property
+    def total_on_demand_usd_month(self) -> float:
+        """The bill if every Spot task ran on on-demand Fargate all month (Spot without capacity: the fallback)."""
+        return sum(i.on_demand_usd_month if i.on_demand_usd_month is not None else i.usd_month for i in self.items)
+
+    @property
+    def has_spot(self) -> bool:
+        return any(i.on_demand_usd_month is not None for i in self.items)
+
+    @property
+    def total_committed_usd_month(self) -> float | None:
+        if self.commitment is None:
+            return None
+        return sum(i.committed_usd_month if i.committed_usd_month is not None else i.usd_month for i in self.items)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "total_usd_month": round(self.total_usd_month, 2),
+            "total_on_demand_usd_month": round(self.total_on_demand_usd_month, 2),
             "items": [i.to_json() for i in self.items],
             "assumptions": list(self.assumptions),
             "prices_as_of": self.prices_as_of,
             "region": self.region,
         }
+        committed = self.total_committed_usd_month
+        if self.commitment is not None and committed is not None:
+            out["commitment"] = {
+                "term": self.commitment.term,
+                "what": self.commitment.note,
+                "total_usd_month": round(committed, 2),
+                "saves_usd_month": round(self.total_usd_month - committed, 2),
+            }
+        return out
 
 
 # ---------------------------------------------------------------------------------------- the walk
@@ -278,8 +318,20 @@ class _Walk:
 
     # -- writing the estimate
 
-    def add(self, name: str, quantity: float, unit: str, unit_price: float) -> None:
-        self.items.append(LineItem(name, quantity, unit, unit_price, quantity * unit_price))
+    def add(
+        self,
+        name: str,
+        quantity: float,
+        unit: str,
+        unit_price: float,
+        *,
+        on_demand_unit_price: float | None = None,
+        commit_class: str = "",
+    ) -> None:
+        on_demand = None if on_demand_unit_price is None else quantity * on_demand_unit_price
+        self.items.append(
+            LineItem(name, quantity, unit, unit_price, quantity * unit_price, on_demand, commit_class=commit_class)
+        )
 
     def assume(self, text: str) -> None:
         if text not in self.assumptions:
@@ -387,6 +439,8 @@ def _services(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
                 count,
                 "task-month",
                 p.monthly(size.hourly(p, spot)),
+                on_demand_unit_price=p.monthly(size.hourly(p, False)) if spot else None,
+                commit_class="" if spot else "fargate",
             )
         if size.public_ip:
             public_tasks += tasks
@@ -399,8 +453,9 @@ def _services(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     )
     if any(i.name.startswith("Fargate Spot") for i in w.items):
         w.assume(
-            f"Fargate Spot is priced {p.fargate_spot_discount:.0%} below on-demand (the Spot price floats; "
-            "aws.md: 'roughly 70 %')."
+            f"Fargate Spot is priced {p.fargate_spot_discount:.1%} below on-demand in {p.region} (the Spot price "
+            "floats). When Spot has no capacity the Spot fallback runs the service on on-demand Fargate: each Spot "
+            "line shows that price too."
             + (
                 " ARM64 on Spot: the ECS API reference allows it on platform 1.4.0+, older guide pages say "
                 "otherwise; treated as allowed."
@@ -444,6 +499,7 @@ def _schedules(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
             hours,
             "task-hour",
             hourly,
+            commit_class="" if spot_share else "fargate",
         )
     w.assume(
         f"Scheduled maintenance tasks run {w.usage.job_minutes:g} minutes each (Rails boot + cleanup), with a "
@@ -546,7 +602,13 @@ def _rds(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
             )
         multi = 2 if props.get("MultiAZ") in (True, "true", "True") else 1
         az = " Multi-AZ" if multi == 2 else ""
-        w.add(f"RDS PostgreSQL {cls}{az}", multi, "instance-month", p.monthly(p.rds_instance_hour[cls]))
+        w.add(
+            f"RDS PostgreSQL {cls}{az}",
+            multi,
+            "instance-month",
+            p.monthly(p.rds_instance_hour[cls]),
+            commit_class="rds",
+        )
         storage = w.number(stack, props.get("AllocatedStorage")) or 20
         kind = props.get("StorageType", "gp2")
         w.add(f"RDS {kind} storage ({storage:g} GB allocated{az})", storage * multi, "GB-month", p.rds_gp3_gb_month)
@@ -888,14 +950,68 @@ def _mail_identities(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> 
 def _record_sets(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     zones = {str(props.get("HostedZoneId") or props.get("HostedZoneName")) for _, _, props in found}
     zones.discard("None")
-    if zones:
-        w.add(
-            "Route 53 hosted zone (created outside the templates)", len(zones), "zone-month", w.prices.hosted_zone_month
-        )
+    if not zones:
+        return
+    p = w.prices
+    w.add("Route 53 hosted zone (created outside the templates)", len(zones), "zone-month", p.hosted_zone_month)
+    domain = w.config.server.domain.rstrip(".") + "."
+    alias = any(
+        str(props.get("Name", "")).rstrip(".") + "." == domain and "AliasTarget" in props for _, _, props in found
+    )
+    queries = w.usage.dns_queries_month
+    if alias:
         w.assume(
             "The Route 53 zone (aws.hosted_zone_id) lives outside the templates but is billed for this server; "
-            "queries to alias records pointing at the load balancer are free."
+            f"queries for {domain} go to an alias record of the load balancer, which Route 53 answers for free. "
+            "The mail records (DKIM, SPF) see a few thousand queries a month: under $0.01."
         )
+        return
+    w.add(
+        f"Route 53 queries for {domain} (assumed {queries:,.0f}/month)",
+        queries / 1e6,
+        "million queries",
+        p.route53_queries_per_million,
+    )
+    w.assume(
+        f"The Route 53 zone (aws.hosted_zone_id) lives outside the templates but is billed for this server. "
+        f"{domain} is a plain A/AAAA record (no load balancer to alias), so its queries are billed: "
+        f"~{queries:,.0f} a month ({w.config.deployment.profile} profile: resolvers of the servers you federate "
+        "with re-ask at most once per TTL)."
+    )
+
+
+def _lambdas(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
+    p = w.prices
+    for stack, rid, props in found:
+        runs = float(LAMBDA_EVENTS_MONTH)
+        for _, _, rule in w.of_type("AWS::Events::Rule"):
+            targets = json.dumps(rule.get("Targets", []))
+            if f'"{rid}"' in targets and rule.get("ScheduleExpression"):
+                runs += runs_per_month(str(rule["ScheduleExpression"]))
+        gb = (w.number(stack, props.get("MemorySize")) or 128) / 1024
+        name = str(props.get("FunctionName", rid))
+        w.add(
+            f"Lambda {name} requests (~{runs:,.0f}/month)",
+            runs / 1e6,
+            "million requests",
+            p.lambda_requests_per_million,
+        )
+        w.add(
+            f"Lambda {name} duration (~{LAMBDA_SECONDS:g} s x {gb * 1024:g} MB each)",
+            runs * LAMBDA_SECONDS * gb,
+            "GB-second",
+            p.lambda_gb_second,
+        )
+    w.assume(
+        f"Lambda functions run ~{LAMBDA_SECONDS:g} s per invocation (a few AWS API calls), on their schedules plus "
+        f"~{LAMBDA_EVENTS_MONTH} events a month; Lambda's always-free 1 million requests and 400,000 GB-s are not "
+        "subtracted."
+    )
+
+
+# [ASSUME] Lambda invocations by events (task state changes, placement failures) per month, and run time each.
+LAMBDA_EVENTS_MONTH = 100
+LAMBDA_SECONDS = 1.0
 
 
 def _namespaces(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -922,8 +1038,8 @@ def _discovery_services(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) 
 
 def _secrets(w: _Walk) -> None:
     p = w.prices
-    names = sorted(
-        name for tpl in w.templates.values() for name in tpl.get("Parameters", {}) if name.endswith("SecretArn")
+    names = sorted(  # a set: the data stack names the database secret too (its setup task reads it)
+        {name for tpl in w.templates.values() for name in tpl.get("Parameters", {}) if name.endswith("SecretArn")}
     )
     if not names:
         return
@@ -956,6 +1072,7 @@ PRICED: dict[str, Any] = {
     "AWS::Logs::LogGroup": _log_groups,
     "AWS::CloudWatch::Alarm": _alarms,
     "AWS::Route53::RecordSet": _record_sets,
+    "AWS::Lambda::Function": _lambdas,
     "AWS::SES::EmailIdentity": _mail_identities,
     "AWS::ServiceDiscovery::PrivateDnsNamespace": _namespaces,
     "AWS::ServiceDiscovery::Service": _discovery_services,
@@ -981,8 +1098,10 @@ def estimate(
     *,
     media_gb: float | None = None,
     prices: Prices | None = None,
+    commit: str | None = None,
 ) -> Estimate:
-    """The monthly bill of `templates` (default: what `synth` generates for `config`), line by line."""
+    """The monthly bill of `templates` (default: what `synth` generates for `config`), line by line; with
+    `commit` ("1y" | "3y") each line a Savings Plan or reservation covers carries its committed price too."""
     if templates is None:
         from mastofargate.stack import build
 
@@ -1010,7 +1129,25 @@ def estimate(
     w.assumptions.extend(p.notes)
     w.assume(f"Prices: {p.source}, {p.region}; a month is {HOURS_PER_MONTH} hours; no free tier except where stated.")
     total = sum(i.usd_month for i in w.items)
-    return Estimate(total, w.items, w.assumptions, p.as_of, p.region)
+    if commit is None:
+        return Estimate(total, w.items, w.assumptions, p.as_of, p.region)
+    if commit not in COMMITMENTS:
+        raise MastofargateError(
+            f"commitment term {commit!r} is not priced",
+            why="the price table holds Savings Plan and reservation discounts for these terms only",
+            fix=f"use one of: {', '.join(COMMITMENTS)}",
+        )
+    c = COMMITMENTS[commit]
+    off = {"fargate": c.fargate_savings_plan, "rds": c.rds_reserved}
+    items = [
+        replace(i, committed_usd_month=i.usd_month * (1 - off[i.commit_class])) if i.commit_class in off else i
+        for i in w.items
+    ]
+    w.assume(
+        f"--commit {commit}: {c.note}. Savings Plans never apply to Spot; the commitment is billed every hour "
+        "for the whole term, used or not. Approximate discounts: check the Savings Plans and RDS pricing pages."
+    )
+    return Estimate(total, items, w.assumptions, p.as_of, p.region, commitment=c)
 
 
 def summary_line(est: Estimate, config: Config) -> str:
@@ -1118,9 +1255,18 @@ def references(prices: Prices | None = None) -> list[Reference]:
     """The public reference points, with the Fargate template's missing IPv4 charge added back."""
     p = prices or for_region("us-east-1")
     ipv4 = FARGATE_TEMPLATE_IPV4 * p.monthly(p.public_ipv4_hour)
+    ec2_ipv4 = EC2_REFERENCE_IPV4 * p.monthly(p.public_ipv4_hour)
     return [
         Reference(
-            "EC2 setup (blog)", EC2_REFERENCE_USD, "t4g.small + t4g.micro + 25 GB gp3 each: $18 compute + $4 EBS"
+            "EC2 setup (blog), as counted",
+            EC2_REFERENCE_USD,
+            "t4g.small + t4g.micro + 25 GB gp3 each: $18 compute + $4 EBS; no public IPv4 counted",
+        ),
+        Reference(
+            "EC2 setup (blog) + public IPv4",
+            EC2_REFERENCE_USD + ec2_ipv4,
+            f"the same plus the Mastodon box's public IPv4 ({_money(ec2_ipv4)}, billed since 2024-02); a public "
+            "address on the Postgres box too would add as much again",
         ),
         Reference(
             "Fargate template (widdix), as claimed",

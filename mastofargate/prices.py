@@ -7,6 +7,7 @@ figures. Sources:
   [PAGE]    the service's public AWS pricing page, us-east-1, on-demand, as read for this table (2026-11);
             approximate to the cent: `--live` fetches the exact figure where the Price List API has it.
   [ASSUME]  an assumption, not a list price; printed with every estimate that uses it.
+  [FN]      ../shared/reference/field-notes.md (operator field notes).
 
 Regions other than us-east-1 use us-east-1's prices times a per-category multiplier (below); a region
 not in that table falls back to us-east-1's prices, and the estimate says so.
@@ -35,7 +36,7 @@ class Prices:
     source: str
     fargate_vcpu_hour: Mapping[str, float]  # by CpuArchitecture: X86_64 | ARM64
     fargate_gb_hour: Mapping[str, float]
-    fargate_spot_discount: float
+    fargate_spot_discount: float  # the region's Spot discount (SPOT_DISCOUNTS below)
     fargate_ephemeral_gb_hour: float  # storage above the 20 GiB every task gets free
     public_ipv4_hour: float
     alb_hour: float
@@ -73,6 +74,9 @@ class Prices:
     cloud_map_instance_month: float
     notes: tuple[str, ...] = field(default=())  # how this table was derived (region fallback, live fetch)
     ses_per_1000: float = 0.10  # [PAGE] Amazon SES outbound email, per 1,000 messages (SMTP or API)
+    route53_queries_per_million: float = 0.40  # [AWS.md] Route 53 standard queries, first billion a month
+    lambda_requests_per_million: float = 0.20  # [PAGE] AWS Lambda requests, per million
+    lambda_gb_second: float = 0.0000133334  # [PAGE] AWS Lambda duration, Arm, per GB-second (first 6 billion)
 
     def monthly(self, hourly: float) -> float:
         return hourly * HOURS_PER_MONTH
@@ -92,8 +96,7 @@ US_EAST_1 = Prices(
         "X86_64": 0.004445,  # [AWS.md] Fargate Linux/x86 per GB-hour
         "ARM64": 0.00356,  # [AWS.md] Fargate Linux/ARM per GB-hour
     },
-    # [ASSUME] aws.md: Spot is "roughly 70 % below on-demand (varies; an estimate)"; the Spot price floats.
-    fargate_spot_discount=0.70,
+    fargate_spot_discount=0.682,  # [AWS.md] Fargate Spot 68.2 % below on-demand in us-east-1, ARM and x86 (2026-09)
     fargate_ephemeral_gb_hour=0.000111,  # [PAGE] Fargate ephemeral storage above 20 GiB, per GB-hour
     public_ipv4_hour=0.005,  # [AWS.md] every public IPv4 address, in use or idle, per hour
     alb_hour=0.0225,  # [AWS.md] Application Load Balancer per hour
@@ -159,9 +162,9 @@ US_EAST_1 = Prices(
 
 # ------------------------------------------------------------------------------------------- regions
 
-# Approximate ratio of each region's on-demand list price to us-east-1's, by category [PAGE: each
+# Approximate ratio of each region's on-demand list price to us-east-1's, by category. [PAGE] each
 # service's pricing page with that region selected, rounded to 2 digits; an estimate, not a quote —
-# `--live` replaces the main prices with exact ones]. Categories not listed cost the same everywhere
+# `--live` replaces the main prices with exact ones. Categories not listed cost the same everywhere
 # (public IPv4, Secrets Manager, KMS, Route 53, ECR, CloudWatch alarms, CloudFront).
 REGION_MULTIPLIERS: dict[str, dict[str, float]] = {
     "us-east-1": {},
@@ -230,6 +233,50 @@ REGION_MULTIPLIERS: dict[str, dict[str, float]] = {
     },
 }
 
+# The Fargate Spot discount of each region: Spot prices float, per region, with supply and demand. Only
+# regions with a sourced figure are listed; any other region uses us-east-1's with a note saying so, and
+# `--live` asks the Price List API for the region's SpotUsage-Fargate prices.
+SPOT_DISCOUNTS: dict[str, float] = {
+    "us-east-1": 0.682,  # [AWS.md] 68.2 % below on-demand, ARM and x86 alike (2026-09)
+    "eu-west-1": 0.698,  # [AWS.md] ~69.8 % below on-demand in eu-west-1 (2026-09)
+}
+
+# Data transfer out to the internet, per GB after the free 100 GB, by region (the first 10 TB tier). Regions
+# not listed here charge us-east-1's $0.09.
+DATA_TRANSFER_OUT_GB: dict[str, float] = {
+    "ap-northeast-1": 0.114,  # [PAGE] EC2 on-demand pricing, data transfer out, Tokyo
+    "ap-southeast-1": 0.12,  # [PAGE] EC2 on-demand pricing, data transfer out, Singapore
+    "ap-southeast-2": 0.114,  # [PAGE] EC2 on-demand pricing, data transfer out, Sydney
+}
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """What a 1- or 3-year commitment takes off on-demand prices, no upfront payment."""
+
+    term: str
+    fargate_savings_plan: float  # Compute Savings Plan discount on on-demand Fargate (not Spot: SPs skip it)
+    rds_reserved: float  # RDS reserved instance discount on the instance hours (storage is not reserved)
+    note: str
+
+
+COMMITMENTS: dict[str, Commitment] = {
+    "1y": Commitment(
+        "1y",
+        fargate_savings_plan=0.20,  # [ASSUME] Compute Savings Plan, Fargate, 1y No Upfront: ~20 % (AWS: "up to 50 %")
+        rds_reserved=0.31,  # [ASSUME] RDS for PostgreSQL reserved t4g/m7g, 1 year No Upfront: ~31 % below on-demand
+        note="1-year Compute Savings Plan (Fargate, ~20 % off) and RDS reserved instances (~31 % off), no upfront",
+    ),
+    "3y": Commitment(
+        "3y",
+        fargate_savings_plan=0.45,  # [ASSUME] Compute Savings Plan, Fargate, 3 years No Upfront: ~45 %
+        rds_reserved=0.48,  # [ASSUME] RDS reserved, 3 years (Partial Upfront, amortised: RDS sells no 3y No Upfront)
+        note="3-year Compute Savings Plan (Fargate, ~45 % off, no upfront) and RDS reserved instances (~48 % off, "
+        "partial upfront amortised: RDS offers no 3-year term without upfront)",
+    ),
+}
+
+
 # Which Prices fields each category scales.
 _CATEGORY_FIELDS: dict[str, tuple[str, ...]] = {
     "fargate": ("fargate_vcpu_hour", "fargate_gb_hour", "fargate_ephemeral_gb_hour"),
@@ -255,8 +302,27 @@ def _scaled(value: float | Mapping[str, float], factor: float) -> float | dict[s
     return round(value * factor, 6)
 
 
+def _regional(region: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The Spot discount and internet egress price of `region`, and a note when they are us-east-1's."""
+    changes: dict[str, Any] = {}
+    notes: tuple[str, ...] = ()
+    if region in SPOT_DISCOUNTS:
+        changes["fargate_spot_discount"] = SPOT_DISCOUNTS[region]
+    else:
+        notes = (
+            f"The Fargate Spot discount of {region} is not in the bundled table: us-east-1's "
+            f"{SPOT_DISCOUNTS[BASE_REGION]:.1%} is used (Spot prices float and differ by region); --live asks the "
+            "AWS Price List API for this region's Spot prices.",
+        )
+    if region in DATA_TRANSFER_OUT_GB:
+        changes["data_transfer_out_gb"] = DATA_TRANSFER_OUT_GB[region]
+    return changes, notes
+
+
 def for_region(region: str) -> Prices:
-    """The bundled table for `region`: us-east-1 prices scaled by the region's multipliers."""
+    """The bundled table for `region`: us-east-1 prices scaled by the region's multipliers, with the region's
+    own Spot discount and internet egress price where the table has them."""
+    regional, regional_notes = _regional(region)
     if region not in REGION_MULTIPLIERS:
         return replace(
             US_EAST_1,
@@ -264,7 +330,9 @@ def for_region(region: str) -> Prices:
             notes=(
                 f"Region {region} is not in the bundled price table: us-east-1 prices are used (most regions "
                 "cost the same or up to ~50 % more); run with --live for this region's prices.",
+                *regional_notes,
             ),
+            **regional,
         )
     changes: dict[str, Any] = {}
     for category, factor in REGION_MULTIPLIERS[region].items():
@@ -279,7 +347,7 @@ def for_region(region: str) -> Prices:
             "for exact figures.",
         )
     )
-    return replace(US_EAST_1, region=region, notes=notes, **changes)
+    return replace(US_EAST_1, region=region, notes=(*notes, *regional_notes), **{**changes, **regional})
 
 
 # ------------------------------------------------------------------------------------------- --live
@@ -309,6 +377,11 @@ def live_queries(region: str, rds_classes: Iterable[str], cache_nodes: Iterable[
         _Query("AmazonECS", (r,), "fargate_gb_hour:X86_64", usage_suffix="Fargate-GB-Hours"),
         _Query("AmazonECS", (r,), "fargate_vcpu_hour:ARM64", usage_suffix="Fargate-ARM-vCPU-Hours:perCPU"),
         _Query("AmazonECS", (r,), "fargate_gb_hour:ARM64", usage_suffix="Fargate-ARM-GB-Hours"),
+        # Fargate Spot's current prices, where the Price List API carries them: the discount is derived.
+        _Query("AmazonECS", (r,), "spot:fargate_vcpu_hour:X86_64", usage_suffix="SpotUsage-Fargate-vCPU-Hours:perCPU"),
+        _Query(
+            "AmazonECS", (r,), "spot:fargate_vcpu_hour:ARM64", usage_suffix="SpotUsage-Fargate-ARM-vCPU-Hours:perCPU"
+        ),
         _Query("AmazonVPC", (r,), "public_ipv4_hour", usage_suffix="PublicIPv4:InUseAddress"),
         _Query(
             "AWSELB",
@@ -382,7 +455,10 @@ def run_query(pricing: Any, query: _Query) -> float | None:
 def with_live(base: Prices, found: Mapping[str, float], missing: list[str]) -> Prices:
     """`base` with the prices the Price List API returned; says which came from where."""
     changes: dict[str, Any] = {}
+    spot = {k.removeprefix("spot:"): v for k, v in found.items() if k.startswith("spot:")}
     for key, price in found.items():
+        if key.startswith("spot:"):
+            continue
         name, _, rest = key.partition(":")
         if name == "cache_node_hour":
             node, _, engine = rest.partition(":")
@@ -395,8 +471,18 @@ def with_live(base: Prices, found: Mapping[str, float], missing: list[str]) -> P
             changes[name] = merged
         else:
             changes[name] = price
+    discounts = []
+    for key, spot_price in sorted(spot.items()):  # "fargate_vcpu_hour:ARM64"
+        name, _, arch = key.partition(":")
+        on_demand = changes.get(name, getattr(base, name)).get(arch)
+        if on_demand and 0 < spot_price < on_demand:
+            discounts.append(1 - spot_price / on_demand)
+    if discounts:
+        changes["fargate_spot_discount"] = round(sum(discounts) / len(discounts), 4)
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     note = f"Prices from the AWS Price List API ({today}): {', '.join(sorted(found)) or 'none'}."
+    if discounts:
+        note += f" Fargate Spot discount derived from its Spot prices: {changes['fargate_spot_discount']:.1%}."
     if missing:
         note += f" Not found there, so from the bundled table of {base.as_of}: {', '.join(sorted(missing))}."
     return replace(

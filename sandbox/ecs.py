@@ -14,6 +14,12 @@ Where moto 5.2 differs from AWS, and what this module does instead (as AWS does)
     deleted with the stack. Inside a stack operation the update (UpdateService) is applied only when the
     resource's turn comes, so the deployment starts after the service's UPDATE_IN_PROGRESS event.
   - moto steps a task one state per DescribeTasks call; here only the clock moves tasks (see `tick`).
+  - CreateService (the API): moto drops the capacity provider strategy and the deployment configuration; AWS
+    keeps both (and launches with them), so here they are kept and the first deployment carries the strategy;
+  - UpdateService: moto accepts a change of the capacity provider strategy without forceNewDeployment and
+    only renames the deployment on forceNewDeployment; ECS refuses the former (InvalidParameterException:
+    "... you must force a new deployment") and starts a new PRIMARY deployment for the latter, with the
+    service's capacity provider strategy recorded in the deployment (as ECS's Deployment carries it).
 
 What ECS does by itself, on the emulator's clock (timing.TIMING):
   - a task started by `RunTask` stops `task` seconds later with exit code 0 and stoppedReason "Essential
@@ -67,13 +73,72 @@ CIRCUIT_BREAKER_REASON = "ECS deployment circuit breaker: tasks failed to start.
 # --- CloudFormation handlers ----------------------------------------------------------------------------
 
 
+STRATEGY_NEEDS_DEPLOYMENT = (
+    "When switching from launch type to capacity provider strategy on an existing service, or making a change to "
+    "a capacity provider strategy on a service that is already using one, you must force a new deployment."
+)
+
+
 def register() -> None:
-    """Replace moto's CloudFormation handlers of AWS::ECS::TaskDefinition and AWS::ECS::Service."""
+    """Replace moto's CloudFormation handlers of AWS::ECS::TaskDefinition and AWS::ECS::Service, and make
+    UpdateService treat capacity provider strategies and forceNewDeployment as ECS does."""
     from moto.cloudformation import parsing
 
     model_map = parsing.get_model_map()
     for rtype, cls in _models().items():
         model_map[rtype] = cls
+    _patch_update_service()
+
+
+def _patch_update_service() -> None:
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    original_create = EC2ContainerServiceResponse.create_service
+    if not getattr(original_create, "_sandbox_wrapped", False):
+
+        def create_service(self: Any) -> Any:
+            result = original_create(self)
+            name = self._get_param("serviceName")
+            cluster = str(self._get_param("cluster", "default")).split("/")[-1]
+            service = self.ecs_backend.services.get(f"{cluster}:{name}")
+            strategy = self._get_param("capacityProviderStrategy")
+            if service is not None and (strategy or self._get_param("deploymentConfiguration")):
+                service.capacity_provider_strategy = strategy or []
+                service.deployment_configuration = self._get_param("deploymentConfiguration") or {}
+                service.deployments = []
+                start_deployment(service)
+            return result
+
+        create_service._sandbox_wrapped = True  # type: ignore[attr-defined]
+        EC2ContainerServiceResponse.create_service = create_service  # type: ignore[method-assign]
+
+    original = EC2ContainerServiceBackend.update_service
+    if getattr(original, "_sandbox_wrapped", False):
+        return
+
+    def update_service(self: Any, service_properties: dict[str, Any]) -> Any:
+        force = bool(service_properties.get("force_new_deployment"))
+        strategy = service_properties.get("capacity_provider_strategy")
+        name = str(service_properties.get("service", "")).split("/")[-1]
+        cluster = str(service_properties.get("cluster", "default")).split("/")[-1]
+        current = self.services.get(f"{cluster}:{name}")
+        had = getattr(current, "capacity_provider_strategy", None) or []
+        changed = current is not None and _normal(strategy or []) != _normal(had)
+        if strategy is not None and changed and not force:
+            raise InvalidParameterException(STRATEGY_NEEDS_DEPLOYMENT)
+        service = original(self, service_properties)
+        if force:
+            start_deployment(service)
+        return service
+
+    update_service._sandbox_wrapped = True  # type: ignore[attr-defined]
+    EC2ContainerServiceBackend.update_service = update_service  # type: ignore[method-assign]
+
+
+def _normal(strategy: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    return sorted((s["capacityProvider"], int(s.get("base", 0)), int(s.get("weight", 0))) for s in strategy)
 
 
 def _models() -> dict[str, type]:
@@ -249,7 +314,11 @@ def start_deployment(service: Any) -> dict[str, Any]:
             "failedTasks": 0,
             "createdAt": now,
             "updatedAt": now,
-            "launchType": "FARGATE",
+            **(
+                {"capacityProviderStrategy": list(service.capacity_provider_strategy)}
+                if getattr(service, "capacity_provider_strategy", None)
+                else {"launchType": "FARGATE"}
+            ),
             "rolloutState": "IN_PROGRESS" if service.desired_count else "COMPLETED",
             "rolloutStateReason": f"ECS deployment {dep_id} in progress.",
         },
@@ -485,5 +554,3 @@ def _trip_circuit_breaker(service: Any, failed: dict[str, Any]) -> None:
 
 def _service_event(service: Any, message: str) -> None:
     service.events.insert(0, {"id": new_uuid(), "createdAt": datetime.now(UTC), "message": message})
-
-

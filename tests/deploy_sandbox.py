@@ -264,3 +264,22 @@ def secret_versions(name: str = "social") -> dict[str, str]:
         info = sm.describe_secret(SecretId=f"mastofargate/{name}/{kind}")
         out[kind] = next(v for v, stages in info["VersionIdsToStages"].items() if "AWSCURRENT" in stages)
     return out
+
+
+# The emulator's tasks exit with N when their image tag says `-sandbox-exit-N`: a database setup task that fails.
+FAILING_SETUP_IMAGE = "public.ecr.aws/docker/library/postgres:17-sandbox-exit-3"
+
+
+def register_setup_image(image: str, name: str = "social") -> str:
+    """A new revision of the data stack's database setup task definition on `image` (the deploy runs the
+    latest revision); returns the image it had."""
+    import boto3
+
+    ecs = boto3.client("ecs")
+    td = ecs.describe_task_definition(taskDefinition=f"{name}-dbsetup")["taskDefinition"]
+    before = str(td["containerDefinitions"][0]["image"])
+    keep = ("family", "containerDefinitions", "cpu", "memory", "networkMode", "requiresCompatibilities")
+    spec = {k: td[k] for k in keep if k in td} | {"executionRoleArn": td["executionRoleArn"]}
+    spec["containerDefinitions"][0]["image"] = image
+    ecs.register_task_definition(**spec)
+    return before

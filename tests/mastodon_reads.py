@@ -99,3 +99,16 @@ _reads("SMTP_ENABLE_STARTTLS", "config/email.yml:17")
 
 # Migrations (lib/mastodon/database.rb skips post-deployment migrations while it is set)
 _reads("SKIP_POST_DEPLOYMENT_MIGRATIONS", "lib/mastodon/database.rb:31", ("job",))
+
+
+# Read by what runs around Mastodon rather than by Mastodon, when Redis is a separate task speaking TLS
+# (stack/cache.py redis_tls): name -> {process kind -> reader}. tests/test_environment.py checks that the
+# start wrapper named here mentions each name it is said to read.
+RUNTIME_READS: dict[str, dict[str, str]] = {
+    # Ruby's OpenSSL (X509_STORE_set_default_paths): the default trust store of every Rails process
+    "SSL_CERT_FILE": {k: "openssl" for k in RAILS},
+    # Node reads it once at start and adds it to its built-in roots (ioredis verifies with them)
+    "NODE_EXTRA_CA_CERTS": {"streaming": "node"},
+    # mastofargate/data/trust-redis-ca.sh writes the CA from it, then unsets it
+    "REDIS_CA_CERT": {k: "trust-redis-ca.sh" for k in (*RAILS, "streaming")},
+}

@@ -199,3 +199,29 @@ def test_the_secret_guard_survives_python_optimisations() -> None:
     )
     out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "refused"
+
+
+def test_the_database_secret_gets_an_owner_password_once_and_an_older_one_gets_it_added(target: Target) -> None:
+    """Mastodon's own role's password (deploy/dbowner.py): made with the secret, added to an older server's secret
+    on its next deploy (and only it), and never regenerated nor overwritten once present."""
+    bootstrap.ensure_secrets(target)
+    name = "mastofargate/social/database"
+    first = values(name)
+    assert set(first) == {"password", "owner_password"}
+    assert len(first["owner_password"]) == 32 and set(first["owner_password"]) <= ALNUM
+    assert first["owner_password"] != first["password"]
+    older = {"password": first["password"]}  # a server deployed before the owner role
+    boto3.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(older))
+    assert bootstrap.ensure_secrets(target).actions["database"] == "added owner_password"
+    added = values(name)
+    assert added["password"] == first["password"] and added["owner_password"] not in (first["owner_password"], "")
+    versions = bootstrap.version_ids(target)
+    assert bootstrap.ensure_secrets(target).actions["database"] == "unchanged"
+    assert bootstrap.version_ids(target) == versions and values(name) == added
+    with pytest.raises(bootstrap.SecretOverwriteRefused, match="owner_password"):
+        bootstrap.write_secret(target, name, {**added, "owner_password": "x" * 32}, added)
+    # The setup record beside it is the deploy's own, rewritten when the setup runs again.
+    bootstrap.write_secret(target, name, {**added, "owner_setup": "1:abc"}, added)
+    recorded = values(name)
+    bootstrap.write_secret(target, name, {**recorded, "owner_setup": "2:def"}, recorded)
+    assert values(name)["owner_setup"] == "2:def"

@@ -386,3 +386,21 @@ def test_ci_roles_stack_applies_and_names_the_role_for_change_sets(moto: str) ->
     without = cfg.model_copy(update={"ci": cfg.ci.model_copy(update={"repository": None})})
     with pytest.raises(UsageError, match="no repository"):
         ci_roles_stack(without)
+
+
+def test_deploy_role_may_start_the_database_setup_task_and_pass_only_its_role() -> None:
+    """RunTask of the data stack's `NAME-dbsetup` needs iam:PassRole on its execution role (ECS checks it at
+    RunTask; the recorded calls do not show it): exactly that role of the data stack, only to ECS tasks."""
+    policies, _ = _role(ci_config(), "DeployRole")
+    task = Request(
+        "ecs:RunTask",
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/social-dbsetup:3",
+        {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/social"},
+    )
+    assert decide(policies, task) == "Allow"
+    role = f"arn:aws:iam::{ACCOUNT}:role/social-data-dbsetup-execution"
+    to_ecs = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    assert decide(policies, Request("iam:PassRole", role, to_ecs)) == "Allow"
+    assert decide(policies, Request("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})) != "Allow"
+    for other in ("social-data-BackupRole-ABC123", "other-data-dbsetup-execution"):
+        assert decide(policies, Request("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/{other}", to_ecs)) != "Allow"

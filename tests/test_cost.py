@@ -1,7 +1,7 @@
 """`mastofargate cost`: every price line against hand arithmetic, coverage of every resource type, the JSON
 shape, --compare, --live (Price List API stubbed) and the fallbacks, and synth's one-line total.
 
-Hand arithmetic uses literal prices from the bundled table (us-east-1, 730 h/month, Spot 70 % off), so a
+Hand arithmetic uses literal prices from the bundled table (us-east-1, 730 h/month, Spot 68.2 % off), so a
 price change in mastofargate/prices.py fails here on purpose: update both together.
 """
 
@@ -39,7 +39,7 @@ from mastofargate.stack import build
 from tests.conftest import CACHES, DATABASES, PROFILES, make_config
 
 H = 730  # hours in a month
-SPOT = 1 - 0.70  # what Spot leaves of the on-demand price
+SPOT = 1 - 0.682  # what Spot leaves of the on-demand price (us-east-1)
 IPV4 = 0.005 * H  # one public IPv4 address for a month
 TOML = """\
 [server]
@@ -86,8 +86,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_personal_default_lines_match_hand_arithmetic() -> None:
-    """personal with a Redis task on EFS: RDS Postgres, arm64, Spot."""
-    est = estimate(make_config(profile="personal", cache="task"))
+    """personal with a Redis task on EFS: RDS Postgres, arm64, Spot (EFS in Elastic throughput mode here, to
+    price its writes; the Bursting default has no I/O charge: test_cost_honest.py)."""
+    est = estimate(make_config({"efs": {"throughput": "elastic"}}, profile="personal", cache="task"))
     # web: 0.25 vCPU and 1 GB on ARM, Spot
     assert usd(est, "Fargate Spot: web") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * H * SPOT)
     assert usd(est, "Fargate Spot: streaming") == pytest.approx((0.25 * 0.03238 + 0.5 * 0.00356) * H * SPOT)
@@ -118,8 +119,8 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     # the data key and the ECS Exec sessions' own key
     assert usd(est, "KMS customer-managed keys") == pytest.approx(2.00)
     # memory alarms for web, streaming, sidekiq, redis + 5xx + unhealthy web + RDS free storage + dead letters
-    # + Sidekiq backlog
-    assert usd(est, "CloudWatch alarms") == pytest.approx(9 * 0.10)
+    # + Sidekiq backlog + the Spot fallback's dead letters
+    assert usd(est, "CloudWatch alarms") == pytest.approx(10 * 0.10)
     # the backlog's four EMF metrics at $0.30, and ~300 mails a month through SES at $0.10 per 1,000
     assert usd(est, "CloudWatch custom metrics (Sidekiq backlog, EMF)") == pytest.approx(4 * 0.30)
     assert usd(est, "SES outbound mail") == pytest.approx(0.3 * 0.10)
@@ -173,7 +174,7 @@ def test_spot_service_with_two_tasks_keeps_one_on_demand() -> None:
 
 
 def test_postgres_task_never_on_spot_and_efs_io_adds_up() -> None:
-    est = estimate(make_config(database="task", cache="task"))
+    est = estimate(make_config({"efs": {"throughput": "elastic"}}, database="task", cache="task"))
     assert usd(est, "Fargate: postgres") == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * H)
     assert not any(i.name.startswith("Fargate Spot: postgres") for i in est.items)
     # Postgres 40 GB writes (assumed) + Redis AOF (5 changes/s x 300 B, rewrites of 0.02 GB per 64 MB);
@@ -297,7 +298,14 @@ def test_json_shape_via_the_cli(config_file: Path) -> None:
     result = run_cli("cost", "--json", "-c", str(config_file))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"total_usd_month", "items", "assumptions", "prices_as_of", "region"}
+    assert set(data) == {
+        "total_usd_month",
+        "total_on_demand_usd_month",
+        "items",
+        "assumptions",
+        "prices_as_of",
+        "region",
+    }
     assert data["prices_as_of"] == PRICES_AS_OF and data["region"] == "us-east-1"
     assert data["items"] and all({"name", "quantity", "unit_price", "usd_month"} <= set(i) for i in data["items"])
     assert all(isinstance(i[k], int | float) for i in data["items"] for k in ("quantity", "unit_price", "usd_month"))
@@ -339,7 +347,12 @@ def test_compare_json_marks_one_cheapest_per_profile(config_file: Path) -> None:
         rows = [r for r in data["combinations"] if r["profile"] == profile]
         best = [r for r in rows if r["cheapest_for_profile"]]
         assert len(best) == 1 and best[0]["total_usd_month"] == min(r["total_usd_month"] for r in rows)
-    assert [r["usd_month"] for r in data["reference_points"]] == [22.0, 52.97, round(52.97 + 5 * IPV4, 2)]
+    assert [r["usd_month"] for r in data["reference_points"]] == [
+        22.0,
+        round(22 + IPV4, 2),
+        52.97,
+        round(52.97 + 5 * IPV4, 2),
+    ]
     cfg = make_config(profile="community", database="rds", cache="elasticache", spot=True)
     row = next(
         r
@@ -406,6 +419,8 @@ def test_live_prices_from_a_stubbed_price_list(config_file: Path, fake_credentia
             _product("USE1-Fargate-ARM-vCPU-Hours:perCPU", 0.04),
         ],
         "fargate_gb_hour:ARM64": [],  # not returned: the bundled price stays
+        "spot:fargate_vcpu_hour:X86_64": [],  # no x86 Spot price: the discount comes from the ARM one alone
+        "spot:fargate_vcpu_hour:ARM64": [_product("USE1-SpotUsage-Fargate-ARM-vCPU-Hours:perCPU", 0.012)],
         "public_ipv4_hour": [_product("USE1-PublicIPv4:InUseAddress", 0.006, family="IP Address")],
         "alb_hour": [_product("USE1-LoadBalancerUsage", 0.03, family="Load Balancer-Application")],
         "rds_instance_hour:db.t4g.micro": [
@@ -432,14 +447,17 @@ def test_live_prices_from_a_stubbed_price_list(config_file: Path, fake_credentia
     data = json.loads(result.stdout)
     items = {i["name"]: i for i in data["items"]}
     assert data["prices_as_of"] == datetime.now(UTC).strftime("%Y-%m-%d")
-    # ARM vCPU from the API (0.04), ARM GB from the bundled table (0.00356)
+    # ARM vCPU from the API (0.04), ARM GB from the bundled table (0.00356); the Spot discount derived from the
+    # API's ARM Spot vCPU price: 1 - 0.012 / 0.04 = 70 %
     web = items["Fargate Spot: web (0.25 vCPU, 1 GB, ARM64)"]
-    assert web["unit_price"] == pytest.approx(round((0.25 * 0.04 + 1 * 0.00356) * H * SPOT, 6))
+    assert web["unit_price"] == pytest.approx(round((0.25 * 0.04 + 1 * 0.00356) * H * 0.30, 6))
+    assert web["on_demand_usd_month"] == pytest.approx((0.25 * 0.04 + 1 * 0.00356) * H, abs=0.01)
     assert items["Public IPv4: one per service task"]["unit_price"] == pytest.approx(0.006 * H)
     assert items["Application Load Balancer"]["unit_price"] == pytest.approx(0.03 * H)
     assert items["RDS PostgreSQL db.t4g.micro"]["unit_price"] == pytest.approx(0.02 * H)
     note = next(a for a in data["assumptions"] if a.startswith("Prices from the AWS Price List API"))
     assert "fargate_gb_hour:ARM64" in note.split("Not found there")[1]
+    assert "Fargate Spot discount derived from its Spot prices: 70.0%" in note
 
 
 def test_live_falls_back_when_the_price_list_refuses(config_file: Path, fake_credentials: None) -> None:

@@ -24,12 +24,14 @@ import pytest
 
 from mastofargate.images.pipeline import ImageResult
 from tests.deploy_sandbox import (
+    FAILING_SETUP_IMAGE,
     CliResult,
     Sandbox,
     aws_env,
     create_zone,
     push_fake_images,
     recording,
+    register_setup_image,
     run_cli,
     running_sandbox,
     service_images,
@@ -93,7 +95,8 @@ def test_a_first_install_is_one_command_and_resumes_after_an_interrupt(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`deploy --build` on an empty account: data stack, images, app. Interrupted while the images are
-    being built (after the data stack was created), the same command carries on from there."""
+    being built (after the data stack was created), the same command carries on from there; so it does after
+    a database setup task that failed (the services stayed at zero, nothing was prepared)."""
     pushed: list[Any] = []
 
     def interrupted(request: Any, display: Any) -> list[ImageResult]:
@@ -112,12 +115,26 @@ def test_a_first_install_is_one_command_and_resumes_after_an_interrupt(
         first = deploy(world, "--build", "--yes")
         data = boto3.client("cloudformation").describe_stacks(StackName="social-data")["Stacks"][0]
         monkeypatch.setattr("mastofargate.images.push_images", push_images)
+        good = register_setup_image(FAILING_SETUP_IMAGE)
+        with recording() as failed_calls:
+            failed = deploy(world, "--build", "--yes")
+        ecs = boto3.client("ecs")
+        at_zero = {
+            s["serviceName"]: s["desiredCount"]
+            for s in ecs.describe_services(cluster="social", services=["web", "streaming", "sidekiq"])["services"]
+        }
+        register_setup_image(good)
         with recording() as calls:
             result = deploy(world, "--build", "--yes")
         running = set(service_images().values())
     assert first.exit_code == 130, first.output
     assert "Interrupted." in first.output and "mastofargate deploy" in first.output
     assert data["StackStatus"] == "CREATE_COMPLETE" and data["EnableTerminationProtection"] is True
+    assert failed.exit_code == 1, failed.output
+    assert "The database setup failed" in failed.output and "the services stay at zero" in failed.output
+    assert "exit code 3" in failed.output and "mastofargate logs dbsetup" in failed.output
+    assert at_zero == {"web": 0, "streaming": 0, "sidekiq": 0}
+    assert not [c for c in failed_calls.find("RunTask") if "social-dbsetup" not in c.params["taskDefinition"]]
     assert result.exit_code == 0, result.output
     assert "social-data: no changes" in result.output  # resumed: the data stack was not made again
     assert pushed and pushed[0].config.aws.name == "social"

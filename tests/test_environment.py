@@ -17,7 +17,7 @@ import pytest
 
 from mastofargate.stack import build
 from tests.conftest import COMBINATIONS, combo_config, combo_id
-from tests.mastodon_reads import MASTODON_TAG, READS
+from tests.mastodon_reads import MASTODON_TAG, READS, RUNTIME_READS
 
 MIRROR = Path(os.environ.get("MASTODON_SOURCE", "/work/.mirror/glitch-soc+mastodon/repo"))
 # What each process must get (beyond the shape-dependent Redis/Postgres settings).
@@ -55,7 +55,7 @@ def test_every_variable_is_read_by_its_process(combo: tuple) -> None:
     seen = set()
     for title, k, names in mastodon_containers(combo):
         seen.add(k)
-        unread = sorted(n for n in names if k not in READS.get(n, {}))
+        unread = sorted(n for n in names if k not in READS.get(n, {}) and k not in RUNTIME_READS.get(n, {}))
         assert not unread, f"{title} ({k}) sets {unread}, which its Mastodon process never reads"
         missing = sorted(REQUIRED[k] - names)
         assert not missing, f"{title} ({k}) lacks {missing}"
@@ -107,3 +107,12 @@ def test_recorded_lines_read_the_named_variable() -> None:
             # redis_configuration.rb builds the name: ENV.fetch("#{prefix}URL") with prefix "REDIS_"
             built = "#{prefix}" in text and f'"#{{prefix}}{name.removeprefix("REDIS_")}"' in text
             assert name in text or built, f"{name} ({k}): {loc} reads {text!r}"
+
+
+def test_the_start_wrapper_reads_what_it_is_said_to_read() -> None:
+    """RUNTIME_READS: the wrapper script handles each name (OpenSSL and Node read the files it writes)."""
+    from mastofargate.stack import cache, entrypoints
+
+    wrapper = entrypoints.script(cache.TRUST_SCRIPT)
+    for name in RUNTIME_READS:
+        assert f"${{{name}" in wrapper, name

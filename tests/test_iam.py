@@ -64,6 +64,19 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
             {"StringEquals": {"cloudwatch:namespace": "Mastofargate/Backups"}},
         ),
     },
+    # The data stack's database setup task (stack/dbsetup.py): its one secret and its one log group, nothing else.
+    "DatabaseSetupExecutionRole": {
+        "WriteItsLog": (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [sub("logs", "log-group:/mastofargate/social/dbsetup:*")],
+            None,
+        ),
+        "ReadTheDatabaseSecret": (
+            ["secretsmanager:GetSecretValue"],
+            [sub("secretsmanager", "secret:mastofargate/social/database-??????")],
+            None,
+        ),
+    },
     "ExecutionRole": {
         "EcrLogin": (["ecr:GetAuthorizationToken"], ["*"], None),
         "PullOurImages": (
@@ -118,11 +131,13 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
 }
 PRINCIPALS = {
     "ExecutionRole": "ecs-tasks.amazonaws.com",
+    "DatabaseSetupExecutionRole": "ecs-tasks.amazonaws.com",
     "MastodonTaskRole": "ecs-tasks.amazonaws.com",
     "DataTaskRole": "ecs-tasks.amazonaws.com",
     "ServerTaskRole": "ecs-tasks.amazonaws.com",
     "BackupTaskRole": "ecs-tasks.amazonaws.com",
     "SchedulerRole": "scheduler.amazonaws.com",
+    "SpotFallbackRole": "lambda.amazonaws.com",
     "BackupRole": "backup.amazonaws.com",
 }
 BACKUP_ONLY = [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"}]
@@ -130,9 +145,31 @@ BACKUP_ONLY = [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/A
 combos = pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c in COMBINATIONS])
 
 
+SPOT_FALLBACK = {  # stack/spot.py: only this cluster's services, its own log group and dead-letter queue
+    "SwitchOurServices": (
+        ["ecs:DescribeServices", "ecs:UpdateService", "ecs:TagResource", "ecs:UntagResource"],
+        [sub("ecs", "service/social/*")],
+        None,
+    ),
+    "ListOurServices": (
+        ["ecs:ListServices"],
+        ["*"],
+        {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}},
+    ),
+    "WriteOwnLog": (
+        ["logs:CreateLogStream", "logs:PutLogEvents"],
+        [{"Fn::GetAtt": ["SpotFallbackLogGroup", "Arn"]}],
+        None,
+    ),
+    "DeadLetters": (["sqs:SendMessage"], [{"Fn::GetAtt": ["SpotFallbackDeadLetterQueue", "Arn"]}], None),
+}
+
+
 def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]]:
-    _, database, cache, _, _, _ = combo
+    _, database, cache, _, spot, _ = combo
     out = dict(ALLOWED)
+    if spot:  # a Spot service in the template: the fallback and its role exist
+        out["SpotFallbackRole"] = SPOT_FALLBACK
     on = {"Postgres": database == "task", "Redis": cache == "task"}
     aps = [imported(f"{r}AccessPointArn") for r in ("Postgres", "Redis") if on[r]]
     if aps:

@@ -23,6 +23,7 @@ from mastofargate.config import Config
 from mastofargate.deploy import bootstrap, keys
 from mastofargate.errors import MastofargateError
 from mastofargate.target import Target
+from tests.conftest import make_config
 from tests.moto_server import aws_endpoint, moto_server, subprocess_env  # noqa: F401
 
 PASSPHRASE = "correct horse battery staple"
@@ -73,6 +74,17 @@ def source(aws_endpoint: str, config_factory: Callable[..., Config]) -> Target: 
     bootstrap.ensure_secrets(target)
     bootstrap.ensure_redis_url(target, "cache.old.example")
     return target
+
+
+def test_the_redis_tasks_ca_and_certificate_are_never_exported(aws_endpoint: str) -> None:  # noqa: F811
+    """The CA's key stays in the redis secret only (issue 10 item 5); a new place gets a new CA."""
+    from mastofargate.deploy import redistls
+
+    target = Target(make_config(cache="task"))
+    bootstrap.ensure_secrets(target)
+    redistls.ensure(target)
+    assert {"ca_cert", "ca_key", "tls_cert", "tls_key", "url"} <= set(secret_values("us-east-1", "redis"))
+    assert keys.read_keys(target)["redis"] == {"password": secret_values("us-east-1", "redis")["password"]}
 
 
 def test_round_trip_into_a_new_region_restores_every_key(source: Target, aws_endpoint: str, tmp_path: Path) -> None:  # noqa: F811

@@ -135,10 +135,18 @@ def test_nothing_acknowledged_is_lost_when_redis_is_killed(runs: list[Redis], sc
 def test_tls_only_password_not_in_argv_and_runs_as_redis(runs: list[Redis], script: Path, volume: Path) -> None:
     cert, key = self_signed("redis.mastofargate.internal")
     run = Redis(script, volume, free_port())
-    runs.append(run.start(REDIS_TLS_CERT=cert, REDIS_TLS_KEY=key))
+    tmp = volume.parent / "tmp"  # the container's /tmp
+    tmp.mkdir()
+    os.chown(tmp, pwd.getpwnam("redis").pw_uid, -1)
+    runs.append(run.start(REDIS_TLS_CERT=cert, REDIS_TLS_KEY=key, TMPDIR=str(tmp)))
 
-    assert (volume / "tls" / "redis.crt").read_text().strip() == cert.strip(), "the given certificate is used"
-    assert (volume / "tls" / "redis.key").stat().st_mode & 0o077 == 0
+    # the given certificate is used, written at start outside the data volume (no key on EFS), private
+    key_file = Path(run.cli("CONFIG", "GET", "tls-key-file").stdout.split()[1])
+    cert_file = Path(run.cli("CONFIG", "GET", "tls-cert-file").stdout.split()[1])
+    assert cert_file.read_text().strip() == cert.strip() and key_file.read_text().strip() == key.strip()
+    assert tmp in key_file.parents and not (volume / "tls").exists()
+    assert key_file.stat().st_mode & 0o077 == 0 and key_file.parent.stat().st_mode & 0o077 == 0
+    assert key_file.stat().st_uid == pwd.getpwnam("redis").pw_uid
     plain = run.cli("ping", tls=False)
     assert plain.stdout.strip() != "PONG", "plaintext must not be served"
     assert run.cli("ping").stdout.strip() == "PONG"

@@ -26,6 +26,7 @@ import pytest
 
 from mastofargate.deploy.jobs import CREATE_OWNER
 from tests.deploy_sandbox import (
+    FAILING_SETUP_IMAGE,
     CliResult,
     Recorder,
     Sandbox,
@@ -33,6 +34,7 @@ from tests.deploy_sandbox import (
     create_zone,
     push_fake_images,
     recording,
+    register_setup_image,
     run_cli,
     running_sandbox,
     secret_versions,
@@ -103,8 +105,10 @@ def test_first_install_brings_everything_up_in_order(world: World) -> None:
     assert world.install.exit_code == 0, world.install.output
     assert "Deployed social.example.org" in world.install.output
     assert "https://social.example.org" in world.install.output
-    # db:prepare with the services at zero, then the Owner account, then the services switched on.
+    # The database owner setup and db:prepare with the services at zero, then the Owner account, then the
+    # services switched on.
     assert run_tasks(world.calls) == [
+        ("social-dbsetup", []),  # its command is the task definition's own; only OWNER_SQL is passed
         ("social-migrate", ["bundle", "exec", "rails", "db:prepare"]),
         ("social-tootctl", ["bash", "-o", "pipefail", "-c", CREATE_OWNER, "create-owner", "admin", OWNER_EMAIL]),
         ("social-tootctl", ["tootctl", "accounts", "modify", "admin", "--approve"]),
@@ -118,7 +122,8 @@ def test_first_install_brings_everything_up_in_order(world: World) -> None:
     assert '"ServicesEnabled", "ParameterValue": "true"' in plans[-1]
     executes = index(world.calls, "ExecuteChangeSet")
     prepare = index(world.calls, "RunTask", taskDefinition="social-migrate")[0]
-    assert executes[0] < prepare < executes[-1]
+    setup = index(world.calls, "RunTask", taskDefinition="social-dbsetup")
+    assert executes[0] < setup[0] < prepare < executes[-1] and len(setup) == 1
     with aws_env(world.sandbox.url):
         ecs = boto3.client("ecs")
         services = ecs.describe_services(cluster="social", services=list(MASTODON_SERVICES))["services"]
@@ -148,6 +153,56 @@ def test_the_owner_password_reaches_no_output_and_no_log(world: World) -> None:
     assert not any(re.search(r"New password: \S", line) for line in lines)  # ...but not the password
 
 
+def database_secret() -> dict[str, str]:
+    value = boto3.client("secretsmanager").get_secret_value(SecretId="mastofargate/social/database")["SecretString"]
+    return dict(json.loads(value))
+
+
+def setup_overrides(calls: Recorder) -> list[dict[str, str]]:
+    """The environment overrides of every database setup task started."""
+    out = []
+    for call in calls.find("RunTask"):
+        if "social-dbsetup" in call.params["taskDefinition"]:
+            (override,) = call.params["overrides"]["containerOverrides"]
+            assert set(override) == {"name", "environment"}  # no command: the task definition's own runs
+            out.append({e["name"]: e["value"] for e in override["environment"]})
+    return out
+
+
+def log_lines(group: str) -> list[str]:
+    cw = boto3.client("logs")
+    streams = cw.describe_log_streams(logGroupName=group)["logStreams"]
+    return [
+        e["message"]
+        for st in streams
+        for e in cw.get_log_events(logGroupName=group, logStreamName=st["logStreamName"])["events"]
+    ]
+
+
+def assert_no_password_in_setup(calls: Recorder, output: str) -> None:
+    """The setup task got the owner's SCRAM verifier; no password reached its override, the output or its log."""
+    secret = database_secret()
+    (env,) = setup_overrides(calls)
+    assert list(env) == ["OWNER_SQL"]
+    assert "SCRAM-SHA-256$4096:" in env["OWNER_SQL"] and "CREATE ROLE mastodon_owner LOGIN" in env["OWNER_SQL"]
+    passwords = [secret["password"], secret["owner_password"]]
+    lines = log_lines("/mastofargate/social/dbsetup")
+    assert lines  # the task logged (its command, in the emulator)
+    for password in passwords:
+        assert password not in json.dumps([c.params for c in calls.calls if c.operation == "RunTask"])
+        assert password not in output
+        assert not any(password in line for line in lines)
+
+
+def test_the_owner_role_is_set_up_without_a_password_anywhere_and_recorded(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        assert_no_password_in_setup(world.calls, world.install.output)
+        secret = database_secret()
+    assert secret["owner_password"] != secret["password"] and len(secret["owner_password"]) == 32
+    assert secret["owner_setup"].startswith("2:")  # SETUP_VERSION and the fingerprint of the password it set
+    assert "mastodon_owner owns the database" in world.install.output
+
+
 def test_a_second_deploy_changes_nothing(world: World) -> None:
     with aws_env(world.sandbox.url):
         before = secret_versions()
@@ -158,7 +213,8 @@ def test_a_second_deploy_changes_nothing(world: World) -> None:
     assert "No changes" in result.output
     assert before == after
     assert not calls.find("ExecuteChangeSet")
-    assert not calls.find("RunTask")
+    assert not calls.find("RunTask")  # the owner setup is recorded as done: no task
+    assert "database owner: mastodon_owner is set up" in result.output
     assert not calls.find("PutObject")
     # The only writes: change sets CloudFormation computed as empty, and deleted again.
     assert set(calls.mutating()) <= {"cloudformation:CreateChangeSet", "cloudformation:DeleteChangeSet"}
@@ -199,6 +255,7 @@ def test_an_upgrade_migrates_before_and_after_the_rollout(world: World) -> None:
     watch = index(calls, "DescribeServices")
     assert len(pre) == 1 and len(rollout) == 1 and len(post) == 1, calls.ops()
     assert pre[0] < rollout[0] < post[0]
+    assert not index(calls, "RunTask", taskDefinition="social-dbsetup")  # set up already: no extra task
     assert any(rollout[0] < w < post[0] for w in watch)  # the rollout was watched before post-migrations
     # The pre-deployment migrations ran on the NEW image, before the services had it.
     registered = [c for c in calls.find("RegisterTaskDefinition") if c.params["family"] == "social-migrate-pre"]
@@ -331,6 +388,72 @@ def test_a_circuit_breaker_failure_names_the_stopped_task_and_what_to_do(world: 
     execute = index(run.calls, "ExecuteChangeSet")[0]
     settled = max(i for i, c in enumerate(run.calls.calls) if c.operation == "DescribeStacks")
     assert any(execute < i < settled for i in progress)  # services read while the stack was still changing
+
+
+TAG_C = "v4.5.4-c5"
+GOOD_SETUP_IMAGE: list[str] = []
+
+
+def as_an_older_server() -> None:
+    """The database secret of a server deployed before Mastodon had its own role: the master password only."""
+    sm = boto3.client("secretsmanager")
+    old = {k: v for k, v in database_secret().items() if k not in ("owner_password", "owner_setup")}
+    sm.put_secret_value(SecretId="mastofargate/social/database", SecretString=json.dumps(old))
+
+
+def test_a_failed_owner_setup_on_an_older_server_leaves_the_old_version_serving(world: World) -> None:
+    """The setup task runs after the pre-deployment migrations; when it fails, the app change set (which would
+    switch Mastodon to the owner role) is dropped, the old version keeps serving, and the error says what to run."""
+    with aws_env(world.sandbox.url):
+        serving = mastodon_tags()
+        as_an_older_server()
+        push_fake_images(TAG_C)
+        GOOD_SETUP_IMAGE.append(register_setup_image(FAILING_SETUP_IMAGE))
+        with recording() as calls:
+            result = deploy(world.config, TAG_C, "--yes")
+        assert mastodon_tags() == serving
+        assert "owner_setup" not in database_secret()
+        leftover = boto3.client("cloudformation").list_change_sets(StackName="social-app")["Summaries"]
+    assert result.exit_code == 1, result.output
+    assert "The database setup failed" in result.output
+    assert "is still serving" in result.output
+    assert "exit code 3" in result.output
+    assert "mastofargate logs dbsetup" in result.output
+    assert "added owner_password" in result.output  # the secrets step completed the older secret first
+    pre = index(calls, "RunTask", taskDefinition="social-migrate-pre")
+    setup = index(calls, "RunTask", taskDefinition="social-dbsetup")
+    assert len(pre) == 1 and len(setup) == 1 and pre[0] < setup[0]
+    assert not calls.find("ExecuteChangeSet")
+    assert leftover == []
+
+
+def test_an_older_server_gets_its_owner_role_before_mastodon_switches_to_it(world: World) -> None:
+    with aws_env(world.sandbox.url):
+        if not GOOD_SETUP_IMAGE:  # run alone: make the server older here
+            as_an_older_server()
+            push_fake_images(TAG_C)
+        else:
+            register_setup_image(GOOD_SETUP_IMAGE[0])
+        plan = run_cli("plan", "--config", str(world.config), "--mastodon-tag", TAG_C, "--streaming-tag", TAG_C)
+        dry = deploy(world.config, TAG_C, "--yes", "--dry-run")
+        with recording() as calls:
+            result = deploy(world.config, TAG_C, "--yes")
+        assert result.exit_code == 0, result.output
+        assert mastodon_tags() == {TAG_C}
+        assert_no_password_in_setup(calls, result.output)
+        assert database_secret()["owner_setup"].startswith("2:")
+        with recording() as again:
+            second = deploy(world.config, TAG_C, "--yes")
+    assert plan.exit_code == 0, plan.output
+    assert "database owner: social-dbsetup would run" in plan.output
+    assert "Mastodon still logs in as the master user" in plan.output
+    assert dry.exit_code == 0 and "database owner: social-dbsetup would run" in dry.output
+    pre = index(calls, "RunTask", taskDefinition="social-migrate-pre")
+    setup = index(calls, "RunTask", taskDefinition="social-dbsetup")
+    app_execute = index(calls, "ExecuteChangeSet")[-1]  # the app stack's (the data stack, if changed, goes first)
+    post = index(calls, "RunTask", taskDefinition="social-migrate:")
+    assert len(setup) == 1 and pre[0] < setup[0] < app_execute < post[0]
+    assert second.exit_code == 0 and not again.find("RunTask")
 
 
 def test_destroy_without_delete_data_keeps_the_data(world: World) -> None:

@@ -234,12 +234,13 @@ def test_local_domain_and_media_settings_reach_every_mastodon_process(combo: tup
         if combo[2] == "elasticache":
             # ioredis (streaming) enables TLS from the rediss:// URL; only Rails needs the Ruby driver
             assert env.get("REDIS_DRIVER") == (None if c["Name"] == "streaming" else "ruby") and "REDIS_URL" in secrets
-        else:
+        elif combo[5] == "one-task":
             # over loopback inside the one task; one-off tasks (container `mastodon`) by the task's DNS name
-            host = "redis.social.internal"
-            if combo[5] == "one-task":
-                host = "server.social.internal" if c["Name"] == "mastodon" else "127.0.0.1"
+            host = "server.social.internal" if c["Name"] == "mastodon" else "127.0.0.1"
             assert env["REDIS_HOST"] == host and "REDIS_PASSWORD" in secrets
+        else:  # a separate Redis task: verified TLS (tests/test_redis_tls.py has the details)
+            assert "REDIS_HOST" not in env and "REDIS_PASSWORD" not in secrets, title
+            assert {"REDIS_URL", "REDIS_CA_CERT"} <= secrets, title
     for tpl in stacks(combo).values():
         assert tpl["Metadata"]["mastofargate"]["local_domain"] == "social.example.org"
 
@@ -272,8 +273,40 @@ def test_spot_never_carries_postgres_and_follows_the_setting(combo: tuple) -> No
 @combos
 def test_architecture_reaches_every_task_definition(combo: tuple) -> None:
     want = "ARM64" if combo[3] == "arm64" else "X86_64"
-    for title, td in resources(combo, "AWS::ECS::TaskDefinition").items():
+    for title, td in resources(combo, "AWS::ECS::TaskDefinition", "app").items():
         assert td["Properties"]["RuntimePlatform"]["CpuArchitecture"] == want, title
+    # The data stack's database setup task runs the official multi-arch Postgres image on one architecture, so
+    # the data stack stays the same whatever the arch (test_lint counts on it).
+    (setup,) = resources(combo, "AWS::ECS::TaskDefinition", "data").values()
+    assert setup["Properties"]["RuntimePlatform"]["CpuArchitecture"] == "X86_64"
+
+
+@combos
+def test_mastodon_logs_in_as_the_database_owner_and_only_the_setup_task_as_the_master(combo: tuple) -> None:
+    """Web, streaming, Sidekiq (and its sidecar) and every one-off Mastodon job: DB_USER mastodon_owner with the
+    owner's password; the master password reaches only the Postgres task itself and the data stack's setup task."""
+    seen = set()
+    for title, _, c in containers(combo):
+        env = {e["Name"]: e["Value"] for e in c.get("Environment", [])}
+        secrets = {s["Name"]: json.dumps(s["ValueFrom"]) for s in c.get("Secrets", [])}
+        database_keys = {
+            name: json.loads(value)["Fn::Join"][1][1]
+            for name, value in secrets.items()
+            if "DatabaseSecretArn" in value
+        }
+        if c["Name"] in ("web", "sidekiq", "streaming", "mastodon"):
+            seen.add(c["Name"])
+            assert env["DB_USER"] == "mastodon_owner", title
+            assert database_keys == {"DB_PASS": ":owner_password::"}, title
+        elif c["Name"] == "postgres":
+            assert env["POSTGRES_USER"] == "mastodon" and database_keys == {"POSTGRES_PASSWORD": ":password::"}
+        elif c["Name"] == "dbsetup":
+            assert title == "DatabaseSetupTaskDefinition"
+            assert env["PGUSER"] == "mastodon" and database_keys == {"PGPASSWORD": ":password::"}
+            assert env["PGSSLMODE"] == "require"
+        else:
+            assert database_keys == {}, f"{title}: {c['Name']} gets a database password"
+    assert seen == {"web", "sidekiq", "streaming", "mastodon"}
 
 
 @combos

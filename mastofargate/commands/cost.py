@@ -29,6 +29,15 @@ def _media_gb(value: float | None) -> float | None:
     return value
 
 
+def _commit(value: str | None) -> str | None:
+    """--commit names a term the price table prices (prices.COMMITMENTS)."""
+    from mastofargate.prices import COMMITMENTS
+
+    if value is not None and value not in COMMITMENTS:
+        raise typer.BadParameter(f"{value!r} is not a commitment term; allowed: {', '.join(COMMITMENTS)}")
+    return value
+
+
 def cost(
     config: ConfigOption = DEFAULT_CONFIG,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
@@ -47,13 +56,24 @@ def cost(
         str | None,
         typer.Option("--diff", metavar="REF", help="Compare with the templates committed at git REF (changed lines)."),
     ] = None,
+    commit: Annotated[
+        str | None,
+        typer.Option(
+            "--commit",
+            metavar="1y|3y",
+            callback=_commit,
+            help="Also price a Compute Savings Plan (Fargate) and RDS reservations, no upfront, for 1 or 3 years.",
+        ),
+    ] = None,
 ) -> None:
     """Estimate the monthly AWS bill, line by line, from the generated templates (no AWS calls unless --live)."""
     if diff_ref is not None:
         from mastofargate.errors import UsageError
 
-        if compare_all or live:
-            raise UsageError("--diff cannot be combined with --compare or --live", fix="pass --diff REF alone")
+        if compare_all or live or commit:
+            raise UsageError(
+                "--diff cannot be combined with --compare, --live or --commit", fix="pass --diff REF alone"
+            )
         _print_diff(config, diff_ref, media_gb, as_json)
         return
     from mastofargate.config import load_config
@@ -61,6 +81,13 @@ def cost(
     from mastofargate.prices import for_region
     from mastofargate.stack import build_all as build
 
+    if compare_all and commit:
+        from mastofargate.errors import UsageError
+
+        raise UsageError(
+            "--commit cannot be combined with --compare",
+            fix="run 'mastofargate cost --commit 1y' for one configuration",
+        )
     cfg = load_config(config)
     prices = for_region(cfg.aws.region)
     templates = None if compare_all else build(cfg)
@@ -70,7 +97,7 @@ def cost(
         rows = compare(cfg, media_gb=media_gb, prices=prices)
         _print_compare(cfg, rows, prices, as_json)
         return
-    est = estimate(cfg, templates, media_gb=media_gb, prices=prices)
+    est = estimate(cfg, templates, media_gb=media_gb, prices=prices, commit=commit)
     if as_json:
         typer.echo(json.dumps(est.to_json(), indent=2))
     else:
@@ -108,16 +135,39 @@ def _headline(cfg: Config, est: Estimate) -> str:
     )
 
 
+def _totals(est: Estimate) -> list[str]:
+    """The closing lines: the total, the same on on-demand when Spot is used, and the committed total."""
+    lines = [f"  ${est.total_usd_month:8.2f}  Total per month"]
+    if est.has_spot:
+        lines.append(
+            f"  ${est.total_on_demand_usd_month:8.2f}  Total with every Spot task on on-demand Fargate (what the Spot "
+            "fallback costs while Spot has no capacity)"
+        )
+    committed = est.total_committed_usd_month
+    if est.commitment is not None and committed is not None:
+        lines.append(
+            f"  ${committed:8.2f}  Total with a {est.commitment.term} commitment ({est.commitment.note}): "
+            f"saves ${est.total_usd_month - committed:,.2f}/month"
+        )
+    return lines
+
+
 def _print_estimate(cfg: Config, est: Estimate) -> None:
     from mastofargate.ui import console, is_ci
 
+    term = est.commitment.term if est.commitment else ""
     if is_ci():
         lines = [_headline(cfg, est)]
         for i in est.items:
+            extra = ""
+            if i.on_demand_usd_month is not None:
+                extra += f" [on-demand ${i.on_demand_usd_month:,.2f}]"
+            if i.committed_usd_month is not None:
+                extra += f" [{term} commitment ${i.committed_usd_month:,.2f}]"
             lines.append(
-                f"  ${i.usd_month:8.2f}  {i.name}  ({i.quantity:,.4g} {i.unit} x ${i.unit_price:,.4f})".rstrip()
+                f"  ${i.usd_month:8.2f}  {i.name}  ({i.quantity:,.4g} {i.unit} x ${i.unit_price:,.4f}){extra}".rstrip()
             )
-        lines.append(f"  ${est.total_usd_month:8.2f}  Total per month")
+        lines += _totals(est)
     else:
         from rich.table import Table
 
@@ -126,10 +176,20 @@ def _print_estimate(cfg: Config, est: Estimate) -> None:
         table.add_column("Quantity", justify="right")
         table.add_column("Unit price", justify="right")
         table.add_column("$/month", justify="right", footer=f"{est.total_usd_month:,.2f}")
+        if est.has_spot:
+            table.add_column("On-demand", justify="right", footer=f"{est.total_on_demand_usd_month:,.2f}")
+        committed = est.total_committed_usd_month
+        if committed is not None:
+            table.add_column(f"{term} commitment", justify="right", footer=f"{committed:,.2f}")
         for i in est.items:
-            table.add_row(i.name, f"{i.quantity:,.4g} {i.unit}", f"${i.unit_price:,.4f}", f"{i.usd_month:,.2f}")
+            row = [i.name, f"{i.quantity:,.4g} {i.unit}", f"${i.unit_price:,.4f}", f"{i.usd_month:,.2f}"]
+            if est.has_spot:
+                row.append("" if i.on_demand_usd_month is None else f"{i.on_demand_usd_month:,.2f}")
+            if committed is not None:
+                row.append("" if i.committed_usd_month is None else f"{i.committed_usd_month:,.2f}")
+            table.add_row(*row)
         console().print(table)
-        lines = []
+        lines = _totals(est)[1:]
     lines.append("Assumptions:")
     lines += [f"  {n}. {a}" for n, a in enumerate(est.assumptions, 1)]
     lines.append(f"Prices as of {est.prices_as_of} ({est.region}). An estimate, not a quote: check the AWS bill.")
@@ -182,7 +242,7 @@ _COLUMNS = ("profile", "database", "cache", "spot", "total", "fargate", "ipv4", 
 def _print_compare(cfg: Config, rows: list[Combination], prices: Prices, as_json: bool) -> None:
     from mastofargate.cost import cheapest, references
 
-    refs = references()
+    refs = references(prices)
     best = cheapest(rows)
     if as_json:
         typer.echo(json.dumps(_compare_json(rows, refs, best, prices), indent=2))

@@ -28,10 +28,11 @@ def parse_since(text: str) -> float:
 
 
 def log_names(cfg: Config) -> list[str]:
-    """Every name `logs` accepts for this config: its services, then the one-off jobs."""
+    """Every name `logs` accepts for this config: its services, then the one-off jobs (the database setup too)."""
+    from mastofargate.stack.dbsetup import JOB as DBSETUP
     from mastofargate.stack.jobs import JOBS
 
-    return [s.name for s in cfg.all_services] + list(JOBS)
+    return [s.name for s in cfg.all_services] + list(JOBS) + [DBSETUP]
 
 
 def check_name(cfg: Config, name: str) -> None:

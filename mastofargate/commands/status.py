@@ -92,6 +92,9 @@ def collect(target: Target) -> dict[str, Any]:
         schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
         problems += schedule_problems
     web_tags = [r["image_tag"] for r in services if {"web", "sidekiq"} & set(r["role"].split("+")) and r["image_tag"]]
+    from mastofargate.deploy import spot
+
+    fallbacks = spot.on_fallback(target) if stacks["app"]["status"] else []
     running = mastodon_version(web_tags)
     return {
         "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
@@ -107,6 +110,10 @@ def collect(target: Target) -> dict[str, Any]:
         "termination_protection": facts["data"].termination_protection if facts["data"] else None,
         "services_enabled": facts["app"].parameters.get("ServicesEnabled") != "false" if facts["app"] else None,
         "schedules": schedules,
+        "spot_fallback": [
+            {"service": f.service, "since": f.since, "note": f.describe(), "back_at_next_deploy_only": f.singleton}
+            for f in fallbacks
+        ],
         "mastodon_version": mastodon_version(web_tags),
         "configured_mastodon_version": cfg.deployment.mastodon_version,
         "healthy": not problems,
@@ -278,6 +285,8 @@ def render_plain(data: dict[str, Any]) -> None:
         )
     for job in data.get("schedules", []):
         echo(f"schedule {job['name']}: {job['schedule']} last success={job['last_success'] or 'none recorded'}")
+    for fb in data.get("spot_fallback", []):
+        echo(f"spot fallback: {fb['note']}")
     echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
 
 
@@ -320,6 +329,8 @@ def render_rich(data: dict[str, Any]) -> None:
     for job in data.get("schedules", []):
         last = job["last_success"] or "none recorded"
         c.print(f"  schedule {escape(job['name'])} ({escape(job['schedule'])}): last success {escape(last)}")
+    for fb in data.get("spot_fallback", []):
+        c.print(f"  [yellow]Spot fallback:[/] {escape(fb['note'])}")
     c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 
 

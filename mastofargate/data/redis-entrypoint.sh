@@ -14,8 +14,12 @@
 #    which writes the whole data set into the new AOF (https://redis.io/docs/latest/operate/oss_and_stack/
 #    management/persistence/#how-i-can-switch-to-aof-if-im-currently-using-dumprdb-snapshots).
 #  * TLS across the VPC when Redis is a separate task (issue 10): TLS only (no plaintext port); clients do
-#    not present certificates. The certificate comes from REDIS_TLS_CERT/REDIS_TLS_KEY (PEM, from a secret;
-#    the official image has no openssl) or is made with openssl where it exists; it is kept on EFS.
+#    not present certificates but verify this server's. The certificate comes from REDIS_TLS_CERT/REDIS_TLS_KEY
+#    (PEM, from the redis secret, signed by the server's private CA that every Mastodon process trusts; the
+#    official image has no openssl). It is written at every start to a private directory outside the data
+#    volume (the secret is the source of truth: a re-issued certificate takes effect on the next start, and
+#    no key lands on EFS). Without them, a self-signed one is made with openssl where it exists and kept on
+#    the data volume (hand runs; no client of mastofargate's would trust it).
 #  * No password on any command line: the configuration, password included, reaches redis-server on its
 #    standard input (`redis-server -`), hex-escaped so any byte is safe.
 #
@@ -66,12 +70,14 @@ cd "$DIR"
 
 tls_conf="port $PORT"
 if [ "$TLS" = on ]; then
-  if [ ! -s "$TLS_DIR/redis.key" ] || [ ! -s "$TLS_DIR/redis.crt" ]; then
+  if [ -n "${REDIS_TLS_CERT:-}" ] && [ -n "${REDIS_TLS_KEY:-}" ]; then
+    TLS_DIR="$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/mastofargate-redis-tls.XXXXXX")"
+    log "using the TLS certificate from REDIS_TLS_CERT/REDIS_TLS_KEY"
+    (umask 077 && printf '%s\n' "$REDIS_TLS_KEY" >"$TLS_DIR/redis.key" && printf '%s\n' "$REDIS_TLS_CERT" >"$TLS_DIR/redis.crt")
+    unset REDIS_TLS_KEY REDIS_TLS_CERT
+  elif [ ! -s "$TLS_DIR/redis.key" ] || [ ! -s "$TLS_DIR/redis.crt" ]; then
     (umask 077 && mkdir -p "$TLS_DIR")
-    if [ -n "${REDIS_TLS_CERT:-}" ] && [ -n "${REDIS_TLS_KEY:-}" ]; then
-      log "writing the TLS certificate from REDIS_TLS_CERT/REDIS_TLS_KEY to $TLS_DIR"
-      (umask 077 && printf '%s\n' "$REDIS_TLS_KEY" >"$TLS_DIR/redis.key.new" && printf '%s\n' "$REDIS_TLS_CERT" >"$TLS_DIR/redis.crt.new")
-    elif command -v openssl >/dev/null 2>&1; then
+    if command -v openssl >/dev/null 2>&1; then
       log "making a self-signed TLS certificate in $TLS_DIR (kept on the data volume)"
       (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
         -subj "/CN=redis.mastofargate.internal" -keyout "$TLS_DIR/redis.key.new" -out "$TLS_DIR/redis.crt.new" 2>/dev/null)

@@ -3,9 +3,12 @@
 Three JSON secrets in Secrets Manager, named by `stack.secrets.secret_names`:
   app       SECRET_KEY_BASE and OTP_SECRET (128 hex, like `rails secret`), the VAPID key pair, and the three
             ACTIVE_RECORD_ENCRYPTION_* keys (32 alphanumerics, like `bin/rails db:encryption:init`)
-  database  password (RDS master password, or the Postgres task's)
+  database  password (RDS master password, or the Postgres task's superuser's), owner_password (Mastodon's
+            own role, deploy/dbowner.py; existing servers get it on their next deploy), and owner_setup, the
+            record of the database setup that ran (deploy/dbsetup.py; not a secret, and rewritten by it)
   redis     password (ElastiCache auth token or the Redis task's), and for ElastiCache `url`
-            (rediss://:PASSWORD@HOST:6379), known only once the data stack has made the cache
+            (rediss://:PASSWORD@HOST:6379), known only once the data stack has made the cache; for a
+            separate Redis task its private CA and certificate (deploy/redistls.py) and `url`
 
 They live outside CloudFormation so no stack update, replacement or delete can regenerate them. Every
 deploy calls `ensure_secrets`: a missing secret is created; an existing one is left exactly as it is,
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws
 from mastofargate.errors import EXIT_USAGE, MastofargateError, UsageError
-from mastofargate.stack.secrets import APP_SECRET_KEYS, OTP_SECRET
+from mastofargate.stack.secrets import APP_SECRET_KEYS, OTP_SECRET, OWNER_PASSWORD, OWNER_SETUP_RECORD
 
 if TYPE_CHECKING:
     from mastofargate.deploy.context import Run
@@ -43,8 +46,8 @@ ENCRYPTION_KEY_LENGTH = 32
 REDIS_PORT = 6379
 DESCRIPTIONS = {
     "app": "Mastodon app secrets (SECRET_KEY_BASE, VAPID, Active Record encryption). Never regenerate.",
-    "database": "Postgres password of the Mastodon database",
-    "redis": "Redis password (and, for ElastiCache, the rediss:// URL)",
+    "database": "Postgres passwords: the master user's and that of Mastodon's owner role",
+    "redis": "Redis password, the rediss:// URL and, for a Redis task, its CA and certificate",
 }
 
 
@@ -128,8 +131,11 @@ def required_values(kind: str, present: dict[str, Any]) -> dict[str, str]:
                 why="a key was added to the app secret's list without a way to make it (a bug)",
                 fix="report this; nothing was written",
             )
-    elif kind in ("database", "redis") and "password" not in present:
-        missing["password"] = random_alphanumeric(PASSWORD_LENGTH)
+    elif kind in ("database", "redis"):
+        if "password" not in present:
+            missing["password"] = random_alphanumeric(PASSWORD_LENGTH)
+        if kind == "database" and OWNER_PASSWORD not in present:
+            missing[OWNER_PASSWORD] = random_alphanumeric(PASSWORD_LENGTH)
     return missing
 
 
@@ -233,7 +239,10 @@ def ensure_secret(target: Target, kind: str, *, dry_run: bool = False) -> tuple[
 # from other values (the ElastiCache URL follows the cache's host). Every other key is generated once and
 # never changed (DESIGN invariant 2).
 OPERATOR_KEYS = frozenset({"SMTP_PASSWORD"})
-DERIVED_KEYS = frozenset({"url", "SMTP_LOGIN"})  # SMTP_LOGIN: the SES key id deploy.mail rotates with its password
+# SMTP_LOGIN: the SES key id deploy.mail rotates with its password; OWNER_SETUP_RECORD: deploy.dbsetup's record;
+# tls_cert/tls_key: the Redis task's certificate, re-issued by deploy.redistls from the CA (ca_cert/ca_key are
+# NOT replaceable: made once).
+DERIVED_KEYS = frozenset({"url", "SMTP_LOGIN", OWNER_SETUP_RECORD, "tls_cert", "tls_key"})
 REPLACEABLE_KEYS = OPERATOR_KEYS | DERIVED_KEYS
 
 
@@ -355,6 +364,13 @@ def secrets_step(run: Run, *, dry_run: bool, smtp_password: str | None = None) -
     target = run.target
     run.out.step("Secrets")
     report = ensure_secrets(target, dry_run=dry_run)
+    from mastofargate.deploy import redistls  # it builds on this module's guarded reads and writes
+
+    if redistls.wanted(target):
+        tls = redistls.ensure(target, dry_run=dry_run)
+        if tls != "unchanged":
+            before = report.actions["redis"]
+            report.actions["redis"] = tls if before == "unchanged" else f"{before}; {tls}"
     for kind, action in report.actions.items():
         run.out.line(f"  {target.secret_names[kind]}: {action}")
     if target.config.smtp.login and not dry_run:

@@ -44,7 +44,8 @@ def ci_roles_stack(config: Config) -> CiRolesStack:
     from mastofargate.stack import build, task_families
     from mastofargate.stack.ci import build_ci
 
-    template = build_ci(config, task_families(build(config)["app"]))
+    templates = build(config)
+    template = build_ci(config, task_families(templates["app"], templates["data"]))
     if template is None:
         raise UsageError(
             "the config names no repository for the CI roles",

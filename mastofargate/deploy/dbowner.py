@@ -1,9 +1,9 @@
 """Mastodon's own Postgres role: the owner of its database, not the RDS master user (issue 10 item 4).
 
-Today Mastodon logs in as the RDS master user (`mastodon`, member of rds_superuser: it may create roles,
-read every database, change server settings). Mastodon needs less: to own its database and everything in it
-(migrations create, alter and drop tables). `owner_setup_sql` turns the master-owned database into one owned
-by a plain LOGIN role, idempotently, so it can run on every deploy:
+The RDS master user (`mastodon`, member of rds_superuser) may create roles, read every database and change
+server settings; servers deployed before this module logged Mastodon in as it. Mastodon needs less: to own
+its database and everything in it (migrations create, alter and drop tables). `owner_setup_sql` turns the
+master-owned database into one owned by a plain LOGIN role, idempotently, so it can run on every deploy:
 
 - the role is created if missing: LOGIN, and none of SUPERUSER, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS;
 - its password is set from a SCRAM-SHA-256 verifier computed here (`scram_sha256_verifier`), so the SQL
@@ -11,14 +11,16 @@ by a plain LOGIN role, idempotently, so it can run on every deploy:
 - the database, its `public` schema and every table, sequence, view, materialized view, function and type in
   Mastodon's schemas that the master user owns pass to the role (a first install has none; an existing server
   has all of them), and the role gets CONNECT/TEMP on the database only;
-- PUBLIC loses CREATE on the database (Postgres 15 already refuses CREATE on `public` to PUBLIC).
+- PUBLIC loses CREATE on the database (Postgres 15 already refuses CREATE on `public` to PUBLIC);
+- where pg_stat_statements is preloaded (RDS), the master creates the extension: PgHero in Mastodon's admin
+  reads it, and the owner may not create it (Mastodon itself needs no extension but plpgsql, which every
+  database has: db/schema.rb enables only "pg_catalog.plpgsql").
 
-Wiring (the deploy layer's step, see the report): after the secrets bootstrap has stored an `owner_password`
-in the database secret and before migrations, run the SQL as the master user in a one-off task of the
-Postgres image (`psql` is there): `psql -v ON_ERROR_STOP=1 -c "$OWNER_SQL"`, with PGHOST/PGDATABASE/PGUSER in
-the environment, PGPASSWORD from the database secret's `password`, PGSSLMODE=require, and OWNER_SQL from
-`owner_setup_sql(...)` passed as a container environment override. Then point Mastodon's DB_USER at
-`OWNER_ROLE` and DB_PASS at the secret's `owner_password` (stack/environment.py and stack/secrets.py).
+Wiring: the secrets bootstrap stores an `owner_password` in the database secret; deploy/dbsetup.py runs this
+SQL as the master user in the data stack's `{name}-dbsetup` task (stack/dbsetup.py: psql of the Postgres
+image, PG* from its environment, PGPASSWORD from the secret's `password`, OWNER_SQL passed as a container
+environment override and fed to psql on stdin) before any Mastodon task logs in as `OWNER_ROLE`, whose
+DB_USER/DB_PASS the templates set (stack/environment.py, stack/secrets.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ import hmac
 import os
 import re
 
-OWNER_ROLE = "mastodon_owner"
+from mastofargate.stack.database import DB_OWNER
+
+OWNER_ROLE = DB_OWNER
+# Raised whenever owner_setup_sql changes in a way an existing server must run again: the deploy records the
+# version that ran (deploy/dbsetup.py) and runs the task only when the record differs.
+SETUP_VERSION = 2
 SCRAM_ITERATIONS = 4096  # Postgres's default (scram_iterations), what libpq would compute
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -115,6 +122,19 @@ BEGIN
   LOOP
     EXECUTE format('ALTER TYPE %s OWNER TO {o}', r.typ);
   END LOOP;
+  -- PgHero (Mastodon's /pghero) reads query statistics from pg_stat_statements and offers to create it, which
+  -- the owner may not (the extension is not trusted): the master creates it where the library is loaded (RDS
+  -- preloads it by default; the Postgres task does not). Whether it is loaded shows only by reading the view
+  -- (shared_preload_libraries itself is hidden from non-superusers): where it is not, or the master may not
+  -- create it, the block's subtransaction undoes the CREATE and nothing else changes.
+  IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements') THEN
+    BEGIN
+      CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+      PERFORM 1 FROM pg_stat_statements LIMIT 1;
+    EXCEPTION WHEN object_not_in_prerequisite_state OR insufficient_privilege THEN
+      NULL;
+    END;
+  END IF;
 END
 $$;
 COMMIT;

@@ -2,6 +2,9 @@
 
     preflight ► secrets ► plan ► confirm ► data stack ► images ► (install | upgrade) ► history ► report
 
+The database owner setup (deploy/dbsetup.py) runs inside install (before db:prepare) and upgrade (before
+the app change set switches Mastodon to the owner role), and only when the database secret's record says so.
+
 Each step lives in its own module (preflight, bootstrap, plan, handoff, jobs, rollout, history); this
 module only orders them. Safety rules it keeps (DESIGN invariants):
   - nothing changes before the plan is shown and confirmed, and nothing at all when LOCAL_DOMAIN would
@@ -18,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mastofargate import validate
-from mastofargate.deploy import bootstrap, handoff, history, jobs, mail, rollout, stacks
+from mastofargate.deploy import bootstrap, dbsetup, handoff, history, jobs, mail, rollout, spot, stacks
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import DeployOptions, ImageChoice, PlanOptions, RollbackOptions, Tags
 from mastofargate.deploy.plan import Plans, app_change_set, discard, make_plans, nothing_to_do, show_plan
@@ -54,7 +57,11 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
     secrets = bootstrap.secrets_step(run, dry_run=opts.dry_run, smtp_password=smtp_password)
     plans = make_plans(run, state, secrets, dry_run=opts.dry_run)
     show_plan(run, state, plans)
-    if nothing_to_do(state, plans):
+    if not state.installing:
+        spot.announce(run)
+    owner = dbsetup.read_state(target)
+    dbsetup.show(run, owner, dry_run=opts.dry_run)
+    if nothing_to_do(state, plans) and not owner.needed:
         if not opts.dry_run:
             protect_data_stack(run)
         run.out.line("No changes: the deployed server matches the config and images.")
@@ -152,6 +159,14 @@ def install(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
         show=False,
     )
     rollout.apply(run, at_zero, timeout=opts.timeout)
+    dbsetup.ensure_owner(
+        run,
+        timeout=opts.timeout,
+        failed="The database setup failed (Mastodon's owner role could not be made); the services stay at zero "
+        "and the database was not prepared.",
+        fix="read the log lines above ('mastofargate logs dbsetup' has all), fix the cause, run 'mastofargate "
+        "deploy' again",
+    )
     result = jobs.run_job(run, "migrate", jobs.PREPARE, timeout=opts.timeout)
     if not result.ok:
         raise jobs.task_failure(
@@ -182,9 +197,9 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     if app_plan.deferred:
         params = {**plans.app_params, "MastodonImageTag": tags.mastodon, "StreamingImageTag": tags.streaming}
         app_plan = app_change_set(run, app_plan.template, params, allow_data_replacement=opts.allow_data_replacement)
-    if not app_plan.has_changes:
-        return Outcome(False, tags=tags)
     serving = state.deployed_tags.describe() if state.deployed_tags else ""
+    if not app_plan.has_changes:
+        return Outcome(ensure_owner_before_rollout(run, app_plan, serving, opts), tags=tags)
     new_image, _ = handoff.image_refs(target, tags)
     if new_images and opts.skip_migrations:
         run.out.warn("rollback: migrations are not reverted; the older version runs on the newer database schema")
@@ -208,6 +223,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
             f"({serving or '?'}) is still serving.",
             "read the log lines ('mastofargate logs migrate-pre'), fix the cause, then run 'mastofargate deploy' again",
         )
+    ensure_owner_before_rollout(run, app_plan, serving, opts)
     run.out.step(f"Updating {target.app_stack}")
     if opts.no_wait:
         notes = []
@@ -218,6 +234,7 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
             )
             notes.append("post-deployment migrations NOT run")
         return start_without_waiting(run, app_plan, tags, notes)
+    spot.return_to_spot(run, app_plan.template, rollout.touched_services(app_plan))
     rollout.apply(run, app_plan, timeout=opts.timeout, serving=serving)
     if migrate:
         result = jobs.run_job(run, "migrate", None, timeout=opts.timeout)
@@ -230,6 +247,23 @@ def upgrade(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
                 "'mastofargate run -- bundle exec rails db:migrate'",
             )
     return Outcome(True, tags=tags)
+
+
+def ensure_owner_before_rollout(run: Run, app_plan: stacks.Plan, serving: str, opts: DeployOptions) -> bool:
+    """The database setup, when needed, before the app change set (which makes Mastodon log in as the owner
+    role); a failure drops the change set, so the old version keeps serving. True if the setup task ran."""
+    try:
+        return dbsetup.ensure_owner(
+            run,
+            timeout=opts.timeout,
+            failed="The database setup failed (Mastodon's owner role could not be made or handed the database); "
+            f"nothing was rolled out and the old version ({serving or '?'}) is still serving.",
+            fix="read the log lines ('mastofargate logs dbsetup'), fix the cause, then run 'mastofargate deploy' "
+            "again",
+        )
+    except BaseException:
+        stacks.discard(run.target, app_plan)
+        raise
 
 
 def start_without_waiting(run: Run, plan: stacks.Plan, tags: Tags, notes: list[str]) -> Outcome:
@@ -285,9 +319,13 @@ def plan_only(run: Run, opts: PlanOptions) -> PlanResult:
     plans = make_plans(run, state, secrets, dry_run=True)
     try:
         show_plan(run, state, plans)
+        if not state.installing:
+            spot.announce(run)
     finally:
         discard(run, plans)
-    changes = not nothing_to_do(state, plans)
+    owner = dbsetup.read_state(run.target)
+    dbsetup.show(run, owner, dry_run=True)
+    changes = not nothing_to_do(state, plans) or owner.needed is True
     run.out.line("Changes planned; 'mastofargate deploy' applies them." if changes else "No changes.")
     return PlanResult(changes, plans, state)
 

@@ -37,7 +37,10 @@ def run_job(
     image: str | None = None,
     show_lines: bool = True,
     describe: str | None = None,
+    environment: dict[str, str] | None = None,
 ) -> TaskResult:
+    """Run the one-off task `{name}-{job}` (its command overridden by `command` unless None, `environment`
+    added to its container's), its log lines shown as they come unless show_lines is False."""
     family = f"{run.target.name}-{job}"
     what = describe or (" ".join(command) if command else JOB_COMMANDS.get(job, "its own command"))
     run.out.step(f"Running {job} ({what})" + (f" on {image.rsplit('/', 1)[-1]}" if image else ""))
@@ -48,6 +51,7 @@ def run_job(
             family,
             command,
             image=image,
+            environment=environment,
             timeout=timeout,
             poll=run.poller.interval,
             clock=run.poller.clock,

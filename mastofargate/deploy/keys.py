@@ -5,7 +5,7 @@ ACTIVE_RECORD_ENCRYPTION_* keys (encrypted columns), SECRET_KEY_BASE (sessions, 
 pair (push subscriptions). They live in the three Secrets Manager secrets the bootstrap writes
 (deploy/bootstrap.py: `app`, `database`, `redis`, each one JSON object). This module copies every key of
 those secrets into one file and back, except the Redis `url`, which names the old cache's host and is
-derived again by the deploy in the new place.
+derived again by the deploy in the new place, and the Redis task's CA and certificate (made again there).
 
 File format (version 1), text so it survives copy/paste and mail:
 
@@ -43,8 +43,10 @@ MAGIC = "mastofargate-keys"
 FORMAT_VERSION = 1
 CIPHER = "AES-256-GCM"
 KINDS = ("app", "database", "redis")
-# Keys derived from other facts in the new place, never copied (the Redis URL holds the old cache host).
-DERIVED_KEYS = {"redis": frozenset({"url"})}
+# Keys made again in the new place, never copied: the Redis URL holds the old cache host; the Redis task's
+# certificate is re-issued for the new name; its CA's key never leaves the redis secret (deploy/redistls.py)
+# and a new place simply gets a new CA (it protects traffic, no stored data).
+DERIVED_KEYS = {"redis": frozenset({"url", "tls_cert", "tls_key", "ca_cert", "ca_key"})}
 # scrypt cost: n=2**17, r=8 (128 MiB, ~0.3 s here): OWASP's recommended minimum is 2**17 for r=8, p=1.
 SCRYPT_N = 2**17
 SCRYPT_R = 8

@@ -29,10 +29,14 @@ def log_group(target: Target, service_or_job: str) -> str:
 
 
 def container_of(target: Target, service_or_job: str) -> str:
-    """Container name inside a task: a service's role (web, sidekiq, ...), or "mastodon" for one-off jobs."""
+    """Container name inside a task: a service's role (web, sidekiq, ...), "mastodon" for one-off jobs, and
+    the database setup task's own."""
+    from mastofargate.stack import dbsetup
     from mastofargate.stack.jobs import JOB_CONTAINER
     from mastofargate.stack.services import container_name
 
+    if service_or_job == dbsetup.JOB:
+        return dbsetup.CONTAINER
     for size in target.config.all_services:
         if size.name == service_or_job:
             return container_name(size)

@@ -47,6 +47,11 @@ def app_parameters(arns: bootstrap.SecretArns | None, tags: Tags | None, service
     }
 
 
+def data_parameters(arns: bootstrap.SecretArns | None) -> dict[str, str]:
+    """The data stack's one parameter: the database secret, which its database setup task reads."""
+    return {"DatabaseSecretArn": arns.database if arns else "(created by deploy)"}
+
+
 def make_plans(run: Run, state: State, secrets: bootstrap.SecretsReport | None, *, dry_run: bool) -> Plans:
     """Change sets for both stacks (the data stack first). A stack that does not exist yet is planned
     from its template; change sets are made only when something will be executed."""
@@ -58,11 +63,14 @@ def make_plans(run: Run, state: State, secrets: bootstrap.SecretsReport | None, 
     templates = {k: json.loads(stacks.render(t)) for k, t in built.items()}
     arns = secrets.arns if secrets and secrets.arns.app else bootstrap.existing_arns(target)
     role = change_set_role_arn(target)
+    data_params = data_parameters(arns)
     if state.data_exists or not dry_run:
         kind: stacks.Kind = "UPDATE" if state.data_exists else "CREATE"
-        data_plan = stacks.create_change_set(target, target.data_stack, templates["data"], {}, kind=kind, role_arn=role)
+        data_plan = stacks.create_change_set(
+            target, target.data_stack, templates["data"], data_params, kind=kind, role_arn=role
+        )
     else:
-        data_plan = stacks.template_plan(target.data_stack, templates["data"], {})
+        data_plan = stacks.template_plan(target.data_stack, templates["data"], data_params)
     params = app_parameters(arns, state.tags, services_enabled=not state.installing)
     app_plan = plan_app(target, state, templates["app"], params, data_plan)
     return Plans(data_plan, app_plan, secrets, params, built)

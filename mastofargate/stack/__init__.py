@@ -13,6 +13,7 @@ from mastofargate.stack import (
     cache,
     cluster,
     database,
+    dbsetup,
     edge,
     iam,
     jobs,
@@ -23,11 +24,13 @@ from mastofargate.stack import (
     registry,
     secrets,
     services,
+    spot,
+    storage,
 )
 from mastofargate.stack.context import Build
 
-DATA_BUILDERS = (network, secrets, registry, database, cache, media, mail, backups)
-APP_BUILDERS = (iam, cluster, edge, services, jobs, observability)
+DATA_BUILDERS = (network, secrets, registry, database, dbsetup, cache, media, mail, backups)
+APP_BUILDERS = (iam, cluster, edge, services, jobs, observability, spot, storage)
 
 
 def build(config: Config) -> dict[str, Template]:
@@ -57,10 +60,14 @@ def build(config: Config) -> dict[str, Template]:
     return {"data": b.data, "app": b.app}
 
 
-def task_families(app: Template) -> list[str]:
-    """The task definition families of the app template (the CI deploy role may run exactly these)."""
+def task_families(*templates: Template) -> list[str]:
+    """The task definition families of the templates (the CI deploy role may run exactly these: the app
+    stack's, and the data stack's database setup task)."""
     return sorted(
-        str(r.properties["Family"]) for r in app.resources.values() if r.resource_type == "AWS::ECS::TaskDefinition"
+        str(r.properties["Family"])
+        for t in templates
+        for r in t.resources.values()
+        if r.resource_type == "AWS::ECS::TaskDefinition"
     )
 
 
@@ -70,7 +77,7 @@ def build_all(config: Config) -> dict[str, Template]:
     from mastofargate.stack.ci import build_ci
 
     templates = build(config)
-    ci = build_ci(config, task_families(templates["app"]))
+    ci = build_ci(config, task_families(templates["app"], templates["data"]))
     if ci is not None:
         templates["ci"] = ci
     return templates

@@ -1,16 +1,49 @@
 """Redis for Mastodon: ElastiCache (Valkey or Redis OSS >= 7, TLS and an auth token) in the data stack.
 
 The alternative, a Redis task persisting to EFS, is an ECS service like the others (services.py);
-its data directory lives on the EFS access point made in database.py.
+its data directory lives on the EFS access point made in database.py. When that task is separate from
+Mastodon's (`redis_tls`), it serves verified TLS only: the deploy keeps a private CA in the redis secret
+(deploy/redistls.py), the task serves a certificate for `task_host` signed by it, and every Mastodon process
+trusts that CA on top of the public roots, through files the wrapper `TRUST_SCRIPT` writes at start.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from troposphere import GetAtt, Ref, Tags, elasticache
 
+from mastofargate.stack.cluster import NAMESPACE_SUFFIX
 from mastofargate.stack.context import Build
 from mastofargate.stack.network import REDIS_PORT
 from mastofargate.stack.secrets import secret_names
+
+if TYPE_CHECKING:
+    from mastofargate.config import Config
+
+# The wrapper (mastofargate/data/) every Mastodon container starts through when Redis speaks TLS: it writes
+# the CA from REDIS_CA_CERT (a secret) to the files named by these variables, then runs the process.
+TRUST_SCRIPT = "trust-redis-ca.sh"
+CA_DIR = "/tmp/mastofargate-ca"  # the containers' /tmp is writable by the mastodon user (no read-only root)
+# Ruby's OpenSSL (redis-client, and everything else in Rails: federation, S3, SMTP) reads its default store
+# from SSL_CERT_FILE: the image's public roots plus the Redis CA, in one file.
+RUBY_BUNDLE = f"{CA_DIR}/public-roots-and-redis-ca.pem"
+# Node (the streaming server's ioredis) adds NODE_EXTRA_CA_CERTS to its built-in roots when it starts.
+NODE_EXTRA = f"{CA_DIR}/redis-ca.pem"
+
+
+def redis_tls(config: Config) -> bool:
+    """Redis runs as its own task that Mastodon reaches across the VPC: verified TLS, nothing in plain.
+    Not for ElastiCache (TLS with Amazon's public certificate, no CA of ours) nor for the one-task layout
+    (Redis is a container of Mastodon's own task and is reached over loopback)."""
+    layout = getattr(config.deployment, "layout", "split")
+    return config.deployment.cache == "task" and layout != "one-task"
+
+
+def task_host(name: str) -> str:
+    """The Redis task's DNS name in the server's Cloud Map namespace (cluster.namespace): the one name its
+    certificate is issued for and clients check."""
+    return f"redis.{name}.{NAMESPACE_SUFFIX}"
 
 
 def add(b: Build) -> None:

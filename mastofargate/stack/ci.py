@@ -46,6 +46,7 @@ CFN_SERVICES = (
     "elasticloadbalancing",
     "events",
     "kms",
+    "lambda",
     "logs",
     "rds",
     "route53",
@@ -136,6 +137,12 @@ class _Names:
     def app_roles(self) -> Sub:
         """Roles CloudFormation names after the stack that holds them (NAME-app-ExecutionRole-XXXX)."""
         return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{names.app_stack(self.name)}-*")
+
+    def database_setup_role(self) -> Sub:
+        """The data stack's execution role of its database setup task (a fixed name, stack/dbsetup.py)."""
+        from mastofargate.stack.dbsetup import role_name
+
+        return Sub(f"{_ARN}:iam::${{AWS::AccountId}}:role/{role_name(self.name)}")
 
     def smtp_users(self) -> Sub:
         """The data stack's SES SMTP user (stack/mail.py puts it under this path)."""
@@ -304,13 +311,21 @@ def deploy_policy(n: _Names) -> dict[str, Any]:
         ),
         _statement(
             "WatchJobsAndRollouts",
-            ["ecs:DescribeTasks", "ecs:ListTasks", "ecs:StopTask", "ecs:UpdateService", "ecs:TagResource"],
+            # UntagResource: the deploy clears the Spot fallback's record when it returns a service to Spot
+            [
+                "ecs:DescribeTasks",
+                "ecs:ListTasks",
+                "ecs:StopTask",
+                "ecs:UpdateService",
+                "ecs:TagResource",
+                "ecs:UntagResource",
+            ],
             [n.cluster(), *n.cluster_children(), *n.task_definitions()],
         ),
         _statement(
             "PassTaskRoles",
             ["iam:PassRole"],
-            [n.app_roles()],
+            [n.app_roles(), n.database_setup_role()],
             Condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
         ),
         _statement(

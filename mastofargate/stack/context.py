@@ -104,7 +104,10 @@ class Build:
 
     def data_param(self, key: str) -> Ref:
         if key not in self.data.parameters:
-            self.data.add_parameter(Parameter(key, Type="String", Description=APP_PARAMETERS[key]))
+            kind: dict[str, object] = {}
+            if key in SECRET_PARAMETERS:
+                kind = secret_arn_constraint(self.name, SECRET_PARAMETERS[key])
+            self.data.add_parameter(Parameter(key, Type="String", Description=APP_PARAMETERS[key], **kind))
         return Ref(key)
 
     def resource_name(self, suffix: str) -> str:

@@ -19,7 +19,8 @@ from mastofargate.stack.network import SUBNET_CIDRS
 from mastofargate.stack.secrets import secret_names
 
 DB_NAME = "mastodon_production"
-DB_USER = "mastodon"
+DB_USER = "mastodon"  # the RDS master user / the Postgres task's superuser: the database setup task only
+DB_OWNER = "mastodon_owner"  # what Mastodon logs in as: the owner of its database and nothing more (deploy/dbowner.py)
 POSTGRES_UID = 999  # uid of `postgres` in the Debian-based official image
 REDIS_UID = 999  # uid of `redis` in the Debian-based official image
 
@@ -138,7 +139,10 @@ def _efs(b: Build) -> None:
             KmsKeyId=GetAtt("EncryptionKey", "Arn"),
             PerformanceMode="generalPurpose",
             FileSystemProtection=efs.FileSystemProtection(ReplicationOverwriteProtection="ENABLED"),
-            ThroughputMode="elastic",
+            # Bursting: no per-GB I/O charge (Elastic bills every GB read and written); a small server's Postgres
+            # and Redis stay within the baseline and the 2.1 TiB of credits a new file system starts with. The
+            # app stack's EfsBurstCreditAlarm warns long before they run out ([efs] throughput = "elastic").
+            ThroughputMode=b.config.efs.throughput,
             BackupPolicy=efs.BackupPolicy(Status="DISABLED"),
             FileSystemPolicy=_tls_only_policy(),
             FileSystemTags=Tags(Name=f"{b.name}-data"),

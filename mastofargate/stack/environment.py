@@ -11,10 +11,10 @@ from typing import TypeAlias
 from troposphere import Join
 
 from mastofargate.sizing import ServiceSize
-from mastofargate.stack import mail
+from mastofargate.stack import cache, mail
 from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
-from mastofargate.stack.database import DB_NAME, DB_USER
+from mastofargate.stack.database import DB_NAME, DB_OWNER
 from mastofargate.stack.network import POSTGRES_PORT, REDIS_PORT
 
 EnvValue: TypeAlias = str | Join | object
@@ -43,10 +43,19 @@ def _database(b: Build, role: str, process: ServiceSize | None = None) -> dict[s
         host: EnvValue = b.imported("DatabaseHost")
     else:
         host = data_host(b, b.config.postgres_task.name, process)
-    return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_USER, "DB_SSLMODE": ssl}
+    # The owner role of the database, not the master user (issue 10 item 4; the deploy's database setup step
+    # creates it before any Mastodon task logs in as it).
+    return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_OWNER, "DB_SSLMODE": ssl}
 
 
 def _redis(b: Build, role: str, process: ServiceSize | None = None) -> dict[str, EnvValue]:
+    if cache.redis_tls(b.config):
+        # rediss:// (REDIS_URL, a secret) verified against the server's CA, which the start wrapper
+        # (cache.TRUST_SCRIPT) writes to these files: Node adds NODE_EXTRA_CA_CERTS to its roots; Ruby's
+        # OpenSSL takes SSL_CERT_FILE as its whole store (public roots + the CA).
+        if role == "streaming":
+            return {"NODE_EXTRA_CA_CERTS": cache.NODE_EXTRA}
+        return {"REDIS_DRIVER": "ruby", "SSL_CERT_FILE": cache.RUBY_BUNDLE}
     if b.config.deployment.cache == "elasticache":
         # TLS (rediss:// in REDIS_URL, a secret) needs Rails' Ruby driver; Node's ioredis reads no driver
         # variable and enables TLS from the rediss:// URL itself.

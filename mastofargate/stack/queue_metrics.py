@@ -85,12 +85,16 @@ return cjson.encode({
 # The password reaches redis-cli through REDISCLI_AUTH, never its command line. ElastiCache (REDIS_URL,
 # rediss://:PASSWORD@HOST:PORT) is verified against REDIS_CA_FILE, by default the image's CA bundle
 # (ElastiCache's certificates chain to Amazon's public roots), or unverified where the image has none.
+# A Redis task (stack/cache.py redis_tls) is verified against the server's own CA, REDIS_CA_CERT (a secret).
 SIDECAR_SCRIPT = """
 trap 'exit 0' TERM INT
 if [ -n "${REDIS_URL:-}" ]; then
   rest="${REDIS_URL#*://}"; auth="${rest%@*}"; export REDISCLI_AUTH="${auth#:}"
   hostport="${rest##*@}"; hostport="${hostport%%/*}"
   ca="${REDIS_CA_FILE:-/etc/ssl/certs/ca-certificates.crt}"
+  if [ -n "${REDIS_CA_CERT:-}" ]; then
+    ca="$(mktemp)"; printf '%s\\n' "$REDIS_CA_CERT" >"$ca"
+  fi
   if [ -f "$ca" ]; then tls="--cacert $ca"; else tls="--insecure"; fi
   set -- -h "${hostport%:*}" -p "${hostport##*:}" --tls $tls
 else

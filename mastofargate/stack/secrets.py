@@ -27,6 +27,13 @@ APP_SECRET_KEYS: tuple[str, ...] = (
     "ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT",
     "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
 )
+# Key of the database secret holding the password of Mastodon's own role (stack.database.DB_OWNER); the
+# secret's `password` is the master user's, which only the database setup task receives.
+OWNER_PASSWORD = "owner_password"
+# Also in the database secret, no secret itself: which version of the owner setup ran with which owner password
+# (deploy/dbsetup.py), so a deploy starts the setup task only when something changed. It lives beside the
+# password it set: a secret made afresh has no record, and the setup runs again.
+OWNER_SETUP_RECORD = "owner_setup"
 OTP_SECRET = "OTP_SECRET"  # read by Mastodon only before 4.4; generated anyway so upgrades from 4.3 work
 
 
@@ -55,8 +62,14 @@ class SecretRef:
 def mastodon_secrets(b: Build, role: str) -> list[SecretRef]:
     """Which secrets each process gets. Streaming needs only DB and Redis credentials (the charts do the
     same); web, Sidekiq and jobs need everything."""
-    refs = [SecretRef("DB_PASS", "database", "password")]
-    if b.config.deployment.cache == "elasticache":
+    from mastofargate.stack.cache import redis_tls  # cache.py builds on this module's secret names
+
+    refs = [SecretRef("DB_PASS", "database", OWNER_PASSWORD)]
+    if redis_tls(b.config):
+        # rediss://:PASSWORD@redis.<namespace>:6379, and the CA that signed the Redis task's certificate (its
+        # certificate only: the CA key never leaves the secret). deploy/redistls.py writes both.
+        refs += [SecretRef("REDIS_URL", "redis", "url"), SecretRef("REDIS_CA_CERT", "redis", "ca_cert")]
+    elif b.config.deployment.cache == "elasticache":
         # TLS needs REDIS_URL=rediss://...; the URL carries the password, so the whole URL is a secret.
         refs.append(SecretRef("REDIS_URL", "redis", "url"))
     else:

@@ -22,7 +22,7 @@ from dataclasses import replace
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationautoscaling, ecs, servicediscovery
 
 from mastofargate.sizing import ServiceSize, TaskGroup
-from mastofargate.stack import entrypoints, queue_metrics
+from mastofargate.stack import cache, entrypoints, queue_metrics
 from mastofargate.stack.context import Build, logical
 from mastofargate.stack.edge import HEALTH_PATHS, PORTS
 from mastofargate.stack.environment import mastodon_environment
@@ -83,7 +83,15 @@ def grace_period(size: ServiceSize) -> int:
     return 30
 
 
-def health_check(size: ServiceSize) -> ecs.HealthCheck:
+def trust_entrypoint() -> list[str]:
+    """The EntryPoint of Mastodon containers when Redis speaks TLS: the wrapper (mastofargate/data/
+    trust-redis-ca.sh) writes the Redis CA where Ruby and Node read it, then execs the container's command
+    (the task's Command, or a one-off task's override). It replaces the images' `tini --`: ECS runs an init
+    process of its own in every container (InitProcessEnabled)."""
+    return ["sh", "-c", entrypoints.script(cache.TRUST_SCRIPT), "mastofargate-ca"]
+
+
+def health_check(size: ServiceSize, *, redis_tls: bool = False) -> ecs.HealthCheck:
     curl = "curl -sf --noproxy localhost localhost:{port}{path} || exit 1"
     cmd = {
         "web": curl.format(port=PORTS["web"], path=HEALTH_PATHS["web"]),
@@ -91,7 +99,11 @@ def health_check(size: ServiceSize) -> ecs.HealthCheck:
         "sidekiq": f"test -e {SIDEKIQ_READY_FILE}",
         "postgres": 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB" -h 127.0.0.1',
         # REDISCLI_AUTH, not -a: a password in argv is readable by every process through /proc.
-        "redis": 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p "$REDIS_PORT" ping | grep -q PONG',
+        # With TLS: loopback inside the task, asking the server it runs beside whether it answers (not who it
+        # is); --insecure because the certificate names redis.<namespace>, not 127.0.0.1.
+        "redis": 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$REDIS_PORT"'
+        + (" --tls --insecure" if redis_tls else "")
+        + " ping | grep -q PONG",
     }[size.role]
     return ecs.HealthCheck(
         Command=["CMD-SHELL", cmd], Interval=15, Timeout=5, Retries=3, StartPeriod=min(grace_period(size), 300)
@@ -154,6 +166,8 @@ def container(
         props["Command"] = command or (size.sidekiq_command() if role == "sidekiq" else COMMANDS[role])
         props["Environment"] = _env({**mastodon_environment(b, size, job=job is not None), **(extra_env or {})})
         props["Secrets"] = _secrets(b, mastodon_secrets(b, role))
+        if cache.redis_tls(b.config):
+            props["EntryPoint"] = trust_entrypoint()
     elif role == "postgres":
         # The shipped entrypoint: an EFS lock so one Postgres owns the data directory, fast shutdown on
         # SIGTERM, TLS, memory settings from the container budget (mastofargate/data/postgres-entrypoint.sh).
@@ -166,11 +180,15 @@ def container(
     elif role == "redis":
         # The shipped entrypoint: append-only file (everysec) on EFS, password via stdin, never as root.
         props["EntryPoint"] = ["bash", "-c", entrypoints.script(entrypoints.REDIS), "mastofargate-redis"]
-        props["Environment"] = _env(redis_environment(size))
-        props["Secrets"] = _secrets(b, [SecretRef("REDIS_PASSWORD", "redis", "password")])
+        tls = cache.redis_tls(b.config)
+        props["Environment"] = _env(redis_environment(size, tls=tls))
+        refs = [SecretRef("REDIS_PASSWORD", "redis", "password")]
+        if tls:  # the server's certificate and key, signed by the CA (whose key stays in the secret)
+            refs += [SecretRef("REDIS_TLS_CERT", "redis", "tls_cert"), SecretRef("REDIS_TLS_KEY", "redis", "tls_key")]
+        props["Secrets"] = _secrets(b, refs)
         props["MountPoints"] = [ecs.MountPoint(ContainerPath="/data", SourceVolume=volume_name(role, packed))]
     if job is None:  # long-running services get a health check; one-off jobs just run
-        props["HealthCheck"] = health_check(size)
+        props["HealthCheck"] = health_check(size, redis_tls=cache.redis_tls(b.config))
     if role in PORTS and job is None:
         props["PortMappings"] = [ecs.PortMapping(ContainerPort=PORTS[role], Protocol="tcp", Name=role)]
     elif role in ("postgres", "redis"):
@@ -197,17 +215,16 @@ def postgres_environment(b: Build, size: ServiceSize, packed: bool = False) -> d
     return env
 
 
-def redis_environment(size: ServiceSize) -> dict[str, str]:
+def redis_environment(size: ServiceSize, *, tls: bool) -> dict[str, str]:
     """The Redis entrypoint's settings: data on EFS (/data), never evicting (Sidekiq), a quarter of the
-    container left for the AOF rewrite's fork and buffers. TLS stays off for now: Mastodon's Redis client
-    verifies the server certificate against the image's CA store (redis-client's default; Mastodon has no
-    setting to relax it), so a self-signed certificate would stop every Mastodon process from connecting.
-    The security group admits only the server's tasks, and the password is required."""
+    container left for the AOF rewrite's fork and buffers. `tls` (cache.redis_tls: a separate task) serves
+    TLS only, with the certificate the deploy signed with the server's CA (REDIS_TLS_CERT/KEY, secrets),
+    which every Mastodon process verifies; off only where clients reach Redis over loopback."""
     return {
         "REDIS_DIR": "/data",
         "REDIS_PORT": str(REDIS_PORT),
         "REDIS_MAXMEMORY_MB": str(size.container_memory * 3 // 4),
-        "REDIS_TLS": "off",
+        "REDIS_TLS": "on" if tls else "off",
     }
 
 

@@ -1,0 +1,106 @@
+"""The Redis task's TLS material in the redis secret, made by the deploy's secrets step (stack/cache.py
+`redis_tls`: Redis as its own task, reached across the VPC).
+
+Keys of the redis secret it adds (never values in any output):
+  ca_cert, ca_key   the server's private CA, made ONCE: every Mastodon process trusts ca_cert, so replacing
+                    it would cut them all off from Redis. Guarded by `bootstrap.write_secret` like the app
+                    keys (they are not replaceable); ca_key never leaves the secret (no task receives it).
+  tls_cert, tls_key the Redis task's certificate for `cache.task_host` (its Cloud Map name), signed by the
+                    CA; derived, so re-issued when `tlscert.server_problem` finds a reason (missing, another
+                    name, expiring within a year).
+  url               rediss://:PASSWORD@redis.<name>.internal:6379, Mastodon's REDIS_URL (derived).
+
+Ordering with running servers: this step runs before any stack change, and the running tasks read none of
+these keys (they use REDIS_HOST/REDIS_PASSWORD), so writing them changes nothing until the app stack rolls:
+then the Redis task restarts with TLS while the Mastodon services roll onto rediss:// (README, "Traffic
+between tasks", says what a switching server sees in that minute).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING
+
+from mastofargate import aws, tlscert
+from mastofargate.deploy import bootstrap
+from mastofargate.errors import EXIT_USAGE, MastofargateError
+from mastofargate.stack import cache
+
+if TYPE_CHECKING:
+    from mastofargate.target import Target
+
+CA_KEYS = ("ca_cert", "ca_key")
+SERVER_KEYS = ("tls_cert", "tls_key")
+
+
+def wanted(target: Target) -> bool:
+    return cache.redis_tls(target.config)
+
+
+def _ca(target: Target, present: dict[str, object], now: datetime.datetime | None) -> tuple[str, str, dict[str, str]]:
+    """(CA certificate, CA key, keys to add): the stored CA, or a new one when the secret has none. A CA that
+    is there but unusable is an error, never silently replaced."""
+    ca_cert, ca_key = present.get("ca_cert"), present.get("ca_key")
+    if ca_cert is None and ca_key is None:
+        cert, key = tlscert.make_ca(f"{target.name} Redis CA", now=now)
+        return cert, key, {"ca_cert": cert, "ca_key": key}
+    if isinstance(ca_cert, str) and isinstance(ca_key, str):
+        problem = tlscert.ca_problem(ca_cert, ca_key)
+        if problem is None:
+            return ca_cert, ca_key, {}
+    else:
+        problem = "only one of ca_cert and ca_key is there"
+    raise MastofargateError(
+        f"The Redis CA in secret {target.secret_names['redis']} cannot be used: {problem}. Nothing was written.",
+        why="ca_cert and ca_key were changed outside mastofargate; they are made once and never replaced, "
+        "because every Mastodon process trusts that CA",
+        fix="restore the secret's previous version in Secrets Manager (versions are kept)",
+        exit_code=EXIT_USAGE,
+    )
+
+
+def _changed_keys(target: Target, present: dict[str, object], now: datetime.datetime | None) -> dict[str, str]:
+    """The keys to add or replace (values generated here), from what the secret holds."""
+    ca_cert, ca_key, new = _ca(target, present, now)
+    host = cache.task_host(target.name)
+    cert, key = present.get("tls_cert"), present.get("tls_key")
+    if tlscert.server_problem(
+        cert if isinstance(cert, str) else None, key if isinstance(key, str) else None, ca_cert, host, now=now
+    ):
+        new["tls_cert"], new["tls_key"] = tlscert.issue_server(ca_cert, ca_key, host, now=now)
+    password = present.get("password")
+    if not isinstance(password, str) or not password:
+        raise MastofargateError(
+            f"Secret {target.secret_names['redis']} has no password.",
+            why="it was changed outside mastofargate",
+            fix="restore its previous version in the Secrets Manager console",
+            exit_code=EXIT_USAGE,
+        )
+    url = bootstrap.redis_url(password, host)
+    if present.get("url") != url:
+        new["url"] = url
+    return new
+
+
+def ensure(target: Target, *, dry_run: bool = False, now: datetime.datetime | None = None) -> str:
+    """Add what the redis secret lacks for TLS; return what was done ('unchanged', 'added KEY, ...', or
+    with `dry_run` 'would add ...'). The secret itself exists already (bootstrap.ensure_secrets)."""
+    name = target.secret_names["redis"]
+    try:
+        present = bootstrap.read_secret(target, name)
+    except aws.AccessDenied:
+        if dry_run:  # a read-only role (CI's plan role) may not read values
+            return "its TLS keys are not readable with these credentials"
+        raise
+    except aws.NotFound:
+        if dry_run:  # a first install's dry run: the secret would be created just before
+            return "would add " + ", ".join(sorted((*CA_KEYS, *SERVER_KEYS, "url")))
+        raise
+    new = _changed_keys(target, present, now)
+    if not new:
+        return "unchanged"
+    listing = ", ".join(sorted(new))
+    if dry_run:
+        return f"would add {listing}"
+    bootstrap.write_secret(target, name, {**present, **new}, present)
+    return f"added {listing}"

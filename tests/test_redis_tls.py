@@ -1,0 +1,284 @@
+"""Verified TLS between Mastodon and a separate Redis task (issue 10 item 5): the certificates, the
+templates, and the redis secret's TLS keys made by the deploy against a real moto server.
+
+The CA is made once and never replaced (every Mastodon process trusts it), its key never reaches a task,
+REDIS_URL (it embeds the password) is only ever a secret, and nothing here applies to ElastiCache or to the
+one-task layout (loopback). The real-Redis side is in tests/test_redis_tls_live.py.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+
+from mastofargate import tlscert
+from mastofargate.config import Config
+from mastofargate.deploy import bootstrap, redistls
+from mastofargate.errors import MastofargateError
+from mastofargate.stack import build, cache, entrypoints, services
+from mastofargate.target import Target
+from tests.conftest import make_config, plain_run
+from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
+
+HOST = "redis.social.internal"
+NOW = datetime.datetime(2026, 11, 30, tzinfo=datetime.UTC)
+
+
+# --- certificates -------------------------------------------------------------------------------------
+
+
+def _openssl_verify(tmp_path: Path, ca: str, cert: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "ca.pem").write_text(ca)
+    (tmp_path / "cert.pem").write_text(cert)
+    return subprocess.run(
+        [
+            *("openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-no-CApath", "-no-CAstore"),
+            *(*extra, "-CAfile", "ca.pem", "cert.pem"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_server_certificate_chains_to_the_ca_for_its_name_only(tmp_path: Path) -> None:
+    ca, ca_key = tlscert.make_ca("social Redis CA")
+    cert, key = tlscert.issue_server(ca, ca_key, HOST)
+    ok = _openssl_verify(tmp_path, ca, cert, "-verify_hostname", HOST)
+    assert ok.returncode == 0, ok.stderr
+    wrong = _openssl_verify(tmp_path, ca, cert, "-verify_hostname", "redis.other.internal")
+    assert wrong.returncode != 0 and "hostname mismatch" in wrong.stderr
+    other_ca, _ = tlscert.make_ca("another CA")
+    assert _openssl_verify(tmp_path, other_ca, cert).returncode != 0
+    assert tlscert.server_problem(cert, key, ca, HOST) is None
+    assert tlscert.ca_problem(ca, ca_key) is None
+
+
+def test_the_ca_signs_server_certificates_and_nothing_below_them() -> None:
+    from cryptography import x509
+
+    ca, _ = tlscert.make_ca("social Redis CA", now=NOW)
+    c = x509.load_pem_x509_certificate(ca.encode())
+    constraints = c.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0
+    assert c.not_valid_after_utc - NOW >= datetime.timedelta(days=365 * 29)
+
+
+def test_server_problem_names_each_reason_to_reissue() -> None:
+    ca, ca_key = tlscert.make_ca("social Redis CA", now=NOW)
+    cert, key = tlscert.issue_server(ca, ca_key, HOST, now=NOW)
+    assert tlscert.server_problem(cert, key, ca, HOST, now=NOW) is None
+    assert tlscert.server_problem(None, key, ca, HOST) == "missing"
+    assert tlscert.server_problem("garbage", key, ca, HOST) == "not readable PEM"
+    _, other_key = tlscert.issue_server(ca, ca_key, HOST, now=NOW)
+    assert tlscert.server_problem(cert, other_key, ca, HOST, now=NOW) == "its key does not match"
+    other_ca, other_ca_key = tlscert.make_ca("other", now=NOW)
+    foreign, foreign_key = tlscert.issue_server(other_ca, other_ca_key, HOST, now=NOW)
+    assert tlscert.server_problem(foreign, foreign_key, ca, HOST, now=NOW) == "not signed by the server's CA"
+    assert tlscert.server_problem(cert, key, ca, "redis.renamed.internal", now=NOW) == (
+        "not issued for redis.renamed.internal"
+    )
+    late = NOW + datetime.timedelta(days=tlscert.SERVER_VALID_DAYS - tlscert.RENEW_WITHIN_DAYS + 1)
+    assert (tlscert.server_problem(cert, key, ca, HOST, now=late) or "").startswith("expires on ")
+
+
+def test_a_mismatched_ca_pair_is_named() -> None:
+    ca, _ = tlscert.make_ca("a")
+    _, other_key = tlscert.make_ca("b")
+    assert tlscert.ca_problem(ca, other_key) == "the CA key does not belong to the CA certificate"
+    leaf, leaf_key = tlscert.self_signed("x")
+    assert tlscert.ca_problem(leaf, leaf_key) == "the CA certificate is not a CA"
+
+
+# --- which servers ------------------------------------------------------------------------------------
+
+
+def test_tls_only_for_a_separate_redis_task() -> None:
+    assert cache.redis_tls(make_config(cache="task"))
+    assert not cache.redis_tls(make_config(cache="elasticache"))
+    # the one-task layout (helper `onetask`): Redis beside Mastodon in one task, reached over loopback
+    one_task = SimpleNamespace(deployment=SimpleNamespace(cache="task", layout="one-task"))
+    assert not cache.redis_tls(one_task)  # type: ignore[arg-type]
+    split = SimpleNamespace(deployment=SimpleNamespace(cache="task", layout="split"))
+    assert cache.redis_tls(split)  # type: ignore[arg-type]
+    assert cache.task_host("social") == HOST
+
+
+# --- templates ----------------------------------------------------------------------------------------
+
+
+def _containers(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for tpl in build(cfg).values():
+        for title, res in tpl.to_dict()["Resources"].items():
+            if res["Type"] == "AWS::ECS::TaskDefinition":
+                out += [(title, c) for c in res["Properties"]["ContainerDefinitions"]]
+    return out
+
+
+def _secret_key(value_from: Any) -> str:
+    """The JSON key of a `secrets` entry (ValueFrom = Join of the secret's ARN and ':KEY::')."""
+    return str(value_from["Fn::Join"][1][-1]).strip(":")
+
+
+MASTODON = ("web", "sidekiq", "streaming", "mastodon")
+
+
+@pytest.mark.parametrize("profile", ["personal", "community"])
+def test_templates_of_a_redis_task_wire_verified_tls(profile: str) -> None:
+    cfg = make_config(profile=profile, cache="task", database="task")
+    seen = set()
+    for title, c in _containers(cfg):
+        env = {e["Name"]: e["Value"] for e in c.get("Environment", [])}
+        secrets = {s["Name"]: _secret_key(s["ValueFrom"]) for s in c.get("Secrets", [])}
+        assert "ca_key" not in secrets.values(), f"{title}/{c['Name']} receives the CA key"
+        assert "REDIS_URL" not in env and not any("rediss://" in str(v) for v in env.values()), title
+        if c["Name"] in MASTODON:
+            seen.add(c["Name"])
+            assert secrets["REDIS_URL"] == "url" and secrets["REDIS_CA_CERT"] == "ca_cert", title
+            assert "REDIS_PASSWORD" not in secrets and "REDIS_HOST" not in env, title
+            assert c["EntryPoint"] == services.trust_entrypoint(), title
+            assert c["LinuxParameters"]["InitProcessEnabled"] is True  # replaces the images' tini
+            if c["Name"] == "streaming":
+                assert env["NODE_EXTRA_CA_CERTS"] == cache.NODE_EXTRA and "SSL_CERT_FILE" not in env
+            else:
+                assert env["SSL_CERT_FILE"] == cache.RUBY_BUNDLE and env["REDIS_DRIVER"] == "ruby"
+        elif c["Name"] == "redis":
+            seen.add("redis")
+            assert env["REDIS_TLS"] == "on"
+            assert secrets == {"REDIS_PASSWORD": "password", "REDIS_TLS_CERT": "tls_cert", "REDIS_TLS_KEY": "tls_key"}
+            check = c["HealthCheck"]["Command"][1]
+            assert "--tls" in check and "REDISCLI_AUTH=" in check and " -a " not in check
+        elif c["Name"] == "queue-metrics":
+            assert secrets == {"REDIS_URL": "url", "REDIS_CA_CERT": "ca_cert"}
+    assert seen == {*MASTODON, "redis"}
+
+
+def test_elasticache_templates_have_no_wrapper_and_no_ca() -> None:
+    for title, c in _containers(make_config(cache="elasticache")):
+        env = {e["Name"] for e in c.get("Environment", [])}
+        secrets = {s["Name"] for s in c.get("Secrets", [])}
+        assert "REDIS_CA_CERT" not in secrets and not env & {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"}, title
+        if c["Name"] in MASTODON:
+            assert "EntryPoint" not in c, title  # the images' own entrypoint (tini)
+
+
+def test_the_wrapper_paths_are_where_the_environment_points() -> None:
+    wrapper = entrypoints.script(cache.TRUST_SCRIPT)
+    assert wrapper.startswith("#!/bin/sh") and 'exec "$@"' in wrapper
+    assert cache.RUBY_BUNDLE.startswith(cache.CA_DIR + "/") and cache.NODE_EXTRA.startswith(cache.CA_DIR + "/")
+    assert cache.CA_DIR.startswith("/tmp/")  # writable by the images' mastodon user
+
+
+# --- the redis secret on a real moto server -----------------------------------------------------------
+
+
+@pytest.fixture
+def tls_target(aws_endpoint: str) -> Target:  # noqa: F811
+    return Target(make_config(cache="task"))
+
+
+def _values(name: str) -> dict[str, Any]:
+    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+
+
+def test_the_secrets_step_adds_a_ca_a_certificate_and_the_url_once(tls_target: Target) -> None:
+    run = plain_run(tls_target.config)
+    report = bootstrap.secrets_step(run, dry_run=False)
+    assert report.actions["redis"] == "created; added ca_cert, ca_key, tls_cert, tls_key, url"
+    name = tls_target.secret_names["redis"]
+    redis = _values(name)
+    assert redis["url"] == f"rediss://:{redis['password']}@{HOST}:6379"
+    assert tlscert.ca_problem(redis["ca_cert"], redis["ca_key"]) is None
+    assert tlscert.server_problem(redis["tls_cert"], redis["tls_key"], redis["ca_cert"], HOST) is None
+    before = bootstrap.version_ids(tls_target)
+
+    again = bootstrap.secrets_step(plain_run(tls_target.config), dry_run=False)
+    assert again.actions["redis"] == "unchanged" and not again.changed
+    assert bootstrap.version_ids(tls_target) == before and _values(name) == redis
+
+
+def test_an_expiring_server_certificate_is_reissued_by_the_same_ca(tls_target: Target) -> None:
+    name = tls_target.secret_names["redis"]
+    bootstrap.ensure_secrets(tls_target)
+    assert redistls.ensure(tls_target) == "added ca_cert, ca_key, tls_cert, tls_key, url"
+    first = _values(name)
+    late = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=tlscert.SERVER_VALID_DAYS - 300)
+    assert redistls.ensure(tls_target, now=late) == "added tls_cert, tls_key"
+    second = _values(name)
+    assert {k: second[k] for k in ("ca_cert", "ca_key", "password", "url")} == {
+        k: first[k] for k in ("ca_cert", "ca_key", "password", "url")
+    }
+    assert second["tls_cert"] != first["tls_cert"]
+    assert tlscert.server_problem(second["tls_cert"], second["tls_key"], first["ca_cert"], HOST, now=late) is None
+
+
+def test_the_ca_is_write_once(tls_target: Target) -> None:
+    name = tls_target.secret_names["redis"]
+    bootstrap.ensure_secrets(tls_target)
+    redistls.ensure(tls_target)
+    present = _values(name)
+    other_cert, other_key = tlscert.make_ca("replacement")
+    with pytest.raises(bootstrap.SecretOverwriteRefused, match="ca_cert, ca_key"):
+        bootstrap.write_secret(tls_target, name, {**present, "ca_cert": other_cert, "ca_key": other_key}, present)
+    without = {k: v for k, v in present.items() if k != "ca_key"}
+    with pytest.raises(bootstrap.SecretOverwriteRefused, match="ca_key"):
+        bootstrap.write_secret(tls_target, name, without, present)
+    assert _values(name) == present
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda v: {k: x for k, x in v.items() if k != "ca_key"}, "only one of ca_cert and ca_key"),
+        (lambda v: {**v, "ca_key": tlscert.make_ca("x")[1]}, "does not belong"),
+    ],
+)
+def test_a_ca_changed_by_hand_stops_the_deploy_and_writes_nothing(
+    tls_target: Target, change: Callable[[dict[str, Any]], dict[str, Any]], says: str
+) -> None:
+    name = tls_target.secret_names["redis"]
+    bootstrap.ensure_secrets(tls_target)
+    redistls.ensure(tls_target)
+    tampered = change(_values(name))
+    boto3.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(tampered))
+    before = bootstrap.version_ids(tls_target)
+    with pytest.raises(MastofargateError, match=says) as caught:
+        redistls.ensure(tls_target)
+    assert caught.value.exit_code == 2 and "BEGIN" not in str(caught.value)
+    assert bootstrap.version_ids(tls_target) == before
+
+
+def test_a_dry_run_says_what_it_would_add_and_writes_nothing(tls_target: Target) -> None:
+    first = bootstrap.secrets_step(plain_run(tls_target.config), dry_run=True)
+    assert first.actions["redis"] == "would be created; would add ca_cert, ca_key, tls_cert, tls_key, url"
+    bootstrap.ensure_secrets(tls_target)
+    before = bootstrap.version_ids(tls_target)
+    again = bootstrap.secrets_step(plain_run(tls_target.config), dry_run=True)
+    assert again.actions["redis"] == "would add ca_cert, ca_key, tls_cert, tls_key, url"
+    assert bootstrap.version_ids(tls_target) == before
+    assert set(_values(tls_target.secret_names["redis"])) == {"password"}
+
+
+def test_elasticache_servers_get_no_ca(aws_endpoint: str) -> None:  # noqa: F811
+    target = Target(make_config(cache="elasticache"))
+    bootstrap.secrets_step(plain_run(target.config), dry_run=False)
+    assert set(_values(target.secret_names["redis"])) == {"password"}
+
+
+def test_no_value_reaches_the_output(tls_target: Target, capsys: pytest.CaptureFixture[str]) -> None:
+    bootstrap.secrets_step(plain_run(tls_target.config), dry_run=False)
+    out = capsys.readouterr()
+    redis = _values(tls_target.secret_names["redis"])
+    for key in ("password", "ca_key", "tls_key", "url"):
+        assert redis[key] not in out.out + out.err, key
+    assert "PRIVATE KEY" not in out.out + out.err
