@@ -197,7 +197,8 @@ def test_the_one_task_server_is_priced_as_one_task_with_its_data_stores_on_efs()
     assert usd(est, "Fargate Spot: server (0.5 vCPU, 3 GB, ARM64)") == pytest.approx(size * H * SPOT)
     assert not any(i.name.startswith(("Fargate: ", "Fargate Spot: web", "Fargate Spot: postgres")) for i in est.items)
     assert usd(est, "Public IPv4: one per service task") == pytest.approx(1 * IPV4)
-    assert usd(est, "EFS Elastic Throughput reads") == pytest.approx(20 * 0.03)  # Postgres' assumed reads
+    assert usd(est, "EFS Standard storage") > 0  # Postgres' data and Redis' append-only file found in the task
+    assert any("Postgres on EFS" in a for a in est.assumptions) and any("append-only" in a for a in est.assumptions)
     assert usd(est, "Cloud Map registered task instances") == pytest.approx(0.10)
     on_demand = estimate(make_config(layout="one-task", database="task", cache="task", spot=False))
     assert usd(on_demand, "Fargate: server (0.5 vCPU, 3 GB, ARM64)") == pytest.approx(size * H)
