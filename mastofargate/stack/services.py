@@ -344,9 +344,9 @@ def security_groups(b: Build, task: TaskGroup) -> list[object]:
 def _service(b: Build, task: TaskGroup) -> None:
     t = b.app
     key = logical(task.name)
+    # Every container of the task, from its rows; another container of the task holding web (the direct
+    # edge's Caddy) is one more `containers.append(...)` here.
     containers = [container(b, size, task=task) for size in task.containers]
-    if task.packed and task.has("web"):
-        pass  # edge = "direct": Caddy joins the task holding web here (one line: containers.append(...))
     for size in task.containers:
         if queue_metrics.wanted(size):
             sidecar = _queue_metrics_sidecar(b, size)
