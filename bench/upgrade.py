@@ -121,8 +121,9 @@ def service_timings(profile: str) -> list[ServiceTiming]:
             continue
         props = res["Properties"]
         name = str(props["ServiceName"])
-        size = next(s for s in config.all_services if s.name == name)
-        td = resources[props["TaskDefinition"]["Ref"]]["Properties"]
+        task = next(t for t in config.tasks if t.name == name)  # a packed task boots at its first container's pace
+        ref = props["TaskDefinition"]
+        td = resources[(ref["Fn::If"][1] if "Fn::If" in ref else ref)["Ref"]]["Properties"]
         stop = int(td["ContainerDefinitions"][0].get("StopTimeout", 30))
         interval = healthy = drain = 0
         for lb in props.get("LoadBalancers", []):
@@ -134,7 +135,7 @@ def service_timings(profile: str) -> list[ServiceTiming]:
                 if a["Key"] == "deregistration_delay.timeout_seconds"
             )
         minimum = int(props.get("DeploymentConfiguration", {}).get("MinimumHealthyPercent", 100))
-        timings.append(ServiceTiming(name, size.role, interval, healthy, drain, minimum, stop))
+        timings.append(ServiceTiming(name, task.containers[0].role, interval, healthy, drain, minimum, stop))
     return timings
 
 

@@ -23,11 +23,15 @@ from mastofargate.sizing import (
     PROFILES,
     RDS_INSTANCE_MEMORY_GIB,
     SCHEDULER_QUEUE,
+    Packing,
     Profile,
     ServiceSize,
+    TaskGroup,
     connection_budget,
     fargate_size_error,
+    packed_row,
     rds_max_connections,
+    task_groups,
     with_override,
 )
 
@@ -222,6 +226,12 @@ class Deployment(_Model):
         description="How requests reach web/streaming: 'alb' (a load balancer with an ACM certificate, ~$24/month "
         "with its two addresses) or 'direct' (Caddy in the web task with a Let's Encrypt certificate on EFS; "
         "the domain's DNS record follows the task; needs aws.hosted_zone_id).",
+    )
+    layout: Literal["split", "one-task"] = Field(
+        "split",
+        description="split: a task per process kind (as the profile packs them); one-task: web, streaming, "
+        "Sidekiq and the Postgres/Redis tasks as containers of ONE singleton task (personal profile; a rollout "
+        "takes the server offline for a few minutes).",
     )
 
     @field_validator("mastodon_version")
@@ -545,6 +555,15 @@ class Config(_Model):
     def profile(self) -> Profile:
         return PROFILES[self.deployment.profile]
 
+    @property
+    def packings(self) -> tuple[Packing, ...]:
+        """The profile's tasks of several containers in the chosen layout (validated to exist)."""
+        return tuple(self.profile.packings.get(self.deployment.layout, ()))
+
+    def _row(self, size: ServiceSize) -> ServiceSize:
+        """A profile row inside its packing (if any), then the user's overrides."""
+        return _apply(packed_row(size, self.packings), self.services.get(size.name))
+
     @cached_property
     def resolved_services(self) -> tuple[ServiceSize, ...]:
         """web, streaming and sidekiq rows: the profile's numbers with the user's overrides applied."""
@@ -552,15 +571,33 @@ class Config(_Model):
         if self.sidekiq is not None:
             template = next(s for s in self.profile.services if s.role == "sidekiq")
             rows += [_apply(with_override(template, name=i.name, queues=tuple(i.queues)), i) for i in self.sidekiq]
-        return tuple(_apply(s, self.services.get(s.name)) for s in rows)
+        return tuple(self._row(s) for s in rows)
 
     @property
     def postgres_task(self) -> ServiceSize:
-        return _apply(self.profile.postgres_task, self.services.get("postgres"))
+        return self._row(self.profile.postgres_task)
 
     @property
     def redis_task(self) -> ServiceSize:
-        return _apply(self.profile.redis_task, self.services.get("redis"))
+        return self._row(self.profile.redis_task)
+
+    @cached_property
+    def tasks(self) -> tuple[TaskGroup, ...]:
+        """The ECS services: every row of `all_services` as a container of exactly one task."""
+        overrides = {
+            p.name: self.services[p.name].model_dump(include=set(TASK_FIELDS), exclude_none=True)
+            for p in self.packings
+            if p.name in self.services
+        }
+        return task_groups(self.all_services, self.packings, overrides)
+
+    def task_of(self, container: str) -> TaskGroup | None:
+        """The task (ECS service) holding the row named `container` (web, sidekiq-default, postgres, ...)."""
+        return next((g for g in self.tasks if any(c.name == container for c in g.containers)), None)
+
+    @property
+    def one_task(self) -> bool:
+        return self.deployment.layout == "one-task"
 
     @property
     def job(self) -> ServiceSize:
@@ -591,12 +628,15 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _check_resolved(self) -> Config:
-        known = [s.name for s in self.all_services]
+        self._check_layout()
+        packed = [g.name for g in self.tasks if g.packed]
+        known = [s.name for s in self.all_services] + packed
         for key in self.services:
             if key not in known:
                 raise ValueError(
                     f"services.{key}: {key!r} is not a service of this deployment; allowed: {', '.join(known)}"
                 )
+        self._check_packed_overrides()
         names = [s.name for s in self.resolved_services]
         if len(set(names)) != len(names):
             raise ValueError(f"sidekiq service names {names} repeat; allowed: each name once")
@@ -614,14 +654,17 @@ class Config(_Model):
                 "allowed: a split in which every queue Mastodon uses has a service (jobs on a queue nobody runs "
                 "wait forever: without mailers, no sign-up confirmation or password reset is ever sent)"
             )
-        for s in self.all_services:
-            _check_size(s)
+        for g in self.tasks:
+            if g.packed:
+                _check_group(g)
+            else:
+                _check_size(g.containers[0])
         if self.rds.max_storage_gb and self.rds.storage_gb and self.rds.max_storage_gb < self.rds.storage_gb:
             raise ValueError(
                 f"rds.max_storage_gb {self.rds.max_storage_gb} is below rds.storage_gb {self.rds.storage_gb}; "
                 "allowed: a ceiling at or above the initial size"
             )
-        budget = connection_budget(self.resolved_services, self.profile.job)
+        budget = connection_budget(self.tasks, self.profile.job)
         total = sum(budget.values())
         if total > self.max_connections:
             detail = ", ".join(f"{k} {v}" for k, v in budget.items())
@@ -631,6 +674,49 @@ class Config(_Model):
                 f"{self.max_connections}; allowed: fewer tasks, threads or DB_POOL, or a larger instance class"
             )
         return self
+
+    def _check_layout(self) -> None:
+        layout = self.deployment.layout
+        if layout not in self.profile.packings:
+            offered = [p for p, sizes in PROFILES.items() if layout in sizes.packings]
+            raise ValueError(
+                f"deployment.layout: {layout!r} is not offered by profile {self.deployment.profile!r}; allowed: "
+                f"layout = 'split', or profile = {' or '.join(repr(p) for p in offered)} (one task is sized for a "
+                "personal server: it never scales and a rollout takes it offline for a few minutes)"
+            )
+        if self.one_task and self.sidekiq is not None:
+            names = ", ".join(i.name for i in self.sidekiq)
+            raise ValueError(
+                f"sidekiq: a split of Sidekiq ({names}) runs one task per process, but deployment.layout = "
+                "'one-task' runs everything in one task; allowed: no [[sidekiq]] tables with layout 'one-task' "
+                "(its one Sidekiq runs every queue), or layout = 'split'"
+            )
+
+    def _check_packed_overrides(self) -> None:
+        """A packed task's size and counts are set on the task; a member's process settings on the member."""
+        for g in self.tasks:
+            if not g.packed:
+                continue
+            members = ", ".join(c.name for c in g.containers)
+            for c in g.containers:
+                o = self.services.get(c.name)
+                wrong = [f for f in TASK_FIELDS if o is not None and getattr(o, f) is not None]
+                if wrong:
+                    raise ValueError(
+                        f"services.{c.name}.{wrong[0]}: {c.name} is a container of the task {g.name!r} "
+                        f"({members}); allowed: services.{g.name}.{wrong[0]} (the task's size and counts), and "
+                        f"container_memory or process settings under services.{c.name}"
+                    )
+            o = self.services.get(g.name)
+            wrong = [
+                f for f in ServiceOverride.model_fields if f not in TASK_FIELDS and o and getattr(o, f) is not None
+            ]
+            if wrong:
+                raise ValueError(
+                    f"services.{g.name}.{wrong[0]}: {g.name!r} is a task of several containers ({members}); "
+                    f"allowed: {', '.join(TASK_FIELDS)} (the task's size and counts); container_memory and process "
+                    f"settings go under services.<container>, e.g. services.{g.containers[0].name}"
+                )
 
     @property
     def media_domain(self) -> str | None:
@@ -698,6 +784,33 @@ def _apply(size: ServiceSize, override: ServiceOverride | None) -> ServiceSize:
     if out.container_reservation > out.container_memory:
         out = with_override(out, container_reservation=out.container_memory)
     return out
+
+
+# ServiceOverride fields that belong to a task (its Fargate size and counts), not to one of its containers.
+TASK_FIELDS: tuple[str, ...] = ("cpu", "memory", "desired", "min", "max")
+
+
+def _check_group(g: TaskGroup) -> None:
+    """A task of several containers: a Fargate size, every hard limit inside it and their sum too (ECS refuses
+    a task whose containers' limits exceed its memory), sane counts, and a singleton never scaled."""
+    where = f"services.{g.name}"
+    err = fargate_size_error(g.cpu, g.memory)
+    if err:
+        raise ValueError(f"{where}: {err}")
+    parts = ", ".join(f"{c.name} {c.container_memory}" for c in g.containers)
+    if g.limits_total > g.memory:
+        raise ValueError(
+            f"{where}: the containers' hard limits add up to {g.limits_total} MiB ({parts}) but the task has "
+            f"{g.memory} MiB; allowed: a larger services.{g.name}.memory, or smaller services.<container>."
+            "container_memory"
+        )
+    if not g.min <= g.desired <= g.max:
+        raise ValueError(
+            f"{where}: counts min {g.min} / desired {g.desired} / max {g.max}; allowed: min <= desired <= max"
+        )
+    if g.singleton and g.max > 1:
+        why = "it runs the scheduler queue" if g.has("sidekiq") else "it holds a data store that owns its directory"
+        raise ValueError(f"{where}: max {g.max}; allowed: 1, because this task must never run twice ({why})")
 
 
 def _check_size(s: ServiceSize) -> None:

@@ -23,7 +23,9 @@ _COMMENTS: dict[str, str] = {
     "deployment.arch": "arm64 (Graviton, ~20 % cheaper) | x86_64.",
     "deployment.edge": "alb (load balancer, ACM certificate, ~$24/month) | direct (Caddy in the web task, Let's "
     "Encrypt certificate on EFS, DNS follows the task; needs aws.hosted_zone_id).",
-    "deployment.spot": "Fargate Spot (~70 % cheaper) for stateless services; Postgres never runs on Spot.",
+    "deployment.spot": "Fargate Spot (~70 % cheaper) for stateless services; a Postgres task of its own never.",
+    "deployment.layout": "split (a task per process) | one-task (all in one singleton task: cheapest; a rollout "
+    "takes the server offline for a few minutes).",
     "media.domain": "Host serving media and assets; PERMANENT once posts exist (other servers store its URLs).",
     "media.certificate_arn": "A us-east-1 ACM certificate for media.domain.",
     "deployment.mastodon_version": "ghcr.io/mastodon/mastodon(-streaming) tag; to upgrade, change this and deploy.",

@@ -347,7 +347,10 @@ class _Walk:
 
 
 def _ref(value: Any) -> str | None:
-    """The logical id a Ref or Fn::GetAtt points at."""
+    """The logical id a Ref or Fn::GetAtt points at; of an Fn::If, its first branch's (the estimate prices
+    the server running: ServicesEnabled=true, e.g. the one task's whole task definition)."""
+    if isinstance(value, dict) and isinstance(value.get("Fn::If"), list) and len(value["Fn::If"]) == 3:
+        return _ref(value["Fn::If"][1])
     if isinstance(value, dict):
         if "Ref" in value:
             return str(value["Ref"])

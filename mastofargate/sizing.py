@@ -11,6 +11,13 @@ Each number carries a comment naming its source:
          streaming 0.25/0.5 GB, sidekiq 0.25/1 GB, cleanup task 1 vCPU/2 GB.
   [FG]   the Fargate CPU/memory table (../shared/reference/aws.md).
   [RDS]  RDS's default max_connections formula LEAST(DBInstanceClassMemory/9531392, 5000).
+  [ECS]  the ECS container rules (../shared/reference/aws.md): hard limits of a task's containers add up to
+         at most the task's memory; stopTimeout at most 120 s on Fargate; Spot gives a 2-minute warning.
+
+Each row is one process kind and becomes one container. Which containers share a task is the profile's
+`packings` for the chosen layout: a `Packing` names the task, its Fargate size, its counts and each member's
+hard limit and reservation inside it; every row no packing claims runs in a task of its own. `task_groups`
+turns rows and packings into the `TaskGroup`s the stack makes one ECS service each from.
 
 Everything derived (WEB_CONCURRENCY, MAX_THREADS, DB_POOL, SIDEKIQ concurrency flags, the peak Postgres
 connection count) is computed from this table by the functions below and never restated elsewhere.
@@ -18,11 +25,14 @@ connection count) is computed from this table by the functions below and never r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Role = Literal["web", "streaming", "sidekiq", "postgres", "redis"]
 ProfileName = Literal["personal", "community", "large"]
+Layout = Literal["split", "one-task"]
+LAYOUTS: tuple[Layout, ...] = ("split", "one-task")
 
 # [FG] Fargate task sizes: CPU units -> allowed memory (MiB).
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -34,6 +44,8 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     8192: tuple(range(16384, 61440 + 1, 4096)),
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
+
+ONE_TASK = "server"  # the ECS service (and task family suffix) of a one-task server
 
 # [DOC] Sidekiq queues with the charts' weights; `scheduler` must run in exactly one process.
 ALL_QUEUES: tuple[str, ...] = ("default,8", "push,6", "ingress,4", "mailers,2", "pull", "scheduler", "fasp")
@@ -85,25 +97,6 @@ class ServiceSize:
         """Processes that each open their own DB pool: Puma workers (single mode = 1), else 1."""
         return max(1, self.web_concurrency) if self.role == "web" else 1
 
-    @property
-    def minimum_healthy_percent(self) -> int:
-        return 0 if self.singleton else 100
-
-    @property
-    def maximum_percent(self) -> int:
-        return 100 if self.singleton else 200
-
-    @property
-    def peak_tasks(self) -> int:
-        """Most tasks that can run at once: scaled to max and mid-deploy (maximumPercent)."""
-        return max(1, self.max * self.maximum_percent // 100)
-
-    @property
-    def peak_db_connections(self) -> int:
-        if self.role not in ("web", "sidekiq", "streaming"):
-            return 0
-        return self.peak_tasks * self.processes_per_task * self.db_pool
-
     def env(self) -> dict[str, str]:
         """Mastodon's process tuning variables, derived from this row."""
         out: dict[str, str] = {}
@@ -143,6 +136,136 @@ class BackupTaskSize:
 
 
 @dataclass(frozen=True)
+class Packing:
+    """Containers that share one task: the task's name (its ECS service), Fargate size and counts, and each
+    member's hard limit and reservation inside it (MiB), keyed by role. A role the deployment does not run
+    (Postgres on RDS, Redis on ElastiCache) is simply absent from the task; the size stays the same."""
+
+    name: str
+    cpu: int
+    memory: int
+    counts: tuple[int, int, int]  # desired, min, max
+    limits: Mapping[str, tuple[int, int]]  # role -> (hard limit, reservation)
+
+
+@dataclass(frozen=True)
+class TaskGroup:
+    """One ECS service: a task of one or more containers (the rows), its Fargate size and counts. The rows of
+    a group carry the group's size and counts, so a row alone still says how many of it can run at once."""
+
+    name: str
+    cpu: int
+    memory: int
+    containers: tuple[ServiceSize, ...]
+    desired: int
+    min: int
+    max: int
+    packed: bool = False  # made by a Packing (several containers), not a row alone
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(c.role for c in self.containers)
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    def member(self, role: str) -> ServiceSize | None:
+        return next((c for c in self.containers if c.role == role), None)
+
+    @property
+    def singleton(self) -> bool:
+        """Never two tasks at once: a member that must never run twice makes the whole task a singleton."""
+        return any(c.singleton for c in self.containers)
+
+    @property
+    def minimum_healthy_percent(self) -> int:
+        return 0 if self.singleton else 100
+
+    @property
+    def maximum_percent(self) -> int:
+        return 100 if self.singleton else 200
+
+    @property
+    def peak_tasks(self) -> int:
+        """Most tasks that can run at once: scaled to max and mid-deploy (maximumPercent)."""
+        return max(1, self.max * self.maximum_percent // 100)
+
+    def peak_db_connections(self, row: ServiceSize) -> int:
+        if row.role not in ("web", "sidekiq", "streaming"):
+            return 0
+        return self.peak_tasks * row.processes_per_task * row.db_pool
+
+    @property
+    def limits_total(self) -> int:
+        return sum(c.container_memory for c in self.containers)
+
+    @property
+    def reserved_total(self) -> int:
+        return sum(c.container_reservation for c in self.containers)
+
+
+def packed_row(row: ServiceSize, packings: tuple[Packing, ...]) -> ServiceSize:
+    """A row with the size, counts and limits of the packing that claims its role (unchanged if none does)."""
+    for p in packings:
+        if row.role in p.limits:
+            limit, reservation = p.limits[row.role]
+            desired, lo, hi = p.counts
+            return replace(
+                row,
+                cpu=p.cpu,
+                memory=p.memory,
+                container_memory=limit,
+                container_reservation=reservation,
+                desired=desired,
+                min=lo,
+                max=hi,
+            )
+    return row
+
+
+def task_groups(
+    rows: tuple[ServiceSize, ...],
+    packings: tuple[Packing, ...],
+    overrides: Mapping[str, Mapping[str, int]] | None = None,
+) -> tuple[TaskGroup, ...]:
+    """The ECS services: one per packing that claims at least one row (in the order of its first row), and
+    one per row no packing claims. `overrides` changes a packing's cpu, memory, desired, min or max by its name;
+    the rows of a packed task carry the task's size and counts."""
+    order: list[str | ServiceSize] = []
+    members: dict[str, list[ServiceSize]] = {}
+    for row in rows:
+        pack = next((p for p in packings if row.role in p.limits), None)
+        if pack is None:
+            order.append(row)
+            continue
+        if pack.name not in members:
+            members[pack.name] = []
+            order.append(pack.name)
+        members[pack.name].append(row)
+    groups = []
+    for item in order:
+        if isinstance(item, ServiceSize):
+            groups.append(TaskGroup(item.name, item.cpu, item.memory, (item,), item.desired, item.min, item.max))
+            continue
+        p = next(p for p in packings if p.name == item)
+        desired, lo, hi = p.counts
+        v = {
+            "cpu": p.cpu,
+            "memory": p.memory,
+            "desired": desired,
+            "min": lo,
+            "max": hi,
+            **(overrides or {}).get(item, {}),
+        }
+        containers = tuple(
+            replace(r, cpu=v["cpu"], memory=v["memory"], desired=v["desired"], min=v["min"], max=v["max"])
+            for r in members[item]
+        )
+        groups.append(TaskGroup(item, v["cpu"], v["memory"], containers, v["desired"], v["min"], v["max"], packed=True))
+    return tuple(groups)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: ProfileName
     summary: str
@@ -156,6 +279,8 @@ class Profile:
     cache_node_type: str
     postgres_task_max_connections: int
     backup_cpu: int  # the backup task's CPU (nightly dump, restore drill); see BackupTaskSize
+    # layout -> the tasks that hold several containers; a layout missing here is not offered by the profile
+    packings: Mapping[str, tuple[Packing, ...]] = field(default_factory=lambda: {"split": ()})
 
     @property
     def backup(self) -> BackupTaskSize:
@@ -229,6 +354,36 @@ PROFILES: dict[str, Profile] = {
         cache_node_type="cache.t4g.micro",  # [FN] Redis never grew enough to matter
         postgres_task_max_connections=100,  # [DOC] the docs' default max_connections
         backup_cpu=512,  # a personal database dumps in a minute or two on half a vCPU
+        packings={
+            "split": (),
+            "one-task": (
+                # Every process of the server in ONE task. [FN] a 2 GB box running all five "ran out of memory
+                # almost at once" and needed swap even tuned; Fargate has no swap, so 3 GiB: the operators'
+                # practical minimum plus half again. [FG] 3 GiB needs 0.5 vCPU (0.25 vCPU stops at 2 GiB); [FN]
+                # a personal server's load is tiny (Postgres ~1 % of a CPU), so 0.5 vCPU is ample.
+                Packing(
+                    ONE_TASK,
+                    512,
+                    3072,
+                    (1, 1, 1),  # [DOC] singleton: the scheduler queue and Postgres' data directory
+                    {
+                        # [FN] Puma in single mode: about a third of the default three processes; [OCH] web
+                        # requests 768 Mi (the reservation), limit 896 Mi: a little above it for a spike.
+                        "web": (896, 768),
+                        # [OCH] streaming 128-512 Mi; [FN] "memory-efficient, left untouched".
+                        "streaming": (256, 128),
+                        # [OCH] Sidekiq 512-768 Mi; [FN] 5 threads (not 25) for one user; limit 896 Mi.
+                        "sidekiq": (896, 512),
+                        # [FN] "Postgres copes well with little memory", a 512 MB t4g.nano thought enough; the
+                        # blog's lesson: shrink Postgres first (its entrypoint sizes shared_buffers from this).
+                        "postgres": (512, 384),
+                        # [FN] Redis "never grew enough to matter; easy to cap" (maxmemory = 3/4 of this).
+                        "redis": (256, 128),
+                        # [ECS] hard limits add up to 2816 MiB: 256 MiB stay free for the direct edge's Caddy.
+                    },
+                ),
+            ),
+        },
     ),
     "community": Profile(
         name="community",
@@ -252,8 +407,18 @@ PROFILES: dict[str, Profile] = {
         rds_storage_gb=40,  # [FN] 25-30 GB served one user with media on disk; media is on S3 here, 40 leaves room
         rds_max_storage_gb=200,  # storage autoscaling ceiling: growth never needs a human, cost stays bounded
         cache_node_type="cache.t4g.micro",  # [FN] Redis never grew enough to matter
-        postgres_task_max_connections=200,  # [RDS] the budget below (~113) with headroom
+        postgres_task_max_connections=200,  # [RDS] the budget below (~123) with headroom
         backup_cpu=1024,  # one core for pg_dump's compression
+        packings={
+            "split": (
+                # The front task: Puma and streaming together behind the ALB (two target groups, one service),
+                # Sidekiq apart (its memory grows with the backlog; a web spike must not OOM-kill jobs). [OCH]
+                # web limit 1280 Mi and streaming limit 512 Mi fit the web row's 1 vCPU / 2 GiB task [FG]: web
+                # gets 1536 Mi (its 1280 Mi reservation plus room for the second worker), streaming 512 Mi.
+                # One task, one public IPv4 and one 0.25 vCPU less than two services; counts are web's.
+                Packing("front", 1024, 2048, (1, 1, 3), {"web": (1536, 1280), "streaming": (512, 128)}),
+            ),
+        },
     ),
     "large": Profile(
         name="large",
@@ -324,9 +489,10 @@ def rds_max_connections(instance_class: str) -> int:
     return min(int(mem // 9531392), 5000)
 
 
-def connection_budget(services: tuple[ServiceSize, ...], job: ServiceSize) -> dict[str, int]:
-    """Peak connections per consumer, the number every Postgres limit is checked against."""
-    budget = {s.name: s.peak_db_connections for s in services}
+def connection_budget(tasks: tuple[TaskGroup, ...], job: ServiceSize) -> dict[str, int]:
+    """Peak connections per consumer (process kind), the number every Postgres limit is checked against: a
+    container opens its pools once per task, in as many tasks as its service can run at once."""
+    budget = {r.name: g.peak_db_connections(r) for g in tasks for r in g.containers if g.peak_db_connections(r)}
     budget["one-off tasks"] = ONE_OFF_TASKS_AT_ONCE * job.db_pool
     budget["reserved"] = RESERVED_CONNECTIONS
     return budget

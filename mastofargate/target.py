@@ -81,8 +81,6 @@ def read_state(target: Target, stack: str) -> StackState | None:
     )
 
 
-
-
 @dataclass
 class Target:
     config: Config

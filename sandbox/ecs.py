@@ -40,7 +40,9 @@ Failures on purpose (the emulator's own knobs, chosen by the image tag; the prod
     two stopped tasks (exit code 1, stoppedReason "Essential container in task exited"), the deployment
     rolloutState FAILED with "ECS deployment circuit breaker: tasks failed to start.", a service event,
     and (as with rollback enabled) a new PRIMARY deployment of the last COMPLETED deployment's task
-    definition; with nothing to roll back to (a new service) the failed deployment stays PRIMARY;
+    definition; with nothing to roll back to (a new service) the failed deployment stays PRIMARY. In a task
+    of several containers, as on ECS, only the container running the marked image (the first such) exits 1
+    with its reason; ECS stops the others, which report 143 (SIGTERM) and no reason;
   - a deployment to an image tag containing `-sandbox-slow-N` takes N seconds instead of the usual rollout.
 """
 
@@ -387,18 +389,32 @@ def _advance_task(task: Any, backend: Any, account: str, region: str, now: float
     _stop(task, "Essential container in task exited", code)
 
 
-def _stop(task: Any, reason: str, code: int, container_reason: str = "") -> None:
+def _stop(task: Any, reason: str, code: int, container_reason: str = "", culprit: str | None = None) -> None:
+    """Stop a task: every container exits with `code`, or, when `culprit` names one container of several,
+    that one does and ECS stops the rest (exit 143, no reason), as ECS does after an essential exit."""
     task.last_status = "STOPPED"
     task.desired_status = "STOPPED"
     task.stopped_reason = reason
     task.stopped_at = datetime.now(UTC)
     task.stop_code = "EssentialContainerExited"
     for container in task.containers:
+        mine = culprit is None or getattr(container, "name", None) == culprit
         container.last_status = "STOPPED"
-        container.exitCode = code
-        container.exit_code = code
-        if container_reason:
+        container.exitCode = code if mine else 143
+        container.exit_code = container.exitCode
+        if container_reason and mine:
             container.reason = container_reason
+
+
+def _marked_container(backend: Any, task_definition: str) -> str | None:
+    """The first container whose image carries the unhealthy mark (None: a task of one container)."""
+    try:
+        defs = backend.describe_task_definition(task_definition).container_definitions
+    except Exception:
+        return None
+    if len(defs) < 2:
+        return None
+    return next((str(c.get("name")) for c in defs if UNHEALTHY_MARK in str(c.get("image", ""))), None)
 
 
 def _task_image(task: Any, backend: Any) -> str:
@@ -563,7 +579,13 @@ def _trip_circuit_breaker(service: Any, failed: dict[str, Any]) -> None:
             print(f"sandbox: could not record a failed task: {e}", file=sys.stderr, flush=True)
             break
         task._sandbox_done = True
-        _stop(task, "Essential container in task exited", 1, "the image tag asks the sandbox for unhealthy tasks")
+        _stop(
+            task,
+            "Essential container in task exited",
+            1,
+            "the image tag asks the sandbox for unhealthy tasks",
+            culprit=_marked_container(backend, failed["taskDefinition"]),
+        )
     failed.update(
         rolloutState="FAILED",
         rolloutStateReason=CIRCUIT_BREAKER_REASON,

@@ -11,6 +11,9 @@
   - a bucket policy statement whose Condition does not hold was taken as a Deny (so the TLS-only policy,
     `Deny` when aws:SecureTransport is "false", refused every object request); AWS skips such a statement,
     and the SDKs reach S3 over TLS, so here requests count as aws:SecureTransport "true";
+  - an ECS task held ONE container, made from the task definition's first container definition; on AWS a
+    task holds a container per definition (a task of several containers: `layout = "one-task"`), each
+    with its own name, image and exit code;
   - SES v2 `GetAccount` did not exist; here it answers as for a new AWS account: sending enabled, still in
     the SES sandbox (ProductionAccessEnabled false, 200 mails a day, 1 a second).
 """
@@ -77,6 +80,7 @@ def apply() -> None:
     )
     FakeTargetGroup._sandbox_full_name = property(lambda self: self.arn.rsplit(":", 1)[-1])  # type: ignore[attr-defined]
     _add_attributes(AccessPoint, {"Arn": "access_point_arn", "AccessPointId": "access_point_id"})
+    _task_containers()
     # SES v2 GetAccount (GET /v2/email/account): moto routes it to SESV2Response, which had no handler.
     from moto.sesv2.responses import SESV2Response
 
@@ -97,6 +101,40 @@ def apply() -> None:
     from moto.sesv2 import urls as sesv2_urls
 
     sesv2_urls.url_paths.setdefault("{0}/v2/email/account$", SESV2Response.dispatch)
+
+
+def _task_containers() -> None:
+    """One container per container definition (moto made one, from the first definition)."""
+    import copy
+
+    from moto.ecs.models import Task
+
+    original_init = Task.__init__
+    if getattr(original_init, "_sandbox_wrapped", False):
+        return
+
+    def init(self: Any, cluster: Any, task_definition: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, cluster, task_definition, *args, **kwargs)
+        definitions = list(task_definition.container_definitions or [])
+        if len(definitions) < 2 or len(self.containers) != 1:
+            return
+        first = self.containers[0]
+        containers = []
+        for i, definition in enumerate(definitions):
+            container = first if i == 0 else copy.copy(first)
+            if i:
+                container.container_arn = f"{first.container_arn.rsplit('/', 1)[0]}/{i}-{first.container_arn[-12:]}"
+            container.name = definition.get("name")
+            container.image = definition.get("image")
+            container.memory = definition.get("memory")
+            container.cpu = definition.get("cpu", 0)
+            container.environment = definition.get("environment")
+            container.command = definition.get("command")
+            containers.append(container)
+        self.containers = containers
+
+    init._sandbox_wrapped = True  # type: ignore[attr-defined]
+    Task.__init__ = init  # type: ignore[method-assign]
 
 
 def _add_attributes(cls: type, attrs: dict[str, str]) -> None:

@@ -15,19 +15,33 @@ DATABASES = ("rds", "task")
 CACHES = ("elasticache", "task")
 ARCHES = ("arm64", "x86_64")
 SPOTS = (True, False)
-# Every profile x database x cache x arch x spot combination the issue asks to validate, behind the ALB; and
-# the direct edge (Caddy + DNS following the task) where it changes the shape: every data-store choice of the
-# personal server it is meant for, and one community and one large server (kept selective: the suite stays fast).
-Combo = tuple[str, str, str, str, bool, str]
-COMBINATIONS: list[Combo] = [(*c, "alb") for c in itertools.product(PROFILES, DATABASES, CACHES, ARCHES, SPOTS)] + [
-    ("personal", "rds", "elasticache", "arm64", True, "direct"),
-    ("personal", "rds", "task", "arm64", True, "direct"),
-    ("personal", "task", "elasticache", "arm64", True, "direct"),
-    ("personal", "task", "task", "arm64", True, "direct"),
-    ("personal", "task", "task", "x86_64", False, "direct"),
-    ("community", "rds", "elasticache", "arm64", True, "direct"),
-    ("large", "rds", "elasticache", "x86_64", False, "direct"),
+# Every profile x database x cache x arch x spot combination the issue asks to validate, behind the ALB in the
+# split layout; the direct edge (Caddy + DNS following the task) where it changes the shape: every data-store
+# choice of the personal server it is meant for, and one community and one large server; and selected
+# one-task shapes (personal only): the data stores in the task on Spot and on demand, RDS with a Redis
+# container, nothing but Mastodon, and the cheapest server of all (direct edge, everything in one task).
+# Kept selective: the suite stays fast.
+Combo = tuple[str, str, str, str, bool, str, str]  # profile, database, cache, arch, spot, edge, layout
+SPLIT_COMBINATIONS: list[Combo] = [
+    (*c, "alb", "split") for c in itertools.product(PROFILES, DATABASES, CACHES, ARCHES, SPOTS)
 ]
+DIRECT_COMBINATIONS: list[Combo] = [
+    ("personal", "rds", "elasticache", "arm64", True, "direct", "split"),
+    ("personal", "rds", "task", "arm64", True, "direct", "split"),
+    ("personal", "task", "elasticache", "arm64", True, "direct", "split"),
+    ("personal", "task", "task", "arm64", True, "direct", "split"),
+    ("personal", "task", "task", "x86_64", False, "direct", "split"),
+    ("community", "rds", "elasticache", "arm64", True, "direct", "split"),
+    ("large", "rds", "elasticache", "x86_64", False, "direct", "split"),
+]
+ONE_TASK_COMBINATIONS: list[Combo] = [
+    ("personal", "task", "task", "arm64", True, "alb", "one-task"),
+    ("personal", "task", "task", "arm64", False, "alb", "one-task"),
+    ("personal", "rds", "task", "arm64", True, "alb", "one-task"),
+    ("personal", "rds", "elasticache", "x86_64", True, "alb", "one-task"),
+    ("personal", "task", "task", "arm64", True, "direct", "one-task"),
+]
+COMBINATIONS: list[Combo] = SPLIT_COMBINATIONS + DIRECT_COMBINATIONS + ONE_TASK_COMBINATIONS
 
 
 def config_dict(**deployment: Any) -> dict[str, Any]:
@@ -53,17 +67,20 @@ def config_factory() -> Callable[..., Config]:
     return make_config
 
 
-def combo_id(combo: Combo) -> str:
-    profile, database, cache, arch, spot, edge = combo
-    return f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}" + (
-        "-direct" if edge != "alb" else ""
+def combo_id(combo: tuple[Any, ...]) -> str:
+    """`profile-database-cache-arch-spot[-direct][-one-task]`."""
+    profile, database, cache, arch, spot, edge, layout = combo
+    return (
+        f"{profile}-{database}-{cache}-{arch}-{'spot' if spot else 'ondemand'}"
+        + ("-direct" if edge != "alb" else "")
+        + ("" if layout == "split" else f"-{layout}")
     )
 
 
-def combo_config(combo: Combo) -> Config:
+def combo_config(combo: tuple[Any, ...]) -> Config:
     """The config of one shape of COMBINATIONS."""
-    profile, database, cache, arch, spot, edge = combo
-    return make_config(profile=profile, database=database, cache=cache, arch=arch, spot=spot, edge=edge)
+    profile, database, cache, arch, spot, edge, layout = combo
+    return make_config(profile=profile, database=database, cache=cache, arch=arch, spot=spot, edge=edge, layout=layout)
 
 
 def plain_run(config: Config, interval: float = 0.05) -> Any:

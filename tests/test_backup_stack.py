@@ -33,7 +33,7 @@ def _app(combo: tuple) -> dict[str, Any]:
 
 @combos
 def test_the_backup_task_definition_is_the_contract_the_verbs_run(combo: tuple) -> None:
-    profile, database, _, arch, _ = combo
+    profile, database, _, arch, *_ = combo
     app = _app(combo)
     td = app["Resources"]["BackupTaskDefinition"]["Properties"]
     assert td["Family"] == "social-backup"
@@ -48,7 +48,9 @@ def test_the_backup_task_definition_is_the_contract_the_verbs_run(combo: tuple) 
         "Fn::Join": ["", [{"Fn::ImportValue": "social-data:BackupRepositoryUri"}, ":", {"Ref": "BackupImageTag"}]]
     }
     env = {e["Name"]: e["Value"] for e in c["Environment"]}
-    host = {"Fn::ImportValue": "social-data:DatabaseHost"} if database == "rds" else "postgres.social.internal"
+    # RDS's endpoint, or the Cloud Map name of the task holding Postgres (its own, or the one task `server`)
+    pg_task = "server" if combo[6] == "one-task" else "postgres"
+    host = {"Fn::ImportValue": "social-data:DatabaseHost"} if database == "rds" else f"{pg_task}.social.internal"
     assert env["PGHOST"] == host and env["PGPORT"] == "5432" and env["PGSSLMODE"] == "require"
     assert env["PGDATABASE"] == "mastodon_production" and env["PGUSER"] == "mastodon"
     assert env["BACKUP_BUCKET"] == {"Fn::ImportValue": "social-data:BackupBucketName"}

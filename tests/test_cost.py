@@ -156,13 +156,13 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
 def test_community_x86_on_demand_multi_az_and_valkey() -> None:
     cfg = make_config({"rds": {"multi_az": True}}, profile="community", arch="x86_64", spot=False)
     est = estimate(cfg)
-    assert usd(est, "Fargate: web") == pytest.approx((1 * 0.04048 + 2 * 0.004445) * H)
+    assert usd(est, "Fargate: front") == pytest.approx((1 * 0.04048 + 2 * 0.004445) * H)  # Puma + streaming
     assert usd(est, "Fargate: sidekiq") == pytest.approx((0.5 * 0.04048 + 2 * 0.004445) * H)
     assert usd(est, "RDS PostgreSQL db.t4g.small Multi-AZ") == pytest.approx(2 * 0.032 * H)
     assert usd(est, "RDS gp3 storage") == pytest.approx(40 * 2 * 0.115)
     # Valkey is 20 % below the Redis OSS node price
     assert usd(est, "ElastiCache valkey cache.t4g.micro") == pytest.approx(0.016 * 0.8 * H)
-    assert usd(est, "Public IPv4: one per service task") == pytest.approx(3 * IPV4)
+    assert usd(est, "Public IPv4: one per service task") == pytest.approx(2 * IPV4)
     assert usd(est, "ALB capacity units") == pytest.approx(0.5 * H * 0.008)
     assert not any("Spot" in i.name for i in est.items)
     assert any("autoscales up to 3 tasks" in a for a in est.assumptions)
@@ -199,6 +199,30 @@ def test_postgres_task_never_on_spot_and_efs_io_adds_up() -> None:
     assert usd(est, "Cloud Map registered task instances") == pytest.approx(2 * 0.10)
     assert usd(est, "Public IPv4: one per service task") == pytest.approx(5 * IPV4)
     assert not any(i.name.startswith("RDS") for i in est.items)
+
+
+def test_the_one_task_server_is_priced_as_one_task_with_its_data_stores_on_efs() -> None:
+    """The one task (its task definition behind Fn::If: the estimate prices the server switched on) on Spot,
+    one public IPv4 for the whole server; its Postgres and Redis containers are found on EFS."""
+    est = estimate(make_config(layout="one-task", database="task", cache="task"))
+    size = 0.5 * 0.03238 + 3 * 0.00356
+    assert usd(est, "Fargate Spot: server (0.5 vCPU, 3 GB, ARM64)") == pytest.approx(size * H * SPOT)
+    assert not any(i.name.startswith(("Fargate: ", "Fargate Spot: web", "Fargate Spot: postgres")) for i in est.items)
+    assert usd(est, "Public IPv4: one per service task") == pytest.approx(1 * IPV4)
+    assert usd(est, "EFS Standard storage") > 0  # Postgres' data and Redis' append-only file found in the task
+    assert any("Postgres on EFS" in a for a in est.assumptions) and any("append-only" in a for a in est.assumptions)
+    assert usd(est, "Cloud Map registered task instances") == pytest.approx(0.10)
+    on_demand = estimate(make_config(layout="one-task", database="task", cache="task", spot=False))
+    assert usd(on_demand, "Fargate: server (0.5 vCPU, 3 GB, ARM64)") == pytest.approx(size * H)
+    rds = estimate(make_config(layout="one-task", spot=True))
+    assert any(i.name.startswith("RDS") for i in rds.items) and not any("EFS" in i.name for i in rds.items)
+
+
+def test_community_front_task_is_one_service_with_one_address() -> None:
+    est = estimate(make_config(profile="community"))
+    assert usd(est, "Fargate Spot: front (1 vCPU, 2 GB, ARM64)") > 0
+    assert not any(i.name.startswith(("Fargate Spot: web", "Fargate Spot: streaming")) for i in est.items)
+    assert usd(est, "Public IPv4: one per service task") == pytest.approx(2 * IPV4)  # front and sidekiq
 
 
 def test_media_gb_overrides_the_assumed_media_size() -> None:

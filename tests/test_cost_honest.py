@@ -94,7 +94,7 @@ def test_commit_prices_savings_plans_and_rds_reservations_next_to_on_demand(term
     c = COMMITMENTS[term]
     cfg = make_config(profile="community", spot=False)  # on-demand Fargate: Savings Plans apply
     est = estimate(cfg, commit=term)
-    web = next(i for i in est.items if i.name.startswith("Fargate: web"))
+    web = next(i for i in est.items if i.name.startswith("Fargate: front"))  # Puma + streaming
     assert web.committed_usd_month == pytest.approx(web.usd_month * (1 - c.fargate_savings_plan))
     rds = next(i for i in est.items if i.name.startswith("RDS PostgreSQL"))
     assert rds.committed_usd_month == pytest.approx(rds.usd_month * (1 - c.rds_reserved))

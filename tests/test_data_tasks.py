@@ -13,7 +13,7 @@ from mastofargate.stack import entrypoints, pgbackrest
 from tests.conftest import make_config
 from tests.test_templates import containers
 
-SHAPES = [(p, "task", "task", "arm64", True, "alb") for p in ("personal", "community", "large")]
+SHAPES = [(p, "task", "task", "arm64", True, "alb", "split") for p in ("personal", "community", "large")]
 
 
 def _by_name(combo: tuple, name: str) -> dict[str, Any]:

@@ -139,6 +139,7 @@ PRINCIPALS = {
     "MastodonTaskRole": "ecs-tasks.amazonaws.com",
     "DataTaskRole": "ecs-tasks.amazonaws.com",
     "PostgresTaskRole": "ecs-tasks.amazonaws.com",
+    "ServerTaskRole": "ecs-tasks.amazonaws.com",
     "BackupTaskRole": "ecs-tasks.amazonaws.com",
     "SchedulerRole": "scheduler.amazonaws.com",
     "SpotFallbackRole": "lambda.amazonaws.com",
@@ -225,37 +226,48 @@ DIRECT_EDGE = {
 
 
 def _allowed(combo: tuple) -> dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]]:
-    _, database, cache, _, spot, edge = combo
+    _, database, cache, _, spot, edge, layout = combo
     out = dict(ALLOWED)
     if spot:  # a Spot service in the template: the fallback and its role exist
         out["SpotFallbackRole"] = SPOT_FALLBACK
+    one_task = layout == "one-task" and "task" in (database, cache)
     if edge == "direct":
         out |= DIRECT_EDGE
+        if one_task:  # Caddy runs in the one task: its certificate directory is that role's, no FrontTaskRole
+            del out["FrontTaskRole"]
 
-    def mount(role: str) -> tuple[list[str], list[Any], dict[str, Any]]:
+    def mount(*aps: str) -> tuple[list[str], list[Any], dict[str, Any]]:
         return (
             ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
             [imported("FileSystemArn")],
-            {"StringEquals": {"elasticfilesystem:AccessPointArn": [imported(f"{role}AccessPointArn")]}},
+            {"StringEquals": {"elasticfilesystem:AccessPointArn": [imported(f"{ap}AccessPointArn") for ap in aps]}},
         )
 
-    if database == "task":
-        # pgBackRest archives WAL and takes base backups from inside the Postgres task: its prefix only
-        out["PostgresTaskRole"] = {
-            "MountOwnDirectory": mount("Postgres"),
-            "PgbackrestObjects": (
-                BACKUP["BackupObjects"][0],
-                [{"Fn::Join": ["", [imported("BackupBucketArn"), "/pgbackrest/*"]]}],
-                None,
-            ),
-            "PgbackrestListing": (
-                ["s3:ListBucket"],
-                [imported("BackupBucketArn")],
-                {"StringLike": {"s3:prefix": ["pgbackrest/*"]}},
-            ),
-            "BackupKey": BACKUP["BackupKey"],
-            "BackupMetrics": ALLOWED["BackupTaskRole"]["BackupMetrics"],  # WalArchiveFailing, that namespace only
+    # pgBackRest archives WAL and takes base backups from inside the Postgres task: its prefix only
+    pgbackrest = {
+        "PgbackrestObjects": (
+            BACKUP["BackupObjects"][0],
+            [{"Fn::Join": ["", [imported("BackupBucketArn"), "/pgbackrest/*"]]}],
+            None,
+        ),
+        "PgbackrestListing": (
+            ["s3:ListBucket"],
+            [imported("BackupBucketArn")],
+            {"StringLike": {"s3:prefix": ["pgbackrest/*"]}},
+        ),
+        "BackupKey": BACKUP["BackupKey"],
+        "BackupMetrics": ALLOWED["BackupTaskRole"]["BackupMetrics"],  # WalArchiveFailing, that namespace only
+    }
+    if one_task:  # Mastodon and its data stores in one task: one role holding both
+        aps = [r for r, on in (("Postgres", database == "task"), ("Redis", cache == "task")) if on]
+        out["ServerTaskRole"] = {
+            **ALLOWED["MastodonTaskRole"],
+            "MountOwnDirectory": mount(*aps, *(["Caddy"] if edge == "direct" else [])),
+            **(pgbackrest if database == "task" else {}),
         }
+        return out
+    if database == "task":
+        out["PostgresTaskRole"] = {"MountOwnDirectory": mount("Postgres"), **pgbackrest}
     if cache == "task":
         out["DataTaskRole"] = {"MountOwnDirectory": mount("Redis")}
     return out
@@ -303,20 +315,26 @@ def test_ecs_exec_only_where_an_operator_needs_it(combo: tuple) -> None:
         if res["Type"] != "AWS::ECS::Service":
             continue
         name = res["Properties"]["ServiceName"]
-        wants = name == "web" or name.startswith("sidekiq")
+        definition = res["Properties"]["TaskDefinition"]
+        refs = [d["Ref"] for d in definition["Fn::If"][1:]] if "Fn::If" in definition else [definition["Ref"]]
+        td = app[refs[0]]["Properties"]
+        names = {c["Name"] for c in td["ContainerDefinitions"]}
+        wants = bool(names & {"web", "sidekiq"})
         assert res["Properties"]["EnableExecuteCommand"] is wants, name
-        td = app[res["Properties"]["TaskDefinition"]["Ref"]]["Properties"]
-        role = td.get("TaskRoleArn", {}).get("Fn::GetAtt", [None])[0]
-        if name == "streaming":
-            assert role is None  # no AWS API at all: no credentials
-        elif name == "postgres":
-            assert role == "PostgresTaskRole"
-        elif name == "redis":
-            assert role == "DataTaskRole"
-        elif name == "web" and combo[5] == "direct":
-            assert role == "FrontTaskRole"  # Mastodon's role plus Caddy's certificate directory
-        else:
-            assert role == "MastodonTaskRole"
+        for ref in refs:
+            role = app[ref]["Properties"].get("TaskRoleArn", {}).get("Fn::GetAtt", [None])[0]
+            if names == {"streaming"}:
+                assert role is None  # no AWS API at all: no credentials
+            elif names == {"postgres"}:
+                assert role == "PostgresTaskRole"
+            elif names == {"redis"}:
+                assert role == "DataTaskRole"
+            elif names & {"postgres", "redis"}:  # the one task: Mastodon with its data stores
+                assert role == "ServerTaskRole"
+            elif "web" in names and combo[5] == "direct":
+                assert role == "FrontTaskRole"  # Mastodon's role plus Caddy's certificate directory
+            else:
+                assert role == "MastodonTaskRole"
     cluster = app["Cluster"]["Properties"]["Configuration"]["ExecuteCommandConfiguration"]
     assert cluster["KmsKeyId"] == imported("ExecKeyArn")
     assert app["ExecLogGroup"]["Properties"]["KmsKeyId"] == imported("ExecKeyArn")

@@ -29,6 +29,7 @@ FLAGS = [
     "--admin-email",
     "--mastodon-version",
     "--repository",
+    "--layout",
     "--yes",
     "--config",
 ]
@@ -107,19 +108,20 @@ def test_interactive_prompts_on_a_terminal(tmp_path: Path, monkeypatch: pytest.M
     """The terminal is simulated (CliRunner has no TTY): only `stdin_is_tty` is replaced."""
     monkeypatch.setattr("mastofargate.ui.stdin_is_tty", lambda: True)
     answers = "\n".join(
-        ["social.example.org", "personal", "", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", ""]
+        ["social.example.org", "personal", "", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", "one-task", ""]
     )
     result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "m.toml")], input=answers + "\n")
     assert result.exit_code == 0, result.output
     cfg = load_config(tmp_path / "m.toml")
     assert cfg.aws.hosted_zone_id == "Z0123456789EXAMPLE" and cfg.deployment.spot is False
     assert cfg.deployment.edge == "alb"  # the default answer
+    assert cfg.deployment.layout == "one-task"  # asked: the personal profile offers it
 
 
 def test_direct_edge_asks_for_the_zone_it_keeps_the_record_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("mastofargate.ui.stdin_is_tty", lambda: True)
     answers = "\n".join(
-        ["social.example.org", "personal", "direct", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", ""]
+        ["social.example.org", "personal", "direct", "Z0123456789EXAMPLE", "", "", "", "", "", "", "n", "", "", ""]
     )
     result = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "m.toml")], input=answers + "\n")
     assert result.exit_code == 0, result.output

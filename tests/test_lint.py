@@ -40,11 +40,12 @@ def unique_templates() -> dict[str, str]:
 
 def test_every_combination_is_covered() -> None:
     names = unique_templates()
-    assert len(COMBINATIONS) == 48 + 7  # every ALB shape, and the direct edge's selected shapes
-    assert sum(n.endswith("-app") for n in names) == 55  # every app stack differs (arch, spot, sizes, edge)
+    assert len(COMBINATIONS) == 48 + 7 + 5  # every ALB split shape, the direct edge's and the one task's selected
+    assert sum(n.endswith("-app") for n in names) == 60  # every app stack differs (arch, spot, sizes, edge, layout)
     # profile x database x cache behind the ALB, and with the direct edge: personal x database x cache (EFS and
-    # the edge's security group differ), community and large (both rds + elasticache)
-    assert sum(n.endswith("-data") for n in names) == 12 + 4 + 2
+    # the edge's security group differ), community and large (both rds + elasticache); with Postgres in the one
+    # task, the data stack's setup task reaches it by that task's name (behind the ALB, and with the direct edge)
+    assert sum(n.endswith("-data") for n in names) == 12 + 4 + 2 + 2
 
 
 @pytest.mark.parametrize("name", sorted(unique_templates()))

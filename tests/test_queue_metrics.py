@@ -229,7 +229,6 @@ def test_an_idle_server_reports_zero_and_sidekiq_7_seconds_are_understood(redis:
 @pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c in COMBINATIONS])
 def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
     cfg = combo_config(combo)
-    cache_, database = cfg.deployment.cache, cfg.deployment.database
     app = build(cfg)["app"].to_dict()["Resources"]
     sidecars = []
     for title, res in app.items():
@@ -239,13 +238,21 @@ def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
             if c["Name"] == "queue-metrics":
                 sidecars.append((title, c))
     (scheduler,) = [s for s in cfg.resolved_services if "scheduler" in s.queue_names]
-    assert [t for t, _ in sidecars] == [f"{''.join(p.capitalize() for p in scheduler.name.split('-'))}TaskDefinition"]
+    task = cfg.task_of(scheduler.name)
+    assert task is not None
+    assert [t for t, _ in sidecars] == [f"{''.join(p.capitalize() for p in task.name.split('-'))}TaskDefinition"]
     _, c = sidecars[0]
     assert c["Essential"] is False and "Memory" not in c
     env = {e["Name"]: e["Value"] for e in c["Environment"]}
     secrets = {s["Name"] for s in c["Secrets"]}
-    # ElastiCache: its public certificate; a Redis task: verified against the server's CA (REDIS_CA_CERT)
-    assert secrets == ({"REDIS_URL"} if cache_ == "elasticache" else {"REDIS_URL", "REDIS_CA_CERT"})
+    # ElastiCache: its public certificate; a Redis task: verified against the server's CA (REDIS_CA_CERT); a
+    # Redis container of the one task: over loopback, host and password
+    if cfg.deployment.cache == "elasticache":
+        assert secrets == {"REDIS_URL"}
+    elif cfg.one_task:
+        assert secrets == {"REDIS_PASSWORD"} and env["REDIS_HOST"] == "127.0.0.1"
+    else:
+        assert secrets == {"REDIS_URL", "REDIS_CA_CERT"}
     assert "REDISCLI_AUTH" in c["Command"][0] and "-a " not in c["Command"][0]  # no password on a command line
     assert env["METRICS_NAMESPACE"] == NAMESPACE and env["SERVER_NAME"] == "social"
 
@@ -261,8 +268,8 @@ def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
     edge = "Server errors (5xx)" if cfg.deployment.edge == "alb" else "TLS certificate: days left"
     assert {"Task CPU %", "Task memory %", edge} <= titles
     assert any("Sidekiq" in t for t in titles)
-    assert ("Database connections" in titles) == (database == "rds")
-    assert ("Database free storage" in titles) == (database == "rds")
+    assert ("Database connections" in titles) == (cfg.deployment.database == "rds")
+    assert ("Database free storage" in titles) == (cfg.deployment.database == "rds")
 
 
 # --- status --------------------------------------------------------------------------------------------

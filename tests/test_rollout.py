@@ -118,6 +118,7 @@ def test_a_stack_rolled_back_at_a_service_names_the_service_and_says_the_old_ver
     monitor = rollout.RolloutMonitor.__new__(rollout.RolloutMonitor)
     monitor.run = plain_run(make_config())
     monitor.watches = {"web": rollout.ServiceWatch(before=OLD)}
+    monitor.culprits = {}
     monitor.story = lambda service: ["stopped task abc: Essential container in task exited, exit code 1"]  # type: ignore[method-assign]
     failure = StackFailed(
         "social-app",
@@ -138,6 +139,7 @@ def test_a_stuck_stack_is_not_dressed_up_as_a_rollback():
     failure = StackFailed("social-app", "WebService", "UPDATE_ROLLBACK_FAILED", "x", what="stuck")
     monitor = rollout.RolloutMonitor.__new__(rollout.RolloutMonitor)
     monitor.watches = {}
+    monitor.culprits = {}
     assert rollout.explain(failure, plan_touching_web(), monitor, "") is failure
 
 

@@ -269,8 +269,8 @@ def test_the_role_may_touch_only_this_clusters_services() -> None:
 
 @combos
 def test_every_spot_shape_gets_the_fallback(combo: tuple) -> None:
-    profile, database, cache, arch, spot, edge = combo
-    app = _app(profile=profile, database=database, cache=cache, arch=arch, spot=spot, edge=edge)
+    profile, database, cache, arch, spot, edge, layout = combo
+    app = _app(profile=profile, database=database, cache=cache, arch=arch, spot=spot, edge=edge, layout=layout)
     uses_spot = any(
         "FARGATE_SPOT" in json.dumps(r.get("Properties", {}).get("CapacityProviderStrategy", [])) for r in app.values()
     )

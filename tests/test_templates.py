@@ -51,7 +51,16 @@ def containers(combo: tuple) -> list[tuple[str, dict[str, Any], dict[str, Any]]]
 
 
 def task_definition_of(combo: tuple, service: dict[str, Any]) -> dict[str, Any]:
-    return stacks(combo)["app"]["Resources"][service["Properties"]["TaskDefinition"]["Ref"]]["Properties"]
+    """The task definition a service runs once its services are on (a one-task server with data stores runs
+    them alone while a first install migrates: `Fn::If [ServicesOn, whole task, data stores]`)."""
+    ref = service["Properties"]["TaskDefinition"]
+    ref = ref["Fn::If"][1] if "Fn::If" in ref else ref
+    return stacks(combo)["app"]["Resources"][ref["Ref"]]["Properties"]
+
+
+def desired_when_on(service: dict[str, Any]) -> Any:
+    count = service["Properties"]["DesiredCount"]
+    return count["Fn::If"][1] if isinstance(count, dict) else count
 
 
 combos = pytest.mark.parametrize("combo", COMBINATIONS, ids=[combo_id(c) for c in COMBINATIONS])
@@ -98,13 +107,15 @@ def test_scheduler_queue_runs_in_exactly_one_non_overlapping_task(combo: tuple) 
     services = resources(combo, "AWS::ECS::Service")
     with_scheduler = []
     for title, svc in services.items():
-        command = task_definition_of(combo, svc)["ContainerDefinitions"][0].get("Command", [])
-        queues = [command[i + 1].split(",")[0] for i, arg in enumerate(command) if arg == "-q"]
-        if SCHEDULER_QUEUE in queues:
+        for c in task_definition_of(combo, svc)["ContainerDefinitions"]:
+            command = c.get("Command", [])
+            queues = [command[i + 1].split(",")[0] for i, arg in enumerate(command) if arg == "-q"]
+            if SCHEDULER_QUEUE not in queues:
+                continue
             with_scheduler.append(title)
             deploy = svc["Properties"]["DeploymentConfiguration"]
             assert deploy["MinimumHealthyPercent"] == 0 and deploy["MaximumPercent"] == 100
-            assert svc["Properties"]["DesiredCount"]["Fn::If"][1] == 1
+            assert desired_when_on(svc) == 1
             key = title.removesuffix("Service")
             assert f"{key}ScalableTarget" not in stacks(combo)["app"]["Resources"]
     assert len(with_scheduler) == 1, with_scheduler
@@ -112,17 +123,31 @@ def test_scheduler_queue_runs_in_exactly_one_non_overlapping_task(combo: tuple) 
 
 @combos
 def test_postgres_task_owns_its_directory_alone(combo: tuple) -> None:
-    svc = resources(combo, "AWS::ECS::Service").get("PostgresService")
+    """Exactly one service holds Postgres, never two tasks at once (0 % / 100 %, one task, never scaled); a
+    Postgres task of its own is never on Spot, the one task may be (DESIGN); its data on encrypted EFS."""
+    holders = {
+        title: svc
+        for title, svc in resources(combo, "AWS::ECS::Service").items()
+        if any(c["Name"] == "postgres" for c in task_definition_of(combo, svc)["ContainerDefinitions"])
+    }
     if combo[1] != "task":
-        assert svc is None
+        assert not holders
         return
+    ((title, svc),) = holders.items()
     props = svc["Properties"]
     assert props["DesiredCount"] == 1
     assert props["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
     assert props["DeploymentConfiguration"]["MaximumPercent"] == 100
-    assert [s["CapacityProvider"] for s in props["CapacityProviderStrategy"]] == ["FARGATE"]
-    assert "PostgresScalableTarget" not in stacks(combo)["app"]["Resources"]
-    volume = task_definition_of(combo, svc)["Volumes"][0]["EFSVolumeConfiguration"]
+    providers = [s["CapacityProvider"] for s in props["CapacityProviderStrategy"]]
+    if combo[6] == "split":
+        assert title == "PostgresService" and providers == ["FARGATE"]
+    else:
+        assert providers == ["FARGATE_SPOT" if combo[4] else "FARGATE"]
+    assert f"{title.removesuffix('Service')}ScalableTarget" not in stacks(combo)["app"]["Resources"]
+    td = task_definition_of(combo, svc)
+    (pg,) = [c for c in td["ContainerDefinitions"] if c["Name"] == "postgres"]
+    (mount,) = pg["MountPoints"]
+    (volume,) = [v["EFSVolumeConfiguration"] for v in td["Volumes"] if v["Name"] == mount["SourceVolume"]]
     assert volume["TransitEncryption"] == "ENABLED"
     assert volume["AuthorizationConfig"]["AccessPointId"] == {"Fn::ImportValue": "social-data:PostgresAccessPointId"}
 
@@ -135,7 +160,9 @@ def test_streaming_rule_covers_both_paths(combo: tuple) -> None:
         config = json.loads(caddy["Environment"][0]["Value"])
         site = config["apps"]["http"]["servers"]["mastodon"]["routes"][0]["handle"][0]["routes"][0]
         assert sorted(site["match"][0]["path"]) == sorted(STREAMING_PATHS)
-        assert site["handle"][0]["upstreams"] == [{"dial": "streaming.social.internal:4000"}]
+        shared = any(c["Name"] == "streaming" for c in td["ContainerDefinitions"])  # the front task, the one task
+        want = "127.0.0.1:4000" if shared else "streaming.social.internal:4000"
+        assert site["handle"][0]["upstreams"] == [{"dial": want}]
         assert not resources(combo, "AWS::ElasticLoadBalancingV2::LoadBalancer")
         return
     (rule,) = resources(combo, "AWS::ElasticLoadBalancingV2::ListenerRule").values()
@@ -154,13 +181,16 @@ def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
     archives WAL) only the backup bucket; nothing else touches S3."""
     media = {"Fn::ImportValue": "social-data:MediaBucketArn"}
     backups = {"Fn::ImportValue": "social-data:BackupBucketArn"}
-    allowed = {"MastodonTaskRole": media, "BackupTaskRole": backups}
+    # role -> the buckets it may name, each with the object prefix it may reach
+    pgbackrest = (backups, "/pgbackrest/*")  # pgBackRest's repository, never the dumps
+    allowed = {"MastodonTaskRole": [(media, "/*")], "BackupTaskRole": [(backups, "/*")]}
     if combo[5] == "direct":
-        allowed["FrontTaskRole"] = media  # Mastodon's web role, plus Caddy's certificate directory
-    prefixes = {title: "/*" for title in allowed}
-    if combo[1] == "task":
-        allowed["PostgresTaskRole"] = backups
-        prefixes["PostgresTaskRole"] = "/pgbackrest/*"  # pgBackRest's repository, never the dumps
+        allowed["FrontTaskRole"] = [(media, "/*")]  # Mastodon's web role, plus Caddy's certificate directory
+    if "task" in combo[1:3] and combo[6] == "one-task":  # Mastodon and its data stores share one role
+        allowed["ServerTaskRole"] = [(media, "/*")] + ([pgbackrest] if combo[1] == "task" else [])
+        allowed.pop("FrontTaskRole", None)
+    elif combo[1] == "task":
+        allowed["PostgresTaskRole"] = [pgbackrest]
     with_s3 = set()
     for title, role in resources(combo, "AWS::IAM::Role", "app").items():
         for st in _statements(role):
@@ -169,9 +199,11 @@ def test_s3_access_names_only_the_media_bucket(combo: tuple) -> None:
                 assert title in allowed, f"{title} has S3 access"
                 assert "s3:PutObjectAcl" not in actions and "s3:*" not in actions, "the buckets have no ACLs"
                 with_s3.add(title)
-                bucket = allowed[title]
                 for res in st["Resource"]:
-                    assert res == bucket or res == {"Fn::Join": ["", [bucket, prefixes[title]]]}, res
+                    assert any(
+                        res == bucket or res == {"Fn::Join": ["", [bucket, prefix]]}
+                        for bucket, prefix in allowed[title]
+                    ), res
         assert not role["Properties"].get("ManagedPolicyArns"), title
     assert with_s3 == set(allowed)
 
@@ -201,22 +233,25 @@ def test_every_data_resource_survives_delete_and_replace(combo: tuple) -> None:
 def test_backup_plan_covers_what_is_safe_to_copy_file_by_file(combo: tuple) -> None:
     """AWS Backup takes RDS, and the EFS only while no live Postgres data directory is on it (a file-by-file
     copy of one may not start); the Postgres task has pgBackRest and the nightly dump instead."""
-    _, database, cache, _, _ = combo
+    _, database, cache, *_ = combo
     selections = list(resources(combo, "AWS::Backup::BackupSelection").values())
     assert resources(combo, "AWS::Backup::BackupVault")
     if database == "task":
         assert not selections and not resources(combo, "AWS::Backup::BackupPlan")
         app = stacks(combo)["app"]["Resources"]
-        (postgres,) = [
+        # every definition running Postgres (the one task has two: the whole task, and its data stores alone)
+        postgres = [
             c
             for td in app.values()
             if td["Type"] == "AWS::ECS::TaskDefinition"
             for c in td["Properties"]["ContainerDefinitions"]
             if c["Name"] == "postgres"
         ]
-        env = {e["Name"]: e["Value"] for e in postgres["Environment"]}
-        assert env["PGBACKREST_STANZA"] == "main" and env["PGBACKREST_REPO1_PATH"] == "/pgbackrest"
-        assert "archive_mode=on" in postgres["Command"] and "archive_timeout=60" in postgres["Command"]
+        assert len(postgres) == (2 if combo[6] == "one-task" else 1)
+        for pg in postgres:
+            env = {e["Name"]: e["Value"] for e in pg["Environment"]}
+            assert env["PGBACKREST_STANZA"] == "main" and env["PGBACKREST_REPO1_PATH"] == "/pgbackrest"
+            assert "archive_mode=on" in pg["Command"] and "archive_timeout=60" in pg["Command"]
         return
     (selection,) = selections
     covered = json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
@@ -239,6 +274,10 @@ def test_local_domain_and_media_settings_reach_every_mastodon_process(combo: tup
         if combo[2] == "elasticache":
             # ioredis (streaming) enables TLS from the rediss:// URL; only Rails needs the Ruby driver
             assert env.get("REDIS_DRIVER") == (None if c["Name"] == "streaming" else "ruby") and "REDIS_URL" in secrets
+        elif combo[6] == "one-task":
+            # over loopback inside the one task; one-off tasks (container `mastodon`) by the task's DNS name
+            host = "server.social.internal" if c["Name"] == "mastodon" else "127.0.0.1"
+            assert env["REDIS_HOST"] == host and "REDIS_PASSWORD" in secrets
         else:  # a separate Redis task: verified TLS (tests/test_redis_tls.py has the details)
             assert "REDIS_HOST" not in env and "REDIS_PASSWORD" not in secrets, title
             assert {"REDIS_URL", "REDIS_CA_CERT"} <= secrets, title
@@ -285,15 +324,14 @@ def test_architecture_reaches_every_task_definition(combo: tuple) -> None:
 @combos
 def test_mastodon_logs_in_as_the_database_owner_and_only_the_setup_task_as_the_master(combo: tuple) -> None:
     """Web, streaming, Sidekiq (and its sidecar) and every one-off Mastodon job: DB_USER mastodon_owner with the
-    owner's password; the master password reaches only the Postgres task itself and the data stack's setup task."""
+    owner's password; the master password reaches only the Postgres task itself, the data stack's setup task and
+    the backup task (pg_dump and the restore's checks and switch need the master: it owns what restores create)."""
     seen = set()
     for title, _, c in containers(combo):
         env = {e["Name"]: e["Value"] for e in c.get("Environment", [])}
         secrets = {s["Name"]: json.dumps(s["ValueFrom"]) for s in c.get("Secrets", [])}
         database_keys = {
-            name: json.loads(value)["Fn::Join"][1][1]
-            for name, value in secrets.items()
-            if "DatabaseSecretArn" in value
+            name: json.loads(value)["Fn::Join"][1][1] for name, value in secrets.items() if "DatabaseSecretArn" in value
         }
         if c["Name"] in ("web", "sidekiq", "streaming", "mastodon"):
             seen.add(c["Name"])
@@ -303,6 +341,10 @@ def test_mastodon_logs_in_as_the_database_owner_and_only_the_setup_task_as_the_m
             assert env["POSTGRES_USER"] == "mastodon" and database_keys == {"POSTGRES_PASSWORD": ":password::"}
         elif c["Name"] == "dbsetup":
             assert title == "DatabaseSetupTaskDefinition"
+            assert env["PGUSER"] == "mastodon" and database_keys == {"PGPASSWORD": ":password::"}
+            assert env["PGSSLMODE"] == "require"
+        elif c["Name"] == "backup":
+            assert title == "BackupTaskDefinition"
             assert env["PGUSER"] == "mastodon" and database_keys == {"PGPASSWORD": ":password::"}
             assert env["PGSSLMODE"] == "require"
         else:
@@ -336,10 +378,12 @@ def test_mastodon_43_still_gets_its_otp_secret() -> None:
 def test_sizing_reaches_the_containers() -> None:
     cfg = make_config(profile="community")
     app = build(cfg)["app"].to_dict()["Resources"]
-    web = app["WebTaskDefinition"]["Properties"]
+    web = app["FrontTaskDefinition"]["Properties"]  # community packs Puma and streaming in the front task
     env = {e["Name"]: e["Value"] for e in web["ContainerDefinitions"][0]["Environment"]}
     row = cfg.profile.service("web")
-    assert (web["Cpu"], web["Memory"]) == (str(row.cpu), str(row.memory))
+    (front,) = cfg.profile.packings["split"]
+    assert (web["Cpu"], web["Memory"]) == (str(front.cpu), str(front.memory))
+    assert web["ContainerDefinitions"][0]["Memory"] == front.limits["web"][0]
     assert env["WEB_CONCURRENCY"] == str(row.web_concurrency) and env["DB_POOL"] == str(row.db_pool)
     sidekiq = app["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     assert sidekiq["Command"][:5] == [
@@ -349,7 +393,7 @@ def test_sizing_reaches_the_containers() -> None:
         "-c",
         str(cfg.profile.service("sidekiq").sidekiq_concurrency),
     ]
-    assert app["WebScalableTarget"]["Properties"]["MaxCapacity"]["Fn::If"][1] == row.max
+    assert app["FrontScalableTarget"]["Properties"]["MaxCapacity"]["Fn::If"][1] == front.counts[2]
 
 
 def test_no_template_contains_a_literal_secret_value() -> None:

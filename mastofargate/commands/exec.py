@@ -69,7 +69,8 @@ def _signals_to_child() -> Iterator[None]:
 
 
 def start_session(target: Target, service: str, command: str) -> int:
-    """Open an ECS Exec session in the newest RUNNING task of `service`; returns the plugin's exit code."""
+    """Open an ECS Exec session in `service`'s container of the newest RUNNING task holding it (its own
+    service's, or the one task's); returns the plugin's exit code."""
     from botocore.exceptions import ClientError
 
     from mastofargate import aws
@@ -78,7 +79,8 @@ def start_session(target: Target, service: str, command: str) -> int:
     from mastofargate.errors import MastofargateError
 
     plugin = find_plugin()  # before any AWS call, like the AWS CLI: a missing tool is the first thing to fix
-    tasks = running_tasks(target, service)
+    holder = target.config.task_of(service)  # the ECS service whose task holds this container
+    tasks = running_tasks(target, holder.name if holder else service)
     if not tasks:
         raise MastofargateError(
             f"Service {service} has no RUNNING task to exec into.",

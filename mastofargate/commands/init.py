@@ -33,6 +33,9 @@ def init(
     edge: Annotated[
         str | None, Opt("--edge", help="alb | direct (Caddy + DNS following the task; needs --hosted-zone-id).")
     ] = None,
+    layout: Annotated[
+        str | None, Opt("--layout", help="split | one-task (everything in one singleton task; personal only).")
+    ] = None,
     hosted_zone_id: Annotated[str | None, Opt("--hosted-zone-id", help="Route 53 zone for the certificate.")] = None,
     certificate_arn: Annotated[str | None, Opt("--certificate-arn", help="Existing ACM certificate ARN.")] = None,
     admin_email: Annotated[str | None, Opt("--admin-email", help="Owner email and alarm address.")] = None,
@@ -50,6 +53,7 @@ def init(
     from mastofargate.config import DEFAULT_MASTODON_VERSION, MEDIA_ON_CLOUDFRONT, PROFILE_DEFAULTS, parse_config
     from mastofargate.configfile import render
     from mastofargate.errors import UsageError
+    from mastofargate.sizing import PROFILES
     from mastofargate.ui import say, stdin_is_tty
 
     if config.exists() and not force:
@@ -104,8 +108,14 @@ def init(
             else (typer.confirm("Use Fargate Spot?", default=defaults["spot"]) if interactive else defaults["spot"]),
             "mastodon_version": ask("Mastodon version", mastodon_version, DEFAULT_MASTODON_VERSION),
             "edge": edge,
+            # asked only where the profile offers a choice; a flag is always validated (a clear error if not)
+            "layout": layout
+            if layout is not None or "one-task" not in PROFILES.get(profile, PROFILES["personal"]).packings
+            else ask("Layout (split/one-task: one task, offline for minutes during a rollout)", None, "split"),
         },
     }
+    if data["deployment"]["layout"] is None:
+        del data["deployment"]["layout"]
     if repository is None and interactive:
         repository = typer.prompt("GitHub repository for CI (owner/name, empty for none)", default="") or None
     if repository:
@@ -132,8 +142,8 @@ def init(
     Path(config).write_text(text, encoding="utf-8")
     say(
         f"Wrote {config} ({cfg.deployment.profile} profile, {cfg.deployment.database} Postgres, "
-        f"{cfg.deployment.cache} Redis, {cfg.deployment.arch}{', Spot' if cfg.deployment.spot else ''}, "
-        f"{cfg.deployment.edge} edge)."
+        f"{cfg.deployment.cache} Redis, {cfg.deployment.arch}{', Spot' if cfg.deployment.spot else ''}"
+        f"{', one task' if cfg.one_task else ''}, {cfg.deployment.edge} edge)."
     )
     readme = write_overlay_readme(Path(config).parent)
     if readme is not None:

@@ -71,11 +71,13 @@ def collect(target: Target) -> dict[str, Any]:
     url = None
     if stacks["app"]["status"]:
         url = target.stack_outputs(target.app_stack).get("Url")
-        names = [s.name for s in cfg.all_services]
+        names = [t.name for t in cfg.tasks]  # ECS services; a packed task lists its containers as its role
         found = ecs.describe_services(target, names)
         images = ecs.service_images(target, names)
-        roles = {s.name: s.role for s in cfg.all_services}
+        roles = {t.name: "+".join(t.roles) for t in cfg.tasks}
         services = [_service_row(n, roles[n], found.get(n), images.get(n, "")) for n in names]
+        for row in services:
+            row["containers"] = row["role"].split("+")
         for row in services:
             if not row["exists"]:
                 problems.append(f"service {row['name']} does not exist")
@@ -97,7 +99,7 @@ def collect(target: Target) -> dict[str, Any]:
             problems += backup_problems
         except MastofargateError as e:  # status still reports everything else
             problems.append(f"the backups could not be read: {e.what}")
-    web_tags = [r["image_tag"] for r in services if r["role"] in ("web", "sidekiq") and r["image_tag"]]
+    web_tags = [r["image_tag"] for r in services if {"web", "sidekiq"} & set(r["role"].split("+")) and r["image_tag"]]
     from mastofargate.deploy import spot
 
     fallbacks = spot.on_fallback(target) if stacks["app"]["status"] else []
@@ -185,8 +187,10 @@ def sidekiq_queues(target: Target) -> dict[str, Any] | None:
     newest: dict[str, Any] | None = None
     with aws.aws_errors(f"reading the queue metrics in {group}"):
         try:
-            pages = target.client("logs").get_paginator("filter_log_events").paginate(
-                logGroupName=group, logStreamNamePrefix=f"{STREAM_PREFIX}/", startTime=start
+            pages = (
+                target.client("logs")
+                .get_paginator("filter_log_events")
+                .paginate(logGroupName=group, logStreamNamePrefix=f"{STREAM_PREFIX}/", startTime=start)
             )
             for page in pages:
                 for event in page.get("events", []):
@@ -284,8 +288,7 @@ def _upstream_line(data: dict[str, Any]) -> str | None:
     if up.get("newest") != up.get("newest_patch"):
         parts.append(f"newest {up['newest']}")
     return (
-        f"releases: BEHIND {up['pinned']} ({len(up['newer'])} newer: {', '.join(parts)}); "
-        "see 'mastofargate versions'"
+        f"releases: BEHIND {up['pinned']} ({len(up['newer'])} newer: {', '.join(parts)}); see 'mastofargate versions'"
     )
 
 
@@ -339,9 +342,10 @@ def render_plain(data: dict[str, Any]) -> None:
     if data.get("dashboard"):
         echo(f"dashboard: {data['dashboard']}")
     for row in data["services"]:
+        packed = f" containers={','.join(row['containers'])}" if len(row.get("containers", [])) > 1 else ""
         echo(
             f"service {row['name']}: desired={row['desired']} running={row['running']} pending={row['pending']} "
-            f"rollout={row['rollout_state'] or '-'} image={row['image_tag'] or '-'}"
+            f"rollout={row['rollout_state'] or '-'} image={row['image_tag'] or '-'}{packed}"
         )
     for job in data.get("schedules", []):
         echo(f"schedule {job['name']}: {job['schedule']} last success={job['last_success'] or 'none recorded'}")
@@ -380,8 +384,9 @@ def render_rich(data: dict[str, Any]) -> None:
         table = Table("service", "desired", "running", "pending", "rollout", "image tag")
         for row in data["services"]:
             ok = row["exists"] and row["running"] == row["desired"] and row["rollout_state"] != "FAILED"
+            containers = row.get("containers", [])
             table.add_row(
-                escape(row["name"]),
+                escape(row["name"] + (f" ({', '.join(containers)})" if len(containers) > 1 else "")),
                 str(row["desired"]),
                 f"[{'green' if ok else 'red'}]{row['running']}[/]",
                 str(row["pending"]),

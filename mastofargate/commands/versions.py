@@ -44,13 +44,15 @@ def versions(
         return
     typer.echo(f"pinned: {pinned}; newer releases on {source}:")
     for r in newer:
-        note = "patch: security and bug fixes, same minor series" if r["kind"] == "patch" else (
-            f"{r['kind']}: read its release notes and upgrade notes first"
+        note = (
+            "patch: security and bug fixes, same minor series"
+            if r["kind"] == "patch"
+            else (f"{r['kind']}: read its release notes and upgrade notes first")
         )
         typer.echo(f"  {r['version']:<10} {note}")
     if data["newest_patch"]:
         typer.echo(
-            f"Next: set deployment.mastodon_version = \"{data['newest_patch']}\" in {config}, then "
+            f'Next: set deployment.mastodon_version = "{data["newest_patch"]}" in {config}, then '
             "'make images' and 'mastofargate deploy'."
         )
 

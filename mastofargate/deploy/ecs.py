@@ -9,7 +9,7 @@ success, aws.md). Functions return data; rendering is the caller's.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -58,12 +58,18 @@ class StoppedTask:
     stopped_reason: str
     exit_code: int | None
     container_reason: str
+    container: str = ""  # the container that stopped the task (named when the task has several)
+    containers: int = 1
 
     @property
     def summary(self) -> str:
-        """stoppedReason with the container's own reason (e.g. OutOfMemoryError) when it adds something."""
-        if self.container_reason and self.container_reason not in self.stopped_reason:
-            return f"{self.stopped_reason} ({self.container_reason})" if self.stopped_reason else self.container_reason
+        """stoppedReason with the container's own reason (e.g. OutOfMemoryError) when it adds something, and
+        the container's name when the task holds several (which of them stopped it)."""
+        own = self.container_reason if self.container_reason not in self.stopped_reason else ""
+        if self.containers > 1 and self.container:
+            own = f"container {self.container}" + (f": {own}" if own else "")
+        if own:
+            return f"{self.stopped_reason} ({own})" if self.stopped_reason else own
         return self.stopped_reason
 
 
@@ -281,14 +287,36 @@ def stopped_task(task: TaskTypeDef, container: str | None = None) -> StoppedTask
     empty: ContainerTypeDef = {}
     chosen = next((c for c in containers if container and c.get("name") == container), None)
     if chosen is None:
-        failed = (c for c in containers if c.get("exitCode") not in (None, 0))
-        chosen = next(failed, containers[0] if containers else empty)
+        chosen = culprit(containers) or (containers[0] if containers else empty)
     return StoppedTask(
         task_arn=str(task.get("taskArn", "")),
         stopped_reason=str(task.get("stoppedReason", "")),
         exit_code=chosen.get("exitCode"),
         container_reason=str(chosen.get("reason", "")),
+        container=str(chosen.get("name", "")),
+        containers=len(containers),
     )
+
+
+# Exit codes of a process ECS stopped itself (SIGTERM = 143, SIGKILL after the stop timeout = 137): when one
+# essential container exits, ECS stops the others, and they report these; they are not the cause.
+STOPPED_BY_ECS = (137, 143)
+
+
+def culprit(containers: Sequence[ContainerTypeDef]) -> ContainerTypeDef | None:
+    """The container that stopped a task of several: one ECS marked unhealthy or gave a reason (e.g.
+    OutOfMemoryError), else one that exited with an error of its own, else any non-zero exit."""
+    ranked = (
+        lambda c: c.get("healthStatus") == "UNHEALTHY",
+        lambda c: bool(c.get("reason")) and c.get("exitCode") != 0,
+        lambda c: c.get("exitCode") not in (None, 0, *STOPPED_BY_ECS),
+        lambda c: c.get("exitCode") not in (None, 0),
+    )
+    for test in ranked:
+        found = next((c for c in containers if test(c)), None)
+        if found is not None:
+            return found
+    return None
 
 
 # --- services ------------------------------------------------------------------------------------------

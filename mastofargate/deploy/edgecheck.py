@@ -79,7 +79,8 @@ def facts(target: Target) -> dict[str, Any]:
 
     cfg = target.config
     host = cfg.server.host
-    service = next(s.name for s in cfg.all_services if s.role == "web")  # as stack/direct_edge.front_service
+    web = cfg.task_of("web")  # as stack/direct_edge.front_service
+    service = web.name if web is not None else "web"
     with aws.aws_errors("reading the web task's address"):
         task = running_task_addresses(target.ecs, target.client("ec2"), names.cluster(target.name), service)
     with aws.aws_errors("reading the DNS record"):

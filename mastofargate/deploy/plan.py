@@ -13,7 +13,7 @@ from typing import Any
 
 from mastofargate import cost
 from mastofargate.aws import ExportsNotPublished
-from mastofargate.deploy import bootstrap, stacks
+from mastofargate.deploy import bootstrap, downtime, stacks
 from mastofargate.deploy.ci_roles import change_set_role_arn
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import Tags
@@ -124,6 +124,9 @@ def show_plan(run: Run, state: State, plans: Plans) -> None:
             run.out.line(line)
     if state.tags and state.deployed_tags and state.tags != state.deployed_tags:
         run.out.line(f"images: {state.deployed_tags.describe()}  ->  {state.tags.describe()}")
+    offline = downtime.warning(run.target, plans.app, installing=state.installing)
+    if offline:
+        run.out.warn(offline)
     if plans.templates is not None:
         config = run.target.config
         try:

@@ -192,10 +192,10 @@ def check_edge_unchanged(target: Target, data: StackState | None) -> None:
 def web_task_domains(target: Target) -> dict[str, str]:
     """family -> LOCAL_DOMAIN of the latest web task definition(s), where one exists."""
     found = {}
-    for size in target.config.all_services:
-        if size.role != "web":
+    for task in target.config.tasks:
+        if not task.has("web"):
             continue
-        family = f"{target.name}-{size.name}"
+        family = f"{target.name}-{task.name}"
         try:
             with aws.aws_errors(f"reading task definition {family}"):
                 td = target.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]

@@ -7,8 +7,9 @@ the change touches, the deployment the update started (desired / running / pendi
 state). The deployments that existed before are recorded first, so the one being reported is the new one,
 not the one ECS restores.
 
-When the stack fails, the failure names the service, the stopped task's reason and exit code, the last log
-lines of its container and the newest service events — what the user needs to fix it — says that the
+When the stack fails, the failure names the service, the stopped task's reason and exit code (and, in a
+task of several containers, which container stopped it), the last log lines of that container and the newest
+service events — what the user needs to fix it — says that the
 previous version is still serving, and gives the next command (`StackFailed`).
 """
 
@@ -75,6 +76,7 @@ class RolloutMonitor:
     def __init__(self, run: Run, services: list[str]) -> None:
         self.run = run
         self.watches: dict[str, ServiceWatch] = {}
+        self.culprits: dict[str, str] = {}  # service -> the log name of the container that stopped its task
         found = ecs.describe_services(run.target, services) if services else {}
         for name in services:
             primary = ecs.primary_deployment(found[name]) if name in found else no_deployment()
@@ -123,11 +125,25 @@ class RolloutMonitor:
         lines += [describe_stopped(task) for task in stopped[:2]]
         if stopped:
             newest = ecs.task_id(stopped[0].task_arn)
-            tail = logs.tail(target, service, since_seconds=3600, limit=LOG_LINES_SHOWN, task_id=newest)
+            source = log_name(self.run, service, stopped[0].container)
+            self.culprits[service] = source
+            tail = logs.tail(target, source, since_seconds=3600, limit=LOG_LINES_SHOWN, task_id=newest)
             if tail:
-                lines.append("last log lines of the failed task:\n    " + "\n    ".join(tail))
+                where = f" ({stopped[0].container})" if source != service else ""
+                lines.append(f"last log lines of the failed task{where}:\n    " + "\n    ".join(tail))
         lines += [f"event {e}" for e in ecs.format_events(found.get("events", []))[:EVENTS_SHOWN]]
         return lines
+
+
+def log_name(run: Run, service: str, container: str) -> str:
+    """The log group/`logs` name of a service's container: a packed task logs each container under its own
+    row's name (web, sidekiq, postgres...); a task of one container under the service's."""
+    from mastofargate.stack.services import container_name
+
+    task = next((t for t in run.target.config.tasks if t.name == service), None)
+    if task is None or not task.packed:
+        return service
+    return next((c.name for c in task.containers if container_name(c) == container), service)
 
 
 def describe_stopped(task: StoppedTask) -> str:
@@ -215,9 +231,7 @@ def explain(failure: StackFailed, plan: stacks.Plan, monitor: RolloutMonitor, se
         others = [n for n in names if n != service]
         likewise = f" (and likewise {', '.join(others)})" if others else ""
         fix = (
-            f"read 'mastofargate logs {service}'{likewise}, fix the cause (image, config, memory), then run "
-            "'mastofargate deploy' again (or 'mastofargate rollback')"
+            f"read 'mastofargate logs {monitor.culprits.get(service, service)}'{likewise}, fix the cause (image, "
+            "config, memory), then run 'mastofargate deploy' again (or 'mastofargate rollback')"
         )
-    return StackFailed(
-        failure.stack, failure.logical_id, failure.status, failure.reason, what=what, why=why, fix=fix
-    )
+    return StackFailed(failure.stack, failure.logical_id, failure.status, failure.reason, what=what, why=why, fix=fix)

@@ -51,7 +51,7 @@ class Fallback:
 
 def fallbacks(target: Target) -> list[Fallback]:
     """Services of this server that the Spot fallback moved to on-demand (by their tags)."""
-    names = [s.name for s in target.config.all_services]
+    names = [t.name for t in target.config.tasks]  # the ECS services (a packed task is one)
     out: list[Fallback] = []
     for i in range(0, len(names), 10):
         try:

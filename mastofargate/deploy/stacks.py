@@ -87,9 +87,7 @@ def deployed_template(target: Target, stack: str) -> dict[str, Any] | None:
     """The template the stack runs now (its metadata names the LOCAL_DOMAIN it was built for)."""
     try:
         with aws.aws_errors(f"reading the template of stack {stack}"):
-            body = target.cloudformation.get_template(StackName=stack, TemplateStage="Original")[
-                "TemplateBody"
-            ]
+            body = target.cloudformation.get_template(StackName=stack, TemplateStage="Original")["TemplateBody"]
     except StackNotFound:
         return None
     if isinstance(body, dict):
@@ -562,9 +560,7 @@ def verdict(state: StackState, reader: EventReader) -> str:
 
 def set_termination_protection(target: Target, stack: str, enabled: bool) -> None:
     with aws.aws_errors(f"{'enabling' if enabled else 'disabling'} termination protection of {stack}"):
-        target.cloudformation.update_termination_protection(
-            StackName=stack, EnableTerminationProtection=enabled
-        )
+        target.cloudformation.update_termination_protection(StackName=stack, EnableTerminationProtection=enabled)
 
 
 def delete_stack(

@@ -188,7 +188,8 @@ def safety_problems(
             "stopped before its migrations finished): run 'mastofargate deploy'"
         )
     else:  # held at zero by hand (or by a stuck scaling), not by the config saying desired = 0
-        wanted = {s.name: s.desired for s in target.config.all_services if s.role in ("web", "streaming", "sidekiq")}
+        app_roles = ("web", "streaming", "sidekiq")
+        wanted = {t.name: t.desired for t in target.config.tasks if any(t.has(r) for r in app_roles)}
         held = [n for n, d in desired.items() if d == 0 and wanted.get(n, 0) > 0]
         if held:
             problems.append(f"service(s) {', '.join(held)} held at zero tasks: run 'mastofargate deploy'")

@@ -34,9 +34,9 @@ from troposphere import GetAtt, Join, Output, Ref, Sub, cloudwatch, ecs, schedul
 
 from mastofargate.stack.backup_commands import drill_command, dump_command
 from mastofargate.stack.backups import METRIC_NAMESPACE
-from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER, POSTGRES_UID
+from mastofargate.stack.environment import data_host
 from mastofargate.stack.network import POSTGRES_PORT, subnet_ids
 from mastofargate.stack.observability import add_log_group
 from mastofargate.stack.pgbackrest import PGTASK_PATH
@@ -67,7 +67,8 @@ def image(b: Build) -> Join:
 
 
 def database_host(b: Build) -> object:
-    return b.imported("DatabaseHost") if b.config.deployment.database == "rds" else f"postgres.{namespace(b)}"
+    # RDS, or the Cloud Map name of the task holding Postgres (its own task, or the one task)
+    return b.imported("DatabaseHost") if b.config.deployment.database == "rds" else data_host(b, "postgres", None)
 
 
 def environment(b: Build) -> dict[str, object]:

@@ -26,7 +26,6 @@ from awacs.sts import AssumeRole
 from troposphere import GetAtt, Join, Ref, Sub, ecs, iam, logs
 
 from mastofargate import names
-from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
 from mastofargate.stack.network import POSTGRES_PORT
@@ -61,7 +60,9 @@ def role_name(name: str) -> str:
 def database_host(b: Build) -> object:
     if b.config.deployment.database == "rds":
         return GetAtt("Database", "Endpoint.Address")
-    return f"postgres.{namespace(b)}"
+    from mastofargate.stack.environment import data_host  # the task holding Postgres (its own, or the one task)
+
+    return data_host(b, "postgres", None)
 
 
 def environment(b: Build) -> dict[str, object]:

@@ -116,4 +116,7 @@ def caddy_volumes(b: Build) -> list[ecs.Volume]:
 
 def front_service(b: Build) -> str:
     """The ECS service whose task holds web (and Caddy): the one the DNS record follows."""
-    return next(s.name for s in b.config.all_services if s.role == "web")
+    task = b.config.task_of("web")
+    if task is None:  # every profile runs web; a config without it is a bug, not bad input
+        raise ValueError("no task holds web")
+    return task.name

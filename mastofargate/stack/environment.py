@@ -20,7 +20,21 @@ from mastofargate.stack.network import POSTGRES_PORT, REDIS_PORT
 EnvValue: TypeAlias = str | Join | object
 
 
-def _database(b: Build, role: str) -> dict[str, EnvValue]:
+LOOPBACK = "127.0.0.1"  # containers of one task share its network namespace
+
+
+def data_host(b: Build, store: str, process: ServiceSize | None) -> str:
+    """Where a process reaches the Postgres or Redis container (`store`): over loopback from the same task,
+    else by the Cloud Map name of the task holding it (`postgres`, `redis`, or a packed task's name)."""
+    holder = b.config.task_of(store)
+    if holder is None:
+        raise ValueError(f"no task holds {store}")
+    if process is not None and any(c.name == process.name for c in holder.containers):
+        return LOOPBACK
+    return f"{holder.name}.{namespace(b)}"
+
+
+def _database(b: Build, role: str, process: ServiceSize | None = None) -> dict[str, EnvValue]:
     # Both RDS (rds.force_ssl) and the Postgres task (its entrypoint: hostssl only, a self-signed certificate)
     # refuse TCP without TLS. Rails verifies nothing with `require`; Node's pg treats every mode but
     # disable/no-verify as verified TLS against its CA store, which has neither the RDS CA nor ours.
@@ -28,13 +42,13 @@ def _database(b: Build, role: str) -> dict[str, EnvValue]:
     if b.config.deployment.database == "rds":
         host: EnvValue = b.imported("DatabaseHost")
     else:
-        host = f"postgres.{namespace(b)}"
+        host = data_host(b, b.config.postgres_task.name, process)
     # The owner role of the database, not the master user (issue 10 item 4; the deploy's database setup step
     # creates it before any Mastodon task logs in as it).
     return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_OWNER, "DB_SSLMODE": ssl}
 
 
-def _redis(b: Build, role: str) -> dict[str, EnvValue]:
+def _redis(b: Build, role: str, process: ServiceSize | None = None) -> dict[str, EnvValue]:
     if cache.redis_tls(b.config):
         # rediss:// (REDIS_URL, a secret) verified against the server's CA, which the start wrapper
         # (cache.TRUST_SCRIPT) writes to these files: Node adds NODE_EXTRA_CA_CERTS to its roots; Ruby's
@@ -46,7 +60,7 @@ def _redis(b: Build, role: str) -> dict[str, EnvValue]:
         # TLS (rediss:// in REDIS_URL, a secret) needs Rails' Ruby driver; Node's ioredis reads no driver
         # variable and enables TLS from the rediss:// URL itself.
         return {} if role == "streaming" else {"REDIS_DRIVER": "ruby"}
-    return {"REDIS_HOST": f"redis.{namespace(b)}", "REDIS_PORT": str(REDIS_PORT)}
+    return {"REDIS_HOST": data_host(b, b.config.redis_task.name, process), "REDIS_PORT": str(REDIS_PORT)}
 
 
 def mastodon_environment(b: Build, size: ServiceSize, job: bool = False) -> dict[str, EnvValue]:
@@ -56,7 +70,8 @@ def mastodon_environment(b: Build, size: ServiceSize, job: bool = False) -> dict
     the Node streaming server reads the database and Redis settings only, and `WEB_CONCURRENCY` is read by
     Puma alone (config/puma.rb), so one-off tasks (migrations, tootctl) do not get it."""
     cfg = b.config
-    env: dict[str, EnvValue] = {**_database(b, size.role), **_redis(b, size.role), **size.env()}
+    process = None if job else size
+    env: dict[str, EnvValue] = {**_database(b, size.role, process), **_redis(b, size.role, process), **size.env()}
     if job:
         env.pop("WEB_CONCURRENCY", None)
     if size.role == "streaming":

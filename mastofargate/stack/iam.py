@@ -139,6 +139,19 @@ def _mount_statement(b: Build, role: str) -> Statement:
     )
 
 
+def _mount_statement_for(b: Build, access_points: list[str]) -> Statement:
+    """Mounting the file system only through these access points (logical ids of the data stack's exports)."""
+    return Statement(
+        Sid="MountOwnDirectory",
+        Effect=Allow,
+        Action=[efs_actions.ClientMount, efs_actions.ClientWrite],
+        Resource=[b.imported("FileSystemArn")],
+        Condition=Condition(
+            StringEquals("elasticfilesystem:AccessPointArn", [b.imported(f"{ap}Arn") for ap in access_points])
+        ),
+    )
+
+
 def _pgbackrest_statements(b: Build) -> list[Statement]:
     """pgBackRest's repository only: objects under pgbackrest/ (it deletes what it expires), listings of
     that prefix, and the key the bucket encrypts with."""
@@ -251,7 +264,8 @@ def add(b: Build) -> None:
         "Mastodon (web, Sidekiq, jobs): the media bucket only, and ECS Exec",
         mastodon,
     )
-    if b.config.deployment.edge == "direct":
+    one = next((g for g in b.config.tasks if g.packed and (g.has("postgres") or g.has("redis"))), None)
+    if b.config.deployment.edge == "direct" and not (one is not None and one.has("web")):
         from mastofargate.stack.direct_edge import ACCESS_POINT, TASK_ROLE
 
         _role(
@@ -273,22 +287,43 @@ def add(b: Build) -> None:
             ],
         )
     cfg = b.config.deployment
-    if cfg.database == "task":
+    if one is not None:
+        # The one task: Mastodon's processes and the data stores share a task, hence one role with both (and,
+        # with the direct edge, Caddy's certificate directory: Caddy runs in that task too).
+        from mastofargate.stack.direct_edge import ACCESS_POINT
+
+        aps = [f"{r.capitalize()}AccessPoint" for r in ("postgres", "redis") if one.has(r)]
+        if b.config.deployment.edge == "direct" and one.has("web"):
+            aps.append(ACCESS_POINT)
         _role(
             b,
-            "PostgresTaskRole",
+            "ServerTaskRole",
             "ecs-tasks.amazonaws.com",
-            "Postgres task: its EFS directory and pgBackRest's prefix of the backup bucket (no ECS Exec)",
-            [_mount_statement(b, "postgres"), *_pgbackrest_statements(b), _backup_metric_statement()],
+            "The one task (Mastodon with its Postgres/Redis): the media bucket, ECS Exec, their EFS directories"
+            + (", pgBackRest's prefix of the backup bucket" if one.has("postgres") else ""),
+            [
+                *mastodon,
+                _mount_statement_for(b, aps),
+                *([*_pgbackrest_statements(b), _backup_metric_statement()] if one.has("postgres") else []),
+            ],
         )
-    if cfg.cache == "task":
-        _role(
-            b,
-            "DataTaskRole",
-            "ecs-tasks.amazonaws.com",
-            "Redis task: its EFS directory only (no ECS Exec into a data store)",
-            [_mount_statement(b, "redis")],
-        )
+    else:
+        if cfg.database == "task":
+            _role(
+                b,
+                "PostgresTaskRole",
+                "ecs-tasks.amazonaws.com",
+                "Postgres task: its EFS directory and pgBackRest's prefix of the backup bucket (no ECS Exec)",
+                [_mount_statement(b, "postgres"), *_pgbackrest_statements(b), _backup_metric_statement()],
+            )
+        if cfg.cache == "task":
+            _role(
+                b,
+                "DataTaskRole",
+                "ecs-tasks.amazonaws.com",
+                "Redis task: its EFS directory only (no ECS Exec into a data store)",
+                [_mount_statement(b, "redis")],
+            )
     _role(
         b,
         "BackupTaskRole",

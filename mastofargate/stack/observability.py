@@ -16,7 +16,6 @@ from awacs.aws import Allow, PolicyDocument, Principal, Statement
 from troposphere import GetAtt, Ref, Sub, cloudwatch, events, logs, sns
 
 from mastofargate import names
-from mastofargate.sizing import ServiceSize
 from mastofargate.stack import queue_metrics
 from mastofargate.stack.context import Build, logical
 
@@ -108,8 +107,8 @@ def add(b: Build) -> None:
         ),
         "Emails when a service deployment fails (circuit breaker rolled back)",
     )
-    for s in b.config.all_services:
-        _memory_alarm(b, s)
+    for task in b.config.tasks:
+        _memory_alarm(b, task.name)
     _alarm(
         b,
         "ScheduleDeadLetterAlarm",
@@ -191,18 +190,19 @@ def _load_balancer_alarms(b: Build) -> None:
     )
 
 
-def _memory_alarm(b: Build, s: ServiceSize) -> None:
+def _memory_alarm(b: Build, service: str) -> None:
+    """Per ECS service (a task of several containers is measured as a whole: ECS reports per service)."""
     _alarm(
         b,
-        f"{logical(s.name)}MemoryAlarm",
-        f"{s.name} memory above {MEMORY_ALARM_PERCENT} % of its task",
+        f"{logical(service)}MemoryAlarm",
+        f"{service} memory above {MEMORY_ALARM_PERCENT} % of its task",
         "AWS/ECS",
         "MemoryUtilization",
-        {"ClusterName": b.name, "ServiceName": s.name},
+        {"ClusterName": b.name, "ServiceName": service},
         MEMORY_ALARM_PERCENT,
         "Maximum",
         "GreaterThanThreshold",
-        depends=f"{logical(s.name)}Service",
+        depends=f"{logical(service)}Service",
     )
 
 
@@ -270,7 +270,7 @@ def _widget(
 def _dashboard(b: Build) -> None:
     """The server's vital signs on one page (a Sub template: region, load balancer, database ids)."""
     cfg, name = b.config, b.name
-    services = [s.name for s in cfg.all_services]
+    services = [t.name for t in cfg.tasks]
     ecs_metric = [["AWS/ECS", "CPUUtilization", "ClusterName", name, "ServiceName", s] for s in services]
     mem_metric = [["AWS/ECS", "MemoryUtilization", "ClusterName", name, "ServiceName", s] for s in services]
     lb = "${LoadBalancer.LoadBalancerFullName}"

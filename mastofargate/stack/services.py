@@ -1,9 +1,17 @@
-"""ECS services: task definitions, services and autoscaling for every row of the sizing profile.
+"""ECS services: task definitions, services and autoscaling for every task of the sizing profile.
 
-What a service looks like is decided by its `ServiceSize` row (role, size, counts, singleton), not by
-wiring per name: a profile that splits Sidekiq three ways gets three services from the same code.
-Singletons (the Sidekiq process with the scheduler queue, a Postgres or Redis task that owns its data
-directory) deploy with minimumHealthyPercent 0 / maximumPercent 100, so two never run at once.
+What a service looks like is decided by its `TaskGroup` (sizing.py: the rows it holds as containers, its
+size, counts, singleton), not by wiring per name: a profile that splits Sidekiq three ways gets three
+services from the same code, and a one-task layout one service of five containers. Singletons (a task
+with the Sidekiq scheduler queue, or a Postgres or Redis that owns its data directory) deploy with
+minimumHealthyPercent 0 / maximumPercent 100, so two never run at once.
+
+A task of several containers (a packed task): the data stores start first and must be HEALTHY before
+Mastodon's processes start, and (ECS stops containers in the reverse order of `dependsOn`) they stop
+last, after Sidekiq has pushed its unfinished jobs back to Redis. Mastodon's processes restart in place
+(the ECS container restart policy): a leaking Sidekiq comes back in the same task, same address, while
+Postgres and Redis are never restarted under a running task's feet (they are essential: their exit
+stops the task, and ECS starts a clean one that takes the data directory's lock again).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from dataclasses import replace
 
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationautoscaling, ecs, servicediscovery
 
-from mastofargate.sizing import ServiceSize
+from mastofargate.sizing import ServiceSize, TaskGroup
 from mastofargate.stack import cache, direct_edge, entrypoints, pgbackrest, queue_metrics
 from mastofargate.stack.backups import METRIC_NAMESPACE
 from mastofargate.stack.context import Build, logical
@@ -30,6 +38,21 @@ REDIS_IMAGE = "public.ecr.aws/docker/library/redis:7.4-bookworm"
 CPU_TARGET_PERCENT = 60
 SERVICES_ON = "ServicesOn"
 JOB_CONTAINER = "mastodon"  # the container of every one-off task (migrations, tootctl, maintenance)
+
+# [ECS] stop timeouts of a packed task: Fargate allows at most 120 s per container, and a Spot interruption
+# gives two minutes in all. ECS stops the app containers first and the data stores after them, so the two
+# timeouts add up: Sidekiq's own shutdown timeout is 25 s (its default; Mastodon's sidekiq.yml sets none),
+# Puma and Node stop faster; Postgres' fast shutdown and Redis' final fsync take seconds, 60 s covers a slow
+# EFS. 30 + 60 = 90 s, inside the Spot warning.
+PACKED_APP_STOP_SECONDS = 30
+PACKED_DATA_STOP_SECONDS = 60
+SPOT_WARNING_SECONDS = 120
+# The ECS restart policy of Mastodon's containers: a container that ran at least this long before it
+# failed is restarted in place (AWS's minimum period is 60 s; shorter runs stop the task, so a crash loop
+# still reaches the deployment circuit breaker).
+RESTART_ATTEMPT_PERIOD = 300
+APP_ROLES = ("web", "streaming", "sidekiq")
+DATA_ROLES = ("postgres", "redis")
 
 COMMANDS = {
     "web": ["bundle", "exec", "puma", "-C", "config/puma.rb"],
@@ -53,9 +76,13 @@ def image(b: Build, role: str) -> Join | str:
 
 
 def grace_period(size: ServiceSize) -> int:
-    """Seconds ECS ignores failing health checks after start: Puma boots slowly on a quarter vCPU."""
+    """Seconds ECS ignores failing health checks after start: Puma boots slowly on a quarter vCPU (or on half
+    of one shared with Sidekiq's boot in the one task); Postgres may first wait for the EFS lock of a task
+    that died (up to its POSTGRES_LOCK_WAIT, 150 s: an NFS lease)."""
     if size.role == "web":
-        return 180 if size.cpu <= 256 else 120
+        return 180 if size.cpu <= 512 else 120
+    if size.role == "postgres":
+        return 180
     return 30
 
 
@@ -94,16 +121,26 @@ def _env(env: Mapping[str, object]) -> list[ecs.Environment]:
     return [ecs.Environment(Name=k, Value=v) for k, v in sorted(env.items())]
 
 
+def stop_timeout(role: str, packed: bool) -> int:
+    """Seconds between SIGTERM and SIGKILL (see PACKED_*: a packed task's chain fits the Spot warning)."""
+    if packed:
+        return PACKED_DATA_STOP_SECONDS if role in DATA_ROLES else PACKED_APP_STOP_SECONDS
+    return 120 if role in ("postgres", "redis", "sidekiq") else 30
+
+
 def container(
     b: Build,
     size: ServiceSize,
     job: str | None = None,
     command: list[str] | None = None,
     extra_env: dict[str, str] | None = None,
+    task: TaskGroup | None = None,
 ) -> ecs.ContainerDefinition:
-    """The one container of a service's task (from its sizing row), or of a one-off `job`'s task. A job's
-    container is always named `mastodon`; its logs go to the job's own group and stream prefix."""
+    """A container of a service's task (from its sizing row), or the one container of a one-off `job`'s task.
+    A job's container is always named `mastodon`; its logs go to the job's own group and stream prefix. In a
+    packed `task` it depends on the task's data stores being healthy and restarts in place."""
     role = size.role
+    packed = task is not None and task.packed
     log_name = job or size.name
     log = add_log_group(b, log_name)
     props: dict[str, object] = dict(
@@ -121,8 +158,13 @@ def container(
             },
         ),
         LinuxParameters=ecs.LinuxParameters(InitProcessEnabled=True),  # reaps zombies; needed by ECS Exec
-        StopTimeout=120 if role in ("postgres", "redis", "sidekiq") else 30,
+        StopTimeout=stop_timeout(role, packed),
     )
+    if task is not None and packed and role in APP_ROLES:
+        data = [ecs.ContainerDependency(ContainerName=r, Condition="HEALTHY") for r in DATA_ROLES if task.has(r)]
+        if data:
+            props["DependsOn"] = data
+        props["RestartPolicy"] = ecs.RestartPolicy(Enabled=True, RestartAttemptPeriod=RESTART_ATTEMPT_PERIOD)
     if role in ("web", "streaming", "sidekiq"):
         props["Command"] = command or (size.sidekiq_command() if role == "sidekiq" else COMMANDS[role])
         props["Environment"] = _env({**mastodon_environment(b, size, job=job is not None), **(extra_env or {})})
@@ -135,9 +177,11 @@ def container(
         props["EntryPoint"] = ["bash", "-c", entrypoints.script(entrypoints.POSTGRES), "mastofargate-postgres"]
         # continuous WAL archiving to the backup bucket (stack/pgbackrest.py), as `postgres -c` settings
         props["Command"] = [arg for k, v in pgbackrest.postgres_settings().items() for arg in ("-c", f"{k}={v}")]
-        props["Environment"] = _env({**postgres_environment(b, size), **pgbackrest_environment(b)})
+        props["Environment"] = _env({**postgres_environment(b, size, packed=packed), **pgbackrest_environment(b)})
         props["Secrets"] = _secrets(b, [SecretRef("POSTGRES_PASSWORD", "database", "password")])
-        props["MountPoints"] = [ecs.MountPoint(ContainerPath="/var/lib/postgresql/data", SourceVolume="data")]
+        props["MountPoints"] = [
+            ecs.MountPoint(ContainerPath="/var/lib/postgresql/data", SourceVolume=volume_name(role, packed))
+        ]
     elif role == "redis":
         # The shipped entrypoint: append-only file (everysec) on EFS, password via stdin, never as root.
         props["EntryPoint"] = ["bash", "-c", entrypoints.script(entrypoints.REDIS), "mastofargate-redis"]
@@ -147,7 +191,7 @@ def container(
         if tls:  # the server's certificate and key, signed by the CA (whose key stays in the secret)
             refs += [SecretRef("REDIS_TLS_CERT", "redis", "tls_cert"), SecretRef("REDIS_TLS_KEY", "redis", "tls_key")]
         props["Secrets"] = _secrets(b, refs)
-        props["MountPoints"] = [ecs.MountPoint(ContainerPath="/data", SourceVolume="data")]
+        props["MountPoints"] = [ecs.MountPoint(ContainerPath="/data", SourceVolume=volume_name(role, packed))]
     if job is None:  # long-running services get a health check; one-off jobs just run
         props["HealthCheck"] = health_check(size, redis_tls=cache.redis_tls(b.config))
     if role in PORTS and job is None:
@@ -158,11 +202,12 @@ def container(
     return ecs.ContainerDefinition(**props)
 
 
-def postgres_environment(b: Build, size: ServiceSize) -> dict[str, str]:
+def postgres_environment(b: Build, size: ServiceSize, packed: bool = False) -> dict[str, str]:
     """The Postgres entrypoint's settings: its memory budget is the container's hard limit (the sizing table),
-    from which it derives shared_buffers and the rest; TLS is on because Postgres is a separate task that
-    Mastodon reaches across the VPC (issue 10: TLS between tasks)."""
-    return {
+    from which it derives shared_buffers and the rest; TLS is on because Mastodon reaches it across the VPC
+    (issue 10: TLS between tasks) — in a packed task too: one-off tasks (migrations, tootctl, backups) run
+    apart. In a packed task the fast shutdown turns immediate well inside the container's stop timeout."""
+    env = {
         "POSTGRES_USER": "mastodon",
         "POSTGRES_DB": "mastodon_production",
         "PGDATA": PGDATA,
@@ -170,6 +215,9 @@ def postgres_environment(b: Build, size: ServiceSize) -> dict[str, str]:
         "POSTGRES_MAX_CONNECTIONS": str(b.config.max_connections),
         "POSTGRES_TLS": "on",
     }
+    if packed:
+        env["POSTGRES_STOP_WAIT"] = str(PACKED_DATA_STOP_SECONDS * 3 // 4)
+    return env
 
 
 PGDATA = "/var/lib/postgresql/data/pgdata"
@@ -207,11 +255,12 @@ def task_definition(
     b: Build,
     title: str,
     family: str,
-    size: ServiceSize,
+    size: ServiceSize | TaskGroup,
     containers: list[ecs.ContainerDefinition],
     task_role: str | None,
     description: str,
 ) -> ecs.TaskDefinition:
+    """A Fargate task definition; a service's task mounts the EFS directories of the data stores it holds."""
     props: dict[str, object] = dict(
         Family=family,
         Cpu=str(size.cpu),
@@ -226,30 +275,42 @@ def task_definition(
     )
     if task_role is not None:
         props["TaskRoleArn"] = GetAtt(task_role, "Arn")
-    if size.role in ("postgres", "redis"):
-        props["Volumes"] = [
-            ecs.Volume(
-                Name="data",
-                EFSVolumeConfiguration=ecs.EFSVolumeConfiguration(
-                    FilesystemId=b.imported("FileSystemId"),
-                    TransitEncryption="ENABLED",
-                    AuthorizationConfig=ecs.AuthorizationConfig(
-                        AccessPointId=b.imported(f"{size.role.capitalize()}AccessPointId"), IAM="ENABLED"
-                    ),
+    roles = size.roles if isinstance(size, TaskGroup) else (size.role,)
+    volumes = [
+        ecs.Volume(
+            Name=volume_name(role, isinstance(size, TaskGroup) and size.packed),
+            EFSVolumeConfiguration=ecs.EFSVolumeConfiguration(
+                FilesystemId=b.imported("FileSystemId"),
+                TransitEncryption="ENABLED",
+                AuthorizationConfig=ecs.AuthorizationConfig(
+                    AccessPointId=b.imported(f"{role.capitalize()}AccessPointId"), IAM="ENABLED"
                 ),
-            )
-        ]
+            ),
+        )
+        for role in roles
+        if role in DATA_ROLES
+    ]
     if any(c.Name == direct_edge.CONTAINER for c in containers):
-        props["Volumes"] = [*props.get("Volumes", []), *direct_edge.caddy_volumes(b)]  # type: ignore[misc]
+        volumes += direct_edge.caddy_volumes(b)
+    if volumes:
+        props["Volumes"] = volumes
     return b.add(b.app, ecs.TaskDefinition(title, **props), description)
 
 
-def capacity_strategy(b: Build, size: ServiceSize) -> list[ecs.CapacityProviderStrategyItem]:
+def volume_name(role: str, packed: bool) -> str:
+    """The EFS volume of a data store: `data` in a task of its own (as deployed before layouts existed),
+    `<role>-data` in a packed task, where Postgres and Redis each mount their own access point."""
+    return f"{role}-data" if packed else "data"
+
+
+def capacity_strategy(b: Build, task: TaskGroup) -> list[ecs.CapacityProviderStrategyItem]:
     """Spot for stateless services when enabled, keeping one on-demand task when a service runs two or
-    more; the Postgres task never runs on Spot (a 2-minute warning is no way to stop a database)."""
-    if not b.config.deployment.spot or size.role == "postgres":
+    more. A Postgres task of its own never runs on Spot (a separate database should not take a 2-minute
+    warning for the whole server); inside one packed task it may (DESIGN: the cheapest personal server),
+    because the whole server stops together and its stop chain fits the warning (PACKED_*)."""
+    if not b.config.deployment.spot or (task.has("postgres") and not task.packed):
         return [ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE", Weight=1)]
-    if size.min >= 2:
+    if task.min >= 2:
         return [
             ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE", Base=1, Weight=0),
             ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE_SPOT", Weight=1),
@@ -257,117 +318,173 @@ def capacity_strategy(b: Build, size: ServiceSize) -> list[ecs.CapacityProviderS
     return [ecs.CapacityProviderStrategyItem(CapacityProvider="FARGATE_SPOT", Weight=1)]
 
 
-def task_role(size: ServiceSize, direct: bool = False) -> str | None:
-    """The task's IAM role; streaming has none: it calls no AWS API, so it gets no credentials at all. With the
-    direct edge, web's task also mounts Caddy's certificates: a role of its own, so Sidekiq's cannot."""
-    if size.role == "streaming":
-        return None
-    if size.role == "web" and direct:
+def task_role(task: TaskGroup, direct: bool = False) -> str | None:
+    """The task's IAM role: Mastodon's where a Mastodon process runs (the one task holding data stores too
+    gets `ServerTaskRole`: Mastodon's rights and the data stores' EFS directories); with the direct edge, the
+    task holding web (and Caddy) also mounts Caddy's certificates: a role of its own, so Sidekiq's cannot;
+    streaming alone has none: it calls no AWS API, so it gets no credentials at all."""
+    mastodon = task.has("web") or task.has("sidekiq")
+    data = any(task.has(r) for r in DATA_ROLES)
+    if mastodon and data:
+        return "ServerTaskRole"
+    if task.has("web") and direct:
         return direct_edge.TASK_ROLE
-    return {"postgres": "PostgresTaskRole", "redis": "DataTaskRole"}.get(size.role, "MastodonTaskRole")
+    if mastodon:
+        return "MastodonTaskRole"
+    if task.has("postgres"):
+        return "PostgresTaskRole"
+    return "DataTaskRole" if data else None
 
 
-# ECS Exec only where an operator needs a Rails console or tootctl: never into a database or Redis, nor
-# into streaming (nothing to do there); one-off tasks get it when the deploy starts them with it.
+# ECS Exec only where an operator needs a Rails console or tootctl: never into a database or Redis of their
+# own, nor into streaming (nothing to do there); one-off tasks get it when the deploy starts them with it.
 EXEC_ROLES = ("web", "sidekiq")
 
 
-def _desired(b: Build, size: ServiceSize, count: int) -> int | AWSHelperFn:
-    """Mastodon services wait at zero while a first install migrates; Postgres/Redis always run."""
-    if size.role in ("postgres", "redis"):
-        return count
+def _services_on(b: Build) -> str:
     b.app_param("ServicesEnabled")
     if SERVICES_ON not in b.app.conditions:
         b.app.add_condition(SERVICES_ON, Equals(Ref("ServicesEnabled"), "true"))
-    return If(SERVICES_ON, count, 0)
+    return SERVICES_ON
+
+
+def _desired(b: Build, task: TaskGroup, count: int) -> int | AWSHelperFn:
+    """Mastodon services wait at zero while a first install migrates; a task with a data store always runs
+    (the migrations need it: a packed one runs its data stores alone meanwhile, see `_service`)."""
+    if any(task.has(r) for r in DATA_ROLES):
+        return count
+    return If(_services_on(b), count, 0)
 
 
 def add(b: Build) -> None:
-    for size in b.config.all_services:
-        _service(b, size)
+    for task in b.config.tasks:
+        _service(b, task)
 
 
-def _service(b: Build, size: ServiceSize) -> None:
+SECURITY_GROUPS = {"postgres": "DatabaseSecurityGroupId", "redis": "CacheSecurityGroupId"}
+
+
+def security_groups(b: Build, task: TaskGroup) -> list[object]:
+    """The task's groups: each member's (a packed task with Postgres is reachable as a database too)."""
+    keys = ["TaskSecurityGroupId"] if any(r not in DATA_ROLES for r in task.roles) else []
+    keys += [SECURITY_GROUPS[r] for r in DATA_ROLES if task.has(r)]
+    if task.has("web") and direct_edge.enabled(b):
+        keys.append(direct_edge.SECURITY_GROUP)  # 80/443 from anywhere, to Caddy
+    return [b.imported(k) for k in keys]
+
+
+def _service(b: Build, task: TaskGroup) -> None:
     t = b.app
-    key = logical(size.name)
-    containers = [container(b, size)]
-    if size.role == "web" and direct_edge.enabled(b):
-        containers.append(direct_edge.caddy_container(b, same_task_streaming=False))
-    if queue_metrics.wanted(size):
-        containers.append(_queue_metrics_sidecar(b, size))
+    key = logical(task.name)
+    # Every container of the task, from its rows, then the direct edge's Caddy beside web.
+    containers = [container(b, size, task=task) for size in task.containers]
+    if task.has("web") and direct_edge.enabled(b):
+        containers.append(direct_edge.caddy_container(b, same_task_streaming=task.has("streaming")))
+    for size in task.containers:
+        if queue_metrics.wanted(size):
+            sidecar = _queue_metrics_sidecar(b, size)
+            if task.packed and task.has("redis"):  # it reads Redis: start after it, stop before it
+                sidecar.DependsOn = [ecs.ContainerDependency(ContainerName="redis", Condition="HEALTHY")]
+            containers.append(sidecar)
     td = task_definition(
         b,
         f"{key}TaskDefinition",
-        f"{b.name}-{size.name}",
-        size,
+        f"{b.name}-{task.name}",
+        task,
         containers,
-        task_role(size, direct_edge.enabled(b)),
-        f"Task definition of {size.name} ({size.cpu / 1024:g} vCPU, {size.memory} MiB)",
+        task_role(task, direct_edge.enabled(b)),
+        f"Task definition of {task.name} ({task.cpu / 1024:g} vCPU, {task.memory} MiB"
+        + (f": {', '.join(task.roles)}" if task.packed else "")
+        + ")",
     )
-    security = {"postgres": "DatabaseSecurityGroupId", "redis": "CacheSecurityGroupId"}.get(
-        size.role, "TaskSecurityGroupId"
-    )
+    definition: object = Ref(td)
+    if task.packed and any(task.has(r) for r in DATA_ROLES) and any(task.has(r) for r in APP_ROLES):
+        # While a first install migrates (ServicesEnabled=false) Mastodon's processes must wait but the
+        # migrations need the task's Postgres/Redis: the service then runs the data stores alone (this
+        # definition), and switching the services on rolls it to the whole task (a singleton: the old task
+        # stops, releasing Postgres' lock, before the new one starts).
+        data_only = task_definition(
+            b,
+            f"{key}DataOnlyTaskDefinition",
+            f"{b.name}-{task.name}-data",
+            task,
+            [c for c, size in zip(containers, task.containers, strict=False) if size.role in DATA_ROLES],
+            task_role(task),
+            f"The {task.name} task's data stores alone, run while a first install migrates",
+        )
+        definition = If(_services_on(b), Ref(td), Ref(data_only))
     props: dict[str, object] = dict(
-        ServiceName=size.name,
+        ServiceName=task.name,
         Cluster=Ref("Cluster"),
-        TaskDefinition=Ref(td),
-        DesiredCount=_desired(b, size, size.desired),
-        CapacityProviderStrategy=capacity_strategy(b, size),
+        TaskDefinition=definition,
+        DesiredCount=_desired(b, task, task.desired),
+        CapacityProviderStrategy=capacity_strategy(b, task),
         PlatformVersion="LATEST",
-        EnableExecuteCommand=size.role in EXEC_ROLES,
+        EnableExecuteCommand=any(r in EXEC_ROLES for r in task.roles),
         PropagateTags="SERVICE",
         EnableECSManagedTags=True,
         DeploymentConfiguration=ecs.DeploymentConfiguration(
-            MinimumHealthyPercent=size.minimum_healthy_percent,
-            MaximumPercent=size.maximum_percent,
+            MinimumHealthyPercent=task.minimum_healthy_percent,
+            MaximumPercent=task.maximum_percent,
             DeploymentCircuitBreaker=ecs.DeploymentCircuitBreaker(Enable=True, Rollback=True),
         ),
         NetworkConfiguration=ecs.NetworkConfiguration(
             AwsvpcConfiguration=ecs.AwsvpcConfiguration(
-                AssignPublicIp="ENABLED",
-                Subnets=subnet_ids(b),
-                SecurityGroups=[b.imported(security)]
-                + ([b.imported(direct_edge.SECURITY_GROUP)] if size.role == "web" and direct_edge.enabled(b) else []),
+                AssignPublicIp="ENABLED", Subnets=subnet_ids(b), SecurityGroups=security_groups(b, task)
             )
         ),
     )
     depends = ["ClusterCapacity"]
-    if size.role in PORTS and not direct_edge.enabled(b):
+    # The direct edge has no load balancer: Caddy in the task holding web is the way in.
+    served = [] if direct_edge.enabled(b) else [c for c in task.containers if c.role in PORTS]
+    if served:
+        # One target group per served container: the front task registers web:3000 AND streaming:4000.
         props["LoadBalancers"] = [
             ecs.LoadBalancer(
-                ContainerName=container_name(size),
-                ContainerPort=PORTS[size.role],
-                TargetGroupArn=Ref(f"{size.role.capitalize()}TargetGroup"),
+                ContainerName=container_name(c),
+                ContainerPort=PORTS[c.role],
+                TargetGroupArn=Ref(f"{c.role.capitalize()}TargetGroup"),
             )
+            for c in served
         ]
-        props["HealthCheckGracePeriodSeconds"] = grace_period(size)
+        props["HealthCheckGracePeriodSeconds"] = max(grace_period(c) for c in served)
         depends += ["HttpsListener", "StreamingRule"]
-    # Found by name: Postgres/Redis by Mastodon, streaming by the direct edge's Caddy (in the web task).
-    if size.role in ("postgres", "redis") or (size.role == "streaming" and direct_edge.enabled(b)):
+    # Found by name: Postgres/Redis by Mastodon and one-off tasks, streaming in a task of its own by the direct
+    # edge's Caddy (in the task holding web).
+    found = [r for r in DATA_ROLES if task.has(r)]
+    if direct_edge.enabled(b) and task.has("streaming") and not task.has("web"):
+        found.append("streaming")
+    if found:
+        what_dns = " and ".join(found)
         registry = b.add(
             t,
             servicediscovery.Service(
                 f"{key}Discovery",
-                Name=size.role,
+                Name=task.name,
                 NamespaceId=Ref("Namespace"),
                 DnsConfig=servicediscovery.DnsConfig(
                     DnsRecords=[servicediscovery.DnsRecord(Type="A", TTL=10)], RoutingPolicy="MULTIVALUE"
                 ),
                 HealthCheckCustomConfig=servicediscovery.HealthCheckCustomConfig(FailureThreshold=1),
             ),
-            f"DNS name {size.role} for the {size.role} task",
+            f"DNS name {task.name} for {what_dns} in the {task.name} task (found by this name)",
         )
         props["ServiceRegistries"] = [ecs.ServiceRegistry(RegistryArn=GetAtt(registry, "Arn"))]
     service = ecs.Service(f"{key}Service", DependsOn=depends, **props)
-    what = {
+    b.add(t, service, f"{_what(task)}: {task.desired} task(s)" + (", never two at once" if task.singleton else ""))
+    if task.max > task.min:
+        _autoscaling(b, task, key)
+
+
+def _what(task: TaskGroup) -> str:
+    names = {
         "web": "Mastodon web (Puma)",
         "streaming": "Mastodon streaming API",
-        "postgres": "Postgres task on EFS",
-        "redis": "Redis task",
-    }.get(size.role, f"Sidekiq ({', '.join(size.queue_names)})")
-    b.add(t, service, f"{what}: {size.desired} task(s)" + (", never two at once" if size.singleton else ""))
-    if size.max > size.min:
-        _autoscaling(b, size, key)
+        "postgres": "Postgres on EFS",
+        "redis": "Redis on EFS",
+    }
+    parts = [names.get(c.role, f"Sidekiq ({', '.join(c.queue_names)})") for c in task.containers]
+    return ("One task: " if task.packed else "") + ", ".join(parts)
 
 
 def _queue_metrics_sidecar(b: Build, size: ServiceSize) -> ecs.ContainerDefinition:
@@ -379,7 +496,7 @@ def _queue_metrics_sidecar(b: Build, size: ServiceSize) -> ecs.ContainerDefiniti
     return queue_metrics.sidecar(b, size, log, REDIS_IMAGE, redis_env, _secrets(b, redis_secrets))
 
 
-def _autoscaling(b: Build, size: ServiceSize, key: str) -> None:
+def _autoscaling(b: Build, size: TaskGroup, key: str) -> None:
     target = b.add(
         b.app,
         applicationautoscaling.ScalableTarget(
