@@ -114,8 +114,48 @@ def test_interactive_prompts_on_a_terminal(tmp_path: Path, monkeypatch: pytest.M
     assert result.exit_code == 0, result.output
     cfg = load_config(tmp_path / "m.toml")
     assert cfg.aws.hosted_zone_id == "Z0123456789EXAMPLE" and cfg.deployment.spot is False
-    assert cfg.deployment.edge == "alb"  # the default answer
+    assert cfg.deployment.edge == "direct"  # the default answer for a personal server (then asked for the zone)
     assert cfg.deployment.layout == "one-task"  # asked: the personal profile offers it
+    assert (cfg.deployment.database, cfg.deployment.cache) == ("task", "task")  # the default answers
+
+
+@pytest.mark.parametrize(
+    ("flags", "want"),
+    [
+        # a personal server with its zone in Route 53: the cheapest shape, everything in one task, no ALB
+        (["--hosted-zone-id", "Z0123456789EXAMPLE"], ("task", "task", "one-task", "direct")),
+        # a certificate ARN says the load balancer was meant: the one task behind it
+        (
+            [
+                "--certificate-arn",
+                "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012",
+            ],
+            ("task", "task", "one-task", "alb"),
+        ),
+        # flags win over the proposal
+        (
+            ["--hosted-zone-id", "Z0123456789EXAMPLE", "--database", "rds", "--layout", "split", "--edge", "alb"],
+            ("rds", "task", "split", "alb"),
+        ),
+        # the other profiles keep their managed defaults
+        (["--hosted-zone-id", "Z0123456789EXAMPLE", "--profile", "community"], ("rds", "elasticache", "split", "alb")),
+    ],
+)
+def test_init_proposes_the_cheapest_personal_server(tmp_path: Path, flags: list[str], want: tuple[str, ...]) -> None:
+    result = init("--domain", "social.example.org", *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    cfg = load_config(tmp_path / "mastofargate.toml")
+    d = cfg.deployment
+    assert (d.database, d.cache, d.layout, d.edge) == want
+
+
+def test_a_config_without_the_keys_keeps_the_managed_shape(tmp_path: Path) -> None:
+    """The proposal lives in init only: an existing config that never named these keys (a deployed server)
+    still means RDS, ElastiCache, split and the ALB, so no upgrade changes a server's shape."""
+    from tests.conftest import make_config
+
+    d = make_config(profile="personal").deployment
+    assert (d.database, d.cache, d.layout, d.edge) == ("rds", "elasticache", "split", "alb")
 
 
 def test_direct_edge_asks_for_the_zone_it_keeps_the_record_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

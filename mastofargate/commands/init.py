@@ -20,6 +20,13 @@ def _default_name(domain: str) -> str:
     return label[:20].rstrip("-")
 
 
+# What `init` proposes for a NEW personal server: everything in one task (Postgres and Redis in it, backed up by
+# pgBackRest's WAL archive, a nightly dump and a monthly restore drill) and, where the domain's zone is in Route
+# 53, no load balancer (~$22/month instead of ~$77). Only written configs carry it: a config without these keys
+# keeps config.PROFILE_DEFAULTS (RDS, ElastiCache, split, ALB), so no deployed server ever changes shape.
+PERSONAL_PROPOSAL = {"database": "task", "cache": "task", "layout": "one-task", "edge": "direct"}
+
+
 def init(
     domain: Annotated[str | None, Opt("--domain", help="LOCAL_DOMAIN: the domain in handles. Permanent.")] = None,
     web_domain: Annotated[str | None, Opt("--web-domain", help="WEB_DOMAIN, if the web UI lives elsewhere.")] = None,
@@ -76,8 +83,12 @@ def init(
 
     domain = str(ask("Domain (LOCAL_DOMAIN, permanent)", domain, flag="--domain")).strip().lower()
     profile = ask("Profile (personal/community/large)", profile, "personal")
-    defaults = PROFILE_DEFAULTS.get(profile, PROFILE_DEFAULTS["personal"])
-    edge = ask("Edge (alb/direct)", edge, "alb")
+    personal = profile == "personal"
+    defaults = {**PROFILE_DEFAULTS.get(profile, PROFILE_DEFAULTS["personal"])}
+    if personal:
+        defaults |= PERSONAL_PROPOSAL
+    # the direct edge keeps the record in a Route 53 zone; a certificate ARN says the ALB was meant
+    edge = ask("Edge (alb/direct)", edge, "direct" if personal and certificate_arn is None else "alb")
     if edge == "direct" and hosted_zone_id is None and certificate_arn is None and interactive:
         hosted_zone_id = typer.prompt("Route 53 hosted zone id (the direct edge keeps the record in it)")
     if hosted_zone_id is None and certificate_arn is None:
@@ -111,7 +122,11 @@ def init(
             # asked only where the profile offers a choice; a flag is always validated (a clear error if not)
             "layout": layout
             if layout is not None or "one-task" not in PROFILES.get(profile, PROFILES["personal"]).packings
-            else ask("Layout (split/one-task: one task, offline for minutes during a rollout)", None, "split"),
+            else ask(
+                "Layout (split/one-task: one task, offline for minutes during a rollout)",
+                None,
+                defaults.get("layout", "split"),
+            ),
         },
     }
     if data["deployment"]["layout"] is None:
