@@ -37,7 +37,8 @@ from mastofargate.stack.backups import METRIC_NAMESPACE
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER, POSTGRES_UID
 from mastofargate.stack.environment import data_host
-from mastofargate.stack.network import POSTGRES_PORT, subnet_ids
+from mastofargate.stack.jobs import run_task_target
+from mastofargate.stack.network import POSTGRES_PORT
 from mastofargate.stack.observability import add_log_group
 from mastofargate.stack.pgbackrest import PGTASK_PATH
 from mastofargate.stack.secrets import SecretRef
@@ -161,30 +162,7 @@ def _schedule(b: Build, title: str, command: list[str], expression: str, what: s
                 Mode="FLEXIBLE", MaximumWindowInMinutes=SCHEDULE_WINDOW_MINUTES
             ),
             State="ENABLED",
-            Target=scheduler.Target(
-                Arn=GetAtt("Cluster", "Arn"),
-                RoleArn=GetAtt("SchedulerRole", "Arn"),
-                Input=Sub(payload, Bucket=b.imported("BackupBucketName")),
-                RetryPolicy=scheduler.RetryPolicy(MaximumRetryAttempts=2, MaximumEventAgeInSeconds=3600),
-                DeadLetterConfig=scheduler.DeadLetterConfig(Arn=GetAtt("ScheduleDeadLetterQueue", "Arn")),
-                EcsParameters=scheduler.EcsParameters(
-                    TaskDefinitionArn=Ref(TITLE),
-                    TaskCount=1,
-                    PlatformVersion="LATEST",
-                    CapacityProviderStrategy=[
-                        scheduler.CapacityProviderStrategyItem(CapacityProvider="FARGATE", Weight=1)
-                    ],
-                    EnableExecuteCommand=False,
-                    PropagateTags="TASK_DEFINITION",
-                    NetworkConfiguration=scheduler.NetworkConfiguration(
-                        AwsvpcConfiguration=scheduler.AwsVpcConfiguration(
-                            AssignPublicIp="ENABLED",
-                            Subnets=subnet_ids(b),
-                            SecurityGroups=[b.imported("TaskSecurityGroupId")],
-                        )
-                    ),
-                ),
-            ),
+            Target=run_task_target(b, TITLE, "FARGATE", Sub(payload, Bucket=b.imported("BackupBucketName"))),
         ),
         f"{what} ({expression} UTC, within {SCHEDULE_WINDOW_MINUTES} min)",
     )

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from awacs import logs as logs_actions
 from awacs import secretsmanager as sm_actions
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, PolicyDocument, Statement
 from troposphere import GetAtt, Join, Ref, Sub, ecs, iam, logs
 
 from mastofargate import names
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
+from mastofargate.stack.iam import trust_policy
 from mastofargate.stack.network import POSTGRES_PORT
 from mastofargate.stack.secrets import secret_names
 
@@ -100,17 +100,7 @@ def add(b: Build) -> None:
         iam.Role(
             "DatabaseSetupExecutionRole",
             RoleName=role_name(b.name),  # a fixed name, so the CI deploy role may pass exactly this one
-            AssumeRolePolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "ecs-tasks.amazonaws.com"),
-                        Action=[AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Sub("${AWS::AccountId}"))),
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=trust_policy("ecs-tasks.amazonaws.com"),
             Policies=[
                 iam.Policy(
                     PolicyName="least-privilege",

@@ -29,13 +29,13 @@ from awacs.aws import (
     Statement,
     StringEquals,
 )
-from awacs.sts import AssumeRole
 from troposphere import GetAtt, Output, Ref, Sub, awslambda, cloudwatch, events, iam, logs, sqs
 
 from mastofargate import names
 from mastofargate.lambdas import source
 from mastofargate.stack.context import Build
 from mastofargate.stack.direct_edge import front_service
+from mastofargate.stack.iam import trust_policy
 
 METRIC_NAMESPACE = "Mastofargate/Edge"
 CERT_METRIC = "CertificateDaysLeft"
@@ -201,17 +201,7 @@ def _function(
         b.app,
         iam.Role(
             f"{kind}Role",
-            AssumeRolePolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "lambda.amazonaws.com"),
-                        Action=[AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Sub("${AWS::AccountId}"))),
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=trust_policy("lambda.amazonaws.com"),
             Policies=[
                 iam.Policy(
                     PolicyName="least-privilege",

@@ -58,7 +58,8 @@ MEDIA_ACTIONS = [
 ]
 
 
-def _assume(service: str) -> PolicyDocument:
+def trust_policy(service: str) -> PolicyDocument:
+    """Only `service`, acting for this account (aws:SourceAccount: no confused deputy), may assume the role."""
     return PolicyDocument(
         Version="2012-10-17",
         Statement=[
@@ -197,7 +198,7 @@ def _role(b: Build, title: str, service: str, description: str, statements: list
         b.app,
         iam.Role(
             title,
-            AssumeRolePolicyDocument=_assume(service),
+            AssumeRolePolicyDocument=trust_policy(service),
             Policies=[
                 iam.Policy(
                     PolicyName="least-privilege",

@@ -95,33 +95,42 @@ def add(b: Build) -> None:
                 ScheduleExpressionTimezone="UTC",
                 FlexibleTimeWindow=scheduler.FlexibleTimeWindow(Mode="FLEXIBLE", MaximumWindowInMinutes=30),
                 State="ENABLED",
-                Target=scheduler.Target(
-                    Arn=GetAtt("Cluster", "Arn"),
-                    RoleArn=GetAtt("SchedulerRole", "Arn"),
-                    Input=json.dumps(
+                Target=run_task_target(
+                    b,
+                    "TootctlTaskDefinition",
+                    strategy,
+                    json.dumps(
                         {"containerOverrides": [{"name": JOB_CONTAINER, "command": scheduled_command(title, command)}]},
                         sort_keys=True,
-                    ),
-                    RetryPolicy=scheduler.RetryPolicy(MaximumRetryAttempts=2, MaximumEventAgeInSeconds=3600),
-                    DeadLetterConfig=scheduler.DeadLetterConfig(Arn=GetAtt("ScheduleDeadLetterQueue", "Arn")),
-                    EcsParameters=scheduler.EcsParameters(
-                        TaskDefinitionArn=Ref("TootctlTaskDefinition"),
-                        TaskCount=1,
-                        PlatformVersion="LATEST",
-                        CapacityProviderStrategy=[
-                            scheduler.CapacityProviderStrategyItem(CapacityProvider=strategy, Weight=1)
-                        ],
-                        EnableExecuteCommand=False,
-                        PropagateTags="TASK_DEFINITION",
-                        NetworkConfiguration=scheduler.NetworkConfiguration(
-                            AwsvpcConfiguration=scheduler.AwsVpcConfiguration(
-                                AssignPublicIp="ENABLED",
-                                Subnets=subnet_ids(b),
-                                SecurityGroups=[b.imported("TaskSecurityGroupId")],
-                            )
-                        ),
                     ),
                 ),
             ),
             f"Scheduled maintenance: {' '.join(command)} ({expression} UTC)",
         )
+
+
+def run_task_target(b: Build, task_definition: str, strategy: str, payload: object) -> scheduler.Target:
+    """What a schedule starts: one task of `task_definition` (a logical id) on `strategy` with `payload` as
+    its overrides, in the task security group; two retries, then the shared dead-letter queue (and its alarm)."""
+    return scheduler.Target(
+        Arn=GetAtt("Cluster", "Arn"),
+        RoleArn=GetAtt("SchedulerRole", "Arn"),
+        Input=payload,
+        RetryPolicy=scheduler.RetryPolicy(MaximumRetryAttempts=2, MaximumEventAgeInSeconds=3600),
+        DeadLetterConfig=scheduler.DeadLetterConfig(Arn=GetAtt("ScheduleDeadLetterQueue", "Arn")),
+        EcsParameters=scheduler.EcsParameters(
+            TaskDefinitionArn=Ref(task_definition),
+            TaskCount=1,
+            PlatformVersion="LATEST",
+            CapacityProviderStrategy=[scheduler.CapacityProviderStrategyItem(CapacityProvider=strategy, Weight=1)],
+            EnableExecuteCommand=False,
+            PropagateTags="TASK_DEFINITION",
+            NetworkConfiguration=scheduler.NetworkConfiguration(
+                AwsvpcConfiguration=scheduler.AwsVpcConfiguration(
+                    AssignPublicIp="ENABLED",
+                    Subnets=subnet_ids(b),
+                    SecurityGroups=[b.imported("TaskSecurityGroupId")],
+                )
+            ),
+        ),
+    )

@@ -25,7 +25,7 @@ from troposphere import GetAtt, Ref, Sub, awslambda, events, iam, logs, sqs
 from mastofargate import names
 from mastofargate.lambdas import source
 from mastofargate.stack.context import Build
-from mastofargate.stack.iam import _assume
+from mastofargate.stack.iam import trust_policy
 from mastofargate.stack.observability import _alarm, log_group_name
 
 SPOT = "FARGATE_SPOT"
@@ -80,7 +80,7 @@ def add(b: Build) -> None:
         t,
         iam.Role(
             "SpotFallbackRole",
-            AssumeRolePolicyDocument=_assume("lambda.amazonaws.com"),
+            AssumeRolePolicyDocument=trust_policy("lambda.amazonaws.com"),
             Policies=[
                 iam.Policy(
                     PolicyName="least-privilege",
