@@ -126,7 +126,8 @@ def _dump(args: dict[str, str], account: str, region: str) -> dict[str, Any]:
         raise _Failed("pg_dump failed (exit 1): pg_dump: error: connection to server failed: timeout expired")
     label = re.sub(r"[^A-Za-z0-9._-]", "-", args.get("--label", "manual"))
     now = datetime.now(UTC)
-    key = f"{prefix}{now.strftime('%Y%m%dT%H%M%SZ')}-{label}.dump" if prefix.endswith("/") or not prefix else prefix
+    stamp = now.strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"  # as pgtask.py names its dumps
+    key = f"{prefix}{stamp}-{label}.dump" if prefix.endswith("/") or not prefix else prefix
     body = b"PGDMP\x01\x0f\x00" + hashlib.sha256(key.encode()).digest() * 64
     manifest = {
         "format": "mastofargate-dump",

@@ -127,7 +127,9 @@ def test_installed_wheel_works_from_an_empty_repository(
     synth = run(exe, "synth", cwd=user_repo)
     assert synth.returncode == 0, synth.stderr
     assert (user_repo / "cfn" / f"{stack_name}-app.yaml").is_file()
-    assert (user_repo / "task_definitions" / f"{stack_name}-web.json").is_file()
+    # what init proposes for a personal server: one task holding every process (and Caddy, no load balancer)
+    assert (user_repo / "task_definitions" / f"{stack_name}-server.json").is_file()
+    assert "caddy" in (user_repo / "task_definitions" / f"{stack_name}-server.json").read_text()
     assert run(exe, "synth", "--check", cwd=user_repo).returncode == 0
 
     cost = run(exe, "cost", "--json", cwd=user_repo)

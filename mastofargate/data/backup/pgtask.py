@@ -286,7 +286,8 @@ def dump(to: Location, label: str) -> dict[str, Any]:
         raise TaskError(f"Database {database or '(default)'} lacks Mastodon's tables {', '.join(missing)}.")
     before = schema_version()
     rows = counts()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # milliseconds: S3's LastModified has whole seconds, so two dumps of one second are ordered by their names
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
     if to.is_dir:
         to = to.child(f"{stamp}-{re.sub(r'[^A-Za-z0-9._-]', '-', label)}.dump")
     log(f"dumping {database or 'the default database'} (PostgreSQL {facts['server_version']}) to {to}")
