@@ -1325,6 +1325,9 @@ def combination_configs(config: Config) -> Iterator[tuple[tuple[str, str, str, b
                         "cache": cache,
                         "spot": spot,
                     }
+                    if profile != config.deployment.profile:
+                        # the layout is the profile's own (the one task is sized for a personal server only)
+                        data["deployment"].pop("layout", None)
                     try:
                         yield (profile, database, cache, spot), parse_config(data, source="--compare")
                     except UsageError as e:

@@ -4,7 +4,7 @@
 # Starts the sandbox (moto + stand-ins, the top-level sandbox/ package) on a free 127.0.0.1 port, creates
 # the operator's Route 53 zone in it, writes DIR/mastofargate.toml, then does what an operator does:
 #   mastofargate deploy --data-only   (network, database, cache, media bucket, image repositories)
-#   <push the images>                 (here: two image manifests put into the emulator's ECR)
+#   <push the images>                 (here: three image manifests put into the emulator's ECR)
 #   mastofargate deploy --mastodon-tag ... --streaming-tag ...   (app stack, db:prepare, admin, scale up)
 #   mastofargate deploy               (again: "No changes")
 #   mastofargate status
@@ -62,7 +62,9 @@ import json, sys
 import boto3
 tag = sys.argv[1]
 ecr = boto3.client("ecr")
-for repo in ("social/mastodon", "social/streaming"):
+# the backup image (Postgres + pgBackRest + pgtask.py) runs the Postgres task and the backup tasks; deploy takes
+# the newest one in its repository when no tag is given
+for repo, image_tag in (("social/mastodon", tag), ("social/streaming", tag), ("social/backup", "pg17-demo")):
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -70,8 +72,8 @@ for repo in ("social/mastodon", "social/streaming"):
                    "digest": "sha256:" + "0" * 64},
         "layers": [],
     }
-    ecr.put_image(repositoryName=repo, imageTag=tag, imageManifest=json.dumps(manifest))
-    print(f"  {repo}:{tag}")
+    ecr.put_image(repositoryName=repo, imageTag=image_tag, imageManifest=json.dumps(manifest))
+    print(f"  {repo}:{image_tag}")
 PYTHON
 
 echo; echo "demo: 3/4 deploy"
@@ -80,5 +82,16 @@ echo; echo "demo: again, nothing to do"
 "$MF" deploy --config "$DIR/mastofargate.toml" --yes
 
 echo; echo "demo: 4/4 status"
-"$MF" status --config "$DIR/mastofargate.toml"
+# The emulator counts a service's tasks but starts none, so the direct edge's check has no task address to
+# compare DNS with: that one problem is expected here (on AWS the task runs); any other fails the demo.
+if ! "$MF" status --config "$DIR/mastofargate.toml"; then
+  STATUS_JSON="$("$MF" status --config "$DIR/mastofargate.toml" --json || true)"
+  "$PY" -c '
+import json, sys
+problems = json.loads(sys.argv[1])["problems"]
+expected = ["edge: no running task in service server; DNS left as it is"]
+sys.exit(0 if problems == expected else f"demo: status reports {problems}")
+' "$STATUS_JSON"
+  echo "demo: (the one problem above is the emulator's: it starts no service tasks, so no address to check)"
+fi
 echo; echo "demo: done; generated files are in $DIR/cfn and $DIR/task_definitions"

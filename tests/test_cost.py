@@ -534,3 +534,15 @@ def test_the_direct_edge_drops_the_load_balancer_and_prices_what_replaces_it() -
     saved = usd(alb, "Application Load Balancer") + usd(alb, "Public IPv4: load balancer")
     assert alb.total_usd_month - direct.total_usd_month > saved - 2  # what the edge adds is small
     assert any("plain A/AAAA record" in a for a in direct.assumptions)
+
+
+def test_compare_from_a_one_task_config_prices_every_profile() -> None:
+    """The one task is the personal profile's own layout (what init proposes): comparing against the other
+    profiles prices them in their own layout instead of calling them invalid."""
+    from mastofargate.cost import compare
+
+    rows = compare(make_config(profile="personal", database="task", cache="task", layout="one-task", edge="direct"))
+    assert len(rows) == 24
+    assert all(r.estimate is not None for r in rows), [r.error for r in rows if r.estimate is None]
+    personal = [r for r in rows if r.profile == "personal"]
+    assert min(personal, key=lambda r: r.estimate.total_usd_month if r.estimate else 1e9).database == "task"
