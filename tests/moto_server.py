@@ -31,6 +31,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,12 +61,13 @@ def _post(url: str, body: dict[str, Any] | None = None) -> None:
     urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST"), timeout=10).read()
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """URL of a moto server running for this test process."""
+@contextlib.contextmanager
+def serving(argv: list[str], cwd: Path | None = None) -> Iterator[str]:
+    """A moto server started as `python ARGV -H 127.0.0.1 -p PORT`: its URL once it answers; stopped after."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, *argv, "-H", "127.0.0.1", "-p", str(port)],
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -88,6 +90,13 @@ def moto_server() -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """URL of a moto server running for this test process."""
+    with serving(["-m", "moto.server"]) as url:
+        yield url
 
 
 @pytest.fixture

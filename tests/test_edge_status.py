@@ -15,7 +15,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import tomli_w
 
 from mastofargate.deploy.edgecheck import first_install_note, served_certificate
 from tests.conftest import config_dict, make_config
-from tests.moto_server import AWS_ENV, AWS_ENV_CLEARED, _free_port, deploy_world, keep_tasks_running, subprocess_env
+from tests.moto_server import AWS_ENV, AWS_ENV_CLEARED, deploy_world, keep_tasks_running, serving, subprocess_env
 
 HOST = "social.example.org"
 
@@ -34,30 +33,9 @@ HOST = "social.example.org"
 def fixed_moto() -> Iterator[str]:
     """A moto server with the sandbox's fixes applied (sandbox/moto_fixes.py): among them, Route 53 zone ids
     that start with "Z" as AWS's do, which the config requires of aws.hosted_zone_id."""
-    port = _free_port()
     code = "from sandbox import moto_fixes; moto_fixes.apply(); from moto.server import main; main(sys.argv[1:])"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", f"import sys; {code}", "-H", "127.0.0.1", "-p", str(port)],
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.05)
-    try:
+    with serving(["-c", f"import sys; {code}"], cwd=Path(__file__).resolve().parents[1]) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture
