@@ -447,3 +447,24 @@ def test_the_ci_cloudformation_role_may_manage_only_this_servers_functions() -> 
         s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if "lambda:*" in s.get("Action", [])
     ], "no Lambda rights for a server without Lambdas (no direct edge, no Spot service)"
     assert edge_statements("alb")[0] == found, "the Spot fallback's Lambda: the same NAME-* rights"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "has_namespace"),
+    [
+        # streaming packed with web (community's front task): Caddy reaches it on 127.0.0.1, no zone to pay for
+        ({"profile": "community", "edge": "direct"}, False),
+        # streaming in a task of its own: Caddy finds it by name
+        ({"edge": "direct"}, True),
+        # one task with Postgres and Redis in it: one-off tasks find them by name
+        ({"edge": "direct", "layout": "one-task", "database": "task", "cache": "task"}, True),
+        ({"profile": "community", "edge": "direct", "database": "task"}, True),
+    ],
+)
+def test_private_zone_only_when_a_task_is_found_by_name(overrides: dict[str, str], has_namespace: bool) -> None:
+    app = build(make_config(**overrides))["app"].to_dict()["Resources"]
+    registries = [k for k, r in app.items() if r["Type"] == "AWS::ServiceDiscovery::Service"]
+    assert ("Namespace" in app) is has_namespace
+    assert bool(registries) is has_namespace
+    # no dangling reference to a zone that is not there
+    assert has_namespace or '{"Ref": "Namespace"}' not in json.dumps(app)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from troposphere import Ref, ecs, servicediscovery
 
 from mastofargate import names
+from mastofargate.sizing import TaskGroup
 from mastofargate.stack.context import Build
 
 NAMESPACE_SUFFIX = "internal"
@@ -16,10 +17,23 @@ def namespace(b: Build) -> str:
     return f"{b.name}.{NAMESPACE_SUFFIX}"
 
 
+DATA_ROLES = ("postgres", "redis")
+
+
+def found_by_name(b: Build, task: TaskGroup) -> list[str]:
+    """What in this task others find by its Cloud Map name: Postgres/Redis (Mastodon in other tasks and the
+    one-off tasks), and streaming in a task without web (the direct edge's Caddy, which runs beside web).
+    Streaming packed with web is reached on 127.0.0.1 and needs no name."""
+    found = [r for r in DATA_ROLES if task.has(r)]
+    if b.config.deployment.edge == "direct" and task.has("streaming") and not task.has("web"):
+        found.append("streaming")
+    return found
+
+
 def needs_namespace(b: Build) -> bool:
-    """Task-based Postgres/Redis are found by name, and so is streaming by the direct edge's Caddy."""
-    d = b.config.deployment
-    return d.database == "task" or d.cache == "task" or d.edge == "direct"
+    """The private zone costs $0.50 a month (a Route 53 hosted zone): made only when some task is found by name.
+    One-off tasks reach a packed Postgres/Redis by the same name, so the one-task layout still needs it."""
+    return any(found_by_name(b, task) for task in b.config.tasks)
 
 
 def add(b: Build) -> None:

@@ -24,6 +24,7 @@ from troposphere import AWSHelperFn, Equals, GetAtt, If, Join, Ref, applicationa
 from mastofargate.sizing import ServiceSize, TaskGroup
 from mastofargate.stack import cache, direct_edge, entrypoints, pgbackrest, queue_metrics
 from mastofargate.stack.backups import METRIC_NAMESPACE
+from mastofargate.stack.cluster import DATA_ROLES, found_by_name
 from mastofargate.stack.context import Build, logical
 from mastofargate.stack.database import DB_USER
 from mastofargate.stack.edge import HEALTH_PATHS, PORTS
@@ -52,7 +53,6 @@ SPOT_WARNING_SECONDS = 120
 # still reaches the deployment circuit breaker).
 RESTART_ATTEMPT_PERIOD = 300
 APP_ROLES = ("web", "streaming", "sidekiq")
-DATA_ROLES = ("postgres", "redis")
 
 COMMANDS = {
     "web": ["bundle", "exec", "puma", "-C", "config/puma.rb"],
@@ -451,9 +451,7 @@ def _service(b: Build, task: TaskGroup) -> None:
         depends += ["HttpsListener", "StreamingRule"]
     # Found by name: Postgres/Redis by Mastodon and one-off tasks, streaming in a task of its own by the direct
     # edge's Caddy (in the task holding web).
-    found = [r for r in DATA_ROLES if task.has(r)]
-    if direct_edge.enabled(b) and task.has("streaming") and not task.has("web"):
-        found.append("streaming")
+    found = found_by_name(b, task)
     if found:
         what_dns = " and ".join(found)
         registry = b.add(
