@@ -70,7 +70,7 @@ def test_non_interactive_with_flags_writes_a_valid_config(tmp_path: Path) -> Non
     cfg = load_config(tmp_path / "mastofargate.toml")
     assert cfg.server.domain == "social.example.org"
     assert cfg.aws.name == "social" and cfg.server.admin_email == "admin@social.example.org"
-    assert (cfg.deployment.profile, cfg.deployment.cache, cfg.deployment.arch) == ("community", "elasticache", "x86_64")
+    assert (cfg.deployment.profile, cfg.deployment.cache, cfg.deployment.arch) == ("community", "task", "x86_64")
     assert cfg.deployment.spot is False and cfg.deployment.mastodon_version == "v4.5.4"
     text = (tmp_path / "mastofargate.toml").read_text()
     assert "can NEVER change" in text  # the permanent setting is explained where it is set
@@ -137,11 +137,23 @@ def test_interactive_prompts_on_a_terminal(tmp_path: Path, monkeypatch: pytest.M
             ["--hosted-zone-id", "Z0123456789EXAMPLE", "--database", "rds", "--layout", "split", "--edge", "alb"],
             ("rds", "task", "split", "alb"),
         ),
-        # the other profiles keep their managed defaults
-        (["--hosted-zone-id", "Z0123456789EXAMPLE", "--profile", "community"], ("rds", "elasticache", "split", "alb")),
+        # community: no load balancer and Redis as a task; Postgres stays on RDS
+        (["--hosted-zone-id", "Z0123456789EXAMPLE", "--profile", "community"], ("rds", "task", "split", "direct")),
+        # ... and behind the ALB when a certificate says so
+        (
+            [
+                "--profile",
+                "community",
+                "--certificate-arn",
+                "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012",
+            ],
+            ("rds", "task", "split", "alb"),
+        ),
+        # large keeps the managed shape
+        (["--hosted-zone-id", "Z0123456789EXAMPLE", "--profile", "large"], ("rds", "elasticache", "split", "alb")),
     ],
 )
-def test_init_proposes_the_cheapest_personal_server(tmp_path: Path, flags: list[str], want: tuple[str, ...]) -> None:
+def test_init_proposes_the_cheapest_sound_server(tmp_path: Path, flags: list[str], want: tuple[str, ...]) -> None:
     result = init("--domain", "social.example.org", *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     cfg = load_config(tmp_path / "mastofargate.toml")

@@ -20,11 +20,18 @@ def _default_name(domain: str) -> str:
     return label[:20].rstrip("-")
 
 
-# What `init` proposes for a NEW personal server: everything in one task (Postgres and Redis in it, backed up by
-# pgBackRest's WAL archive, a nightly dump and a monthly restore drill) and, where the domain's zone is in Route
-# 53, no load balancer (~$22/month instead of ~$77). Only written configs carry it: a config without these keys
+# What `init` proposes for a NEW server, per profile. Only written configs carry it: a config without these keys
 # keeps config.PROFILE_DEFAULTS (RDS, ElastiCache, split, ALB), so no deployed server ever changes shape.
-PERSONAL_PROPOSAL = {"database": "task", "cache": "task", "layout": "one-task", "edge": "direct"}
+# - personal: everything in one task (Postgres and Redis in it, backed up by pgBackRest's WAL archive, a nightly
+#   dump and a monthly restore drill) and no load balancer (~$22/month instead of ~$77).
+# - community: no load balancer either (the DNS record lists every healthy front task), and Redis as a task
+#   (twice ElastiCache micro's memory, verified TLS, an append-only file on EFS so a Spot stop loses nothing) for
+#   less than the cache node; Postgres stays on RDS, where a community's data is best looked after.
+# The direct edge needs the domain's zone in Route 53; a certificate ARN says the ALB was meant.
+PROPOSALS: dict[str, dict[str, str]] = {
+    "personal": {"database": "task", "cache": "task", "layout": "one-task", "edge": "direct"},
+    "community": {"cache": "task", "edge": "direct"},
+}
 
 
 def init(
@@ -83,12 +90,8 @@ def init(
 
     domain = str(ask("Domain (LOCAL_DOMAIN, permanent)", domain, flag="--domain")).strip().lower()
     profile = ask("Profile (personal/community/large)", profile, "personal")
-    personal = profile == "personal"
-    defaults = {**PROFILE_DEFAULTS.get(profile, PROFILE_DEFAULTS["personal"])}
-    if personal:
-        defaults |= PERSONAL_PROPOSAL
-    # the direct edge keeps the record in a Route 53 zone; a certificate ARN says the ALB was meant
-    edge = ask("Edge (alb/direct)", edge, "direct" if personal and certificate_arn is None else "alb")
+    defaults = {**PROFILE_DEFAULTS.get(profile, PROFILE_DEFAULTS["personal"]), **PROPOSALS.get(profile, {})}
+    edge = ask("Edge (alb/direct)", edge, defaults.get("edge", "alb") if certificate_arn is None else "alb")
     if edge == "direct" and hosted_zone_id is None and certificate_arn is None and interactive:
         hosted_zone_id = typer.prompt("Route 53 hosted zone id (the direct edge keeps the record in it)")
     if hosted_zone_id is None and certificate_arn is None:
