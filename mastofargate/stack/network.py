@@ -74,47 +74,27 @@ def add(b: Build) -> None:
         subnets.append(sn)
 
     direct = b.config.deployment.edge == "direct"
-    edge = None
-    if direct:
-        # The direct edge: Caddy in the task that holds web takes 80/443 from the world; nothing else is open.
-        edge = _sg(
+    # Whichever edge there is takes 80/443 from the world, and nothing else is open to it.
+    edge = (
+        _world_web_sg(
             b,
             "EdgeSecurityGroup",
             "Edge (Caddy in the web task): HTTPS, and HTTP for ACME challenges and the redirect, from anywhere",
-            [
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS from anywhere"
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=80,
-                    ToPort=80,
-                    CidrIp="0.0.0.0/0",
-                    Description="HTTP from anywhere: ACME HTTP-01 challenges, else redirected to HTTPS",
-                ),
-            ],
-            skip=[("CKV_AWS_260", "port 80 answers Let's Encrypt's HTTP-01 challenges and redirects to HTTPS")],
+            http="HTTP from anywhere: ACME HTTP-01 challenges, else redirected to HTTPS",
+            why_http="port 80 answers Let's Encrypt's HTTP-01 challenges and redirects to HTTPS",
         )
+        if direct
+        else None
+    )
     alb = (
         None
         if direct
-        else _sg(
+        else _world_web_sg(
             b,
             "AlbSecurityGroup",
             "Load balancer: HTTPS, and HTTP redirected to HTTPS, from anywhere",
-            [
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS from anywhere"
-                ),
-                ec2.SecurityGroupRule(
-                    IpProtocol="tcp",
-                    FromPort=80,
-                    ToPort=80,
-                    CidrIp="0.0.0.0/0",
-                    Description="HTTP from anywhere, redirected to HTTPS",
-                ),
-            ],
-            skip=[("CKV_AWS_260", "port 80 only redirects to HTTPS; browsers and servers still try it first")],
+            http="HTTP from anywhere, redirected to HTTPS",
+            why_http="port 80 only redirects to HTTPS; browsers and servers still try it first",
         )
     )
     # The group's description stays the same with either edge (a new description replaces the group, and an
@@ -222,6 +202,22 @@ def add(b: Build) -> None:
 
 def _join(resources: list[ec2.Subnet]) -> Join:
     return Join(",", [Ref(r) for r in resources])
+
+
+def _world_web_sg(b: Build, title: str, description: str, *, http: str, why_http: str) -> ec2.SecurityGroup:
+    """A group open to the world on 443, and on 80 described by `http` (checkov's CKV_AWS_260 waived: `why_http`)."""
+    return _sg(
+        b,
+        title,
+        description,
+        [
+            ec2.SecurityGroupRule(
+                IpProtocol="tcp", FromPort=443, ToPort=443, CidrIp="0.0.0.0/0", Description="HTTPS from anywhere"
+            ),
+            ec2.SecurityGroupRule(IpProtocol="tcp", FromPort=80, ToPort=80, CidrIp="0.0.0.0/0", Description=http),
+        ],
+        skip=[("CKV_AWS_260", why_http)],
+    )
 
 
 def _sg(
