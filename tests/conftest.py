@@ -17,9 +17,10 @@ ARCHES = ("arm64", "x86_64")
 SPOTS = (True, False)
 # Every profile x database x cache x arch x spot combination the issue asks to validate, behind the ALB in the
 # split layout; the direct edge (Caddy + DNS following the task) where it changes the shape: every data-store
-# choice of the personal server it is meant for, and one community and one large server; and selected
-# one-task shapes (personal only): the data stores in the task on Spot and on demand, RDS with a Redis
-# container, nothing but Mastodon, and the cheapest server of all (direct edge, everything in one task).
+# choice of the personal server it is meant for, two community servers (init's proposal among them) and one
+# large; and selected one-task shapes (personal only): the data stores in the task on Spot and on demand, RDS
+# with a Redis container, nothing but Mastodon, and the cheapest server of all (direct edge, everything in one
+# task).
 # Kept selective: the suite stays fast.
 Combo = tuple[str, str, str, str, bool, str, str]  # profile, database, cache, arch, spot, edge, layout
 SPLIT_COMBINATIONS: list[Combo] = [
@@ -32,6 +33,7 @@ DIRECT_COMBINATIONS: list[Combo] = [
     ("personal", "task", "task", "arm64", True, "direct", "split"),
     ("personal", "task", "task", "x86_64", False, "direct", "split"),
     ("community", "rds", "elasticache", "arm64", True, "direct", "split"),
+    ("community", "rds", "task", "arm64", True, "direct", "split"),  # what init proposes for a community
     ("large", "rds", "elasticache", "x86_64", False, "direct", "split"),
 ]
 ONE_TASK_COMBINATIONS: list[Combo] = [

@@ -40,12 +40,13 @@ def unique_templates() -> dict[str, str]:
 
 def test_every_combination_is_covered() -> None:
     names = unique_templates()
-    assert len(COMBINATIONS) == 48 + 7 + 5  # every ALB split shape, the direct edge's and the one task's selected
-    assert sum(n.endswith("-app") for n in names) == 60  # every app stack differs (arch, spot, sizes, edge, layout)
+    assert len(COMBINATIONS) == 48 + 8 + 5  # every ALB split shape, the direct edge's and the one task's selected
+    assert sum(n.endswith("-app") for n in names) == 61  # every app stack differs (arch, spot, sizes, edge, layout)
     # profile x database x cache behind the ALB, and with the direct edge: personal x database x cache (EFS and
-    # the edge's security group differ), community and large (both rds + elasticache); with Postgres in the one
-    # task, the data stack's setup task reaches it by that task's name (behind the ALB, and with the direct edge)
-    assert sum(n.endswith("-data") for n in names) == 12 + 4 + 2 + 2
+    # the edge's security group differ), community (rds with elasticache, and with a Redis task) and large (rds +
+    # elasticache); with Postgres in the one task, the data stack's setup task reaches it by that task's name
+    # (behind the ALB, and with the direct edge)
+    assert sum(n.endswith("-data") for n in names) == 12 + 5 + 2 + 2
 
 
 @pytest.mark.parametrize("name", sorted(unique_templates()))
