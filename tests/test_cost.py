@@ -415,7 +415,9 @@ def test_synth_prints_the_total_of_what_it_wrote(config_file: Path, tmp_path: Pa
     result = CliRunner().invoke(app, ["synth", "-c", str(config_file), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     total = estimate(make_config(profile="personal")).total_usd_month
-    assert f"Estimated cost: ${total:,.2f}/month (personal, arm64, Spot, after AWS's always-free tiers;" in result.output
+    assert f"Estimated cost: ${total:,.2f}/month (personal, arm64, Spot, after AWS's always-free tiers;" in (
+        result.output
+    )
 
 
 # ------------------------------------------------------------------------------------------- --live
