@@ -172,7 +172,6 @@ FREE: dict[str, str] = {
     "AWS::ElasticLoadBalancingV2::ListenerRule": "included in the LCU price (rule evaluations)",
     "AWS::CertificateManager::Certificate": "public ACM certificates are free",
     "AWS::IAM::User": "IAM users and their access keys are free",
-    "AWS::CloudWatch::Dashboard": "the first three dashboards of an account are free",
     "AWS::ApplicationAutoScaling::ScalableTarget": "free; the tasks it may add are priced per task",
     "AWS::ApplicationAutoScaling::ScalingPolicy": "free",
     "AWS::SNS::Topic": "alarm emails stay within SNS's 1,000 free email notifications a month",
@@ -1117,10 +1116,41 @@ def _alarms(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
             p.custom_metric_month,
             free_tier="cloudwatch_metrics",
         )
-        w.assume(
-            "The Sidekiq backlog metrics come from log lines (embedded metric format): a few KB of logs a day; "
-            "CloudWatch dashboards are free up to three per account."
+        w.assume("The Sidekiq backlog metrics come from log lines (embedded metric format): a few KB of logs a day.")
+
+
+# CloudWatch's always-free dashboards hold up to 50 metrics each [PAGE: CloudWatch pricing, free tier].
+FREE_DASHBOARD_METRICS = 50
+
+
+def dashboard_metrics(body: Any) -> int:
+    """How many metrics a dashboard's widgets graph (its DashboardBody, plain or inside Fn::Sub)."""
+    if isinstance(body, dict) and "Fn::Sub" in body:
+        sub = body["Fn::Sub"]
+        body = sub[0] if isinstance(sub, list) else sub
+    try:
+        widgets = json.loads(body).get("widgets", []) if isinstance(body, str) else []
+    except ValueError:
+        return 0
+    return sum(len(wd.get("properties", {}).get("metrics", [])) for wd in widgets if isinstance(wd, dict))
+
+
+def _dashboards(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
+    for _, rid, props in found:
+        metrics = dashboard_metrics(props.get("DashboardBody"))
+        small = metrics <= FREE_DASHBOARD_METRICS
+        w.add(
+            f"CloudWatch dashboard {props.get('DashboardName', rid)} ({metrics} metrics)",
+            1,
+            "dashboard-month",
+            w.prices.dashboard_month,
+            free_tier="cloudwatch_dashboards" if small else "",
         )
+        if not small:
+            w.assume(
+                f"Dashboard {rid} graphs {metrics} metrics: more than the {FREE_DASHBOARD_METRICS} a free dashboard "
+                "may hold, so it is never free."
+            )
 
 
 # [ASSUME] Mail Mastodon sends per month: sign-ups, password resets, moderation notices and the notification
@@ -1274,6 +1304,7 @@ PRICED: dict[str, Any] = {
     "AWS::KMS::Key": _kms_keys,
     "AWS::Logs::LogGroup": _log_groups,
     "AWS::CloudWatch::Alarm": _alarms,
+    "AWS::CloudWatch::Dashboard": _dashboards,
     "AWS::Route53::RecordSet": _record_sets,
     "AWS::Lambda::Function": _lambdas,
     "AWS::SES::EmailIdentity": _mail_identities,
@@ -1348,9 +1379,9 @@ def _count(x: float) -> str:
 def _no_free_tier(w: _Walk) -> None:
     w.assume(
         "--no-free-tier: every line is gross, as on an account whose other workloads already use AWS's always-free "
-        "allowances (100 GB out, CloudFront's 1 TB and 10 million requests, CloudWatch's 10 metrics, 10 alarms and "
-        "5 GB of logs, Lambda's 1 million requests, KMS's 20,000 requests). SNS, SQS and Scheduler usage stays "
-        "unpriced: under a cent a month at list price."
+        "allowances (100 GB out, CloudFront's 1 TB and 10 million requests, CloudWatch's 10 metrics, 10 alarms, 3 "
+        "dashboards and 5 GB of logs, Lambda's 1 million requests, KMS's 20,000 requests). SNS, SQS and Scheduler "
+        "usage stays unpriced: under a cent a month at list price."
     )
 
 

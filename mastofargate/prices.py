@@ -100,6 +100,7 @@ class Prices:
     lambda_requests_per_million: float = 0.20  # [PAGE] AWS Lambda requests, per million
     lambda_gb_second: float = 0.0000133334  # [PAGE] AWS Lambda duration, Arm, per GB-second (first 6 billion)
     cloudfront_https_per_10k: float = 0.01  # [PAGE] CloudFront HTTPS requests, United States/Europe, per 10,000
+    dashboard_month: float = 3.00  # [PAGE] CloudWatch dashboard per month
 
     def monthly(self, hourly: float) -> float:
         return hourly * HOURS_PER_MONTH
@@ -344,6 +345,14 @@ ALWAYS_FREE: tuple[FreeAllowance, ...] = (
         "alarm-month",
         "CloudWatch pricing, free tier (Alarms)",
         "alarms",
+    ),
+    FreeAllowance(
+        "cloudwatch_dashboards",
+        "CloudWatch dashboards",
+        3.0,  # [PAGE] 3 dashboards of up to 50 metrics each a month
+        "dashboard-month",
+        "CloudWatch pricing, free tier (Dashboard)",
+        "dashboards",
     ),
     FreeAllowance(
         "logs_ingest",

@@ -169,6 +169,7 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
         "CloudFront requests",
         "CloudWatch metrics",
         "CloudWatch alarms",
+        "CloudWatch dashboards",
         "CloudWatch Logs ingestion",
         "CloudWatch Logs storage",
         "Lambda requests",

@@ -21,6 +21,7 @@ from mastofargate.cost import (
     _apply_free_tier,
     _Walk,
     compare,
+    dashboard_metrics,
     estimate,
 )
 from mastofargate.prices import ALWAYS_FREE, for_region
@@ -111,6 +112,33 @@ def test_high_resolution_alarms_never_draw_on_the_free_alarms() -> None:
     standard = sum(i.quantity for i in est.charges if i.name == "CloudWatch alarms")
     credit = [i for i in est.credits if i.name.startswith("Always-free tier: CloudWatch alarms")]
     assert sum(-i.quantity for i in credit) == min(10, standard)  # only the other stacks' standard alarms
+
+
+def test_a_dashboard_is_free_only_up_to_50_metrics() -> None:
+    cfg = make_config(profile="large")
+    templates: dict[str, Any] = {k: t.to_dict() for k, t in build(cfg).items()}
+    props = templates["app"]["Resources"]["Dashboard"]["Properties"]
+    metrics = dashboard_metrics(props["DashboardBody"])
+    assert 5 < metrics <= 50  # every service's CPU and memory, errors, the backlog, the database, the cache
+    est = estimate(cfg, templates)
+    assert usd_of(est, f"CloudWatch dashboard social ({metrics} metrics)") == pytest.approx(3.00)
+    assert usd_of(est, "Always-free tier: CloudWatch dashboards (all 1 dashboards") == pytest.approx(-3.00)
+    sub = props["DashboardBody"]["Fn::Sub"]
+    body = json.loads(sub[0] if isinstance(sub, list) else sub)
+    body["widgets"][0]["properties"]["metrics"] *= 60  # a dashboard of far more than 50 metrics
+    if isinstance(sub, list):
+        sub[0] = json.dumps(body)
+    else:
+        props["DashboardBody"]["Fn::Sub"] = json.dumps(body)
+    big = estimate(cfg, templates)
+    assert not any(i.name.startswith("Always-free tier: CloudWatch dashboards") for i in big.credits)
+    assert any("more than the 50 a free dashboard may hold" in a for a in big.assumptions)
+
+
+def usd_of(est: Any, prefix: str) -> float:
+    found = [i for i in est.items if i.name.startswith(prefix)]
+    assert len(found) == 1, (prefix, [i.name for i in est.items])
+    return float(found[0].usd_month)
 
 
 def test_a_credit_for_a_line_under_a_commitment_or_in_another_unit_is_refused() -> None:
