@@ -1328,12 +1328,16 @@ def _apply_free_tier(w: _Walk) -> None:
     for allowance in ALWAYS_FREE:
         lines = [i for i in w.items if i.kind == CHARGE and i.free_tier == allowance.key]
         for i in lines:
-            if i.unit != allowance.unit or i.commit_class:
+            # A credit is priced once, at the line's own price: a line whose price changes under a commitment
+            # or on the Spot fallback would leave the committed or on-demand total wrong.
+            if i.unit != allowance.unit or i.commit_class or i.on_demand_usd_month is not None:
                 raise FreeTierError(
                     f"cannot take the always-free {allowance.label} off line {i.name!r}",
-                    why=f"an allowance counts {allowance.unit} of lines no commitment discounts; this line is in "
-                    f"{i.unit}" + (f" and under a {i.commit_class} commitment" if i.commit_class else ""),
-                    fix="tag the line with the allowance of its own unit in mastofargate/cost.py",
+                    why=f"an allowance counts {allowance.unit} of lines priced one way (no commitment, no Spot); "
+                    f"this line is in {i.unit}"
+                    + (f", under a {i.commit_class} commitment" if i.commit_class else "")
+                    + (", on Spot" if i.on_demand_usd_month is not None else ""),
+                    fix="tag only lines of the allowance's unit, priced one way, in mastofargate/cost.py",
                 )
         used = sum(i.quantity for i in lines)
         left = allowance.quantity

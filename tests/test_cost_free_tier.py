@@ -147,6 +147,7 @@ def test_a_credit_for_a_line_under_a_commitment_or_in_another_unit_is_refused() 
     for bad in (
         LineItem("Fargate: web", 1, "task-month", 10.0, 10.0, commit_class="fargate", free_tier="data_transfer_out"),
         LineItem("Odd egress", 1, "TB", 90.0, 90.0, free_tier="data_transfer_out"),
+        LineItem("Spot egress", 1, "GB", 0.03, 0.03, on_demand_usd_month=0.09, free_tier="data_transfer_out"),
     ):
         w = _Walk({}, cfg, for_region("us-east-1"), USAGE["personal"], None, items=[bad])
         with pytest.raises(FreeTierError, match="cannot take the always-free data transfer out"):
