@@ -313,7 +313,8 @@ FREE_TIER_BASIS = (
     "over all regions), assuming nothing else billed to the account uses them"
 )
 NO_FREE_TIER_BASIS = (
-    "gross (--no-free-tier): no always-free allowance subtracted, as on an account other workloads share"
+    "gross (--no-free-tier or [cost] free_tier = false): no always-free allowance subtracted, as on an account "
+    "other workloads share"
 )
 
 
@@ -1382,7 +1383,8 @@ def _count(x: float) -> str:
 
 def _no_free_tier(w: _Walk) -> None:
     w.assume(
-        "--no-free-tier: every line is gross, as on an account whose other workloads already use AWS's always-free "
+        "Without the always-free tiers (--no-free-tier or [cost] free_tier = false): every line is gross, as on an "
+        "account whose other workloads already use AWS's always-free "
         "allowances (100 GB out, CloudFront's 1 TB and 10 million requests, CloudWatch's 10 metrics, 10 alarms, 3 "
         "dashboards and 5 GB of logs, Lambda's 1 million requests, KMS's 20,000 requests). SNS, SQS and Scheduler "
         "usage stays unpriced: under a cent a month at list price."
@@ -1409,7 +1411,7 @@ def estimate(
     media_gb: float | None = None,
     prices: Prices | None = None,
     commit: str | None = None,
-    free_tier: bool = True,
+    free_tier: bool | None = None,
 ) -> Estimate:
     """The monthly bill of `templates` (default: what `synth` generates for `config`), line by line; with
     `commit` ("1y" | "3y") each line a Savings Plan or reservation covers carries its committed price too.
@@ -1417,7 +1419,7 @@ def estimate(
     Every charge line is gross; with `free_tier` (the default) AWS's always-free allowances follow as credit
     lines (negative), one per allowance, so the total is what a dedicated account pays and the reader sees
     what was taken off. `free_tier=False` (`--no-free-tier`): no credit line, the gross bill of a shared
-    account."""
+    account. None: the config's `[cost] free_tier` (true unless set)."""
     if templates is None:
         from mastofargate.stack import build
 
@@ -1432,6 +1434,7 @@ def estimate(
             "to FREE",
         )
     p = prices or for_region(config.aws.region)
+    free_tier = config.cost.free_tier if free_tier is None else free_tier
     w = _Walk(dicts, config, p, USAGE[config.deployment.profile], media_gb)
     grouped: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
     for stack, tpl in dicts.items():
@@ -1562,9 +1565,11 @@ def combination_configs(config: Config) -> Iterator[tuple[tuple[str, str, str, b
 
 
 def compare(
-    config: Config, *, media_gb: float | None = None, prices: Prices | None = None, free_tier: bool = True
+    config: Config, *, media_gb: float | None = None, prices: Prices | None = None, free_tier: bool | None = None
 ) -> list[Combination]:
-    """Every combination priced on the same basis: net of the always-free tiers, or gross (`free_tier=False`)."""
+    """Every combination priced on the same basis: net of the always-free tiers, or gross (`free_tier=False`);
+    None: the config's `[cost] free_tier`."""
+    free_tier = config.cost.free_tier if free_tier is None else free_tier
     out = []
     for (profile, database, cache, spot), cfg in combination_configs(config):
         if isinstance(cfg, str):

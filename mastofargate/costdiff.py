@@ -191,14 +191,16 @@ def _by_key(items: list[Any]) -> dict[str, tuple[str, float]]:
     return out
 
 
-def diff(config_path: Path, ref: str, media_gb: float | None = None, free_tier: bool = True) -> CostDiff:
-    """Estimate both sides with the same prices (the working tree's region) and the same free-tier basis, and
-    keep the lines that moved (a credit line moves when the usage it offsets does)."""
+def diff(config_path: Path, ref: str, media_gb: float | None = None, free_tier: bool | None = None) -> CostDiff:
+    """Estimate both sides with the same prices (the working tree's region) and the same free-tier basis (the
+    working tree's `[cost] free_tier` unless `free_tier` says), and keep the lines that moved (a credit line
+    moves when the usage it offsets does)."""
     from mastofargate.cost import estimate
     from mastofargate.prices import for_region
 
     base, head = at_ref(config_path, ref), working_tree(config_path)
     prices = for_region(head.config.aws.region)
+    free_tier = head.config.cost.free_tier if free_tier is None else free_tier
     base_prices = prices if base.config.aws.region == head.config.aws.region else for_region(base.config.aws.region)
     before = estimate(base.config, base.templates, media_gb=media_gb, prices=base_prices, free_tier=free_tier)
     after = estimate(head.config, head.templates, media_gb=media_gb, prices=prices, free_tier=free_tier)

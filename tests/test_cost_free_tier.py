@@ -6,6 +6,9 @@ bundled table's literals (us-east-1)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -209,7 +212,7 @@ def test_json_carries_both_totals_and_they_add_up(tmp_path: Any) -> None:
         == net["total_without_free_tier_usd_month"]
     )
     assert gross["total_on_demand_usd_month"] == net["total_on_demand_without_free_tier_usd_month"]
-    assert any("--no-free-tier: every line is gross" in a for a in gross["assumptions"])
+    assert any("every line is gross" in a for a in gross["assumptions"])
     assert any("once per organization with consolidated billing" in a for a in net["assumptions"])
 
 
@@ -223,7 +226,7 @@ def test_text_output_shows_the_credits_and_both_totals(tmp_path: Any) -> None:
     assert "after AWS's always-free tiers" in out.splitlines()[0]
     assert "Always-free tier: CloudWatch alarms (10 of " in out and "Total without the always-free tiers" in out
     gross = CliRunner().invoke(app, ["cost", "-c", str(cfg), "--no-free-tier"], env={"CI": "1"}).stdout
-    assert "gross: --no-free-tier" in gross.splitlines()[0]
+    assert "gross, without the always-free tiers" in gross.splitlines()[0]
     assert "Always-free tier" not in gross and "Total without the always-free tiers" not in gross
 
 
@@ -243,7 +246,8 @@ def test_compare_states_its_basis_and_honours_the_switch(tmp_path: Any) -> None:
     text = CliRunner().invoke(app, ["cost", "--compare", "-c", str(cfg)], env={"CI": "1"}).stdout
     assert "after AWS's always-free tiers" in text.splitlines()[0] and "Totals are net of AWS's always-free" in text
     text = CliRunner().invoke(app, ["cost", "--compare", "--no-free-tier", "-c", str(cfg)], env={"CI": "1"}).stdout
-    assert "gross: --no-free-tier" in text.splitlines()[0] and "Totals are gross (--no-free-tier)" in text
+    assert "gross, without the always-free tiers" in text.splitlines()[0]
+    assert "Totals are gross (--no-free-tier or [cost] free_tier = false)" in text
     rows = compare(make_config(profile="personal"), free_tier=False)
     assert all(r.estimate is None or not r.estimate.credits for r in rows)
 
@@ -257,3 +261,39 @@ def test_every_allowance_is_drawn_on_by_some_shape_and_every_tag_names_one() -> 
         assert tags <= set(ALLOWANCES), tags - set(ALLOWANCES)
         drawn |= tags
     assert drawn == set(ALLOWANCES)
+
+
+SHARED = (
+    '[server]\ndomain = "social.example.org"\nadmin_email = "a@example.org"\n\n[aws]\nname = "social"\n'
+    'hosted_zone_id = "Z0123456789EXAMPLE"\n\n[cost]\nfree_tier = {value}\n'
+)
+
+
+def test_a_shared_account_says_so_once_in_the_config(tmp_path: Any) -> None:
+    """[cost] free_tier = false: `cost`, `--compare` and synth's one line are gross without the flag, and
+    --free-tier still asks for the net bill for one run."""
+    cfg = tmp_path / "mastofargate.toml"
+    cfg.write_text(SHARED.format(value="false"))
+    gross = _json("-c", str(cfg))
+    assert gross["free_tier"]["applied"] is False and not any(i["kind"] == FREE_TIER_CREDIT for i in gross["items"])
+    net = _json("-c", str(cfg), "--free-tier")
+    assert net["free_tier"]["applied"] is True and net["total_without_free_tier_usd_month"] == gross["total_usd_month"]
+    assert _json("--compare", "-c", str(cfg))["free_tier"]["applied"] is False
+    synth = CliRunner().invoke(app, ["synth", "-c", str(cfg), "-o", str(tmp_path / "out")])
+    assert synth.exit_code == 0, synth.output
+    assert f"Estimated cost: ${gross['total_usd_month']:,.2f}/month (" in synth.output
+    assert "gross, no free tier;" in synth.output
+
+
+def test_a_bad_free_tier_setting_is_a_usage_error_naming_it(tmp_path: Any) -> None:
+    cfg = tmp_path / "mastofargate.toml"
+    cfg.write_text(SHARED.format(value='"no"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "mastofargate", "cost", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "1"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cost.free_tier: 'no' is not valid" in result.stderr and "allowed: true or false" in result.stderr
+    assert "Traceback" not in result.stderr and not result.stdout

@@ -66,14 +66,15 @@ def cost(
         ),
     ] = None,
     free_tier: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--free-tier/--no-free-tier",
+            show_default=False,
             help="Take AWS's always-free allowances (100 GB out, CloudFront, CloudWatch, Lambda, KMS) off as credit "
             "lines: right for an account that runs only this server. --no-free-tier prices every line gross, for an "
-            "account or organization other workloads share.",
+            "account or organization other workloads share. Default: the config's [cost] free_tier (true).",
         ),
-    ] = True,
+    ] = None,
 ) -> None:
     """Estimate the monthly AWS bill, line by line, from the generated templates (no AWS calls unless --live)."""
     if diff_ref is not None:
@@ -98,6 +99,7 @@ def cost(
             fix="run 'mastofargate cost --commit 1y' for one configuration",
         )
     cfg = load_config(config)
+    free_tier = cfg.cost.free_tier if free_tier is None else free_tier
     prices = for_region(cfg.aws.region)
     templates = None if compare_all else build(cfg)
     if live:
@@ -138,7 +140,7 @@ def _live(cfg: Config, prices: Prices, templates: object) -> Prices:
 
 def _headline(cfg: Config, est: Estimate) -> str:
     d = cfg.deployment
-    basis = "after AWS's always-free tiers" if est.free_tier else "gross: --no-free-tier"
+    basis = "after AWS's always-free tiers" if est.free_tier else "gross, without the always-free tiers"
     return (
         f"Monthly cost estimate for {cfg.server.domain} ({d.profile}, {d.database} Postgres, {d.cache} Redis, "
         f"{d.arch}, {'Spot' if d.spot else 'on-demand'}) in {est.region}, {basis}"
@@ -218,7 +220,7 @@ def _print_estimate(cfg: Config, est: Estimate) -> None:
 # ---------------------------------------------------------------------------------------- --diff
 
 
-def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool, free_tier: bool) -> None:
+def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool, free_tier: bool | None) -> None:
     from mastofargate.costdiff import diff
     from mastofargate.ui import console
 
@@ -241,7 +243,7 @@ def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool, f
     rows.append(("Total per month", money(d.base_total), money(d.head_total), signed(d.delta)))
     head = ("Line", ref, "working tree", "change")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
-    basis = "after AWS's always-free tiers" if free_tier else "gross: --no-free-tier"
+    basis = "after AWS's always-free tiers" if d.free_tier else "gross, without the always-free tiers"
     out = [f"Monthly cost: {ref} -> working tree (prices as of {d.prices_as_of}, {basis})"]
     if not d.lines:
         out.append("  no line of the estimate changes")
@@ -268,7 +270,7 @@ def _print_compare(cfg: Config, rows: list[Combination], prices: Prices, as_json
         return
     from mastofargate.ui import console, is_ci
 
-    basis = "after AWS's always-free tiers" if free_tier else "gross: --no-free-tier"
+    basis = "after AWS's always-free tiers" if free_tier else "gross, without the always-free tiers"
     title = (
         f"Monthly cost of every choice for {cfg.server.domain} ({cfg.deployment.arch}, {prices.region}, "
         f"prices as of {prices.as_of}, {basis})"
