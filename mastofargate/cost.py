@@ -203,7 +203,7 @@ class LineItem:
     on_demand_usd_month: float | None = None  # a Spot line: what it costs on on-demand (e.g. on the Spot fallback)
     committed_usd_month: float | None = None  # with `--commit`: the line under a Savings Plan / reservation
     commit_class: str = ""  # "fargate" (Compute Savings Plans apply) | "rds" (RDS reserved instances) | ""
-    free_tier: str = ""  # a charge: the always-free allowance (prices.ALWAYS_FREE key) it draws on, if any
+    free_tier: str = ""  # the always-free allowance (prices.ALWAYS_FREE key) a charge draws on or a credit grants
     kind: str = CHARGE  # CHARGE (gross, >= 0) | FREE_TIER_CREDIT (negative: an allowance taken off)
     offsets: tuple[str, ...] = ()  # a credit: the names of the charge lines it takes its allowance off
 
@@ -287,6 +287,11 @@ class Estimate:
                 "applied": self.free_tier,
                 "usd_month": round(self.free_tier_usd_month, 2),
                 "basis": FREE_TIER_BASIS if self.free_tier else NO_FREE_TIER_BASIS,
+                "allowances": [
+                    {"name": a.label, "free_per_month": a.quantity, "unit": a.unit, "source": a.source}
+                    for a in ALWAYS_FREE
+                    if any(c.free_tier == a.key for c in self.credits)
+                ],
             },
             "items": [i.to_json() for i in self.items],
             "assumptions": list(self.assumptions),
@@ -1361,6 +1366,7 @@ def _apply_free_tier(w: _Walk) -> None:
                 allowance.unit,
                 usd / free,
                 -usd,
+                free_tier=allowance.key,
                 kind=FREE_TIER_CREDIT,
                 offsets=tuple(i.name for i in lines),
             )

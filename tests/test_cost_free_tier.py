@@ -192,6 +192,11 @@ def test_json_carries_both_totals_and_they_add_up(tmp_path: Any) -> None:
     charges = [i for i in net["items"] if i["kind"] == CHARGE]
     assert all(i["usd_month"] <= 0 and i["offsets"] for i in credits)
     assert net["free_tier"]["applied"] is True and "always-free" in net["free_tier"]["basis"]
+    allowances = net["free_tier"]["allowances"]
+    assert len(allowances) == len(credits) and all(a["source"] and a["free_per_month"] > 0 for a in allowances)
+    assert {"name": "CloudWatch alarms", "free_per_month": 10.0, "unit": "alarm-month"}.items() <= next(
+        a for a in allowances if a["name"] == "CloudWatch alarms"
+    ).items()
     # totals add up to the cent-rounding of their lines
     assert net["total_usd_month"] == pytest.approx(sum(i["usd_month"] for i in net["items"]), abs=0.05)
     assert net["total_without_free_tier_usd_month"] == pytest.approx(sum(i["usd_month"] for i in charges), abs=0.05)
@@ -204,7 +209,12 @@ def test_json_carries_both_totals_and_they_add_up(tmp_path: Any) -> None:
     )
     # the switch: no credit line, every total gross, and the gross totals the default run reported
     assert {i["kind"] for i in gross["items"]} == {CHARGE}
-    assert gross["free_tier"] == {"applied": False, "usd_month": 0, "basis": gross["free_tier"]["basis"]}
+    assert gross["free_tier"] == {
+        "applied": False,
+        "usd_month": 0,
+        "basis": gross["free_tier"]["basis"],
+        "allowances": [],
+    }
     assert "--no-free-tier" in gross["free_tier"]["basis"]
     assert (
         gross["total_usd_month"]
