@@ -435,6 +435,17 @@ class Efs(_Model):
     )
 
 
+class Cost(_Model):
+    """How `mastofargate cost`, and the one-line estimates of synth, plan and the CI comment, price the server."""
+
+    free_tier: bool = Field(
+        True,
+        description="Take AWS's always-free tiers (100 GB out, CloudFront, CloudWatch, Lambda, KMS) off the "
+        "estimate: true for an account (or organization) that runs only this server; false where other workloads "
+        "share them (`cost --free-tier/--no-free-tier` overrides it for one run).",
+    )
+
+
 class ServiceOverride(_Model):
     """Overrides of one service's documented size; unset fields keep the profile's number."""
 
@@ -546,6 +557,7 @@ class Config(_Model):
     logs: Logs = Field(default_factory=Logs)
     efs: Efs = Field(default_factory=Efs)
     ci: Ci = Field(default_factory=Ci)
+    cost: Cost = Field(default_factory=Cost)
     services: Services
     sidekiq: list[SidekiqService] | None = Field(
         None, description="Replaces the profile's Sidekiq services with this split (scheduler in exactly one)."

@@ -13,6 +13,7 @@ stated in the estimate's `assumptions`, and the numbers live in USAGE, one row p
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mastofargate.errors import MastofargateError
-from mastofargate.prices import COMMITMENTS, HOURS_PER_MONTH, Commitment, Prices, for_region
+from mastofargate.prices import ALWAYS_FREE, COMMITMENTS, HOURS_PER_MONTH, Commitment, Prices, for_region
 from mastofargate.stack.backups import DUMP_PREFIX
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class Usage:
     s3_puts_month: float
     s3_gets_month: float  # CloudFront cache misses reaching the bucket
     cloudfront_gb_month: float  # media and assets served (field notes: ~25 GB/month for a personal server)
+    cloudfront_requests_month: float  # requests CloudFront answers (~50 KB each: avatars, previews, thumbnails)
     internet_out_gb_month: float  # federation deliveries and API responses from the tasks and the ALB
     db_data_gb: float  # Postgres data size (drives EFS storage and backup storage)
     db_daily_change: float  # fraction of the database whose blocks change per day (incremental backups)
@@ -69,6 +71,7 @@ USAGE: dict[str, Usage] = {
         s3_puts_month=100_000,
         s3_gets_month=300_000,
         cloudfront_gb_month=25,
+        cloudfront_requests_month=500_000,
         internet_out_gb_month=20,
         db_data_gb=3,
         db_daily_change=0.01,
@@ -89,6 +92,7 @@ USAGE: dict[str, Usage] = {
         s3_puts_month=500_000,
         s3_gets_month=2_000_000,
         cloudfront_gb_month=150,
+        cloudfront_requests_month=3_000_000,
         internet_out_gb_month=80,
         db_data_gb=15,
         db_daily_change=0.01,
@@ -109,6 +113,7 @@ USAGE: dict[str, Usage] = {
         s3_puts_month=3_000_000,
         s3_gets_month=15_000_000,
         cloudfront_gb_month=800,
+        cloudfront_requests_month=16_000_000,
         internet_out_gb_month=400,
         db_data_gb=80,
         db_daily_change=0.01,
@@ -167,7 +172,6 @@ FREE: dict[str, str] = {
     "AWS::ElasticLoadBalancingV2::ListenerRule": "included in the LCU price (rule evaluations)",
     "AWS::CertificateManager::Certificate": "public ACM certificates are free",
     "AWS::IAM::User": "IAM users and their access keys are free",
-    "AWS::CloudWatch::Dashboard": "the first three dashboards of an account are free",
     "AWS::ApplicationAutoScaling::ScalableTarget": "free; the tasks it may add are priced per task",
     "AWS::ApplicationAutoScaling::ScalingPolicy": "free",
     "AWS::SNS::Topic": "alarm emails stay within SNS's 1,000 free email notifications a month",
@@ -184,6 +188,11 @@ class UnpricedResourceError(MastofargateError):
     """A template holds a resource type the estimate neither prices nor knows to be free."""
 
 
+# The kinds of estimate lines: what AWS bills, and what one of its always-free allowances takes off again.
+CHARGE = "charge"
+FREE_TIER_CREDIT = "free_tier_credit"
+
+
 @dataclass(frozen=True)
 class LineItem:
     name: str
@@ -194,10 +203,14 @@ class LineItem:
     on_demand_usd_month: float | None = None  # a Spot line: what it costs on on-demand (e.g. on the Spot fallback)
     committed_usd_month: float | None = None  # with `--commit`: the line under a Savings Plan / reservation
     commit_class: str = ""  # "fargate" (Compute Savings Plans apply) | "rds" (RDS reserved instances) | ""
+    free_tier: str = ""  # the always-free allowance (prices.ALWAYS_FREE key) a charge draws on or a credit grants
+    kind: str = CHARGE  # CHARGE (gross, >= 0) | FREE_TIER_CREDIT (negative: an allowance taken off)
+    offsets: tuple[str, ...] = ()  # a credit: the names of the charge lines it takes its allowance off
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
+            "kind": self.kind,
             "quantity": round(self.quantity, 4),
             "unit": self.unit,
             "unit_price": round(self.unit_price, 6),
@@ -207,22 +220,50 @@ class LineItem:
             out["on_demand_usd_month"] = round(self.on_demand_usd_month, 2)
         if self.committed_usd_month is not None:
             out["committed_usd_month"] = round(self.committed_usd_month, 2)
+        if self.offsets:
+            out["offsets"] = list(self.offsets)
         return out
 
 
 @dataclass(frozen=True)
 class Estimate:
+    """The lines of one estimate. With the always-free tiers applied (`free_tier`), the credit lines are part
+    of `items` and every total is net of them; the `*_without_free_tier` totals leave them out (gross)."""
+
     total_usd_month: float
     items: list[LineItem]
     assumptions: list[str]
     prices_as_of: str
     region: str
     commitment: Commitment | None = None
+    free_tier: bool = True  # False: `--no-free-tier`, every line gross and no credit line
+
+    @property
+    def charges(self) -> list[LineItem]:
+        return [i for i in self.items if i.kind == CHARGE]
+
+    @property
+    def credits(self) -> list[LineItem]:
+        return [i for i in self.items if i.kind == FREE_TIER_CREDIT]
 
     @property
     def total_on_demand_usd_month(self) -> float:
         """The bill if every Spot task ran on on-demand Fargate all month (Spot without capacity: the fallback)."""
-        return sum(i.on_demand_usd_month if i.on_demand_usd_month is not None else i.usd_month for i in self.items)
+        return sum(_on_demand(i) for i in self.items)
+
+    @property
+    def total_without_free_tier_usd_month(self) -> float:
+        """The bill where something else already uses the always-free allowances (a shared account)."""
+        return sum(i.usd_month for i in self.charges)
+
+    @property
+    def total_on_demand_without_free_tier_usd_month(self) -> float:
+        return sum(_on_demand(i) for i in self.charges)
+
+    @property
+    def free_tier_usd_month(self) -> float:
+        """What the credit lines take off (<= 0)."""
+        return sum(i.usd_month for i in self.credits)
 
     @property
     def has_spot(self) -> bool:
@@ -230,6 +271,8 @@ class Estimate:
 
     @property
     def total_committed_usd_month(self) -> float | None:
+        """With a commitment: credits count at their face value (a Savings Plan discounts a charge, never a
+        credit; no credit offsets a line a commitment covers, see _apply_free_tier)."""
         if self.commitment is None:
             return None
         return sum(i.committed_usd_month if i.committed_usd_month is not None else i.usd_month for i in self.items)
@@ -238,6 +281,18 @@ class Estimate:
         out: dict[str, Any] = {
             "total_usd_month": round(self.total_usd_month, 2),
             "total_on_demand_usd_month": round(self.total_on_demand_usd_month, 2),
+            "total_without_free_tier_usd_month": round(self.total_without_free_tier_usd_month, 2),
+            "total_on_demand_without_free_tier_usd_month": round(self.total_on_demand_without_free_tier_usd_month, 2),
+            "free_tier": {
+                "applied": self.free_tier,
+                "usd_month": round(self.free_tier_usd_month, 2),
+                "basis": FREE_TIER_BASIS if self.free_tier else NO_FREE_TIER_BASIS,
+                "allowances": [
+                    {"name": a.label, "free_per_month": a.quantity, "unit": a.unit, "source": a.source}
+                    for a in ALWAYS_FREE
+                    if any(c.free_tier == a.key for c in self.credits)
+                ],
+            },
             "items": [i.to_json() for i in self.items],
             "assumptions": list(self.assumptions),
             "prices_as_of": self.prices_as_of,
@@ -252,6 +307,20 @@ class Estimate:
                 "saves_usd_month": round(self.total_usd_month - committed, 2),
             }
         return out
+
+
+def _on_demand(i: LineItem) -> float:
+    return i.on_demand_usd_month if i.on_demand_usd_month is not None else i.usd_month
+
+
+FREE_TIER_BASIS = (
+    "net of AWS's always-free tiers (one allowance per account, or per organization with consolidated billing, "
+    "over all regions), assuming nothing else billed to the account uses them"
+)
+NO_FREE_TIER_BASIS = (
+    "gross (--no-free-tier or [cost] free_tier = false): no always-free allowance subtracted, as on an account "
+    "other workloads share"
+)
 
 
 # ---------------------------------------------------------------------------------------- the walk
@@ -335,10 +404,20 @@ class _Walk:
         *,
         on_demand_unit_price: float | None = None,
         commit_class: str = "",
+        free_tier: str = "",
     ) -> None:
         on_demand = None if on_demand_unit_price is None else quantity * on_demand_unit_price
         self.items.append(
-            LineItem(name, quantity, unit, unit_price, quantity * unit_price, on_demand, commit_class=commit_class)
+            LineItem(
+                name,
+                quantity,
+                unit,
+                unit_price,
+                quantity * unit_price,
+                on_demand,
+                commit_class=commit_class,
+                free_tier=free_tier,
+            )
         )
 
     def assume(self, text: str) -> None:
@@ -559,6 +638,7 @@ def _cluster(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
             metrics,
             "metric-month",
             w.prices.custom_metric_month,
+            free_tier="cloudwatch_metrics",
         )
         w.assume(
             "Container Insights is on: priced as ~8 cluster and ~11 per-service custom metrics; its performance "
@@ -605,17 +685,17 @@ def _nat_gateways(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> Non
 def _internet_gateways(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     p = w.prices
     out = w.usage.internet_out_gb_month
-    billable = max(0.0, out - p.data_transfer_free_gb)
     w.add(
-        f"Data transfer out to the internet (assumed {out:g} GB/month; first {p.data_transfer_free_gb:g} GB free)",
-        billable,
+        f"Data transfer out to the internet (assumed {out:g} GB/month)",
+        out,
         "GB",
         p.data_transfer_out_gb,
+        free_tier="data_transfer_out",
     )
     w.assume(
         f"Tasks and the load balancer send ~{out:g} GB/month to the internet (federation deliveries, API "
-        f"responses); AWS's first {p.data_transfer_free_gb:g} GB/month out are free. Inbound traffic is free; "
-        "cross-AZ traffic between tasks and the database (~$0.01/GB each way) is not priced."
+        "responses). Inbound traffic is free; cross-AZ traffic between tasks and the database (~$0.01/GB each "
+        "way) is not priced."
     )
 
 
@@ -923,12 +1003,20 @@ def _backup_bucket(w: _Walk, rid: str, props: dict[str, Any]) -> None:
 def _distributions(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     p = w.prices
     gb = w.usage.cloudfront_gb_month
-    billable = max(0.0, gb - p.cloudfront_free_gb)
+    requests = w.usage.cloudfront_requests_month
     for _, rid, _ in found:
-        w.add(f"CloudFront {rid} (assumed {gb:g} GB/month out)", billable, "GB above free tier", p.cloudfront_gb)
+        w.add(f"CloudFront {rid} (assumed {gb:g} GB/month out)", gb, "GB", p.cloudfront_gb, free_tier="cloudfront_out")
+        w.add(
+            f"CloudFront {rid} HTTPS requests (assumed {requests:,.0f}/month)",
+            requests / 10_000,
+            "10,000 requests",
+            p.cloudfront_https_per_10k,
+            free_tier="cloudfront_requests",
+        )
     w.assume(
-        f"CloudFront serves ~{gb:g} GB/month (field notes: ~25 GB for a personal server), within its always-free "
-        f"{p.cloudfront_free_gb / 1024:g} TB and 10 million requests a month, if nothing else in the account uses them."
+        f"CloudFront serves ~{gb:g} GB/month (field notes: ~25 GB for a personal server) in ~{requests:,.0f} "
+        f"requests (~{gb * 1e6 / max(requests, 1):,.0f} KB each: avatars, previews, thumbnails and assets), all "
+        "priced at North America/Europe rates."
     )
 
 
@@ -967,7 +1055,13 @@ def _kms_keys(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     p = w.prices
     w.add("KMS customer-managed keys", len(found), "key-month", p.kms_key_month)
     req = w.usage.kms_requests_month
-    w.add(f"KMS requests (assumed {req:,.0f}/month)", req / 10_000, "10,000 requests", p.kms_requests_per_10k)
+    w.add(
+        f"KMS requests (assumed {req:,.0f}/month)",
+        req / 10_000,
+        "10,000 requests",
+        p.kms_requests_per_10k,
+        free_tier="kms_requests",
+    )
     if any(props.get("EnableKeyRotation") for _, _, props in found):
         w.assume("Key rotation: each of a key's first two yearly rotations adds $1/month (so $2, then $3 from year 3).")
 
@@ -977,12 +1071,23 @@ def _log_groups(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     gb = w.usage.logs_gb_month
     days = max((w.number(s, props.get("RetentionInDays")) or 3653 for s, _, props in found), default=30)
     stored = gb / DAYS_PER_MONTH * days * LOG_COMPRESSION
-    w.add(f"CloudWatch Logs ingestion (assumed {gb:g} GB/month, {len(found)} groups)", gb, "GB", p.logs_ingest_gb)
-    w.add(f"CloudWatch Logs storage ({days:g}-day retention)", stored, "GB-month", p.logs_storage_gb_month)
+    w.add(
+        f"CloudWatch Logs ingestion (assumed {gb:g} GB/month, {len(found)} groups)",
+        gb,
+        "GB",
+        p.logs_ingest_gb,
+        free_tier="logs_ingest",
+    )
+    w.add(
+        f"CloudWatch Logs storage ({days:g}-day retention)",
+        stored,
+        "GB-month",
+        p.logs_storage_gb_month,
+        free_tier="logs_storage",
+    )
     w.assume(
         f"Logs: ~{gb:g} GB/month ingested across services and jobs ({w.config.deployment.profile} profile), kept "
-        f"{days:g} days, stored compressed ~{1 / LOG_COMPRESSION:.0f}:1. CloudWatch's always-free 5 GB/month and 10 "
-        "alarms are not subtracted (other workloads in the account may use them)."
+        f"{days:g} days, stored compressed ~{1 / LOG_COMPRESSION:.0f}:1."
     )
 
 
@@ -992,7 +1097,7 @@ def _alarms(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
     p = w.prices
     fast = sum(1 for s, _, props in found if (w.number(s, props.get("Period")) or 300) < 60)
     if len(found) - fast:
-        w.add("CloudWatch alarms", len(found) - fast, "alarm-month", p.alarm_month)
+        w.add("CloudWatch alarms", len(found) - fast, "alarm-month", p.alarm_month, free_tier="cloudwatch_alarms")
     if fast:
         w.add("CloudWatch high-resolution alarms", fast, "alarm-month", p.alarm_high_resolution_month)
     from mastofargate.stack import backups
@@ -1002,18 +1107,56 @@ def _alarms(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
             *backups.METRICS,
             *(a.get("MetricName") for _, _, a in found if a.get("Namespace") == backups.METRIC_NAMESPACE),
         }
-        w.add(f"CloudWatch custom metrics (backups, {len(names)})", len(names), "metric-month", p.custom_metric_month)
+        w.add(
+            f"CloudWatch custom metrics (backups, {len(names)})",
+            len(names),
+            "metric-month",
+            p.custom_metric_month,
+            free_tier="cloudwatch_metrics",
+        )
     if any(props.get("Namespace") == queue_metrics.NAMESPACE for _, _, props in found):
         w.add(
             "CloudWatch custom metrics (Sidekiq backlog, EMF)",
             len(queue_metrics.METRICS),
             "metric-month",
             p.custom_metric_month,
+            free_tier="cloudwatch_metrics",
         )
-        w.assume(
-            "The Sidekiq backlog metrics come from log lines (embedded metric format): a few KB of logs a day; "
-            "CloudWatch dashboards are free up to three per account."
+        w.assume("The Sidekiq backlog metrics come from log lines (embedded metric format): a few KB of logs a day.")
+
+
+# CloudWatch's always-free dashboards hold up to 50 metrics each [PAGE: CloudWatch pricing, free tier].
+FREE_DASHBOARD_METRICS = 50
+
+
+def dashboard_metrics(body: Any) -> int:
+    """How many metrics a dashboard's widgets graph (its DashboardBody, plain or inside Fn::Sub)."""
+    if isinstance(body, dict) and "Fn::Sub" in body:
+        sub = body["Fn::Sub"]
+        body = sub[0] if isinstance(sub, list) else sub
+    try:
+        widgets = json.loads(body).get("widgets", []) if isinstance(body, str) else []
+    except ValueError:
+        return 0
+    return sum(len(wd.get("properties", {}).get("metrics", [])) for wd in widgets if isinstance(wd, dict))
+
+
+def _dashboards(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
+    for _, rid, props in found:
+        metrics = dashboard_metrics(props.get("DashboardBody"))
+        small = metrics <= FREE_DASHBOARD_METRICS
+        w.add(
+            f"CloudWatch dashboard {props.get('DashboardName', rid)} ({metrics} metrics)",
+            1,
+            "dashboard-month",
+            w.prices.dashboard_month,
+            free_tier="cloudwatch_dashboards" if small else "",
         )
+        if not small:
+            w.assume(
+                f"Dashboard {rid} graphs {metrics} metrics: more than the {FREE_DASHBOARD_METRICS} a free dashboard "
+                "may hold, so it is never free."
+            )
 
 
 # [ASSUME] Mail Mastodon sends per month: sign-ups, password resets, moderation notices and the notification
@@ -1090,17 +1233,18 @@ def _lambdas(w: _Walk, found: list[tuple[str, str, dict[str, Any]]]) -> None:
             runs / 1e6,
             "million requests",
             p.lambda_requests_per_million,
+            free_tier="lambda_requests",
         )
         w.add(
             f"Lambda {name} duration (~{LAMBDA_SECONDS:g} s x {gb * 1024:g} MB each)",
             runs * LAMBDA_SECONDS * gb,
             "GB-second",
             p.lambda_gb_second,
+            free_tier="lambda_gb_seconds",
         )
     w.assume(
         f"Lambda functions run ~{LAMBDA_SECONDS:g} s per invocation (a few AWS API calls), on their schedules plus "
-        f"~{LAMBDA_EVENTS_MONTH} events a month; Lambda's always-free 1 million requests and 400,000 GB-s are not "
-        "subtracted."
+        f"~{LAMBDA_EVENTS_MONTH} events a month."
     )
 
 
@@ -1166,12 +1310,91 @@ PRICED: dict[str, Any] = {
     "AWS::KMS::Key": _kms_keys,
     "AWS::Logs::LogGroup": _log_groups,
     "AWS::CloudWatch::Alarm": _alarms,
+    "AWS::CloudWatch::Dashboard": _dashboards,
     "AWS::Route53::RecordSet": _record_sets,
     "AWS::Lambda::Function": _lambdas,
     "AWS::SES::EmailIdentity": _mail_identities,
     "AWS::ServiceDiscovery::PrivateDnsNamespace": _namespaces,
     "AWS::ServiceDiscovery::Service": _discovery_services,
 }
+
+
+# ---------------------------------------------------------------------------------------- always-free tiers
+
+
+class FreeTierError(MastofargateError):
+    """A credit line would not offset what it claims to (a bug in the estimate, never in the user's input)."""
+
+
+def _apply_free_tier(w: _Walk) -> None:
+    """One credit line per always-free allowance some charge line draws on: the allowance, up to what the
+    lines use, at their own unit prices (the first lines first), so a credit never exceeds the gross lines it
+    offsets and never makes a total negative."""
+    applied = []
+    for allowance in ALWAYS_FREE:
+        lines = [i for i in w.items if i.kind == CHARGE and i.free_tier == allowance.key]
+        for i in lines:
+            # A credit is priced once, at the line's own price: a line whose price changes under a commitment
+            # or on the Spot fallback would leave the committed or on-demand total wrong.
+            if i.unit != allowance.unit or i.commit_class or i.on_demand_usd_month is not None:
+                raise FreeTierError(
+                    f"cannot take the always-free {allowance.label} off line {i.name!r}",
+                    why=f"an allowance counts {allowance.unit} of lines priced one way (no commitment, no Spot); "
+                    f"this line is in {i.unit}"
+                    + (f", under a {i.commit_class} commitment" if i.commit_class else "")
+                    + (", on Spot" if i.on_demand_usd_month is not None else ""),
+                    fix="tag only lines of the allowance's unit, priced one way, in mastofargate/cost.py",
+                )
+        used = sum(i.quantity for i in lines)
+        left = allowance.quantity
+        usd = 0.0
+        for i in lines:
+            take = min(left, i.quantity)
+            usd += take * i.unit_price
+            left -= take
+        free = allowance.quantity - left
+        if free <= 0:
+            continue
+        n, unit = allowance.per_unit, allowance.count_unit or allowance.unit
+        everything = math.isclose(free, used, rel_tol=1e-9)
+        share = f"all {_count(used * n)}" if everything else f"{_count(free * n)} of {_count(used * n)}"
+        w.items.append(
+            LineItem(
+                f"Always-free tier: {allowance.label} ({share} {unit}; {_count(allowance.quantity * n)} {unit} free "
+                "a month)",
+                -free,
+                allowance.unit,
+                usd / free,
+                -usd,
+                free_tier=allowance.key,
+                kind=FREE_TIER_CREDIT,
+                offsets=tuple(i.name for i in lines),
+            )
+        )
+        applied.append(allowance.label)
+    if applied:
+        w.assume(
+            f"Always-free tiers taken off as credit lines ({', '.join(applied)}): AWS grants each once per account, "
+            "or once per organization with consolidated billing, summed over all regions. The estimate assumes "
+            "nothing else billed to this account uses them; if other workloads (or a second server) share it, run "
+            "'mastofargate cost --no-free-tier' for the gross bill. S3's, ECR's, EFS's and SES's free tiers are "
+            "not always free (12 months, or credits for accounts opened from 2025-07-15) and are not subtracted."
+        )
+
+
+def _count(x: float) -> str:
+    """A count for a line's name: 20, 0.07671, 1,239, 400,000."""
+    return f"{x:,.0f}" if x >= 1000 else f"{x:,.4g}"
+
+
+def _no_free_tier(w: _Walk) -> None:
+    w.assume(
+        "Without the always-free tiers (--no-free-tier or [cost] free_tier = false): every line is gross, as on an "
+        "account whose other workloads already use AWS's always-free "
+        "allowances (100 GB out, CloudFront's 1 TB and 10 million requests, CloudWatch's 10 metrics, 10 alarms, 3 "
+        "dashboards and 5 GB of logs, Lambda's 1 million requests, KMS's 20,000 requests). SNS, SQS and Scheduler "
+        "usage stays unpriced: under a cent a month at list price."
+    )
 
 
 # ---------------------------------------------------------------------------------------- the API
@@ -1194,9 +1417,15 @@ def estimate(
     media_gb: float | None = None,
     prices: Prices | None = None,
     commit: str | None = None,
+    free_tier: bool | None = None,
 ) -> Estimate:
     """The monthly bill of `templates` (default: what `synth` generates for `config`), line by line; with
-    `commit` ("1y" | "3y") each line a Savings Plan or reservation covers carries its committed price too."""
+    `commit` ("1y" | "3y") each line a Savings Plan or reservation covers carries its committed price too.
+
+    Every charge line is gross; with `free_tier` (the default) AWS's always-free allowances follow as credit
+    lines (negative), one per allowance, so the total is what a dedicated account pays and the reader sees
+    what was taken off. `free_tier=False` (`--no-free-tier`): no credit line, the gross bill of a shared
+    account. None: the config's `[cost] free_tier` (true unless set)."""
     if templates is None:
         from mastofargate.stack import build
 
@@ -1211,6 +1440,7 @@ def estimate(
             "to FREE",
         )
     p = prices or for_region(config.aws.region)
+    free_tier = config.cost.free_tier if free_tier is None else free_tier
     w = _Walk(dicts, config, p, USAGE[config.deployment.profile], media_gb)
     grouped: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
     for stack, tpl in dicts.items():
@@ -1221,11 +1451,12 @@ def estimate(
             handler(w, grouped[rtype])
         if rtype == "AWS::KMS::Key":
             _secrets(w)  # not a template resource: the bootstrap creates the secrets
+    _apply_free_tier(w) if free_tier else _no_free_tier(w)
     w.assumptions.extend(p.notes)
-    w.assume(f"Prices: {p.source}, {p.region}; a month is {HOURS_PER_MONTH} hours; no free tier except where stated.")
+    w.assume(f"Prices: {p.source}, {p.region}; a month is {HOURS_PER_MONTH} hours.")
     total = sum(i.usd_month for i in w.items)
     if commit is None:
-        return Estimate(total, w.items, w.assumptions, p.as_of, p.region)
+        return Estimate(total, w.items, w.assumptions, p.as_of, p.region, free_tier=free_tier)
     if commit not in COMMITMENTS:
         raise MastofargateError(
             f"commitment term {commit!r} is not priced",
@@ -1242,14 +1473,15 @@ def estimate(
         f"--commit {commit}: {c.note}. Savings Plans never apply to Spot; the commitment is billed every hour "
         "for the whole term, used or not. Approximate discounts: check the Savings Plans and RDS pricing pages."
     )
-    return Estimate(total, items, w.assumptions, p.as_of, p.region, commitment=c)
+    return Estimate(total, items, w.assumptions, p.as_of, p.region, commitment=c, free_tier=free_tier)
 
 
 def summary_line(est: Estimate, config: Config) -> str:
     d = config.deployment
+    basis = "after AWS's always-free tiers" if est.free_tier else "gross, no free tier"
     return (
         f"Estimated cost: {_money(est.total_usd_month)}/month ({d.profile}, {d.arch}, "
-        f"{'Spot' if d.spot else 'on-demand'}; run 'mastofargate cost' for the breakdown)"
+        f"{'Spot' if d.spot else 'on-demand'}, {basis}; run 'mastofargate cost' for the breakdown)"
     )
 
 
@@ -1274,20 +1506,24 @@ class Combination:
     error: str = ""
 
     def categories(self) -> dict[str, float]:
-        """The bill in a few columns: what each part costs."""
+        """The bill in a few columns: what each part costs (a free-tier credit in the column of the lines it
+        offsets, so the columns add up to the total)."""
         out = {"fargate": 0.0, "ipv4": 0.0, "alb": 0.0, "data": 0.0, "other": 0.0}
         for i in self.estimate.items if self.estimate else []:
-            if i.name.startswith("Public IPv4"):
-                out["ipv4"] += i.usd_month
-            elif i.name.startswith(("Fargate", "Scheduled task")):
-                out["fargate"] += i.usd_month
-            elif i.name.startswith(("Application Load Balancer", "ALB ")):
-                out["alb"] += i.usd_month
-            elif i.name.startswith(("RDS", "ElastiCache", "EFS")):
-                out["data"] += i.usd_month
-            else:
-                out["other"] += i.usd_month
+            out[_category(i.offsets[0] if i.offsets else i.name)] += i.usd_month
         return out
+
+
+def _category(name: str) -> str:
+    if name.startswith("Public IPv4"):
+        return "ipv4"
+    if name.startswith(("Fargate", "Scheduled task")):
+        return "fargate"
+    if name.startswith(("Application Load Balancer", "ALB ")):
+        return "alb"
+    if name.startswith(("RDS", "ElastiCache", "EFS")):
+        return "data"
+    return "other"
 
 
 @dataclass(frozen=True)
@@ -1334,14 +1570,19 @@ def combination_configs(config: Config) -> Iterator[tuple[tuple[str, str, str, b
                         yield (profile, database, cache, spot), e.what
 
 
-def compare(config: Config, *, media_gb: float | None = None, prices: Prices | None = None) -> list[Combination]:
+def compare(
+    config: Config, *, media_gb: float | None = None, prices: Prices | None = None, free_tier: bool | None = None
+) -> list[Combination]:
+    """Every combination priced on the same basis: net of the always-free tiers, or gross (`free_tier=False`);
+    None: the config's `[cost] free_tier`."""
+    free_tier = config.cost.free_tier if free_tier is None else free_tier
     out = []
     for (profile, database, cache, spot), cfg in combination_configs(config):
         if isinstance(cfg, str):
             out.append(Combination(profile, database, cache, spot, None, cfg))
             continue
         try:
-            est = estimate(cfg, media_gb=media_gb, prices=prices)
+            est = estimate(cfg, media_gb=media_gb, prices=prices, free_tier=free_tier)
         except MastofargateError as e:
             out.append(Combination(profile, database, cache, spot, None, e.what))
             continue

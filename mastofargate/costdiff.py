@@ -51,6 +51,7 @@ class CostDiff:
     head_total: float
     lines: list[LineDiff]  # only lines that changed
     prices_as_of: str
+    free_tier: bool = True  # both sides net of the always-free tiers (False: both gross, --no-free-tier)
 
     @property
     def delta(self) -> float:
@@ -78,6 +79,7 @@ class CostDiff:
                 for d in self.lines
             ],
             "prices_as_of": self.prices_as_of,
+            "free_tier": {"applied": self.free_tier},
         }
 
 
@@ -189,16 +191,19 @@ def _by_key(items: list[Any]) -> dict[str, tuple[str, float]]:
     return out
 
 
-def diff(config_path: Path, ref: str, media_gb: float | None = None) -> CostDiff:
-    """Estimate both sides with the same prices (the working tree's region) and keep the lines that moved."""
+def diff(config_path: Path, ref: str, media_gb: float | None = None, free_tier: bool | None = None) -> CostDiff:
+    """Estimate both sides with the same prices (the working tree's region) and the same free-tier basis (the
+    working tree's `[cost] free_tier` unless `free_tier` says), and keep the lines that moved (a credit line
+    moves when the usage it offsets does)."""
     from mastofargate.cost import estimate
     from mastofargate.prices import for_region
 
     base, head = at_ref(config_path, ref), working_tree(config_path)
     prices = for_region(head.config.aws.region)
+    free_tier = head.config.cost.free_tier if free_tier is None else free_tier
     base_prices = prices if base.config.aws.region == head.config.aws.region else for_region(base.config.aws.region)
-    before = estimate(base.config, base.templates, media_gb=media_gb, prices=base_prices)
-    after = estimate(head.config, head.templates, media_gb=media_gb, prices=prices)
+    before = estimate(base.config, base.templates, media_gb=media_gb, prices=base_prices, free_tier=free_tier)
+    after = estimate(head.config, head.templates, media_gb=media_gb, prices=prices, free_tier=free_tier)
     old, new = _by_key(before.items), _by_key(after.items)
     lines = []
     for key in list(new) + [k for k in old if k not in new]:
@@ -208,4 +213,4 @@ def diff(config_path: Path, ref: str, media_gb: float | None = None) -> CostDiff
         d = LineDiff(name, base_usd, head_usd, base_name if base_name not in (None, name) else None)
         if abs(d.delta) >= EPSILON:
             lines.append(d)
-    return CostDiff(ref, before.total_usd_month, after.total_usd_month, lines, after.prices_as_of)
+    return CostDiff(ref, before.total_usd_month, after.total_usd_month, lines, after.prices_as_of, free_tier)

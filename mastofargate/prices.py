@@ -10,7 +10,8 @@ figures. Sources:
   [FN]      ../shared/reference/field-notes.md (operator field notes).
 
 Regions other than us-east-1 use us-east-1's prices times a per-category multiplier (below); a region
-not in that table falls back to us-east-1's prices, and the estimate says so.
+not in that table falls back to us-east-1's prices, and the estimate says so. AWS's always-free allowances
+(ALWAYS_FREE) are not regional: one allowance per payer, summed over every region.
 """
 
 from __future__ import annotations
@@ -25,6 +26,29 @@ from typing import Any
 PRICES_AS_OF = "2026-11-21"
 HOURS_PER_MONTH = 730  # AWS's own convention for monthly figures (8,760 h / 12) [PAGE]
 BASE_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class FreeAllowance:
+    """One of AWS's always-free monthly allowances, in the unit of the estimate lines it offsets.
+
+    Only offers AWS marks *Always Free* are listed: they are part of every account on any plan (legacy,
+    and the Free and Paid plans of accounts opened from 2025-07-15, whose 12-month offers became credits),
+    and never expire. Each is one allowance per payer, not per server: usage is summed over all regions
+    (the Free Tier API names them "Global-..."), and AWS Organizations' consolidated billing treats all
+    accounts of an organization as one account for billing [PAGE: AWS Billing, "Effective billing date,
+    account activity, and volume discounts"; AWS Billing Conductor, "Billing groups": each consolidated
+    billing family has one Always Free Tier offering]. So the estimate subtracts them only for an account
+    (or organization) that runs nothing else using them; `cost --no-free-tier` prices everything gross.
+    """
+
+    key: str  # the lines a gross line offers to this allowance carry this key (LineItem.free_tier)
+    label: str  # what the credit line calls it
+    quantity: float  # free per month, in `unit`
+    unit: str  # the unit of the lines it offsets
+    source: str
+    count_unit: str = ""  # how the credit line counts it for a reader ("GB", "requests", "GB-s"; "" = unit)
+    per_unit: float = 1.0  # count_units per `unit` (10,000 requests per "10,000 requests")
 
 
 @dataclass(frozen=True)
@@ -56,10 +80,8 @@ class Prices:
     s3_standard_gb_month: float
     s3_put_per_1000: float
     s3_get_per_1000: float
-    cloudfront_free_gb: float
-    cloudfront_gb: float  # above the free tier, North America/Europe edge
-    data_transfer_free_gb: float
-    data_transfer_out_gb: float
+    cloudfront_gb: float  # North America/Europe edge (its always-free 1 TB is a credit line: ALWAYS_FREE)
+    data_transfer_out_gb: float  # the first 10 TB tier (the always-free 100 GB is a credit line: ALWAYS_FREE)
     secret_month: float
     secret_api_per_10k: float
     kms_key_month: float
@@ -77,6 +99,8 @@ class Prices:
     route53_queries_per_million: float = 0.40  # [AWS.md] Route 53 standard queries, first billion a month
     lambda_requests_per_million: float = 0.20  # [PAGE] AWS Lambda requests, per million
     lambda_gb_second: float = 0.0000133334  # [PAGE] AWS Lambda duration, Arm, per GB-second (first 6 billion)
+    cloudfront_https_per_10k: float = 0.01  # [PAGE] CloudFront HTTPS requests, United States/Europe, per 10,000
+    dashboard_month: float = 3.00  # [PAGE] CloudWatch dashboard per month
 
     def monthly(self, hourly: float) -> float:
         return hourly * HOURS_PER_MONTH
@@ -142,9 +166,7 @@ US_EAST_1 = Prices(
     s3_standard_gb_month=0.023,  # [AWS.md] S3 Standard, first 50 TB
     s3_put_per_1000=0.005,  # [PAGE] S3 Standard PUT/COPY/POST/LIST per 1,000 requests
     s3_get_per_1000=0.0004,  # [PAGE] S3 Standard GET per 1,000 requests
-    cloudfront_free_gb=1024.0,  # [AWS.md] CloudFront: first 1 TB/month out free (always-free tier)
-    cloudfront_gb=0.085,  # [PAGE] CloudFront data out above the free tier, North America/Europe
-    data_transfer_free_gb=100.0,  # [PAGE] first 100 GB/month out to the internet free (all services)
+    cloudfront_gb=0.085,  # [PAGE] CloudFront data out, first 10 TB, North America/Europe
     data_transfer_out_gb=0.09,  # [PAGE] EC2/Fargate data transfer out to the internet, next 10 TB
     secret_month=0.40,  # [AWS.md] Secrets Manager per secret-month
     secret_api_per_10k=0.05,  # [PAGE] Secrets Manager per 10,000 API calls
@@ -275,6 +297,106 @@ COMMITMENTS: dict[str, Commitment] = {
         "partial upfront amortised: RDS offers no 3-year term without upfront)",
     ),
 }
+
+
+# Always free, per month [PAGE] as read for this table (2026-11); the quantity is in the unit of the estimate
+# line it offsets. Not here because they are not always free (12 months on legacy accounts, credits on new
+# ones, or a trial): S3's 5 GB, ECR's 500 MB, EFS's 5 GB, SES's 3,000 messages, Secrets Manager's 30 days.
+# SNS (1,000 emails), SQS (1 million requests) and EventBridge Scheduler (14 million invocations) are always
+# free too; the stack's use of them is priced as free (cost.FREE), being cents even without the tier.
+ALWAYS_FREE: tuple[FreeAllowance, ...] = (
+    FreeAllowance(
+        "data_transfer_out",
+        "data transfer out to the internet",
+        100.0,  # [PAGE] 100 GB/month, aggregated over all services and regions but China and GovCloud
+        "GB",
+        "EC2 on-demand pricing, data transfer; AWS Global Network FAQs (data transfer out)",
+        "GB",
+    ),
+    FreeAllowance(
+        "cloudfront_out",
+        "CloudFront data transfer out",
+        1024.0,  # [PAGE] CloudFront pricing, "Included in Always Free Tier": 1 TB out to the internet a month
+        "GB",
+        "CloudFront pricing, Always Free Tier",
+        "GB",
+    ),
+    FreeAllowance(
+        "cloudfront_requests",
+        "CloudFront requests",
+        1000.0,  # [PAGE] 10,000,000 HTTP or HTTPS requests a month = 1,000 x 10,000
+        "10,000 requests",
+        "CloudFront pricing, Always Free Tier",
+        "requests",
+        10_000,
+    ),
+    FreeAllowance(
+        "cloudwatch_metrics",
+        "CloudWatch metrics",
+        10.0,  # [PAGE] 10 metrics (custom or detailed monitoring: one billing dimension, CW:MetricMonitorUsage)
+        "metric-month",
+        "CloudWatch pricing, free tier (Metrics)",
+        "metrics",
+    ),
+    FreeAllowance(
+        "cloudwatch_alarms",
+        "CloudWatch alarms",
+        10.0,  # [PAGE] 10 alarm metrics, standard resolution only (high-resolution alarms are never free)
+        "alarm-month",
+        "CloudWatch pricing, free tier (Alarms)",
+        "alarms",
+    ),
+    FreeAllowance(
+        "cloudwatch_dashboards",
+        "CloudWatch dashboards",
+        3.0,  # [PAGE] 3 dashboards of up to 50 metrics each a month
+        "dashboard-month",
+        "CloudWatch pricing, free tier (Dashboard)",
+        "dashboards",
+    ),
+    FreeAllowance(
+        "logs_ingest",
+        "CloudWatch Logs ingestion",
+        5.0,  # [PAGE] 5 GB of log data ingested a month (the bill: "First 5GB per month of log data ingested")
+        "GB",
+        "CloudWatch pricing, free tier (Logs)",
+        "GB",
+    ),
+    FreeAllowance(
+        "logs_storage",
+        "CloudWatch Logs storage",
+        5.0,  # [PAGE] 5 GB-month of archived logs (the bill: "First 5GB-mo per month of logs storage is free")
+        "GB-month",
+        "CloudWatch pricing, free tier (Logs)",
+        "GB stored",
+    ),
+    FreeAllowance(
+        "lambda_requests",
+        "Lambda requests",
+        1.0,  # [PAGE] 1 million requests a month, x86 and Arm together
+        "million requests",
+        "AWS Lambda pricing, free tier",
+        "requests",
+        1_000_000,
+    ),
+    FreeAllowance(
+        "lambda_gb_seconds",
+        "Lambda duration",
+        400_000.0,  # [PAGE] 400,000 GB-seconds of compute a month, x86 and Arm together
+        "GB-second",
+        "AWS Lambda pricing, free tier",
+        "GB-s",
+    ),
+    FreeAllowance(
+        "kms_requests",
+        "KMS requests",
+        2.0,  # [PAGE] 20,000 requests a month across all regions = 2 x 10,000 (keys themselves are never free)
+        "10,000 requests",
+        "AWS KMS pricing, free tier",
+        "requests",
+        10_000,
+    ),
+)
 
 
 # Which Prices fields each category scales.

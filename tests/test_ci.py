@@ -192,6 +192,8 @@ def test_comment_shows_counts_data_loss_in_bold_and_the_cost_difference() -> Non
     assert "**Monthly cost**: $40.00 → $55.50 (**+$15.50**) against `main`" in text
     assert "| RDS db.t4g.micro | $10.00 | — | −$10.00 |" in text
     assert "The plan did not run" in render_comment("social", None, None)
+    gross = render_comment("social", plan, {**cost, "free_tier": {"applied": False}})
+    assert "against `main`, gross (without AWS's always-free tiers)" in gross
 
 
 def test_plan_summary_reads_the_deploy_layers_plans(tmp_path: Path) -> None:

@@ -141,8 +141,20 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     # media: 5 GB local + 0.5 GB/day x 7 cleanup days; versioning keeps 0.5 GB/day x 7 days more
     assert usd(est, "S3 media storage") == pytest.approx((5 + 0.5 * 7) * 0.023)
     assert usd(est, "S3 noncurrent media versions") == pytest.approx(0.5 * 7 * 0.023)
-    assert usd(est, "CloudFront") == 0  # 25 GB/month is inside the 1 TB free tier
-    assert usd(est, "Data transfer out") == 0  # 20 GB/month is inside the 100 GB free
+    # gross lines: 25 GB/month and ~500,000 HTTPS requests through CloudFront, 20 GB/month out of the tasks
+    assert usd(est, "CloudFront MediaDistribution (") == pytest.approx(25 * 0.085)
+    assert usd(est, "CloudFront MediaDistribution HTTPS requests") == pytest.approx(50 * 0.01)
+    assert usd(est, "Data transfer out") == pytest.approx(20 * 0.09)
+    # ... each taken off again by its always-free allowance (1 TB, 10 million requests, 100 GB), all of it
+    assert usd(est, "Always-free tier: CloudFront data transfer out") == pytest.approx(-25 * 0.085)
+    assert usd(est, "Always-free tier: CloudFront requests") == pytest.approx(-50 * 0.01)
+    assert usd(est, "Always-free tier: data transfer out") == pytest.approx(-20 * 0.09)
+    # 12 alarms, 10 free; 3 + 4 custom metrics, all within the 10 free; 1 GB of logs within 5 GB; 20,000 of the
+    # 30,000 KMS requests
+    assert usd(est, "Always-free tier: CloudWatch alarms (10 of 12 alarms") == pytest.approx(-10 * 0.10)
+    assert usd(est, "Always-free tier: CloudWatch metrics (all 7 metrics") == pytest.approx(-7 * 0.30)
+    assert usd(est, "Always-free tier: CloudWatch Logs ingestion") == pytest.approx(-1 * 0.50)
+    assert usd(est, "Always-free tier: KMS requests (20,000 of 30,000") == pytest.approx(-2 * 0.03)
     # ECR: 15 images kept per repository: 0.45 + 14 x 0.20 GB, 0.08 + 14 x 0.03 GB and 0.19 + 14 x 0.02 GB at $0.10
     assert usd(est, "ECR image storage") == pytest.approx(
         (0.45 + 14 * 0.20 + 0.08 + 14 * 0.03 + 0.19 + 14 * 0.02) * 0.10
@@ -150,6 +162,21 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     # RDS snapshots: 3 GB x (1 + 1 % x 91 days kept) at $0.095
     assert usd(est, "AWS Backup: RDS snapshots") == pytest.approx(3 * (1 + 0.01 * 91) * 0.095)
     assert est.total_usd_month == pytest.approx(sum(i.usd_month for i in est.items))
+    assert est.total_without_free_tier_usd_month == pytest.approx(est.total_usd_month - est.free_tier_usd_month)
+    assert [c.name.split(" (")[0].removeprefix("Always-free tier: ") for c in est.credits] == [
+        "data transfer out to the internet",
+        "CloudFront data transfer out",
+        "CloudFront requests",
+        "CloudWatch metrics",
+        "CloudWatch alarms",
+        "CloudWatch dashboards",
+        "CloudWatch Logs ingestion",
+        "CloudWatch Logs storage",
+        "Lambda requests",
+        "Lambda duration",
+        "KMS requests",
+    ]  # in the order of prices.ALWAYS_FREE, after every charge line
+    assert est.items[-len(est.credits) :] == est.credits
     assert not any(i.name.startswith("ElastiCache") for i in est.items)
 
 
@@ -269,7 +296,12 @@ def test_summary_line() -> None:
     cfg = make_config(profile="personal")
     est = estimate(cfg)
     assert summary_line(est, cfg) == (
-        f"Estimated cost: ${est.total_usd_month:,.2f}/month (personal, arm64, Spot; "
+        f"Estimated cost: ${est.total_usd_month:,.2f}/month (personal, arm64, Spot, after AWS's always-free tiers; "
+        "run 'mastofargate cost' for the breakdown)"
+    )
+    gross = estimate(cfg, free_tier=False)
+    assert summary_line(gross, cfg) == (
+        f"Estimated cost: ${gross.total_usd_month:,.2f}/month (personal, arm64, Spot, gross, no free tier; "
         "run 'mastofargate cost' for the breakdown)"
     )
 
@@ -291,7 +323,8 @@ def test_every_generated_resource_type_is_priced_or_free(profile: str, database:
     assert types <= set(PRICED) | set(FREE), sorted(types - set(PRICED) - set(FREE))
     est = estimate(cfg, templates)
     assert est.total_usd_month > 0
-    assert all(i.usd_month >= 0 for i in est.items)
+    assert est.charges and all(i.usd_month >= 0 for i in est.charges)
+    assert est.credits and all(i.usd_month <= 0 for i in est.credits)
 
 
 def test_an_unknown_billable_type_makes_the_estimate_fail() -> None:
@@ -314,6 +347,9 @@ def test_json_shape_via_the_cli(config_file: Path) -> None:
     assert set(data) == {
         "total_usd_month",
         "total_on_demand_usd_month",
+        "total_without_free_tier_usd_month",
+        "total_on_demand_without_free_tier_usd_month",
+        "free_tier",
         "items",
         "assumptions",
         "prices_as_of",
@@ -380,7 +416,9 @@ def test_synth_prints_the_total_of_what_it_wrote(config_file: Path, tmp_path: Pa
     result = CliRunner().invoke(app, ["synth", "-c", str(config_file), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     total = estimate(make_config(profile="personal")).total_usd_month
-    assert f"Estimated cost: ${total:,.2f}/month (personal, arm64, Spot;" in result.output
+    assert f"Estimated cost: ${total:,.2f}/month (personal, arm64, Spot, after AWS's always-free tiers;" in (
+        result.output
+    )
 
 
 # ------------------------------------------------------------------------------------------- --live

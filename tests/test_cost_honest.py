@@ -73,7 +73,9 @@ def test_internet_egress_is_priced_per_region() -> None:
     for region, per_gb in (("us-east-1", 0.09), ("ap-southeast-1", 0.12)):
         est = estimate(cfg, prices=for_region(region))
         line = next(i for i in est.items if i.name.startswith("Data transfer out"))
-        assert line.quantity == 300 and line.usd_month == pytest.approx(300 * per_gb)
+        assert line.quantity == 400 and line.usd_month == pytest.approx(400 * per_gb)  # gross
+        free = next(i for i in est.credits if i.name.startswith("Always-free tier: data transfer out"))
+        assert free.quantity == -100 and free.usd_month == pytest.approx(-100 * per_gb)  # the region's own price
 
 
 def test_spot_lines_show_their_on_demand_price_and_the_totals_both() -> None:

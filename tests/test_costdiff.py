@@ -109,3 +109,42 @@ def test_outside_git_and_without_committed_templates(tmp_path: Path) -> None:
     assert mf(tmp_path, "synth").returncode == 0
     nothing = mf(tmp_path, "cost", "--diff", "HEAD")
     assert nothing.returncode == 2 and "no templates for social are committed under cfn/" in nothing.stderr
+
+
+def test_both_sides_are_priced_on_one_free_tier_basis(repo: Path) -> None:
+    """By default both sides are net of the always-free tiers (a credit moves with the use it offsets: the
+    community profile's 5 GB of logs take the whole 5 GB); --no-free-tier prices both gross, with no credit."""
+    head = load_config(repo / "mastofargate.toml")
+    base_file = repo.parent / "base-gross.toml"
+    base_file.write_text(sh(repo, "git", "show", "HEAD~1:mastofargate.toml").stdout)
+    base = load_config(base_file)
+    net = json.loads(mf(repo, "cost", "--diff", "HEAD~1", "--json").stdout)
+    assert net["free_tier"] == {"applied": True}
+    logs = next(ln for ln in net["lines"] if ln["name"].startswith("Always-free tier: CloudWatch Logs ingestion"))
+    assert (logs["base_usd_month"], logs["head_usd_month"]) == (-0.5, -2.5)
+    run = mf(repo, "cost", "--diff", "HEAD~1", "--json", "--no-free-tier")
+    assert run.returncode == 0, run.stderr
+    gross = json.loads(run.stdout)
+    assert gross["free_tier"] == {"applied": False}
+    assert not any(ln["name"].startswith("Always-free tier") for ln in gross["lines"])
+    assert gross["total"]["base_usd_month"] == round(estimate(base, build(base), free_tier=False).total_usd_month, 2)
+    assert gross["total"]["head_usd_month"] == round(estimate(head, build(head), free_tier=False).total_usd_month, 2)
+    text = mf(repo, "cost", "--diff", "HEAD~1", "--no-free-tier")
+    assert text.returncode == 0 and "gross, without the always-free tiers" in text.stdout.splitlines()[0]
+
+
+def test_the_working_trees_free_tier_setting_prices_both_sides(tmp_path: Path) -> None:
+    """A config that says `[cost] free_tier = false` gets a gross diff without the flag (CI runs plain
+    `cost --diff`): both sides on the working tree's basis, so the setting itself moves no line."""
+    sh(tmp_path, "git", "init", "-q", "-b", "main")
+    config = write_config(tmp_path, name="social")
+    assert mf(tmp_path, "synth").returncode == 0
+    commit(tmp_path, "net")
+    config.write_text(config.read_text() + "\n[cost]\nfree_tier = false\n")
+    run = mf(tmp_path, "cost", "--diff", "HEAD", "--json")
+    assert run.returncode == 0, run.stderr
+    d = json.loads(run.stdout)
+    assert d["free_tier"] == {"applied": False} and d["lines"] == []
+    gross = estimate(load_config(config), build(load_config(config)))
+    assert not gross.credits and d["total"]["head_usd_month"] == round(gross.total_usd_month, 2)
+    assert d["total"]["base_usd_month"] == d["total"]["head_usd_month"]

@@ -101,7 +101,9 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
     total = cost["total"]
     lines = [
         f"**Monthly cost**: {_money(total['base_usd_month'])} → {_money(total['head_usd_month'])} "
-        f"(**{_delta(total['delta_usd_month'])}**) against `{_cell(cost['ref'])}`",
+        f"(**{_delta(total['delta_usd_month'])}**) against `{_cell(cost['ref'])}`"
+        # the basis (costdiff.CostDiff.to_json): older JSON without it was net of the free tiers
+        + ("" if cost.get("free_tier", {}).get("applied", True) else ", gross (without AWS's always-free tiers)"),
         "",
     ]
     if not cost["lines"]:

@@ -65,6 +65,16 @@ def cost(
             help="Also price a Compute Savings Plan (Fargate) and RDS reservations, no upfront, for 1 or 3 years.",
         ),
     ] = None,
+    free_tier: Annotated[
+        bool | None,
+        typer.Option(
+            "--free-tier/--no-free-tier",
+            show_default=False,
+            help="Take AWS's always-free allowances (100 GB out, CloudFront, CloudWatch, Lambda, KMS) off as credit "
+            "lines: right for an account that runs only this server. --no-free-tier prices every line gross, for an "
+            "account or organization other workloads share. Default: the config's [cost] free_tier (true).",
+        ),
+    ] = None,
 ) -> None:
     """Estimate the monthly AWS bill, line by line, from the generated templates (no AWS calls unless --live)."""
     if diff_ref is not None:
@@ -74,7 +84,7 @@ def cost(
             raise UsageError(
                 "--diff cannot be combined with --compare, --live or --commit", fix="pass --diff REF alone"
             )
-        _print_diff(config, diff_ref, media_gb, as_json)
+        _print_diff(config, diff_ref, media_gb, as_json, free_tier)
         return
     from mastofargate.config import load_config
     from mastofargate.cost import compare, estimate
@@ -89,15 +99,16 @@ def cost(
             fix="run 'mastofargate cost --commit 1y' for one configuration",
         )
     cfg = load_config(config)
+    free_tier = cfg.cost.free_tier if free_tier is None else free_tier
     prices = for_region(cfg.aws.region)
     templates = None if compare_all else build(cfg)
     if live:
         prices = _live(cfg, prices, templates)
     if compare_all:
-        rows = compare(cfg, media_gb=media_gb, prices=prices)
-        _print_compare(cfg, rows, prices, as_json)
+        rows = compare(cfg, media_gb=media_gb, prices=prices, free_tier=free_tier)
+        _print_compare(cfg, rows, prices, as_json, free_tier)
         return
-    est = estimate(cfg, templates, media_gb=media_gb, prices=prices, commit=commit)
+    est = estimate(cfg, templates, media_gb=media_gb, prices=prices, commit=commit, free_tier=free_tier)
     if as_json:
         typer.echo(json.dumps(est.to_json(), indent=2))
     else:
@@ -129,15 +140,22 @@ def _live(cfg: Config, prices: Prices, templates: object) -> Prices:
 
 def _headline(cfg: Config, est: Estimate) -> str:
     d = cfg.deployment
+    basis = "after AWS's always-free tiers" if est.free_tier else "gross, without the always-free tiers"
     return (
         f"Monthly cost estimate for {cfg.server.domain} ({d.profile}, {d.database} Postgres, {d.cache} Redis, "
-        f"{d.arch}, {'Spot' if d.spot else 'on-demand'}) in {est.region}"
+        f"{d.arch}, {'Spot' if d.spot else 'on-demand'}) in {est.region}, {basis}"
     )
 
 
 def _totals(est: Estimate) -> list[str]:
-    """The closing lines: the total, the same on on-demand when Spot is used, and the committed total."""
+    """The closing lines: the total, the same without the free-tier credits (what a shared account pays), the
+    same on on-demand when Spot is used, and the committed total."""
     lines = [f"  ${est.total_usd_month:8.2f}  Total per month"]
+    if est.credits:
+        lines.append(
+            f"  ${est.total_without_free_tier_usd_month:8.2f}  Total without the always-free tiers (an account other "
+            "workloads share: --no-free-tier)"
+        )
     if est.has_spot:
         lines.append(
             f"  ${est.total_on_demand_usd_month:8.2f}  Total with every Spot task on on-demand Fargate (what the Spot "
@@ -182,6 +200,8 @@ def _print_estimate(cfg: Config, est: Estimate) -> None:
         if committed is not None:
             table.add_column(f"{term} commitment", justify="right", footer=f"{committed:,.2f}")
         for i in est.items:
+            if est.credits and i is est.credits[0]:
+                table.add_section()  # the gross lines above, the always-free credits below
             row = [i.name, f"{i.quantity:,.4g} {i.unit}", f"${i.unit_price:,.4f}", f"{i.usd_month:,.2f}"]
             if est.has_spot:
                 row.append("" if i.on_demand_usd_month is None else f"{i.on_demand_usd_month:,.2f}")
@@ -200,11 +220,11 @@ def _print_estimate(cfg: Config, est: Estimate) -> None:
 # ---------------------------------------------------------------------------------------- --diff
 
 
-def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool) -> None:
+def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool, free_tier: bool | None) -> None:
     from mastofargate.costdiff import diff
     from mastofargate.ui import console
 
-    d = diff(config, ref, media_gb=media_gb)
+    d = diff(config, ref, media_gb=media_gb, free_tier=free_tier)
     if as_json:
         typer.echo(json.dumps(d.to_json(), indent=2))
         return
@@ -223,7 +243,8 @@ def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool) -
     rows.append(("Total per month", money(d.base_total), money(d.head_total), signed(d.delta)))
     head = ("Line", ref, "working tree", "change")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
-    out = [f"Monthly cost: {ref} -> working tree (prices as of {d.prices_as_of})"]
+    basis = "after AWS's always-free tiers" if d.free_tier else "gross, without the always-free tiers"
+    out = [f"Monthly cost: {ref} -> working tree (prices as of {d.prices_as_of}, {basis})"]
     if not d.lines:
         out.append("  no line of the estimate changes")
     for r in [head, *rows]:
@@ -239,19 +260,20 @@ def _print_diff(config: Path, ref: str, media_gb: float | None, as_json: bool) -
 _COLUMNS = ("profile", "database", "cache", "spot", "total", "fargate", "ipv4", "alb", "data", "other")
 
 
-def _print_compare(cfg: Config, rows: list[Combination], prices: Prices, as_json: bool) -> None:
+def _print_compare(cfg: Config, rows: list[Combination], prices: Prices, as_json: bool, free_tier: bool) -> None:
     from mastofargate.cost import cheapest, references
 
     refs = references(prices)
     best = cheapest(rows)
     if as_json:
-        typer.echo(json.dumps(_compare_json(rows, refs, best, prices), indent=2))
+        typer.echo(json.dumps(_compare_json(rows, refs, best, prices, free_tier), indent=2))
         return
     from mastofargate.ui import console, is_ci
 
+    basis = "after AWS's always-free tiers" if free_tier else "gross, without the always-free tiers"
     title = (
         f"Monthly cost of every choice for {cfg.server.domain} ({cfg.deployment.arch}, {prices.region}, "
-        f"prices as of {prices.as_of})"
+        f"prices as of {prices.as_of}, {basis})"
     )
     table_rows = []
     for r in rows:
@@ -295,16 +317,26 @@ def _print_compare(cfg: Config, rows: list[Combination], prices: Prices, as_json
         "ALB = load balancer hours and LCUs; Data = RDS, ElastiCache, EFS; Other = S3, backups, logs, alarms, "
         "KMS, secrets, DNS, egress. Run 'mastofargate cost' for one configuration's lines and assumptions."
     )
+    from mastofargate.cost import FREE_TIER_BASIS, NO_FREE_TIER_BASIS
+
+    lines.append(
+        f"Totals are {FREE_TIER_BASIS if free_tier else NO_FREE_TIER_BASIS}"
+        + ("; 'Other' is net of the credits (--no-free-tier: gross)." if free_tier else ".")
+        + " The reference points are as their sources count them."
+    )
     for line in lines:
         console().print(line, markup=False, highlight=False)
 
 
 def _compare_json(
-    rows: list[Combination], refs: list[Reference], best: dict[str, Combination], prices: Prices
+    rows: list[Combination], refs: list[Reference], best: dict[str, Combination], prices: Prices, free_tier: bool
 ) -> dict[str, object]:
+    from mastofargate.cost import FREE_TIER_BASIS, NO_FREE_TIER_BASIS
+
     return {
         "prices_as_of": prices.as_of,
         "region": prices.region,
+        "free_tier": {"applied": free_tier, "basis": FREE_TIER_BASIS if free_tier else NO_FREE_TIER_BASIS},
         "combinations": [
             {
                 "profile": r.profile,
@@ -312,6 +344,9 @@ def _compare_json(
                 "cache": r.cache,
                 "spot": r.spot,
                 "total_usd_month": round(r.estimate.total_usd_month, 2) if r.estimate else None,
+                "total_without_free_tier_usd_month": (
+                    round(r.estimate.total_without_free_tier_usd_month, 2) if r.estimate else None
+                ),
                 "by_category": {k: round(v, 2) for k, v in r.categories().items()} if r.estimate else None,
                 "cheapest_for_profile": best.get(r.profile) is r,
                 "error": r.error or None,
