@@ -89,27 +89,31 @@ class Server:
     def __init__(self, port: int, proc: subprocess.Popen[bytes], log: Path, base: Path) -> None:
         self.port, self.proc, self.log, self.base = port, proc, log, base
 
-    def stop(self) -> None:
+    def stop(self, keep_data: bool = False) -> None:
+        """SIGTERM, as ECS stops the container (Redis flushes its append-only file and exits)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(timeout=30)
-        shutil.rmtree(self.base, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _start(env_overrides: dict[str, str], tls_probe: bool) -> Server:
-    """The entrypoint as ECS starts it (root), with the one task's Redis environment from the template."""
+def _start(env_overrides: dict[str, str], tls_probe: bool, base: Path | None = None, port: int = 0) -> Server:
+    """The entrypoint as ECS starts it (root), with the one task's Redis environment from the template; on
+    the data directory of an earlier run when `base` is given (EFS, kept across tasks)."""
     ensure("redis-server", "ensure-redis.sh")
     ensure("redis-cli", "ensure-redis.sh")
     if os.geteuid() != 0:
         pytest.skip("the entrypoint is started as root (it drops to the redis user), as in the task")
-    base = Path(tempfile.mkdtemp(prefix="mf-redis-onetask-", dir="/tmp"))
-    base.chmod(0o755)
+    if base is None:
+        base = Path(tempfile.mkdtemp(prefix="mf-redis-onetask-", dir="/tmp"))
+        base.chmod(0o755)
     data, tmp = base / "data", base / "tmp"
     user = pwd.getpwnam("redis")
     for d in (data, tmp):
-        d.mkdir()
+        d.mkdir(exist_ok=True)
         os.chown(d, user.pw_uid, user.pw_gid)
-    port = free_port()
+    port = port or free_port()
     env = {
         **_env(_containers("ServerTaskDefinition")["redis"]),
         "PATH": os.environ["PATH"],
@@ -346,3 +350,36 @@ def test_the_sidecar_and_the_health_check_work_against_it(server: Server, pki: P
     assert kind == "CMD-SHELL"
     health = {"PATH": os.environ["PATH"], "REDIS_PASSWORD": PASSWORD, "REDIS_PORT": str(server.port)}
     assert subprocess.run(["sh", "-c", check], env=health, capture_output=True, timeout=30).returncode == 0
+
+
+# --- a one-task server deployed before: plaintext Redis, then TLS on the same data -------------------------
+
+
+def test_switching_a_deployed_servers_redis_to_tls_keeps_its_data(pki: Pki) -> None:
+    """The deploy that brings TLS restarts the one task: the old Redis (plaintext, REDIS_TLS=off, as deployed
+    before) stops as ECS stops it, the new one starts on the same EFS directory with the template's TLS
+    settings. Sidekiq's queue, a home timeline and the last write before the stop are all there, over TLS."""
+    old = _start({"REDIS_TLS": "off"}, tls_probe=False)
+    try:
+        commands = "LPUSH queue:default job-1 job-2\nZADD feed:home:1 1 status-1 2 status-2\nSET last-write kept\n"
+        wrote = subprocess.run(
+            ["redis-cli", "-p", str(old.port)],
+            input=commands,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "REDISCLI_AUTH": PASSWORD},
+            check=True,
+        )
+        assert wrote.stdout.split() == ["2", "2", "OK"]
+    finally:
+        old.stop(keep_data=True)
+    new = _start({"REDIS_TLS_CERT": pki.cert, "REDIS_TLS_KEY": pki.key}, tls_probe=True, base=old.base, port=old.port)
+    try:
+        tls = ["--tls", "--cacert", str(pki.ca_file)]
+        assert _cli(new.port, *tls, "LRANGE", "queue:default", "0", "-1").stdout.split() == ["job-2", "job-1"]
+        assert _cli(new.port, *tls, "ZRANGE", "feed:home:1", "0", "-1").stdout.split() == ["status-1", "status-2"]
+        assert _cli(new.port, *tls, "GET", "last-write").stdout.strip() == "kept"
+        assert _cli(new.port, "ping").stdout.strip() != "PONG", "plaintext is gone"
+    finally:
+        new.stop()
