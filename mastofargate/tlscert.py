@@ -9,7 +9,9 @@ the chain and the name too. So the deploy keeps a private certificate authority,
   Its key lives only in the server's redis secret (deploy/redistls.py writes it once, guarded by
   `bootstrap.write_secret`); no task ever receives it.
 - `issue_server`: the Redis task's certificate for its Cloud Map name (`redis.<name>.internal`, the SAN that
-  clients check), signed by that CA, re-issued by the deploy when `server_problem` finds a reason.
+  clients check) and, where Mastodon's processes share Redis' task, for loopback too (`extra_names`:
+  `localhost` and 127.0.0.1 as an IP address SAN), signed by that CA, re-issued by the deploy when
+  `server_problem` finds a reason.
 
 Every Mastodon process trusts the CA in addition to the public roots (federation needs those): see
 stack/cache.py and mastofargate/data/trust-redis-ca.sh.
@@ -20,6 +22,8 @@ stack/cache.py and mastofargate/data/trust-redis-ca.sh.
 from __future__ import annotations
 
 import datetime
+import ipaddress
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -115,10 +119,35 @@ def make_ca(common_name: str, *, now: datetime.datetime | None = None) -> tuple[
     return _pem_pair(cert, key)
 
 
+def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+def _subject_alt_names(dns_name: str, extra_names: Sequence[str]) -> list[x509.GeneralName]:
+    """`dns_name` first, then each extra name: an IP address SAN for an address (clients connecting to
+    127.0.0.1 check an IP SAN, never a DNS one), a DNS SAN otherwise."""
+    from cryptography import x509
+
+    names: list[x509.GeneralName] = [x509.DNSName(dns_name)]
+    for name in extra_names:
+        ip = _ip(name)
+        names.append(x509.IPAddress(ip) if ip is not None else x509.DNSName(name))
+    return names
+
+
 def issue_server(
-    ca_cert_pem: str, ca_key_pem: str, dns_name: str, *, now: datetime.datetime | None = None
+    ca_cert_pem: str,
+    ca_key_pem: str,
+    dns_name: str,
+    *,
+    extra_names: Sequence[str] = (),
+    now: datetime.datetime | None = None,
 ) -> tuple[str, str]:
-    """(certificate PEM, private key PEM) for a TLS server named `dns_name` (its only SAN), signed by the CA."""
+    """(certificate PEM, private key PEM) for a TLS server named `dns_name` (its common name and first SAN)
+    and `extra_names` (host names or IP addresses), signed by the CA."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -138,7 +167,7 @@ def issue_server(
         .serial_number(x509.random_serial_number())
         .not_valid_before(start - BACKDATE)
         .not_valid_after(start + datetime.timedelta(days=SERVER_VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_subject_alt_names(dns_name, extra_names)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -187,10 +216,12 @@ def server_problem(
     ca_cert_pem: str,
     dns_name: str,
     *,
+    extra_names: Sequence[str] = (),
     now: datetime.datetime | None = None,
 ) -> str | None:
     """Why the stored server certificate must be (re-)issued, or None when it is good: missing or unreadable,
-    key not matching, not signed by the CA, not for `dns_name`, or less than RENEW_WITHIN_DAYS left."""
+    key not matching, not signed by the CA, not for exactly `dns_name` and `extra_names` (a layout change
+    adds or drops the loopback names), or less than RENEW_WITHIN_DAYS left."""
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
@@ -209,12 +240,13 @@ def server_problem(
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
         return "not signed by the server's CA"
+    wanted = ", ".join((dns_name, *extra_names))
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return f"not issued for {dns_name}"
-    if names.get_values_for_type(x509.DNSName) != [dns_name]:
-        return f"not issued for {dns_name}"
+        return f"not issued for {wanted}"
+    if list(names) != _subject_alt_names(dns_name, extra_names):
+        return f"not issued for {wanted}"
     left = cert.not_valid_after_utc - _now(now)
     if left < datetime.timedelta(days=RENEW_WITHIN_DAYS):
         return f"expires on {cert.not_valid_after_utc:%Y-%m-%d}"

@@ -101,7 +101,7 @@ _reads("SMTP_ENABLE_STARTTLS", "config/email.yml:17")
 _reads("SKIP_POST_DEPLOYMENT_MIGRATIONS", "lib/mastodon/database.rb:31", ("job",))
 
 
-# Read by what runs around Mastodon rather than by Mastodon, when Redis is a separate task speaking TLS
+# Read by what runs around Mastodon rather than by Mastodon, when Redis runs in a task speaking TLS
 # (stack/cache.py redis_tls): name -> {process kind -> reader}. tests/test_environment.py checks that the
 # start wrapper named here mentions each name it is said to read.
 RUNTIME_READS: dict[str, dict[str, str]] = {

@@ -1,9 +1,11 @@
-"""Verified TLS between Mastodon and a separate Redis task (issue 10 item 5): the certificates, the
-templates, and the redis secret's TLS keys made by the deploy against a real moto server.
+"""Verified TLS between Mastodon and Redis in a task (issue 10 item 5; issue 12: the one-task layout too):
+the certificates, the templates, and the redis secret's TLS keys made by the deploy against a real moto
+server.
 
 The CA is made once and never replaced (every Mastodon process trusts it), its key never reaches a task,
-REDIS_URL (it embeds the password) is only ever a secret, and nothing here applies to ElastiCache or to the
-one-task layout (loopback). The real-Redis side is in tests/test_redis_tls_live.py.
+REDIS_URL (it embeds the password) is only ever a secret, and nothing here applies to ElastiCache. In the
+one-task layout the processes beside Redis use TLS on loopback (the certificate names 127.0.0.1 too) and
+one-off tasks the Cloud Map name. The real-Redis side is in tests/test_redis_tls_live.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -29,6 +30,7 @@ from tests.conftest import make_config, plain_run
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
 
 HOST = "redis.social.internal"
+ONE_TASK_HOST = "server.social.internal"  # the one task's Cloud Map name
 NOW = datetime.datetime(2026, 11, 30, tzinfo=datetime.UTC)
 
 
@@ -102,15 +104,41 @@ def test_a_mismatched_ca_pair_is_named() -> None:
 # --- which servers ------------------------------------------------------------------------------------
 
 
-def test_tls_only_for_a_separate_redis_task() -> None:
+def test_tls_for_every_redis_task_in_either_layout() -> None:
     assert cache.redis_tls(make_config(cache="task"))
+    assert cache.redis_tls(make_config(cache="task", database="task", layout="one-task"))
+    assert cache.redis_tls(make_config(cache="task", database="rds", layout="one-task"))
     assert not cache.redis_tls(make_config(cache="elasticache"))
-    # the one-task layout (helper `onetask`): Redis beside Mastodon in one task, reached over loopback
-    one_task = SimpleNamespace(deployment=SimpleNamespace(cache="task", layout="one-task"))
-    assert not cache.redis_tls(one_task)  # type: ignore[arg-type]
-    split = SimpleNamespace(deployment=SimpleNamespace(cache="task", layout="split"))
-    assert cache.redis_tls(split)  # type: ignore[arg-type]
-    assert cache.task_host("social") == HOST
+    split = make_config(cache="task")
+    assert cache.task_host(split, "social") == HOST and cache.certificate_names(split) == ()
+    one = make_config(cache="task", database="task", layout="one-task")
+    assert cache.task_host(one, "social") == ONE_TASK_HOST
+    assert cache.certificate_names(one) == ("localhost", "127.0.0.1")
+
+
+def test_a_certificate_for_loopback_names_the_address_as_an_ip_san(tmp_path: Path) -> None:
+    """What a client on 127.0.0.1 checks (OpenSSL's -verify_ip, as Ruby and Node do for an address) and
+    what one in another task checks (the Cloud Map name) both verify; a DNS SAN '127.0.0.1' would not."""
+    from cryptography import x509
+
+    ca, ca_key = tlscert.make_ca("social Redis CA")
+    cert, key = tlscert.issue_server(ca, ca_key, ONE_TASK_HOST, extra_names=cache.LOOPBACK_NAMES)
+    names = x509.load_pem_x509_certificate(cert.encode()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert names.value.get_values_for_type(x509.DNSName) == [ONE_TASK_HOST, "localhost"]
+    assert [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    for check in (("-verify_ip", "127.0.0.1"), ("-verify_hostname", "localhost"), ("-verify_hostname", ONE_TASK_HOST)):
+        ok = _openssl_verify(tmp_path, ca, cert, *check)
+        assert ok.returncode == 0, (check, ok.stderr)
+    assert _openssl_verify(tmp_path, ca, cert, "-verify_ip", "10.80.0.7").returncode != 0
+    assert tlscert.server_problem(cert, key, ca, ONE_TASK_HOST, extra_names=cache.LOOPBACK_NAMES) is None
+    # without the loopback names (or with them where none are wanted) the deploy re-issues it
+    assert tlscert.server_problem(cert, key, ca, ONE_TASK_HOST) == f"not issued for {ONE_TASK_HOST}"
+    plain, plain_key = tlscert.issue_server(ca, ca_key, ONE_TASK_HOST)
+    assert tlscert.server_problem(plain, plain_key, ca, ONE_TASK_HOST, extra_names=cache.LOOPBACK_NAMES) == (
+        f"not issued for {ONE_TASK_HOST}, localhost, 127.0.0.1"
+    )
 
 
 # --- templates ----------------------------------------------------------------------------------------
@@ -163,6 +191,59 @@ def test_templates_of_a_redis_task_wire_verified_tls(profile: str) -> None:
     assert seen == {*MASTODON, "redis"}
 
 
+@pytest.mark.parametrize("database", ["task", "rds"])
+def test_one_task_templates_use_tls_on_loopback_and_one_off_tasks_across_the_vpc(database: str) -> None:
+    """The one task's processes (and its queue-metrics sidecar) get the loopback URL, every one-off task (its
+    container `mastodon`: migrations, tootctl, scheduled cleanups) the Cloud Map one; all through the trust
+    wrapper; Redis serves TLS only, in the data-only definition a first install runs too."""
+    cfg = make_config(cache="task", database=database, layout="one-task")
+    seen: dict[str, set[str]] = {}
+    for title, c in _containers(cfg):
+        env = {e["Name"]: e["Value"] for e in c.get("Environment", [])}
+        secrets = {s["Name"]: _secret_key(s["ValueFrom"]) for s in c.get("Secrets", [])}
+        assert "ca_key" not in secrets.values() and "REDIS_HOST" not in env and "REDIS_URL" not in env, title
+        if c["Name"] in MASTODON or c["Name"] == "queue-metrics":
+            seen.setdefault(c["Name"], set()).add(title)
+            url = "url" if c["Name"] == "mastodon" else "loopback_url"
+            assert secrets["REDIS_URL"] == url and secrets["REDIS_CA_CERT"] == "ca_cert", title
+            assert "REDIS_PASSWORD" not in secrets, title
+            if c["Name"] != "queue-metrics":
+                assert c["EntryPoint"] == services.trust_entrypoint(), title
+        elif c["Name"] == "redis":
+            seen.setdefault("redis", set()).add(title)
+            assert env["REDIS_TLS"] == "on" and env["REDIS_PORT"] == "6379", title
+            assert secrets == {"REDIS_PASSWORD": "password", "REDIS_TLS_CERT": "tls_cert", "REDIS_TLS_KEY": "tls_key"}
+    assert seen["redis"] == {"ServerTaskDefinition", "ServerDataOnlyTaskDefinition"}
+    assert {t for n in ("web", "streaming", "sidekiq", "queue-metrics") for t in seen[n]} == {"ServerTaskDefinition"}
+    assert seen["mastodon"] >= {"MigrateTaskDefinition", "MigratePreTaskDefinition", "TootctlTaskDefinition"}
+
+
+def _ingress(cfg: Config, group: str) -> list[dict[str, Any]]:
+    data = build(cfg)["data"].to_dict()
+    return list(data["Resources"][group]["Properties"]["SecurityGroupIngress"])
+
+
+@pytest.mark.parametrize("layout", ["split", "one-task"])
+def test_redis_admits_only_its_tls_port_and_only_from_mastodon_tasks(layout: str) -> None:
+    """Redis serves TLS alone on REDIS_PORT (port 0: no plaintext listener), and its security group opens
+    exactly that port, to the task group only: the one-off tasks' group, and in the one-task layout the task
+    itself (which talks to itself on loopback, no group involved)."""
+    from mastofargate.stack.network import REDIS_PORT
+
+    cfg = make_config(cache="task", database="task", layout=layout)
+    assert _ingress(cfg, "CacheSecurityGroup") == [
+        {
+            "IpProtocol": "tcp",
+            "FromPort": REDIS_PORT,
+            "ToPort": REDIS_PORT,
+            "SourceSecurityGroupId": {"Ref": "TaskSecurityGroup"},
+            "Description": "Redis from Mastodon tasks",
+        }
+    ]
+    redis = next(c for _, c in _containers(cfg) if c["Name"] == "redis")
+    assert [m["ContainerPort"] for m in redis["PortMappings"]] == [REDIS_PORT]
+
+
 def test_elasticache_templates_have_no_wrapper_and_no_ca() -> None:
     for title, c in _containers(make_config(cache="elasticache")):
         env = {e["Name"] for e in c.get("Environment", [])}
@@ -205,6 +286,40 @@ def test_the_secrets_step_adds_a_ca_a_certificate_and_the_url_once(tls_target: T
     again = bootstrap.secrets_step(plain_run(tls_target.config), dry_run=False)
     assert again.actions["redis"] == "unchanged" and not again.changed
     assert bootstrap.version_ids(tls_target) == before and _values(name) == redis
+
+
+def test_a_one_task_server_gets_a_loopback_url_and_a_certificate_for_loopback(aws_endpoint: str) -> None:  # noqa: F811
+    """What a deployed one-task server (its redis secret holding only the password: Redis was plaintext on
+    loopback) gets from its next deploy's secrets step, before any stack changes; a second run changes
+    nothing."""
+    target = Target(make_config(cache="task", database="task", layout="one-task"))
+    bootstrap.ensure_secrets(target)
+    name = target.secret_names["redis"]
+    password = _values(name)["password"]
+    assert redistls.ensure(target, dry_run=True) == "would add ca_cert, ca_key, loopback_url, tls_cert, tls_key, url"
+    assert set(_values(name)) == {"password"}
+    assert redistls.ensure(target) == "added ca_cert, ca_key, loopback_url, tls_cert, tls_key, url"
+    redis = _values(name)
+    assert redis["password"] == password
+    assert redis["url"] == f"rediss://:{password}@{ONE_TASK_HOST}:6379"
+    assert redis["loopback_url"] == f"rediss://:{password}@127.0.0.1:6379"
+    assert (
+        tlscert.server_problem(
+            redis["tls_cert"], redis["tls_key"], redis["ca_cert"], ONE_TASK_HOST, extra_names=cache.LOOPBACK_NAMES
+        )
+        is None
+    )
+    before = bootstrap.version_ids(target)
+    assert redistls.ensure(target) == "unchanged" and bootstrap.version_ids(target) == before
+
+
+def test_a_split_servers_certificate_is_not_reissued(tls_target: Target) -> None:
+    """Deployed split servers keep their certificate (only its Cloud Map name) and get no loopback URL."""
+    bootstrap.ensure_secrets(tls_target)
+    redistls.ensure(tls_target)
+    name = tls_target.secret_names["redis"]
+    assert "loopback_url" not in _values(name)
+    assert redistls.ensure(tls_target) == "unchanged"
 
 
 def test_an_expiring_server_certificate_is_reissued_by_the_same_ca(tls_target: Target) -> None:

@@ -274,11 +274,7 @@ def test_local_domain_and_media_settings_reach_every_mastodon_process(combo: tup
         if combo[2] == "elasticache":
             # ioredis (streaming) enables TLS from the rediss:// URL; only Rails needs the Ruby driver
             assert env.get("REDIS_DRIVER") == (None if c["Name"] == "streaming" else "ruby") and "REDIS_URL" in secrets
-        elif combo[6] == "one-task":
-            # over loopback inside the one task; one-off tasks (container `mastodon`) by the task's DNS name
-            host = "server.social.internal" if c["Name"] == "mastodon" else "127.0.0.1"
-            assert env["REDIS_HOST"] == host and "REDIS_PASSWORD" in secrets
-        else:  # a separate Redis task: verified TLS (tests/test_redis_tls.py has the details)
+        else:  # Redis in a task, its own or the one task: verified TLS (tests/test_redis_tls.py has the details)
             assert "REDIS_HOST" not in env and "REDIS_PASSWORD" not in secrets, title
             assert {"REDIS_URL", "REDIS_CA_CERT"} <= secrets, title
     for tpl in stacks(combo).values():

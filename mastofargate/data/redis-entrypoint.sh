@@ -13,8 +13,10 @@
 #    Redis first starts from the snapshot and then turns the AOF on at runtime (CONFIG SET appendonly yes),
 #    which writes the whole data set into the new AOF (https://redis.io/docs/latest/operate/oss_and_stack/
 #    management/persistence/#how-i-can-switch-to-aof-if-im-currently-using-dumprdb-snapshots).
-#  * TLS across the VPC when Redis is a separate task (issue 10): TLS only (no plaintext port); clients do
-#    not present certificates but verify this server's. The certificate comes from REDIS_TLS_CERT/REDIS_TLS_KEY
+#  * TLS for every client (issue 10; issue 12 for the one-task layout): TLS only, no plaintext port; clients
+#    do not present certificates but verify this server's. Also where Mastodon shares the task and connects
+#    over loopback: one-off tasks reach the same Redis across the VPC, and Redis' one `bind` covers every
+#    listener (port and tls-port alike), so a plaintext port for loopback would be open to the VPC too. The certificate comes from REDIS_TLS_CERT/REDIS_TLS_KEY
 #    (PEM, from the redis secret, signed by the server's private CA that every Mastodon process trusts; the
 #    official image has no openssl). It is written at every start to a private directory outside the data
 #    volume (the secret is the source of truth: a re-issued certificate takes effect on the next start, and
@@ -28,7 +30,7 @@
 #   REDIS_DIR          data directory on EFS (default /data)
 #   REDIS_PORT         (default 6379; the TLS port when TLS is on)
 #   REDIS_MAXMEMORY_MB memory limit for data (default: none); never evicts (Sidekiq needs noeviction)
-#   REDIS_TLS          on | off (default on; off only where clients connect over loopback)
+#   REDIS_TLS          on | off (default on; off serves plaintext bound to loopback only: hand runs, tests)
 #   REDIS_TLS_CERT, REDIS_TLS_KEY   PEM certificate and key (optional, see above)
 # Arguments are appended to the configuration as extra lines (e.g. "loglevel warning").
 set -Eeuo pipefail
@@ -68,7 +70,9 @@ quoted() { printf '"'; printf '%s' "$1" | od -An -v -tx1 | tr -s ' \n' ' ' | sed
 mkdir -p "$DIR"
 cd "$DIR"
 
-tls_conf="port $PORT"
+# Plaintext only ever on loopback: nothing from another host may talk to Redis without TLS.
+tls_conf="bind 127.0.0.1 -::1
+port $PORT"
 if [ "$TLS" = on ]; then
   if [ -n "${REDIS_TLS_CERT:-}" ] && [ -n "${REDIS_TLS_KEY:-}" ]; then
     TLS_DIR="$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/mastofargate-redis-tls.XXXXXX")"
@@ -87,7 +91,8 @@ if [ "$TLS" = on ]; then
     mv "$TLS_DIR/redis.crt.new" "$TLS_DIR/redis.crt"
     mv "$TLS_DIR/redis.key.new" "$TLS_DIR/redis.key"
   fi
-  tls_conf="port 0
+  tls_conf="bind * -::*
+port 0
 tls-port $PORT
 tls-cert-file $TLS_DIR/redis.crt
 tls-key-file $TLS_DIR/redis.key
@@ -103,7 +108,6 @@ fi
 
 config() {
   cat <<EOF
-bind * -::*
 protected-mode no
 $tls_conf
 dir $DIR

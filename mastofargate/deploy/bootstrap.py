@@ -241,8 +241,8 @@ def ensure_secret(target: Target, kind: str, *, dry_run: bool = False) -> tuple[
 OPERATOR_KEYS = frozenset({"SMTP_PASSWORD"})
 # SMTP_LOGIN: the SES key id deploy.mail rotates with its password; OWNER_SETUP_RECORD: deploy.dbsetup's record;
 # tls_cert/tls_key: the Redis task's certificate, re-issued by deploy.redistls from the CA (ca_cert/ca_key are
-# NOT replaceable: made once).
-DERIVED_KEYS = frozenset({"url", "SMTP_LOGIN", OWNER_SETUP_RECORD, "tls_cert", "tls_key"})
+# NOT replaceable: made once); loopback_url: the one task's REDIS_URL, derived like `url`.
+DERIVED_KEYS = frozenset({"url", "loopback_url", "SMTP_LOGIN", OWNER_SETUP_RECORD, "tls_cert", "tls_key"})
 REPLACEABLE_KEYS = OPERATOR_KEYS | DERIVED_KEYS
 
 

@@ -46,7 +46,7 @@ KINDS = ("app", "database", "redis")
 # Keys made again in the new place, never copied: the Redis URL holds the old cache host; the Redis task's
 # certificate is re-issued for the new name; its CA's key never leaves the redis secret (deploy/redistls.py)
 # and a new place simply gets a new CA (it protects traffic, no stored data).
-DERIVED_KEYS = {"redis": frozenset({"url", "tls_cert", "tls_key", "ca_cert", "ca_key"})}
+DERIVED_KEYS = {"redis": frozenset({"url", "loopback_url", "tls_cert", "tls_key", "ca_cert", "ca_key"})}
 # scrypt cost: n=2**17, r=8 (128 MiB, ~0.3 s here): OWASP's recommended minimum is 2**17 for r=8, p=1.
 SCRYPT_N = 2**17
 SCRYPT_R = 8

@@ -1,19 +1,25 @@
 """The Redis task's TLS material in the redis secret, made by the deploy's secrets step (stack/cache.py
-`redis_tls`: Redis as its own task, reached across the VPC).
+`redis_tls`: Redis in a task, its own or the one task of the one-task layout).
 
 Keys of the redis secret it adds (never values in any output):
   ca_cert, ca_key   the server's private CA, made ONCE: every Mastodon process trusts ca_cert, so replacing
                     it would cut them all off from Redis. Guarded by `bootstrap.write_secret` like the app
                     keys (they are not replaceable); ca_key never leaves the secret (no task receives it).
-  tls_cert, tls_key the Redis task's certificate for `cache.task_host` (its Cloud Map name), signed by the
-                    CA; derived, so re-issued when `tlscert.server_problem` finds a reason (missing, another
-                    name, expiring within a year).
-  url               rediss://:PASSWORD@redis.<name>.internal:6379, Mastodon's REDIS_URL (derived).
+  tls_cert, tls_key the Redis task's certificate for `cache.task_host` (its Cloud Map name) and, in the
+                    one-task layout, `cache.LOOPBACK_NAMES` too, signed by the CA; derived, so re-issued when
+                    `tlscert.server_problem` finds a reason (missing, other names, expiring within a year).
+  url               rediss://:PASSWORD@<task>.<name>.internal:6379, Mastodon's REDIS_URL in other tasks than
+                    Redis' (derived; one-off tasks always).
+  loopback_url      rediss://:PASSWORD@127.0.0.1:6379, REDIS_URL of the processes in Redis' own task (the
+                    one-task layout; derived).
 
 Ordering with running servers: this step runs before any stack change, and the running tasks read none of
 these keys (they use REDIS_HOST/REDIS_PASSWORD), so writing them changes nothing until the app stack rolls:
 then the Redis task restarts with TLS while the Mastodon services roll onto rediss:// (README, "Traffic
-between tasks", says what a switching server sees in that minute).
+between tasks", says what a switching server sees in that minute). A one-task server switches in its
+deploy's one restart of the task: the pre-deployment migrations still run on the old, plaintext task
+definitions against the old task; the rollout replaces both; the post-deployment ones run on TLS. The data
+(the append-only file on EFS) is the same either way.
 """
 
 from __future__ import annotations
@@ -62,12 +68,18 @@ def _ca(target: Target, present: dict[str, object], now: datetime.datetime | Non
 def _changed_keys(target: Target, present: dict[str, object], now: datetime.datetime | None) -> dict[str, str]:
     """The keys to add or replace (values generated here), from what the secret holds."""
     ca_cert, ca_key, new = _ca(target, present, now)
-    host = cache.task_host(target.name)
+    host = cache.task_host(target.config, target.name)
+    extra = cache.certificate_names(target.config)
     cert, key = present.get("tls_cert"), present.get("tls_key")
     if tlscert.server_problem(
-        cert if isinstance(cert, str) else None, key if isinstance(key, str) else None, ca_cert, host, now=now
+        cert if isinstance(cert, str) else None,
+        key if isinstance(key, str) else None,
+        ca_cert,
+        host,
+        extra_names=extra,
+        now=now,
     ):
-        new["tls_cert"], new["tls_key"] = tlscert.issue_server(ca_cert, ca_key, host, now=now)
+        new["tls_cert"], new["tls_key"] = tlscert.issue_server(ca_cert, ca_key, host, extra_names=extra, now=now)
     password = present.get("password")
     if not isinstance(password, str) or not password:
         raise MastofargateError(
@@ -76,9 +88,10 @@ def _changed_keys(target: Target, present: dict[str, object], now: datetime.date
             fix="restore its previous version in the Secrets Manager console",
             exit_code=EXIT_USAGE,
         )
-    url = bootstrap.redis_url(password, host)
-    if present.get("url") != url:
-        new["url"] = url
+    urls = {"url": bootstrap.redis_url(password, host)}
+    if cache.shares_task(target.config):
+        urls["loopback_url"] = bootstrap.redis_url(password, cache.LOOPBACK_HOST)
+    new.update({k: v for k, v in urls.items() if present.get(k) != v})
     return new
 
 
@@ -94,7 +107,8 @@ def ensure(target: Target, *, dry_run: bool = False, now: datetime.datetime | No
         raise
     except aws.NotFound:
         if dry_run:  # a first install's dry run: the secret would be created just before
-            return "would add " + ", ".join(sorted((*CA_KEYS, *SERVER_KEYS, "url")))
+            urls = ("url", "loopback_url") if cache.shares_task(target.config) else ("url",)
+            return "would add " + ", ".join(sorted((*CA_KEYS, *SERVER_KEYS, *urls)))
         raise
     new = _changed_keys(target, present, now)
     if not new:

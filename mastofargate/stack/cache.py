@@ -1,10 +1,18 @@
 """Redis for Mastodon: ElastiCache (Valkey or Redis OSS >= 7, TLS and an auth token) in the data stack.
 
-The alternative, a Redis task persisting to EFS, is an ECS service like the others (services.py);
-its data directory lives on the EFS access point made in database.py. When that task is separate from
-Mastodon's (`redis_tls`), it serves verified TLS only: the deploy keeps a private CA in the redis secret
-(deploy/redistls.py), the task serves a certificate for `task_host` signed by it, and every Mastodon process
-trusts that CA on top of the public roots, through files the wrapper `TRUST_SCRIPT` writes at start.
+The alternative, Redis in a task persisting to EFS, is a container of an ECS service like the others
+(services.py); its data directory lives on the EFS access point made in database.py. It serves verified TLS
+only (`redis_tls`), in either layout: the deploy keeps a private CA in the redis secret (deploy/redistls.py),
+Redis serves a certificate signed by it for `task_host`, and every Mastodon process trusts that CA on top of
+the public roots, through files the wrapper `TRUST_SCRIPT` writes at start.
+
+Why TLS only even where Mastodon shares Redis' task (the one-task layout): one-off tasks (migrations,
+tootctl, scheduled cleanups) reach it across the VPC, and Redis cannot keep plaintext to loopback while
+serving TLS to the VPC: its one `bind` applies to every listener (`port` and `tls-port` alike; redis.conf).
+So the processes in Redis' own task use TLS too, on loopback (`LOOPBACK_NAMES` in the certificate, the URL
+in the secret's `loopback_url`). What that costs was measured with the real entrypoint (bench/redis_tls.py):
+about 5 us more of Redis' CPU per request on reused connections and 1 ms per new connection, ~18 KiB more
+per open connection; on the 0.5 vCPU task, 1,000 requests/s would cost 1 % of it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from mastofargate.stack.secrets import secret_names
 
 if TYPE_CHECKING:
     from mastofargate.config import Config
+    from mastofargate.sizing import ServiceSize
 
 # The wrapper (mastofargate/data/) every Mastodon container starts through when Redis speaks TLS: it writes
 # the CA from REDIS_CA_CERT (a secret) to the files named by these variables, then runs the process.
@@ -32,18 +41,44 @@ RUBY_BUNDLE = f"{CA_DIR}/public-roots-and-redis-ca.pem"
 NODE_EXTRA = f"{CA_DIR}/redis-ca.pem"
 
 
+# The names a client on loopback checks: redis-client and Node check an IP address against the certificate's
+# IP SANs (127.0.0.1, what Mastodon's URL names), `localhost` against its DNS SANs (redis-cli by hand).
+LOOPBACK_HOST = "127.0.0.1"
+LOOPBACK_NAMES = ("localhost", LOOPBACK_HOST)
+
+
 def redis_tls(config: Config) -> bool:
-    """Redis runs as its own task that Mastodon reaches across the VPC: verified TLS, nothing in plain.
-    Not for ElastiCache (TLS with Amazon's public certificate, no CA of ours) nor for the one-task layout
-    (Redis is a container of Mastodon's own task and is reached over loopback)."""
-    layout = getattr(config.deployment, "layout", "split")
-    return config.deployment.cache == "task" and layout != "one-task"
+    """Redis runs in a task (ours, not ElastiCache's, whose TLS has Amazon's public certificate): verified
+    TLS with the server's CA for every client, across the VPC and on loopback, nothing in plain."""
+    return config.deployment.cache == "task"
 
 
-def task_host(name: str) -> str:
-    """The Redis task's DNS name in the server's Cloud Map namespace (cluster.namespace): the one name its
-    certificate is issued for and clients check."""
-    return f"redis.{name}.{NAMESPACE_SUFFIX}"
+def task_host(config: Config, name: str) -> str:
+    """The DNS name of the task holding Redis in the server's Cloud Map namespace (cluster.namespace; `redis`
+    when it has a task of its own, the one task's name otherwise): the name its certificate is issued for and
+    clients in other tasks check."""
+    holder = config.task_of(config.redis_task.name)
+    if holder is None:
+        raise ValueError("no task holds Redis")
+    return f"{holder.name}.{name}.{NAMESPACE_SUFFIX}"
+
+
+def shares_task(config: Config) -> bool:
+    """Mastodon's processes run in the task holding Redis (the one-task layout): they reach it on loopback,
+    so its certificate also names `LOOPBACK_NAMES`."""
+    holder = config.task_of(config.redis_task.name)
+    return holder is not None and any(r not in ("redis", "postgres") for r in holder.roles)
+
+
+def certificate_names(config: Config) -> tuple[str, ...]:
+    """The names after `task_host` that Redis' certificate carries (tlscert.issue_server's extra_names)."""
+    return LOOPBACK_NAMES if shares_task(config) else ()
+
+
+def on_loopback(config: Config, process: ServiceSize | None) -> bool:
+    """`process` (a row of the sizing table; None for a one-off task) runs in the task holding Redis."""
+    holder = config.task_of(config.redis_task.name)
+    return process is not None and holder is not None and any(c.name == process.name for c in holder.containers)
 
 
 def add(b: Build) -> None:

@@ -15,7 +15,7 @@ from mastofargate.stack import cache, mail
 from mastofargate.stack.cluster import namespace
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_OWNER
-from mastofargate.stack.network import POSTGRES_PORT, REDIS_PORT
+from mastofargate.stack.network import POSTGRES_PORT
 
 EnvValue: TypeAlias = str | Join | object
 
@@ -48,19 +48,19 @@ def _database(b: Build, role: str, process: ServiceSize | None = None) -> dict[s
     return {"DB_HOST": host, "DB_PORT": str(POSTGRES_PORT), "DB_NAME": DB_NAME, "DB_USER": DB_OWNER, "DB_SSLMODE": ssl}
 
 
-def _redis(b: Build, role: str, process: ServiceSize | None = None) -> dict[str, EnvValue]:
+def _redis(b: Build, role: str) -> dict[str, EnvValue]:
+    """Redis is reached by REDIS_URL alone (rediss://, a secret: it carries the password), in every shape: its
+    host (the task holding Redis, loopback inside it, or ElastiCache) is in the URL."""
     if cache.redis_tls(b.config):
-        # rediss:// (REDIS_URL, a secret) verified against the server's CA, which the start wrapper
-        # (cache.TRUST_SCRIPT) writes to these files: Node adds NODE_EXTRA_CA_CERTS to its roots; Ruby's
-        # OpenSSL takes SSL_CERT_FILE as its whole store (public roots + the CA).
+        # verified against the server's CA, which the start wrapper (cache.TRUST_SCRIPT) writes to these
+        # files: Node adds NODE_EXTRA_CA_CERTS to its roots; Ruby's OpenSSL takes SSL_CERT_FILE as its whole
+        # store (public roots + the CA).
         if role == "streaming":
             return {"NODE_EXTRA_CA_CERTS": cache.NODE_EXTRA}
         return {"REDIS_DRIVER": "ruby", "SSL_CERT_FILE": cache.RUBY_BUNDLE}
-    if b.config.deployment.cache == "elasticache":
-        # TLS (rediss:// in REDIS_URL, a secret) needs Rails' Ruby driver; Node's ioredis reads no driver
-        # variable and enables TLS from the rediss:// URL itself.
-        return {} if role == "streaming" else {"REDIS_DRIVER": "ruby"}
-    return {"REDIS_HOST": data_host(b, b.config.redis_task.name, process), "REDIS_PORT": str(REDIS_PORT)}
+    # ElastiCache: TLS needs Rails' Ruby driver; Node's ioredis reads no driver variable and enables TLS from
+    # the rediss:// URL itself.
+    return {} if role == "streaming" else {"REDIS_DRIVER": "ruby"}
 
 
 def mastodon_environment(b: Build, size: ServiceSize, job: bool = False) -> dict[str, EnvValue]:
@@ -71,7 +71,7 @@ def mastodon_environment(b: Build, size: ServiceSize, job: bool = False) -> dict
     Puma alone (config/puma.rb), so one-off tasks (migrations, tootctl) do not get it."""
     cfg = b.config
     process = None if job else size
-    env: dict[str, EnvValue] = {**_database(b, size.role, process), **_redis(b, size.role, process), **size.env()}
+    env: dict[str, EnvValue] = {**_database(b, size.role, process), **_redis(b, size.role), **size.env()}
     if job:
         env.pop("WEB_CONCURRENCY", None)
     if size.role == "streaming":

@@ -59,16 +59,19 @@ class SecretRef:
         return Join("", [b.app_param(param), f":{self.key}::"])
 
 
-def mastodon_secrets(b: Build, role: str) -> list[SecretRef]:
+def mastodon_secrets(b: Build, role: str, *, redis_on_loopback: bool = False) -> list[SecretRef]:
     """Which secrets each process gets. Streaming needs only DB and Redis credentials (the charts do the
-    same); web, Sidekiq and jobs need everything."""
+    same); web, Sidekiq and jobs need everything. `redis_on_loopback`: the process runs in Redis' own task
+    (cache.on_loopback)."""
     from mastofargate.stack.cache import redis_tls  # cache.py builds on this module's secret names
 
     refs = [SecretRef("DB_PASS", "database", OWNER_PASSWORD)]
     if redis_tls(b.config):
-        # rediss://:PASSWORD@redis.<namespace>:6379, and the CA that signed the Redis task's certificate (its
-        # certificate only: the CA key never leaves the secret). deploy/redistls.py writes both.
-        refs += [SecretRef("REDIS_URL", "redis", "url"), SecretRef("REDIS_CA_CERT", "redis", "ca_cert")]
+        # rediss://:PASSWORD@<task>.<namespace>:6379 (or @127.0.0.1:6379 inside Redis' task), and the CA that
+        # signed Redis' certificate (its certificate only: the CA key never leaves the secret).
+        # deploy/redistls.py writes them.
+        url = "loopback_url" if redis_on_loopback else "url"
+        refs += [SecretRef("REDIS_URL", "redis", url), SecretRef("REDIS_CA_CERT", "redis", "ca_cert")]
     elif b.config.deployment.cache == "elasticache":
         # TLS needs REDIS_URL=rediss://...; the URL carries the password, so the whole URL is a secret.
         refs.append(SecretRef("REDIS_URL", "redis", "url"))

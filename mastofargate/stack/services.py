@@ -103,7 +103,7 @@ def health_check(size: ServiceSize, *, redis_tls: bool = False) -> ecs.HealthChe
         "postgres": 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB" -h 127.0.0.1',
         # REDISCLI_AUTH, not -a: a password in argv is readable by every process through /proc.
         # With TLS: loopback inside the task, asking the server it runs beside whether it answers (not who it
-        # is); --insecure because the certificate names redis.<namespace>, not 127.0.0.1.
+        # is: the Redis container has no copy of the CA, only its own certificate), hence --insecure.
         "redis": 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$REDIS_PORT"'
         + (" --tls --insecure" if redis_tls else "")
         + " ping | grep -q PONG",
@@ -168,7 +168,8 @@ def container(
     if role in ("web", "streaming", "sidekiq"):
         props["Command"] = command or (size.sidekiq_command() if role == "sidekiq" else COMMANDS[role])
         props["Environment"] = _env({**mastodon_environment(b, size, job=job is not None), **(extra_env or {})})
-        props["Secrets"] = _secrets(b, mastodon_secrets(b, role))
+        loopback = job is None and cache.on_loopback(b.config, size)
+        props["Secrets"] = _secrets(b, mastodon_secrets(b, role, redis_on_loopback=loopback))
         if cache.redis_tls(b.config):
             props["EntryPoint"] = trust_entrypoint()
     elif role == "postgres":
@@ -240,9 +241,9 @@ def pgbackrest_environment(b: Build) -> dict[str, object]:
 
 def redis_environment(size: ServiceSize, *, tls: bool) -> dict[str, str]:
     """The Redis entrypoint's settings: data on EFS (/data), never evicting (Sidekiq), a quarter of the
-    container left for the AOF rewrite's fork and buffers. `tls` (cache.redis_tls: a separate task) serves
-    TLS only, with the certificate the deploy signed with the server's CA (REDIS_TLS_CERT/KEY, secrets),
-    which every Mastodon process verifies; off only where clients reach Redis over loopback."""
+    container left for the AOF rewrite's fork and buffers. `tls` (cache.redis_tls: Redis in a task, its own
+    or the one task) serves TLS only, with the certificate the deploy signed with the server's CA
+    (REDIS_TLS_CERT/KEY, secrets), which every Mastodon process verifies, on loopback too."""
     return {
         "REDIS_DIR": "/data",
         "REDIS_PORT": str(REDIS_PORT),
@@ -487,9 +488,13 @@ def _what(task: TaskGroup) -> str:
 
 def _queue_metrics_sidecar(b: Build, size: ServiceSize) -> ecs.ContainerDefinition:
     """The Sidekiq backlog publisher (stack/queue_metrics.py): Redis settings as the streaming server gets
-    them (host/port or the rediss:// URL as a secret), logs in the Sidekiq service's group."""
+    them (the rediss:// URL and the CA as secrets; loopback inside Redis' task), logs in the Sidekiq
+    service's group."""
     redis_env = {k: v for k, v in mastodon_environment(b, replace(size, role="streaming")).items() if "REDIS" in k}
-    redis_secrets = [r for r in mastodon_secrets(b, "streaming") if r.env.startswith("REDIS_")]
+    loopback = cache.on_loopback(b.config, size)
+    redis_secrets = [
+        r for r in mastodon_secrets(b, "streaming", redis_on_loopback=loopback) if r.env.startswith("REDIS_")
+    ]
     log = add_log_group(b, size.name)
     return queue_metrics.sidecar(b, size, log, REDIS_IMAGE, redis_env, _secrets(b, redis_secrets))
 
