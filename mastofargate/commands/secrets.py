@@ -77,7 +77,7 @@ def export(
     passphrase = read_passphrase(passphrase_env, confirm=True)
     written = keys.export_keys(target, to, passphrase, force=force)
     for kind, names in written.items():
-        typer.echo(f"{target.secret_names[kind]}: {', '.join(names)}")
+        typer.echo(f"{kind}: {', '.join(names)}")
     typer.echo(f"Wrote {to} (mode 0600). Keep it and the passphrase apart, both off AWS.")
 
 
@@ -108,6 +108,48 @@ def import_(
         typer.echo("Nothing to import: the secrets already hold these keys.")
     else:
         typer.echo(f"Imported the keys of {loaded.header.get('source', {}).get('name', '?')} into {target.region}.")
+
+
+@secrets_app.command("prune-legacy")
+def prune_legacy(
+    config: ConfigOption = DEFAULT_CONFIG,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Schedule the three secrets of servers deployed before the one secret (mastofargate/NAME/app, /database,
+    /redis) for deletion, recoverable for 30 days. Refuses, deleting nothing, unless the one secret holds every
+    key they hold (generated keys with the same value) and no stack still references them."""
+    from mastofargate.config import load_config
+    from mastofargate.deploy import migrate_secrets
+    from mastofargate.deploy.preflight import require_confirmation_possible
+    from mastofargate.errors import MastofargateError
+    from mastofargate.target import Target
+    from mastofargate.ui import stdin_is_tty
+
+    target = Target(load_config(config))
+    require_confirmation_possible(yes=yes, dry_run=dry_run, interactive=stdin_is_tty(), verb="secrets prune-legacy")
+    plan = migrate_secrets.plan_prune(target)
+    if not plan.names:
+        typer.echo(f"No legacy secrets: {target.secret_name} is the server's only secret. Nothing to do.")
+        return
+    typer.echo(f"{target.secret_name} holds every key of the legacy secrets, and no stack references them.")
+    if plan.newer:
+        typer.echo(f"  newer in {target.secret_name} (re-made since the migration): {', '.join(plan.newer)}")
+    for name in plan.names:
+        typer.echo(f"- {name}: scheduled for deletion, recoverable for {migrate_secrets.RECOVERY_DAYS} days")
+    typer.echo(
+        "Warning: a release of mastofargate from before the one secret, or a stack rolled back to one, reads these "
+        "secrets: it will no longer start the server (and after the recovery window it would make NEW keys). Use "
+        "this version or later from now on."
+    )
+    if dry_run:
+        typer.echo("Dry run: nothing was deleted.")
+        return
+    if not yes and not typer.confirm("Delete them?", default=False):
+        raise MastofargateError("Cancelled; nothing was deleted.")
+    for name in migrate_secrets.prune(target, plan):
+        undo = f"aws secretsmanager restore-secret --secret-id {name}"
+        typer.echo(f"{name}: deleted in {migrate_secrets.RECOVERY_DAYS} days (undo: {undo})")
 
 
 def register(app: typer.Typer) -> None:

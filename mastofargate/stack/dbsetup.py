@@ -29,7 +29,7 @@ from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
 from mastofargate.stack.iam import trust_policy
 from mastofargate.stack.network import POSTGRES_PORT
-from mastofargate.stack.secrets import secret_names
+from mastofargate.stack.secrets import flat_key, secret_name
 
 JOB = "dbsetup"
 CONTAINER = "dbsetup"
@@ -83,7 +83,7 @@ def add(b: Build) -> None:
     from mastofargate.stack.services import POSTGRES_IMAGE  # services imports the app-side builders
 
     t = b.data
-    secret_arn = b.data_param("DatabaseSecretArn")
+    secret_arn = b.data_param("SecretArn")
     log_group = b.add(
         t,
         logs.LogGroup(
@@ -114,12 +114,10 @@ def add(b: Build) -> None:
                                 Resource=[Sub(arn % ("logs", f"log-group:{names.log_group(b.name, JOB)}:*"))],
                             ),
                             Statement(
-                                Sid="ReadTheDatabaseSecret",
+                                Sid="ReadTheServerSecret",
                                 Effect=Allow,
                                 Action=[sm_actions.GetSecretValue],
-                                Resource=[
-                                    Sub(arn % ("secretsmanager", f"secret:{secret_names(b.name)['database']}-??????"))
-                                ],
+                                Resource=[Sub(arn % ("secretsmanager", f"secret:{secret_name(b.name)}-??????"))],
                             ),
                         ],
                     ),
@@ -136,7 +134,9 @@ def add(b: Build) -> None:
         MemoryReservation=MEMORY,
         Command=COMMAND,
         Environment=[ecs.Environment(Name=k, Value=v) for k, v in sorted(environment(b).items())],
-        Secrets=[ecs.Secret(Name="PGPASSWORD", ValueFrom=Join("", [secret_arn, ":password::"]))],
+        Secrets=[
+            ecs.Secret(Name="PGPASSWORD", ValueFrom=Join("", [secret_arn, f":{flat_key('database', 'password')}::"]))
+        ],
         LogConfiguration=ecs.LogConfiguration(
             LogDriver="awslogs",
             Options={
