@@ -15,6 +15,11 @@ Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
   - DescribeStackEvents pages (100 events, NextToken), newest first (moto returned every event at once);
   - a change set that imports an export no stack publishes FAILS with "No export named X found", as AWS
     computes it (moto accepted it and failed only on execution);
+  - a change set whose template holds a Secrets Manager dynamic reference
+    (`{{resolve:secretsmanager:NAME:SecretString:KEY}}`) to a secret that does not exist, is scheduled for
+    deletion, or lacks that JSON key FAILS, as AWS resolves dynamic references while computing the change set
+    (moto never resolved them: an RDS password naming a missing secret deployed). The value itself is not
+    put anywhere (moto's stand-ins keep the reference string), so nothing secret reaches the emulator's state;
   - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
   - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing.
 
@@ -71,12 +76,17 @@ def patch() -> None:
         stack.resource_map.cross_stack_resources = self.exports
         change_set = self.change_sets[change_set_id]
         missing = sorted(_imports(change_set.template_dict) - set(self.exports))
+        unresolvable = _unresolvable_secret(change_set.template_dict, self.account_id, self.region_name)
         if missing and change_set.status == "CREATE_COMPLETE":
             # AWS resolves Fn::ImportValue while computing the change set and fails it (moto resolved it only
             # when executing, so an app stack needing a data stack's new export looked plannable).
             change_set.status = "FAILED"
             change_set.execution_status = "UNAVAILABLE"
             change_set.status_reason = f"No export named {missing[0]} found"
+        elif unresolvable and change_set.status == "CREATE_COMPLETE":
+            change_set.status = "FAILED"
+            change_set.execution_status = "UNAVAILABLE"
+            change_set.status_reason = unresolvable
         return change_set_id, stack_id
 
     def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
@@ -172,6 +182,31 @@ def patch() -> None:
     ResourceMap.delete = map_delete  # type: ignore[method-assign]
     responses.CloudFormationResponse.update_termination_protection = update_termination_protection  # type: ignore[attr-defined]
     responses.CloudFormationResponse.describe_stack_events = describe_stack_events  # type: ignore[method-assign]
+
+
+SECRET_REFERENCE = re.compile(r"\{\{resolve:secretsmanager:([^:}]+):SecretString:([^:}]*)[^}]*\}\}")
+
+
+def _unresolvable_secret(template: dict[str, Any], account_id: str, region: str) -> str:
+    """Why a Secrets Manager dynamic reference of `template` cannot be resolved ("" when all can), in the
+    words AWS uses; reads the emulator's own Secrets Manager."""
+    import json
+
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    backend = secretsmanager_backends[account_id][region]
+    for name, key in sorted(set(SECRET_REFERENCE.findall(json.dumps(template)))):
+        secret = next((s for s in backend.secrets.values() if name in (s.name, s.arn)), None)
+        if secret is None or secret.is_deleted():
+            return f"Secrets Manager can't find the specified secret. (Secret: {name})"
+        if key:
+            try:
+                values = json.loads(secret.versions[secret.default_version_id].get("secret_string") or "{}")
+            except (KeyError, ValueError):
+                values = {}
+            if key not in values:
+                return f"Could not find SecretString key {key} in secret {name}"
+    return ""
 
 
 def _imports(node: Any) -> set[str]:
