@@ -21,7 +21,10 @@ Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
     (moto never resolved them: an RDS password naming a missing secret deployed). The value itself is not
     put anywhere (moto's stand-ins keep the reference string), so nothing secret reaches the emulator's state;
   - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
-  - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing.
+  - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing;
+  - a modified resource whose type moto cannot update (AWS::RDS::DBInstance: a new MasterUserPassword) is kept
+    as it was, as AWS updates such properties in place (moto dropped it, and DescribeStacks then failed on
+    the outputs' Fn::GetAtt with an internal error).
 
   - DeleteStack returns at once: DELETE_IN_PROGRESS, each resource DELETE_IN_PROGRESS -> DELETE_COMPLETE
     after the resources that refer to it, DELETE_COMPLETE; then the stack is found only by its id (moto
@@ -65,6 +68,7 @@ def patch() -> None:
 
     for fname in ("parse_and_create_resource", "parse_and_update_resource"):
         setattr(parsing, fname, _remember_failing_resource(getattr(parsing, fname)))
+    parsing.parse_and_update_resource = _keep_what_moto_cannot_update(parsing.parse_and_update_resource)
 
     def create_change_set(self: Any, stack_name: str, *args: Any, **kwargs: Any) -> tuple[str, str]:
         for stack in self.stacks.values():
@@ -280,6 +284,26 @@ def _conditions_using(conditions: dict[str, Any], params: set[str]) -> set[str]:
 def _uses(resource: dict[str, Any], params: set[str], conditions: set[str]) -> bool:
     refs, conds = _refs(resource)
     return bool(refs & params or conds & conditions)
+
+
+def _keep_what_moto_cannot_update(fn: Any) -> Any:
+    """A modified resource whose type moto cannot update (no update_from_cloudformation_json, e.g.
+    AWS::RDS::DBInstance) came back as None and replaced the resource in the stack's map, so every later
+    Fn::GetAtt of it (the stack's outputs: DescribeStacks) failed. AWS updates such properties in place (the
+    schema's non-create-only properties: a new MasterUserPassword, instance class...): the resource stays, as
+    it was (the changed property is not modelled here)."""
+    if getattr(fn, "_sandbox_keeps", False):
+        return fn
+
+    def wrapper(logical_id: str, resource_json: Any, resources_map: Any, *args: Any, **kwargs: Any) -> Any:
+        updated = fn(logical_id, resource_json, resources_map, *args, **kwargs)
+        if updated is None:
+            return resources_map[logical_id]
+        return updated
+
+    wrapper._sandbox_keeps = True  # type: ignore[attr-defined]
+    wrapper._sandbox_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _remember_failing_resource(fn: Any) -> Any:

@@ -538,7 +538,8 @@ def secrets_step(run: Run, *, dry_run: bool, smtp_password: str | None = None) -
     if report.legacy:
         from mastofargate.deploy import migrate_secrets
 
-        run.out.line(f"  {migrate_secrets.unused_note(target, report.legacy, dry_run=dry_run)}")
+        migrating = report.action.startswith(("created from", "would be created from"))
+        run.out.line(f"  {migrate_secrets.unused_note(target, report.legacy, dry_run=dry_run, migrating=migrating)}")
     if target.config.smtp.login and not dry_run:
         store_smtp_password(run, smtp_password)
     return report

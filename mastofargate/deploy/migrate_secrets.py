@@ -122,7 +122,7 @@ class Comparison:
     missing: list[str] = field(default_factory=list)  # legacy keys the one secret lacks
     differ: list[str] = field(default_factory=list)  # generated keys whose values differ: never acceptable
     newer: list[str] = field(default_factory=list)  # derived/operator keys re-made since the migration: fine
-    copy: dict[str, Any] = field(default_factory=dict)  # flat key -> legacy value, for the missing keys
+    copy: dict[str, Any] = field(default_factory=dict)  # flat key -> legacy value, missing GENERATED keys only
 
 
 def compare(one: dict[str, Any], legacy: dict[str, dict[str, Any]]) -> Comparison:
@@ -132,7 +132,10 @@ def compare(one: dict[str, Any], legacy: dict[str, dict[str, Any]]) -> Compariso
             flat = flat_key(kind, key)
             if flat not in one:
                 out.missing.append(flat)
-                out.copy[flat] = value
+                if not bootstrap.replaceable(kind, key):
+                    # Generated keys only: a derived key the deploy dropped from the one secret on purpose
+                    # (the owner setup record, forgotten after a restore) must not come back from a stale copy.
+                    out.copy[flat] = value
             elif one[flat] != value:
                 (out.newer if bootstrap.replaceable(kind, key) else out.differ).append(flat)
     return out
@@ -140,7 +143,8 @@ def compare(one: dict[str, Any], legacy: dict[str, dict[str, Any]]) -> Compariso
 
 def check_consistent(target: Target, store: bootstrap.Store, *, dry_run: bool = False) -> None:
     """While legacy secrets exist beside the one secret: a generated key whose value differs stops the deploy
-    (nothing changed); a legacy key the one secret lacks is copied into it (an interrupted migration)."""
+    (nothing changed); a generated legacy key the one secret lacks is copied into it (an interrupted
+    migration). Derived and operator keys are the one secret's own once it exists."""
     try:
         one = bootstrap.read_secret(target, target.secret_name)
         legacy = _legacy_values(target, store.legacy)
@@ -195,14 +199,19 @@ def referencing_stacks(target: Target) -> list[str]:
     return out
 
 
-def unused_note(target: Target, legacy: list[str], *, dry_run: bool) -> str:
+def unused_note(target: Target, legacy: list[str], *, dry_run: bool, migrating: bool) -> str:
     """One line for the deploy: the legacy secrets stay; when they are unused, and how to remove them."""
     names = ", ".join(legacy)
     if dry_run:
         return f"legacy secrets {names}: kept; unused once a deploy has switched the stacks to {target.secret_name}"
+    if migrating:
+        return (
+            f"legacy secrets {names}: kept, never deleted by a deploy; unused once this deploy has switched the "
+            f"stacks to {target.secret_name}; then 'mastofargate secrets prune-legacy' removes them ($0.40/month each)"
+        )
     return (
-        f"legacy secrets {names}: kept, never deleted by a deploy; unused once this deploy has switched the stacks "
-        f"to {target.secret_name}; then 'mastofargate secrets prune-legacy' removes them ($0.40/month each)"
+        f"legacy secrets {names}: kept, never deleted by a deploy; 'mastofargate status' says whether a stack "
+        "still uses them, 'mastofargate secrets prune-legacy' removes them ($0.40/month each)"
     )
 
 
