@@ -92,7 +92,12 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
         ),
         "ReadOurSecrets": (
             ["secretsmanager:GetSecretValue"],
-            [sub("secretsmanager", "secret:mastofargate/social/server-??????")],
+            # the one secret, and the three names of older servers' secrets (readable while a deploy switches a
+            # running server, or CloudFormation rolls the switch back: tasks of the previous definitions)
+            [
+                sub("secretsmanager", f"secret:mastofargate/social/{k}-??????")
+                for k in ("server", "app", "database", "redis")
+            ],
             None,
         ),
     },

@@ -29,8 +29,10 @@ from typing import Any
 import boto3
 import pytest
 
-from mastofargate.deploy import bootstrap
+from mastofargate.config import load_config
+from mastofargate.deploy import bootstrap, migrate_secrets
 from mastofargate.stack.secrets import join
+from mastofargate.target import Target
 from tests.deploy_sandbox import (
     REPO,
     Sandbox,
@@ -202,8 +204,10 @@ def test_the_deploy_moves_the_server_onto_one_secret_and_keeps_the_legacy_ones(w
         params, body = stack(name)
         assert params["SecretArn"] == arn, name
         assert not {"AppSecretArn", "DatabaseSecretArn", "RedisSecretArn"} & set(params), name
-        assert not any(f"secretsmanager:{legacy}:" in body or f"secret:{legacy}-" in body for legacy in LEGACY.values())
+        assert not any(f"resolve:secretsmanager:{legacy}:" in body for legacy in LEGACY.values()), name
+        assert not any(legacy in str(params) for legacy in LEGACY.values()), name
     assert running_secret_arns() == {arn}
+    assert migrate_secrets.referencing_stacks(Target(load_config(world.config))) == []
     images = service_images()
     assert {images[name] for name in ("web", "streaming", "sidekiq")} == {TAG}  # still serving the same release
 

@@ -121,17 +121,28 @@ def test_mail_and_version_options_change_only_the_app_keys(extra: dict[str, Any]
     assert set(received(web).values()) >= app_keys(cfg)
 
 
-def test_no_template_names_one_of_the_three_older_secrets() -> None:
-    """Nothing generated may keep a legacy secret in use (prune-legacy would break it)."""
+def test_no_template_uses_one_of_the_three_older_secrets() -> None:
+    """Nothing generated may keep a legacy secret in use (prune-legacy would break it): no dynamic reference,
+    no `valueFrom`, no parameter. Only the execution role may still READ their names (tasks of the previous
+    task definitions, while a deploy switches a server or CloudFormation rolls the switch back)."""
     import json
     import re
 
-    pattern = re.compile(r"mastofargate/social/(app|database|redis)(?![A-Za-z0-9_])")
+    # ARNs and IAM resources (secret:NAME-...), dynamic references (secretsmanager:NAME:); log groups
+    # (/mastofargate/social/redis) are no secrets
+    pattern = re.compile(r"secret(?:smanager)?:mastofargate/social/(app|database|redis)[-:]")
     for combo in COMBINATIONS:
         for name, tpl in build(combo_config(combo)).items():
-            text = json.dumps(tpl.to_dict())
-            hits = [m.group(0) for m in pattern.finditer(text) if "secret" in text[max(0, m.start() - 40) : m.start()]]
-            assert hits == [], f"{combo_id(combo)}/{name}: {hits}"
+            resources = tpl.to_dict()["Resources"]
+            role = resources.get("ExecutionRole")
+            if role is not None:
+                statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                read = next(s for s in statements if s["Sid"] == "ReadOurSecrets")
+                assert read["Action"] == ["secretsmanager:GetSecretValue"] and len(read["Resource"]) == 4
+                resources = {k: v for k, v in resources.items() if k != "ExecutionRole"}  # held by test_iam.py
+            text = json.dumps({**tpl.to_dict(), "Resources": resources})
+            assert not pattern.search(text), f"{combo_id(combo)}/{name}: {pattern.search(text)}"
+            assert re.search(r"mastofargate/social/server", text), name
 
 
 def test_flat_keys_round_trip_and_keep_kinds_apart() -> None:

@@ -170,17 +170,18 @@ def check_consistent(target: Target, store: bootstrap.Store, *, dry_run: bool = 
 # --- who still references the legacy secrets ------------------------------------------------------------
 
 
-def _legacy_pattern(target: Target) -> re.Pattern[str]:
-    """A legacy secret's name as ARNs, IAM resources and dynamic references spell it (not log groups)."""
+def legacy_uses(target: Target) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """How a stack USES a legacy secret: (in its template) a dynamic reference `{{resolve:secretsmanager:NAME:`,
+    (in its parameters) the secret's ARN, which task definitions' `valueFrom` are built from. Not the execution
+    role's permission to read the names (stack/iam.py keeps it for tasks of previous task definitions)."""
     kinds = "|".join(KINDS)
-    return re.compile(
-        r"secret(?:smanager)?:mastofargate/" + re.escape(target.name) + r"/(" + kinds + r")(?![A-Za-z0-9_])"
-    )
+    name = r"mastofargate/" + re.escape(target.name) + r"/(?:" + kinds + r")"
+    return re.compile(r"resolve:secretsmanager:" + name + r":"), re.compile(r":secret:" + name + r"-[A-Za-z0-9]{6}")
 
 
 def referencing_stacks(target: Target) -> list[str]:
-    """The stacks (data, app) whose template or parameters still name a legacy secret."""
-    pattern = _legacy_pattern(target)
+    """The stacks (data, app) that still use a legacy secret (`legacy_uses`)."""
+    in_template, in_parameters = legacy_uses(target)
     cfn = target.cloudformation
     out = []
     for stack in (target.data_stack, target.app_stack):
@@ -194,7 +195,7 @@ def referencing_stacks(target: Target) -> list[str]:
             continue
         text = body if isinstance(body, str) else repr(body)
         params = " ".join(str(p.get("ParameterValue", "")) for p in described.get("Parameters") or [])
-        if pattern.search(text) or pattern.search(params):
+        if in_template.search(text) or in_parameters.search(params):
             out.append(stack)
     return out
 
