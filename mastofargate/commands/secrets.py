@@ -1,4 +1,5 @@
-"""`mastofargate secrets export|import`: the server's keys kept off AWS, encrypted with a passphrase.
+"""`mastofargate secrets export|import|prune-legacy`: the server's keys kept off AWS, encrypted with a
+passphrase; and the removal of the three secrets older servers had (deploy/migrate_secrets.py).
 
 The passphrase comes from, in order: the environment variable named by --passphrase-env; a terminal
 (asked twice on export, so a typo cannot lock the keys away); else one line of standard input (scripts,
@@ -29,7 +30,8 @@ PassphraseEnv = Annotated[
 
 secrets_app = typer.Typer(
     name="secrets",
-    help="Export the server's keys to an encrypted file, or import them into a new account or region.",
+    help="Export the server's keys to an encrypted file, import them into a new account or region, or remove "
+    "the three secrets of a server deployed before the one secret.",
     no_args_is_help=True,
 )
 

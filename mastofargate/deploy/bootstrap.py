@@ -77,7 +77,7 @@ TAGS_KEY = "mastofargate:stack"
 
 @dataclass
 class SecretsReport:
-    """What ensure_secrets did to the one secret: 'created', 'migrated from ...', 'added KEY, KEY', or
+    """What ensure_secrets did to the one secret: 'created', 'created from LEGACY...', 'added KEY, KEY', or
     'unchanged' (never values); `arn` is "" when a dry run found no secret yet."""
 
     arn: str
