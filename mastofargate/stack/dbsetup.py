@@ -11,10 +11,10 @@ the first upgrade of an existing server the app change set itself switches every
 role, so the setup must be runnable before that change set executes, and the data stack is always applied
 first. It also belongs with the database: its image follows the Postgres major version, not a release.
 
-Minimal on purpose: its own execution role may read only the database secret and write only its own log
-group; it has no task role (psql calls no AWS API) and no ECS Exec. The master password reaches the
-container as PGPASSWORD through the task definition's `secrets`; the command holds no secret and the SQL
-reaches psql on stdin, not in its arguments.
+Minimal on purpose: its own execution role may read only the server's secret (ECS hands the container
+only its `database_password`) and write only its own log group; it has no task role (psql calls no AWS
+API) and no ECS Exec. The master password reaches the container as PGPASSWORD through the task
+definition's `secrets`; the command holds no secret and the SQL reaches psql on stdin, not in its arguments.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def add(b: Build) -> None:
                 )
             ],
         ),
-        "Lets ECS start the database setup task: the database secret and the task's log group only",
+        "Lets ECS start the database setup task: the server's secret (of which the task gets only the master "
+        "password) and the task's log group only",
     )
     container = ecs.ContainerDefinition(
         Name=CONTAINER,
