@@ -26,7 +26,8 @@ moto applies a change set inside the ExecuteChangeSet call and answers with the 
   - a successful UPDATE passes through UPDATE_COMPLETE_CLEANUP_IN_PROGRESS, where replaced task definition
     revisions are deregistered and removed resources deleted (events for each), to UPDATE_COMPLETE;
   - the stack's outputs, exports, template and parameters change only when the operation succeeds; then a
-    parameter the new template no longer declares is gone (moto kept every parameter a stack ever had).
+    parameter the new template no longer declares is gone, and after a rollback the parameters are the old
+    ones again (moto kept every parameter a stack ever had).
 
 Still unlike AWS: every resource except a service's UpdateService is created or updated in moto at
 ExecuteChangeSet (only its events wait their turn), removed resources are deleted then too (their events
@@ -329,6 +330,10 @@ class StackOperation:
             return None
         finally:
             ecs.DEFER.active = False
+        # The stack's parameters are the old ones again, as on AWS (moto kept the ones the failed template added)
+        declared = set(self.old_template_dict.get("Parameters") or {})
+        for key in set(resource_map.resolved_parameters) - declared:
+            resource_map.resolved_parameters.pop(key, None)
         started = {s.logical_id for s in self.steps if s.state != "PENDING"}
         for logical_id, obj in resource_map._parsed_resources.items():
             pending = getattr(obj, "__dict__", {}).get("_sandbox_pending_update")

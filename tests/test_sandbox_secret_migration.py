@@ -6,10 +6,13 @@ stacks are exactly what users have deployed. Then, with this release, in file or
   1. a deploy whose migration fails (the read-back differs): exit 1, the message says the server still uses
      the legacy secrets; no one secret exists, no stack changed, the legacy secrets untouched;
   2. `plan` and `deploy --dry-run`: say what the migration would do, change nothing;
-  3. the deploy: the one secret made verbatim from the legacy ones BEFORE any change set (the emulator fails
-     a change set whose dynamic reference names a missing secret, as AWS does), both stacks switched to it,
-     the legacy secrets untouched and reported unused; `status` says how to remove them;
-  4. `secrets prune-legacy`: removes them (30-day window); the next deploy has nothing to do.
+  3. a deploy whose rollout fails (the emulator's `-sandbox-unhealthy` image): the one secret made verbatim
+     from the legacy ones BEFORE any change set (the emulator fails a change set whose dynamic reference names
+     a missing secret, as AWS does), the data stack switched, the app stack rolled back by CloudFormation onto
+     the legacy secrets, the old version serving, nothing lost; prune-legacy refuses;
+  4. the next deploy: the one secret used as it is, both stacks switched to it, the legacy secrets untouched
+     and reported unused; `status` says how to remove them;
+  5. `secrets prune-legacy`: removes them (30-day window); the next deploy has nothing to do.
 Needs git and the release's commit (a full clone); skipped, saying so, without them.
 """
 
@@ -50,6 +53,7 @@ pytestmark = pytest.mark.xdist_group("deploy-sandbox-secrets")
 # The last commit of main with three secrets per server (mastofargate/NAME/app, /database, /redis).
 LEGACY_RELEASE = "5bffaecef3b5f791cfd81f597fb00ec7437f25a4"
 TAG = "v4.5.4-a1"
+UNHEALTHY = "v4.5.4-b2-sandbox-unhealthy"  # the emulator's tasks of this tag never get healthy
 SERVER = "mastofargate/social/server"
 LEGACY = {kind: f"mastofargate/social/{kind}" for kind in ("app", "database", "redis")}
 # Runs the older release's CLI with the emulator's short poll interval (its waits take fractions of a second);
@@ -145,8 +149,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(sandbox, config, legacy, versions())
 
 
-def deploy(world: World, *extra: str) -> Any:
-    return run_cli("deploy", "--config", str(world.config), "--mastodon-tag", TAG, "--streaming-tag", TAG, *extra)
+def deploy(world: World, *extra: str, tag: str = TAG) -> Any:
+    images = ["--mastodon-tag", tag, "--streaming-tag", tag, "--skip-assets"]
+    return run_cli("deploy", "--config", str(world.config), *images, *extra)
+
+
+def legacy_arns() -> set[str]:
+    return {sm().describe_secret(SecretId=n)["ARN"] for n in LEGACY.values()}
 
 
 def test_a_failed_migration_leaves_the_server_on_its_three_secrets(
@@ -185,20 +194,56 @@ def test_plan_and_dry_run_say_what_the_migration_would_do_and_change_nothing(wor
     assert names() == sorted(LEGACY.values()) and versions() == world.versions
 
 
-def test_the_deploy_moves_the_server_onto_one_secret_and_keeps_the_legacy_ones(world: World) -> None:
+def test_a_rollout_failure_after_the_move_leaves_the_app_on_the_legacy_secrets_and_loses_nothing(
+    world: World,
+) -> None:
+    push_fake_images(UNHEALTHY)
     with recording() as calls:
-        result = deploy(world, "--yes")
-    assert result.exit_code == 0, result.output
+        result = deploy(world, "--yes", tag=UNHEALTHY)
+    assert result.exit_code == 1, result.output
+    assert "rolled social-app back" in result.output
+    # the move itself happened first, verbatim, before any change set could reference the one secret
     assert f"{SERVER}: created from mastofargate/social/app, mastofargate/social/database, " in result.output
     assert "copied verbatim and verified" in result.output
     assert "kept, never deleted by a deploy" in result.output and "prune-legacy" in result.output
-    one = values(SERVER)
-    assert {k: v for k, v in one.items() if k in join(world.legacy)} == join(world.legacy)  # every value, verbatim
-    assert versions() == world.versions  # the legacy secrets: not one write
-    assert {kind: values(name) for kind, name in LEGACY.items()} == world.legacy
     created = [i for i, c in enumerate(calls.calls) if c.operation == "CreateSecret"]
     change_sets = [i for i, c in enumerate(calls.calls) if c.operation == "CreateChangeSet"]
     assert len(created) == 1 and change_sets and created[0] < change_sets[0]
+    assert [c.params["Name"] for c in calls.find("CreateSecret")] == [SERVER]
+    one = values(SERVER)
+    assert {k: v for k, v in one.items() if k in join(world.legacy)} == join(world.legacy)
+    # nothing lost: the legacy secrets untouched, the app stack back on them, the old version serving
+    assert versions() == world.versions
+    assert {kind: values(name) for kind, name in LEGACY.items()} == world.legacy
+    app_params, _ = stack("social-app")
+    assert boto3.client("cloudformation").describe_stacks(StackName="social-app")["Stacks"][0]["StackStatus"] == (
+        "UPDATE_ROLLBACK_COMPLETE"
+    )
+    assert (
+        "SecretArn" not in app_params and {app_params[k] for k in ("AppSecretArn", "RedisSecretArn")} <= legacy_arns()
+    )
+    assert running_secret_arns() <= legacy_arns()
+    images = service_images()
+    assert {images[name] for name in ("web", "streaming", "sidekiq")} == {TAG}
+    data_params, _ = stack("social-data")  # the data stack went first: same values, from the one secret
+    assert data_params["SecretArn"] == sm().describe_secret(SecretId=SERVER)["ARN"]
+    target = Target(load_config(world.config))
+    assert migrate_secrets.referencing_stacks(target) == ["social-app"]
+    refused = run_cli("secrets", "prune-legacy", "--config", str(world.config), "--yes")
+    assert refused.exit_code == 2 and "social-app still reference them" in refused.output
+    assert not any(sm().describe_secret(SecretId=n).get("DeletedDate") for n in LEGACY.values())
+
+
+def test_the_next_deploy_switches_every_stack_to_the_one_secret_and_keeps_the_legacy_ones(world: World) -> None:
+    before = values(SERVER)
+    with recording() as calls:
+        result = deploy(world, "--yes")
+    assert result.exit_code == 0, result.output
+    assert f"{SERVER}: unchanged" in result.output  # made by the failed deploy, checked against the legacy ones
+    assert "kept, never deleted by a deploy" in result.output
+    assert not calls.find("CreateSecret") and values(SERVER) == before
+    assert versions() == world.versions  # the legacy secrets: not one write
+    assert {kind: values(name) for kind, name in LEGACY.items()} == world.legacy
     arn = sm().describe_secret(SecretId=SERVER)["ARN"]
     for name in ("social-data", "social-app"):
         params, body = stack(name)
