@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mastofargate import aws, names
 from mastofargate.aws import StackNotFound
 from mastofargate.config import Config
-from mastofargate.stack.secrets import secret_names
+from mastofargate.stack.secrets import legacy_secret_names, secret_name
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -107,8 +107,14 @@ class Target:
         return names.cluster(self.name)
 
     @property
-    def secret_names(self) -> dict[str, str]:
-        return secret_names(self.name)
+    def secret_name(self) -> str:
+        """The server's one Secrets Manager secret (stack.secrets.secret_name)."""
+        return secret_name(self.name)
+
+    @property
+    def legacy_secret_names(self) -> dict[str, str]:
+        """The three secrets of servers deployed before the one secret (kind -> name)."""
+        return legacy_secret_names(self.name)
 
     def client(self, service: str) -> Any:
         return aws.client(service, self.region)

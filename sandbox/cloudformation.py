@@ -15,8 +15,16 @@ Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
   - DescribeStackEvents pages (100 events, NextToken), newest first (moto returned every event at once);
   - a change set that imports an export no stack publishes FAILS with "No export named X found", as AWS
     computes it (moto accepted it and failed only on execution);
+  - a change set whose template holds a Secrets Manager dynamic reference
+    (`{{resolve:secretsmanager:NAME:SecretString:KEY}}`) to a secret that does not exist, is scheduled for
+    deletion, or lacks that JSON key FAILS, as AWS resolves dynamic references while computing the change set
+    (moto never resolved them: an RDS password naming a missing secret deployed). The value itself is not
+    put anywhere (moto's stand-ins keep the reference string), so nothing secret reaches the emulator's state;
   - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
-  - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing.
+  - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing;
+  - a modified resource whose type moto cannot update (AWS::RDS::DBInstance: a new MasterUserPassword) is kept
+    as it was, as AWS updates such properties in place (moto dropped it, and DescribeStacks then failed on
+    the outputs' Fn::GetAtt with an internal error).
 
   - DeleteStack returns at once: DELETE_IN_PROGRESS, each resource DELETE_IN_PROGRESS -> DELETE_COMPLETE
     after the resources that refer to it, DELETE_COMPLETE; then the stack is found only by its id (moto
@@ -60,6 +68,7 @@ def patch() -> None:
 
     for fname in ("parse_and_create_resource", "parse_and_update_resource"):
         setattr(parsing, fname, _remember_failing_resource(getattr(parsing, fname)))
+    parsing.parse_and_update_resource = _keep_what_moto_cannot_update(parsing.parse_and_update_resource)
 
     def create_change_set(self: Any, stack_name: str, *args: Any, **kwargs: Any) -> tuple[str, str]:
         for stack in self.stacks.values():
@@ -71,12 +80,17 @@ def patch() -> None:
         stack.resource_map.cross_stack_resources = self.exports
         change_set = self.change_sets[change_set_id]
         missing = sorted(_imports(change_set.template_dict) - set(self.exports))
+        unresolvable = _unresolvable_secret(change_set.template_dict, self.account_id, self.region_name)
         if missing and change_set.status == "CREATE_COMPLETE":
             # AWS resolves Fn::ImportValue while computing the change set and fails it (moto resolved it only
             # when executing, so an app stack needing a data stack's new export looked plannable).
             change_set.status = "FAILED"
             change_set.execution_status = "UNAVAILABLE"
             change_set.status_reason = f"No export named {missing[0]} found"
+        elif unresolvable and change_set.status == "CREATE_COMPLETE":
+            change_set.status = "FAILED"
+            change_set.execution_status = "UNAVAILABLE"
+            change_set.status_reason = unresolvable
         return change_set_id, stack_id
 
     def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
@@ -174,6 +188,31 @@ def patch() -> None:
     responses.CloudFormationResponse.describe_stack_events = describe_stack_events  # type: ignore[method-assign]
 
 
+SECRET_REFERENCE = re.compile(r"\{\{resolve:secretsmanager:([^:}]+):SecretString:([^:}]*)[^}]*\}\}")
+
+
+def _unresolvable_secret(template: dict[str, Any], account_id: str, region: str) -> str:
+    """Why a Secrets Manager dynamic reference of `template` cannot be resolved ("" when all can), in the
+    words AWS uses; reads the emulator's own Secrets Manager."""
+    import json
+
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    backend = secretsmanager_backends[account_id][region]
+    for name, key in sorted(set(SECRET_REFERENCE.findall(json.dumps(template)))):
+        secret = next((s for s in backend.secrets.values() if name in (s.name, s.arn)), None)
+        if secret is None or secret.is_deleted():
+            return f"Secrets Manager can't find the specified secret. (Secret: {name})"
+        if key:
+            try:
+                values = json.loads(secret.versions[secret.default_version_id].get("secret_string") or "{}")
+            except (KeyError, ValueError):
+                values = {}
+            if key not in values:
+                return f"Could not find SecretString key {key} in secret {name}"
+    return ""
+
+
 def _imports(node: Any) -> set[str]:
     """Literal export names a template imports (Fn::ImportValue of a string)."""
     found: set[str] = set()
@@ -245,6 +284,26 @@ def _conditions_using(conditions: dict[str, Any], params: set[str]) -> set[str]:
 def _uses(resource: dict[str, Any], params: set[str], conditions: set[str]) -> bool:
     refs, conds = _refs(resource)
     return bool(refs & params or conds & conditions)
+
+
+def _keep_what_moto_cannot_update(fn: Any) -> Any:
+    """A modified resource whose type moto cannot update (no update_from_cloudformation_json, e.g.
+    AWS::RDS::DBInstance) came back as None and replaced the resource in the stack's map, so every later
+    Fn::GetAtt of it (the stack's outputs: DescribeStacks) failed. AWS updates such properties in place (the
+    schema's non-create-only properties: a new MasterUserPassword, instance class...): the resource stays, as
+    it was (the changed property is not modelled here)."""
+    if getattr(fn, "_sandbox_keeps", False):
+        return fn
+
+    def wrapper(logical_id: str, resource_json: Any, resources_map: Any, *args: Any, **kwargs: Any) -> Any:
+        updated = fn(logical_id, resource_json, resources_map, *args, **kwargs)
+        if updated is None:
+            return resources_map[logical_id]
+        return updated
+
+    wrapper._sandbox_keeps = True  # type: ignore[attr-defined]
+    wrapper._sandbox_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _remember_failing_resource(fn: Any) -> Any:

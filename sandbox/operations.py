@@ -25,7 +25,9 @@ moto applies a change set inside the ExecuteChangeSet call and answers with the 
   - an exception while moto applies a resource fails that resource the same way, with the error's text;
   - a successful UPDATE passes through UPDATE_COMPLETE_CLEANUP_IN_PROGRESS, where replaced task definition
     revisions are deregistered and removed resources deleted (events for each), to UPDATE_COMPLETE;
-  - the stack's outputs, exports, template and parameters change only when the operation succeeds.
+  - the stack's outputs, exports, template and parameters change only when the operation succeeds; then a
+    parameter the new template no longer declares is gone, and after a rollback the parameters are the old
+    ones again (moto kept every parameter a stack ever had).
 
 Still unlike AWS: every resource except a service's UpdateService is created or updated in moto at
 ExecuteChangeSet (only its events wait their turn), removed resources are deleted then too (their events
@@ -328,6 +330,10 @@ class StackOperation:
             return None
         finally:
             ecs.DEFER.active = False
+        # The stack's parameters are the old ones again, as on AWS (moto kept the ones the failed template added)
+        declared = set(self.old_template_dict.get("Parameters") or {})
+        for key in set(resource_map.resolved_parameters) - declared:
+            resource_map.resolved_parameters.pop(key, None)
         started = {s.logical_id for s in self.steps if s.state != "PENDING"}
         for logical_id, obj in resource_map._parsed_resources.items():
             pending = getattr(obj, "__dict__", {}).get("_sandbox_pending_update")
@@ -370,6 +376,11 @@ class StackOperation:
         stack, backend, change_set = self.stack, self.backend, self.change_set
         for export in list(stack.exports):
             backend.exports.pop(export.name, None)
+        # A parameter the new template no longer declares is gone from the stack (DescribeStacks), as on AWS;
+        # moto kept every parameter a stack ever had.
+        declared = set(change_set.template_dict.get("Parameters") or {})
+        for key in set(self.old_template_dict.get("Parameters") or {}) - declared:
+            stack.resource_map.resolved_parameters.pop(key, None)
         stack.template = change_set.template
         stack._parse_template()
         stack.description = stack.template_dict.get("Description")

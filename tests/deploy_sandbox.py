@@ -256,12 +256,16 @@ def service_images(cluster: str = "social") -> dict[str, str]:
 
 
 def secret_versions(name: str = "social") -> dict[str, str]:
+    """The current version of the server's secret and of any legacy secrets it still has, by name."""
     import boto3
 
     sm = boto3.client("secretsmanager")
     out = {}
-    for kind in ("app", "database", "redis"):
-        info = sm.describe_secret(SecretId=f"mastofargate/{name}/{kind}")
+    for kind in ("server", "app", "database", "redis"):
+        try:
+            info = sm.describe_secret(SecretId=f"mastofargate/{name}/{kind}")
+        except sm.exceptions.ResourceNotFoundException:
+            continue
         out[kind] = next(v for v, stages in info["VersionIdsToStages"].items() if "AWSCURRENT" in stages)
     return out
 

@@ -55,7 +55,7 @@ def test_the_backup_task_definition_is_the_contract_the_verbs_run(combo: tuple) 
     assert env["PGDATABASE"] == "mastodon_production" and env["PGUSER"] == "mastodon"
     assert env["BACKUP_BUCKET"] == {"Fn::ImportValue": "social-data:BackupBucketName"}
     assert [s["Name"] for s in c["Secrets"]] == ["PGPASSWORD"]
-    assert c["Secrets"][0]["ValueFrom"] == {"Fn::Join": ["", [{"Ref": "DatabaseSecretArn"}, ":password::"]]}
+    assert c["Secrets"][0]["ValueFrom"] == {"Fn::Join": ["", [{"Ref": "SecretArn"}, ":database_password::"]]}
     assert not any("PASS" in k or "KEY" in k for k in env), "no secret in plain environment"
     # read-only root; the scratch bind mount is the one writable path, and the drill's Postgres is not root
     assert c["ReadonlyRootFilesystem"] is True and c["User"] == "999:999"

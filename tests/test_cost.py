@@ -115,7 +115,7 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     appended = 5 * 300 * H * 3600 / 1e9
     assert usd(est, "EFS Elastic Throughput writes") == pytest.approx((appended + appended / (64 / 1024) * 0.02) * 0.06)
     assert usd(est, "EFS Standard storage") == pytest.approx(0.02 * 0.30)
-    assert usd(est, "Secrets Manager secrets") == pytest.approx(3 * 0.40)
+    assert usd(est, "Secrets Manager secrets") == pytest.approx(1 * 0.40)  # one secret per server (issue 12)
     # the data key and the ECS Exec sessions' own key
     assert usd(est, "KMS customer-managed keys") == pytest.approx(2.00)
     # BackupDump: nightly = 730/24 runs x (2 min start + 2 min/GB x 3 GB) on the backup task (0.5 vCPU, 1 GB,

@@ -216,8 +216,19 @@ def test_overdue_scheduled_job_and_dead_letters_are_problems(moto):
 
 
 def test_status_flags_a_stack_in_a_failed_state(monkeypatch, config_file):
-    """Faked: CloudFormation (Stubber), because moto cannot leave a stack in UPDATE_ROLLBACK_FAILED."""
-    stubs = stub_clients(monkeypatch, "cloudformation")
+    """Faked: CloudFormation (Stubber), because moto cannot leave a stack in UPDATE_ROLLBACK_FAILED; Secrets
+    Manager with it (status looks for the three secrets of servers from before the one secret: none here)."""
+    stubs = stub_clients(monkeypatch, "cloudformation", "secretsmanager")
+    sm = stubs["secretsmanager"]
+    sm.add_response(
+        "describe_secret",
+        {"ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mastofargate/social/server-AbCdEf"},
+        {"SecretId": "mastofargate/social/server"},
+    )
+    for kind in ("app", "database", "redis"):
+        sm.add_client_error(
+            "describe_secret", "ResourceNotFoundException", expected_params={"SecretId": f"mastofargate/social/{kind}"}
+        )
     cfn = stubs["cloudformation"]
     cfn.add_response(
         "describe_stacks",
@@ -238,6 +249,7 @@ def test_status_flags_a_stack_in_a_failed_state(monkeypatch, config_file):
     assert "stack data: social-data UPDATE_ROLLBACK_FAILED" in result.output
     assert "unhealthy: stack social-data is UPDATE_ROLLBACK_FAILED" in result.output
     cfn.assert_no_pending_responses()
+    sm.assert_no_pending_responses()
 
 
 def test_status_renders_a_table_on_a_terminal(monkeypatch):

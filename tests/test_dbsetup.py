@@ -35,7 +35,7 @@ def test_every_other_state_runs_the_task_and_says_why() -> None:
         ),
         "a new password": (
             {"password": "m", "owner_password": PASSWORD, "owner_setup": dbsetup.record_for("another")},
-            "password of mastodon_owner in the database secret is new",
+            "password of mastodon_owner in the secret is new",
         ),
     }
     for case, (secret, why) in cases.items():

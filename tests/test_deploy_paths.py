@@ -23,6 +23,7 @@ import boto3
 import pytest
 
 from mastofargate.images.pipeline import ImageResult
+from mastofargate.stack.secrets import split
 from tests.deploy_sandbox import (
     FAILING_SETUP_IMAGE,
     CliResult,
@@ -153,7 +154,7 @@ def test_data_only_with_elasticache_stores_the_tls_redis_url(world: World) -> No
         result = deploy(world, "--data-only", "--yes")
         assert result.exit_code == 0, result.output
         sm = boto3.client("secretsmanager")
-        redis = json.loads(sm.get_secret_value(SecretId="mastofargate/social/redis")["SecretString"])
+        redis = split(json.loads(sm.get_secret_value(SecretId="mastofargate/social/server")["SecretString"]))["redis"]
         data = boto3.client("cloudformation").describe_stacks(StackName="social-data")["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in data["Outputs"]}
     assert outputs["CacheHost"]

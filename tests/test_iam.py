@@ -64,16 +64,17 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
             {"StringEquals": {"cloudwatch:namespace": "Mastofargate/Backups"}},
         ),
     },
-    # The data stack's database setup task (stack/dbsetup.py): its one secret and its one log group, nothing else.
+    # The data stack's database setup task (stack/dbsetup.py): the server's one secret (ECS hands the container
+    # only database_password of it) and its one log group, nothing else.
     "DatabaseSetupExecutionRole": {
         "WriteItsLog": (
             ["logs:CreateLogStream", "logs:PutLogEvents"],
             [sub("logs", "log-group:/mastofargate/social/dbsetup:*")],
             None,
         ),
-        "ReadTheDatabaseSecret": (
+        "ReadTheServerSecret": (
             ["secretsmanager:GetSecretValue"],
-            [sub("secretsmanager", "secret:mastofargate/social/database-??????")],
+            [sub("secretsmanager", "secret:mastofargate/social/server-??????")],
             None,
         ),
     },
@@ -91,7 +92,12 @@ ALLOWED: dict[str, dict[str, tuple[list[str], list[Any], dict[str, Any] | None]]
         ),
         "ReadOurSecrets": (
             ["secretsmanager:GetSecretValue"],
-            [sub("secretsmanager", f"secret:mastofargate/social/{k}-??????") for k in ("app", "database", "redis")],
+            # the one secret, and the three names of older servers' secrets (readable while a deploy switches a
+            # running server, or CloudFormation rolls the switch back: tasks of the previous definitions)
+            [
+                sub("secretsmanager", f"secret:mastofargate/social/{k}-??????")
+                for k in ("server", "app", "database", "redis")
+            ],
             None,
         ),
     },
@@ -355,14 +361,16 @@ def test_exec_key_grants_only_the_session_log_group(combo: tuple) -> None:
 def test_secret_parameters_accept_only_this_servers_secrets(combo: tuple) -> None:
     import re
 
-    params = stacks(combo)["app"]["Parameters"]
-    for key, kind in (("AppSecretArn", "app"), ("DatabaseSecretArn", "database"), ("RedisSecretArn", "redis")):
-        pattern = re.compile(params[key]["AllowedPattern"])
-        good = f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:mastofargate/social/{kind}-AbC123"
+    built = stacks(combo)
+    assert [k for k in built["app"]["Parameters"] if k.endswith("SecretArn")] == ["SecretArn"]  # one secret
+    for params in (built["app"]["Parameters"], built["data"]["Parameters"]):
+        pattern = re.compile(params["SecretArn"]["AllowedPattern"])
+        good = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mastofargate/social/server-AbC123"
         assert pattern.fullmatch(good)
         for bad in (
             good.replace("/social/", "/other/"),
-            good.replace(f"/{kind}-", "/app-" if kind != "app" else "/database-"),
+            good.replace("/server-", "/app-"),
+            good.replace("/server-", "/database-"),
             "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbC123",
             good + "x",
             "*",

@@ -22,6 +22,7 @@ from mastofargate import aws
 from mastofargate.config import Config
 from mastofargate.deploy import bootstrap, keys
 from mastofargate.errors import MastofargateError
+from mastofargate.stack.secrets import join, split
 from mastofargate.target import Target
 from tests.conftest import make_config
 from tests.moto_server import aws_endpoint, moto_server, subprocess_env  # noqa: F401
@@ -59,9 +60,14 @@ def cli(url: str, *args: str, stdin: str = "", env: dict[str, str] | None = None
     )
 
 
-def secret_values(region: str, kind: str) -> dict[str, str]:
+def server_secret(region: str) -> dict[str, str]:
     sm = boto3.client("secretsmanager", region_name=region)
-    return json.loads(sm.get_secret_value(SecretId=f"mastofargate/social/{kind}")["SecretString"])
+    return json.loads(sm.get_secret_value(SecretId="mastofargate/social/server")["SecretString"])
+
+
+def secret_values(region: str, kind: str) -> dict[str, str]:
+    """One logical kind's keys of the server's one secret (read straight from Secrets Manager)."""
+    return split(server_secret(region))[kind]
 
 
 def in_region(target: Target, region: str) -> Target:
@@ -206,11 +212,14 @@ def test_import_adds_only_missing_keys_to_an_existing_secret(source: Target, tmp
     keys.export_keys(source, file, PASSPHRASE)
     loaded = keys.load(file, PASSPHRASE)
     sm = boto3.client("secretsmanager", region_name="us-east-1")
-    partial = {k: v for k, v in loaded.secrets["app"].items() if k != "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY"}
-    sm.put_secret_value(SecretId="mastofargate/social/app", SecretString=json.dumps(partial))
+    before = server_secret("us-east-1")
+    partial = {k: v for k, v in before.items() if k != "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY"}
+    sm.put_secret_value(SecretId="mastofargate/social/server", SecretString=json.dumps(partial))
     plan = keys.import_keys(source, loaded.secrets)
     assert plan.add == {"app": ["ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY"]} and not plan.create
     assert secret_values("us-east-1", "app") == loaded.secrets["app"]
+    assert server_secret("us-east-1") == before  # every other key (redis_url too) as it was
+    assert join(loaded.secrets).items() <= before.items()
 
 
 def test_export_refuses_to_overwrite_without_force(source: Target, aws_endpoint: str, tmp_path: Path) -> None:  # noqa: F811

@@ -143,7 +143,7 @@ def target(aws_endpoint: str) -> Target:  # noqa: F811
 
 
 def _app(t: Target) -> dict[str, Any]:
-    return json.loads(t.client("secretsmanager").get_secret_value(SecretId=t.secret_names["app"])["SecretString"])
+    return json.loads(t.client("secretsmanager").get_secret_value(SecretId=t.secret_name)["SecretString"])
 
 
 def _keys(t: Target) -> list[str]:

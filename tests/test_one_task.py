@@ -302,16 +302,16 @@ def _redis_url_key(container: dict[str, Any]) -> str:
 
 
 def test_processes_in_the_task_use_loopback_and_one_off_tasks_the_tasks_dns_name() -> None:
-    """Postgres by host; Redis by its rediss:// URL (a secret): the redis secret's `loopback_url`
-    (127.0.0.1) inside the task, its `url` (the task's Cloud Map name) in one-off tasks, both over TLS
+    """Postgres by host; Redis by its rediss:// URL (a secret): the one secret's `redis_loopback_url`
+    (127.0.0.1) inside the task, its `redis_url` (the task's Cloud Map name) in one-off tasks, both over TLS
     (tests/test_redis_tls.py has the whole wiring)."""
     res = app()
     for name in APP:
         container = _containers(res, "ServerTaskDefinition")[name]
         env = {e["Name"]: e["Value"] for e in container["Environment"]}
         assert env["DB_HOST"] == "127.0.0.1" and "REDIS_HOST" not in env, name
-        assert _redis_url_key(container) == "loopback_url", name
-    assert _redis_url_key(_containers(res, "ServerTaskDefinition")["queue-metrics"]) == "loopback_url"
+        assert _redis_url_key(container) == "redis_loopback_url", name
+    assert _redis_url_key(_containers(res, "ServerTaskDefinition")["queue-metrics"]) == "redis_loopback_url"
     jobs = [t for t, r in res.items() if r["Type"] == "AWS::ECS::TaskDefinition" and "Server" not in t]
     assert jobs
     for title in jobs:
@@ -319,7 +319,7 @@ def test_processes_in_the_task_use_loopback_and_one_off_tasks_the_tasks_dns_name
             env = {e["Name"]: e["Value"] for e in c.get("Environment", [])}
             if "DB_HOST" in env:
                 assert env["DB_HOST"] == "server.social.internal", title
-                assert _redis_url_key(c) == "url" and "REDIS_HOST" not in env, title
+                assert _redis_url_key(c) == "redis_url" and "REDIS_HOST" not in env, title
 
 
 def test_the_alb_reaches_web_and_streaming_in_one_task() -> None:

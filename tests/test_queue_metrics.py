@@ -246,13 +246,13 @@ def test_one_publisher_an_alarm_and_a_dashboard(combo: tuple) -> None:
     env = {e["Name"]: e["Value"] for e in c["Environment"]}
     secrets = {s["Name"] for s in c["Secrets"]}
     # ElastiCache: its public certificate; a Redis task: verified against the server's CA (REDIS_CA_CERT),
-    # over loopback when the sidecar is in Redis' own task (the one task: the secret's loopback_url)
+    # over loopback when the sidecar is in Redis' own task (the one task: the secret's redis_loopback_url)
     keys = {s["Name"]: str(s["ValueFrom"]["Fn::Join"][1][-1]).strip(":") for s in c["Secrets"]}
     if cfg.deployment.cache == "elasticache":
         assert secrets == {"REDIS_URL"}
     else:
         assert secrets == {"REDIS_URL", "REDIS_CA_CERT"} and "REDIS_HOST" not in env
-        assert keys["REDIS_URL"] == ("loopback_url" if cfg.one_task else "url")
+        assert keys["REDIS_URL"] == ("redis_loopback_url" if cfg.one_task else "redis_url")
     assert "REDISCLI_AUTH" in c["Command"][0] and "-a " not in c["Command"][0]  # no password on a command line
     assert env["METRICS_NAMESPACE"] == NAMESPACE and env["SERVER_NAME"] == "social"
 

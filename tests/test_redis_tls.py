@@ -25,6 +25,7 @@ from mastofargate.config import Config
 from mastofargate.deploy import bootstrap, redistls
 from mastofargate.errors import MastofargateError
 from mastofargate.stack import build, cache, entrypoints, services
+from mastofargate.stack.secrets import join, split
 from mastofargate.target import Target
 from tests.conftest import make_config, plain_run
 from tests.moto_server import aws_endpoint, moto_server  # noqa: F401
@@ -154,8 +155,8 @@ def _containers(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _secret_key(value_from: Any) -> str:
-    """The JSON key of a `secrets` entry (ValueFrom = Join of the secret's ARN and ':KEY::')."""
-    return str(value_from["Fn::Join"][1][-1]).strip(":")
+    """The logical redis key of a `secrets` entry (ValueFrom = Join of the secret's ARN and ':redis_KEY::')."""
+    return str(value_from["Fn::Join"][1][-1]).strip(":").removeprefix("redis_")
 
 
 MASTODON = ("web", "sidekiq", "streaming", "mastodon")
@@ -268,15 +269,23 @@ def tls_target(aws_endpoint: str) -> Target:  # noqa: F811
     return Target(make_config(cache="task"))
 
 
-def _values(name: str) -> dict[str, Any]:
-    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+SERVER = "mastofargate/social/server"
+
+
+def _flat() -> dict[str, Any]:
+    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=SERVER)["SecretString"])
+
+
+def _values(name: str = SERVER) -> dict[str, Any]:
+    """The redis keys of the server's one secret, unprefixed."""
+    return split(_flat())["redis"]
 
 
 def test_the_secrets_step_adds_a_ca_a_certificate_and_the_url_once(tls_target: Target) -> None:
     run = plain_run(tls_target.config)
     report = bootstrap.secrets_step(run, dry_run=False)
-    assert report.actions["redis"] == "created; added ca_cert, ca_key, tls_cert, tls_key, url"
-    name = tls_target.secret_names["redis"]
+    assert report.action == "created; added ca_cert, ca_key, tls_cert, tls_key, url"
+    name = SERVER
     redis = _values(name)
     assert redis["url"] == f"rediss://:{redis['password']}@{HOST}:6379"
     assert tlscert.ca_problem(redis["ca_cert"], redis["ca_key"]) is None
@@ -284,7 +293,7 @@ def test_the_secrets_step_adds_a_ca_a_certificate_and_the_url_once(tls_target: T
     before = bootstrap.version_ids(tls_target)
 
     again = bootstrap.secrets_step(plain_run(tls_target.config), dry_run=False)
-    assert again.actions["redis"] == "unchanged" and not again.changed
+    assert again.action == "unchanged" and not again.changed
     assert bootstrap.version_ids(tls_target) == before and _values(name) == redis
 
 
@@ -294,7 +303,7 @@ def test_a_one_task_server_gets_a_loopback_url_and_a_certificate_for_loopback(aw
     nothing."""
     target = Target(make_config(cache="task", database="task", layout="one-task"))
     bootstrap.ensure_secrets(target)
-    name = target.secret_names["redis"]
+    name = target.secret_name
     password = _values(name)["password"]
     assert redistls.ensure(target, dry_run=True) == "would add ca_cert, ca_key, loopback_url, tls_cert, tls_key, url"
     assert set(_values(name)) == {"password"}
@@ -317,13 +326,13 @@ def test_a_split_servers_certificate_is_not_reissued(tls_target: Target) -> None
     """Deployed split servers keep their certificate (only its Cloud Map name) and get no loopback URL."""
     bootstrap.ensure_secrets(tls_target)
     redistls.ensure(tls_target)
-    name = tls_target.secret_names["redis"]
+    name = tls_target.secret_name
     assert "loopback_url" not in _values(name)
     assert redistls.ensure(tls_target) == "unchanged"
 
 
 def test_an_expiring_server_certificate_is_reissued_by_the_same_ca(tls_target: Target) -> None:
-    name = tls_target.secret_names["redis"]
+    name = SERVER
     bootstrap.ensure_secrets(tls_target)
     assert redistls.ensure(tls_target) == "added ca_cert, ca_key, tls_cert, tls_key, url"
     first = _values(name)
@@ -338,17 +347,22 @@ def test_an_expiring_server_certificate_is_reissued_by_the_same_ca(tls_target: T
 
 
 def test_the_ca_is_write_once(tls_target: Target) -> None:
-    name = tls_target.secret_names["redis"]
+    name = SERVER
     bootstrap.ensure_secrets(tls_target)
     redistls.ensure(tls_target)
-    present = _values(name)
+    present = _flat()
     other_cert, other_key = tlscert.make_ca("replacement")
-    with pytest.raises(bootstrap.SecretOverwriteRefused, match="ca_cert, ca_key"):
-        bootstrap.write_secret(tls_target, name, {**present, "ca_cert": other_cert, "ca_key": other_key}, present)
-    without = {k: v for k, v in present.items() if k != "ca_key"}
-    with pytest.raises(bootstrap.SecretOverwriteRefused, match="ca_key"):
+    with pytest.raises(bootstrap.SecretOverwriteRefused, match="redis_ca_cert, redis_ca_key"):
+        bootstrap.write_secret(
+            tls_target, name, {**present, "redis_ca_cert": other_cert, "redis_ca_key": other_key}, present
+        )
+    without = {k: v for k, v in present.items() if k != "redis_ca_key"}
+    with pytest.raises(bootstrap.SecretOverwriteRefused, match="redis_ca_key"):
         bootstrap.write_secret(tls_target, name, without, present)
-    assert _values(name) == present
+    redis = _values()
+    with pytest.raises(bootstrap.SecretOverwriteRefused, match="ca_key"):
+        bootstrap.update_kind(tls_target, "redis", {k: v for k, v in redis.items() if k != "ca_key"}, redis)
+    assert _flat() == present
 
 
 @pytest.mark.parametrize(
@@ -361,11 +375,11 @@ def test_the_ca_is_write_once(tls_target: Target) -> None:
 def test_a_ca_changed_by_hand_stops_the_deploy_and_writes_nothing(
     tls_target: Target, change: Callable[[dict[str, Any]], dict[str, Any]], says: str
 ) -> None:
-    name = tls_target.secret_names["redis"]
     bootstrap.ensure_secrets(tls_target)
     redistls.ensure(tls_target)
-    tampered = change(_values(name))
-    boto3.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(tampered))
+    kinds = split(_flat())
+    tampered = join({**kinds, "redis": change(kinds["redis"])})
+    boto3.client("secretsmanager").put_secret_value(SecretId=SERVER, SecretString=json.dumps(tampered))
     before = bootstrap.version_ids(tls_target)
     with pytest.raises(MastofargateError, match=says) as caught:
         redistls.ensure(tls_target)
@@ -375,25 +389,25 @@ def test_a_ca_changed_by_hand_stops_the_deploy_and_writes_nothing(
 
 def test_a_dry_run_says_what_it_would_add_and_writes_nothing(tls_target: Target) -> None:
     first = bootstrap.secrets_step(plain_run(tls_target.config), dry_run=True)
-    assert first.actions["redis"] == "would be created; would add ca_cert, ca_key, tls_cert, tls_key, url"
+    assert first.action == "would be created; would add ca_cert, ca_key, tls_cert, tls_key, url"
     bootstrap.ensure_secrets(tls_target)
     before = bootstrap.version_ids(tls_target)
     again = bootstrap.secrets_step(plain_run(tls_target.config), dry_run=True)
-    assert again.actions["redis"] == "would add ca_cert, ca_key, tls_cert, tls_key, url"
+    assert again.action == "would add ca_cert, ca_key, tls_cert, tls_key, url"
     assert bootstrap.version_ids(tls_target) == before
-    assert set(_values(tls_target.secret_names["redis"])) == {"password"}
+    assert set(_values()) == {"password"}
 
 
 def test_elasticache_servers_get_no_ca(aws_endpoint: str) -> None:  # noqa: F811
     target = Target(make_config(cache="elasticache"))
     bootstrap.secrets_step(plain_run(target.config), dry_run=False)
-    assert set(_values(target.secret_names["redis"])) == {"password"}
+    assert set(_values()) == {"password"}
 
 
 def test_no_value_reaches_the_output(tls_target: Target, capsys: pytest.CaptureFixture[str]) -> None:
     bootstrap.secrets_step(plain_run(tls_target.config), dry_run=False)
     out = capsys.readouterr()
-    redis = _values(tls_target.secret_names["redis"])
+    redis = _values()
     for key in ("password", "ca_key", "tls_key", "url"):
         assert redis[key] not in out.out + out.err, key
     assert "PRIVATE KEY" not in out.out + out.err

@@ -25,6 +25,7 @@ import boto3
 import pytest
 
 from mastofargate.deploy.jobs import CREATE_OWNER
+from mastofargate.stack.secrets import split
 from tests.deploy_sandbox import (
     FAILING_SETUP_IMAGE,
     CliResult,
@@ -153,9 +154,14 @@ def test_the_owner_password_reaches_no_output_and_no_log(world: World) -> None:
     assert not any(re.search(r"New password: \S", line) for line in lines)  # ...but not the password
 
 
-def database_secret() -> dict[str, str]:
-    value = boto3.client("secretsmanager").get_secret_value(SecretId="mastofargate/social/database")["SecretString"]
+def server_secret() -> dict[str, str]:
+    value = boto3.client("secretsmanager").get_secret_value(SecretId="mastofargate/social/server")["SecretString"]
     return dict(json.loads(value))
+
+
+def database_secret() -> dict[str, str]:
+    """The database keys of the server's one secret, unprefixed."""
+    return split(server_secret())["database"]
 
 
 def setup_overrides(calls: Recorder) -> list[dict[str, str]]:
@@ -395,10 +401,10 @@ GOOD_SETUP_IMAGE: list[str] = []
 
 
 def as_an_older_server() -> None:
-    """The database secret of a server deployed before Mastodon had its own role: the master password only."""
+    """The database keys of a server deployed before Mastodon had its own role: the master password only."""
     sm = boto3.client("secretsmanager")
-    old = {k: v for k, v in database_secret().items() if k not in ("owner_password", "owner_setup")}
-    sm.put_secret_value(SecretId="mastofargate/social/database", SecretString=json.dumps(old))
+    old = {k: v for k, v in server_secret().items() if k not in ("database_owner_password", "database_owner_setup")}
+    sm.put_secret_value(SecretId="mastofargate/social/server", SecretString=json.dumps(old))
 
 
 def test_a_failed_owner_setup_on_an_older_server_leaves_the_old_version_serving(world: World) -> None:
@@ -419,7 +425,7 @@ def test_a_failed_owner_setup_on_an_older_server_leaves_the_old_version_serving(
     assert "is still serving" in result.output
     assert "exit code 3" in result.output
     assert "mastofargate logs dbsetup" in result.output
-    assert "added owner_password" in result.output  # the secrets step completed the older secret first
+    assert "added database_owner_password" in result.output  # the secrets step completed the older secret first
     pre = index(calls, "RunTask", taskDefinition="social-migrate-pre")
     setup = index(calls, "RunTask", taskDefinition="social-dbsetup")
     assert len(pre) == 1 and len(setup) == 1 and pre[0] < setup[0]
@@ -467,8 +473,7 @@ def test_destroy_without_delete_data_keeps_the_data(world: World) -> None:
         assert "social-app" not in stacks
         assert stacks["social-data"].endswith("_COMPLETE")
         sm = boto3.client("secretsmanager")
-        for kind in ("app", "database", "redis"):
-            assert "DeletedDate" not in sm.describe_secret(SecretId=f"mastofargate/social/{kind}")
+        assert "DeletedDate" not in sm.describe_secret(SecretId="mastofargate/social/server")
         assert boto3.client("rds").describe_db_instances()["DBInstances"]
         outputs = {
             o["OutputKey"]: o["OutputValue"]

@@ -1,4 +1,5 @@
-"""`mastofargate secrets export|import`: the server's keys kept off AWS, encrypted with a passphrase.
+"""`mastofargate secrets export|import|prune-legacy`: the server's keys kept off AWS, encrypted with a
+passphrase; and the removal of the three secrets older servers had (deploy/migrate_secrets.py).
 
 The passphrase comes from, in order: the environment variable named by --passphrase-env; a terminal
 (asked twice on export, so a typo cannot lock the keys away); else one line of standard input (scripts,
@@ -29,7 +30,8 @@ PassphraseEnv = Annotated[
 
 secrets_app = typer.Typer(
     name="secrets",
-    help="Export the server's keys to an encrypted file, or import them into a new account or region.",
+    help="Export the server's keys to an encrypted file, import them into a new account or region, or remove "
+    "the three secrets of a server deployed before the one secret.",
     no_args_is_help=True,
 )
 
@@ -77,7 +79,7 @@ def export(
     passphrase = read_passphrase(passphrase_env, confirm=True)
     written = keys.export_keys(target, to, passphrase, force=force)
     for kind, names in written.items():
-        typer.echo(f"{target.secret_names[kind]}: {', '.join(names)}")
+        typer.echo(f"{kind}: {', '.join(names)}")
     typer.echo(f"Wrote {to} (mode 0600). Keep it and the passphrase apart, both off AWS.")
 
 
@@ -108,6 +110,48 @@ def import_(
         typer.echo("Nothing to import: the secrets already hold these keys.")
     else:
         typer.echo(f"Imported the keys of {loaded.header.get('source', {}).get('name', '?')} into {target.region}.")
+
+
+@secrets_app.command("prune-legacy")
+def prune_legacy(
+    config: ConfigOption = DEFAULT_CONFIG,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Schedule the three secrets of servers deployed before the one secret (mastofargate/NAME/app, /database,
+    /redis) for deletion, recoverable for 30 days. Refuses, deleting nothing, unless the one secret holds every
+    key they hold (generated keys with the same value) and no stack still references them."""
+    from mastofargate.config import load_config
+    from mastofargate.deploy import migrate_secrets
+    from mastofargate.deploy.preflight import require_confirmation_possible
+    from mastofargate.errors import MastofargateError
+    from mastofargate.target import Target
+    from mastofargate.ui import stdin_is_tty
+
+    target = Target(load_config(config))
+    require_confirmation_possible(yes=yes, dry_run=dry_run, interactive=stdin_is_tty(), verb="secrets prune-legacy")
+    plan = migrate_secrets.plan_prune(target)
+    if not plan.names:
+        typer.echo(f"No legacy secrets: {target.secret_name} is the server's only secret. Nothing to do.")
+        return
+    typer.echo(f"{target.secret_name} holds every key of the legacy secrets, and no stack references them.")
+    if plan.newer:
+        typer.echo(f"  newer in {target.secret_name} (re-made since the migration): {', '.join(plan.newer)}")
+    for name in plan.names:
+        typer.echo(f"- {name}: scheduled for deletion, recoverable for {migrate_secrets.RECOVERY_DAYS} days")
+    typer.echo(
+        "Warning: a release of mastofargate from before the one secret, or a stack rolled back to one, reads these "
+        "secrets: it will no longer start the server (and after the recovery window it would make NEW keys). Use "
+        "this version or later from now on."
+    )
+    if dry_run:
+        typer.echo("Dry run: nothing was deleted.")
+        return
+    if not yes and not typer.confirm("Delete them?", default=False):
+        raise MastofargateError("Cancelled; nothing was deleted.")
+    for name in migrate_secrets.prune(target, plan):
+        undo = f"aws secretsmanager restore-secret --secret-id {name}"
+        typer.echo(f"{name}: deleted in {migrate_secrets.RECOVERY_DAYS} days (undo: {undo})")
 
 
 def register(app: typer.Typer) -> None:

@@ -111,6 +111,7 @@ def collect(target: Target) -> dict[str, Any]:
         edge = edgecheck.facts(target)
         problems += edge["problems"]
     return {
+        "legacy_secrets": _legacy_secrets(target) if deployed else None,
         "edge": edge,
         "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
         "queues": sidekiq_queues(target) if stacks["app"]["status"] else None,
@@ -135,6 +136,23 @@ def collect(target: Target) -> dict[str, Any]:
         "healthy": not problems,
         "problems": problems,
     }
+
+
+def _legacy_secrets(target: Target) -> dict[str, Any] | None:
+    """The three secrets of a server deployed before the one secret: in use, or unused and how to remove them.
+    Never a problem (they cost $0.40/month each, and a deploy never deletes them); unreadable is no news."""
+    from mastofargate.deploy import migrate_secrets
+    from mastofargate.errors import MastofargateError
+
+    try:
+        return migrate_secrets.legacy_status(target)
+    except MastofargateError:
+        return None
+
+
+def _legacy_line(data: dict[str, Any]) -> str | None:
+    legacy = data.get("legacy_secrets")
+    return f"legacy secrets {', '.join(legacy['names'])}: {legacy['note']}" if legacy else None
 
 
 def _service_row(name: str, role: str, service: ServiceTypeDef | None, image: str) -> dict[str, Any]:
@@ -355,6 +373,8 @@ def render_plain(data: dict[str, Any]) -> None:
         echo(line)
     for line in _backup_lines(data):
         echo(line)
+    if line := _legacy_line(data):
+        echo(line)
     echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
 
 
@@ -402,6 +422,8 @@ def render_rich(data: dict[str, Any]) -> None:
     for line in _edge_lines(data):
         c.print(f"  {line}", markup=False, highlight=False)
     for line in _backup_lines(data):
+        c.print(f"  {line}", markup=False, highlight=False)
+    if line := _legacy_line(data):
         c.print(f"  {line}", markup=False, highlight=False)
     c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 

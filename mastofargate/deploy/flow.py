@@ -85,7 +85,7 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
     bootstrap.fill_redis_url(run)
     smtp = mail.ensure_smtp_credentials(target)  # before any task starts: the task definitions read both keys
     if smtp == "created":
-        run.out.line(f"  {target.secret_names['app']}: SES SMTP credentials created (never shown)")
+        run.out.line(f"  {target.secret_name}: SES SMTP credentials created (never shown)")
     if opts.data_only:
         run.out.line(
             f"Data stack {target.data_stack} is {'ready' if data_changed else 'unchanged'} (--data-only); its image "
@@ -153,8 +153,7 @@ def install(run: Run, state: State, plans: Plans, tags: Tags, opts: DeployOption
     then the services switched on."""
     target = run.target
     params = {**plans.app_params, **image_parameters(tags)}
-    arns = bootstrap.require_arns(target)
-    params.update(AppSecretArn=arns.app, DatabaseSecretArn=arns.database, RedisSecretArn=arns.redis)
+    params.update(SecretArn=bootstrap.require_arn(target))
     run.out.step(f"{'Creating' if not state.app_exists else 'Updating'} {target.app_stack} with services at zero")
     template = plans.app.template
     at_zero = app_change_set(
@@ -302,8 +301,7 @@ def ensure_owner_before_rollout(run: Run, app_plan: stacks.Plan, serving: str, o
             timeout=opts.timeout,
             failed="The database setup failed (Mastodon's owner role could not be made or handed the database); "
             f"nothing was rolled out and the old version ({serving or '?'}) is still serving.",
-            fix="read the log lines ('mastofargate logs dbsetup'), fix the cause, then run 'mastofargate deploy' "
-            "again",
+            fix="read the log lines ('mastofargate logs dbsetup'), fix the cause, then run 'mastofargate deploy' again",
         )
     except BaseException:
         stacks.discard(run.target, app_plan)

@@ -2,9 +2,10 @@
 
 DESIGN invariant 7: a backup is worthless without the keys that make it readable — the three
 ACTIVE_RECORD_ENCRYPTION_* keys (encrypted columns), SECRET_KEY_BASE (sessions, signed ids) and the VAPID
-pair (push subscriptions). They live in the three Secrets Manager secrets the bootstrap writes
-(deploy/bootstrap.py: `app`, `database`, `redis`, each one JSON object). This module copies every key of
-those secrets into one file and back, except the Redis `url`, which names the old cache's host and is
+pair (push subscriptions). They live in the server's one Secrets Manager secret (deploy/bootstrap.py:
+logical kinds `app`, `database`, `redis` as flat keys; on a server not migrated yet, three legacy secrets).
+This module copies every key into one file (by kind, unprefixed: files written before the one secret
+import unchanged) and back, except the Redis `url`, which names the old cache's host and is
 derived again by the deploy in the new place, and the Redis task's CA and certificate (made again there).
 
 File format (version 1), text so it survives copy/paste and mail:
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mastofargate.errors import EXIT_USAGE, MastofargateError, UsageError
+from mastofargate.stack.secrets import KINDS, flat_key, join
 
 if TYPE_CHECKING:
     from mastofargate.target import Target
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 MAGIC = "mastofargate-keys"
 FORMAT_VERSION = 1
 CIPHER = "AES-256-GCM"
-KINDS = ("app", "database", "redis")
 # Keys made again in the new place, never copied: the Redis URL holds the old cache host; the Redis task's
 # certificate is re-issued for the new name; its CA's key never leaves the redis secret (deploy/redistls.py)
 # and a new place simply gets a new CA (it protects traffic, no stored data).
@@ -68,8 +69,10 @@ class KeysFile:
 
 @dataclass
 class ImportPlan:
-    """What `import_keys` would do, per secret: create it, add keys to it, or nothing. Never values."""
+    """What `import_keys` would do, per kind: create it, add keys to it, or nothing. Never values."""
 
+    layout: str = "one"  # bootstrap.Store.layout of the target
+    names: dict[str, str] = field(default_factory=dict)  # kind -> the secret its keys go to
     create: dict[str, list[str]] = field(default_factory=dict)  # kind -> keys
     add: dict[str, list[str]] = field(default_factory=dict)  # kind -> keys
     same: dict[str, list[str]] = field(default_factory=dict)
@@ -82,13 +85,17 @@ class ImportPlan:
     def lines(self, target: Target) -> list[str]:
         out = []
         for kind in KINDS:
-            name = target.secret_names[kind]
+            name = self.names.get(kind, target.secret_name)
+
+            def keys(listed: list[str], kind: str = kind) -> str:
+                return ", ".join(key if self.layout == "legacy" else flat_key(kind, key) for key in listed)
+
             if kind in self.create:
-                out.append(f"{name}: create with {', '.join(self.create[kind])}")
+                out.append(f"{name}: create with {keys(self.create[kind])}")
             elif kind in self.add:
-                out.append(f"{name}: add {', '.join(self.add[kind])}")
+                out.append(f"{name}: add {keys(self.add[kind])}")
             elif kind in self.same:
-                out.append(f"{name}: already holds the same keys")
+                out.append(f"{name}: already holds the same {kind} keys")
         return out
 
 
@@ -233,21 +240,24 @@ def check_passphrase(passphrase: str) -> None:
 
 
 def read_keys(target: Target) -> dict[str, dict[str, str]]:
-    """Every exportable key of the server's secrets (kind -> key -> value); refuses when the app secret
-    is missing, because an export without the encryption keys would be worthless."""
+    """Every exportable key of the server's secret (kind -> key -> value), from the one secret or, on a server
+    not migrated yet, the three legacy ones; refuses when the app keys are missing, because an export
+    without the encryption keys would be worthless."""
+    from mastofargate import aws
     from mastofargate.deploy import bootstrap
 
-    out: dict[str, dict[str, str]] = {}
-    for kind in KINDS:
-        name = target.secret_names[kind]
-        info = bootstrap._describe(target, name)
-        if info is None or info.get("DeletedDate"):
-            continue
-        values = bootstrap.read_secret(target, name)
-        out[kind] = {k: str(v) for k, v in values.items() if k not in DERIVED_KEYS.get(kind, ())}
-    if "app" not in out:
+    try:
+        values = bootstrap.read_all(target)
+    except aws.NotFound:
+        values = {}
+    out = {
+        kind: {k: str(v) for k, v in kv.items() if k not in DERIVED_KEYS.get(kind, ())}
+        for kind, kv in values.items()
+        if kv
+    }
+    if not out.get("app"):
         raise MastofargateError(
-            f"Secret {target.secret_names['app']} does not exist in {target.region}.",
+            f"Secret {target.secret_name} does not exist in {target.region}.",
             why="the server's keys are created by the first 'mastofargate deploy'",
             fix="check aws.name and aws.region in the config (and AWS_PROFILE for the account)",
             exit_code=EXIT_USAGE,
@@ -256,22 +266,22 @@ def read_keys(target: Target) -> dict[str, dict[str, str]]:
 
 
 def plan_import(target: Target, values: dict[str, dict[str, str]]) -> ImportPlan:
-    """Compare the file's keys with the target's secrets (reads only)."""
+    """Compare the file's keys with the target's secret (reads only). The keys go where the server reads
+    them: the one secret, or the legacy secret of their kind on a server the deploy has not migrated yet."""
     from mastofargate.deploy import bootstrap
 
-    plan = ImportPlan()
+    store = bootstrap.locate(target)
+    plan = ImportPlan(layout=store.layout)
+    present_all = bootstrap.read_all(target, store) if store.layout != "none" else {}
     for kind in KINDS:
         wanted = values.get(kind)
         if not wanted:
             continue
-        name = target.secret_names[kind]
-        info = bootstrap._describe(target, name)
-        if info is not None and info.get("DeletedDate"):
-            raise bootstrap._scheduled_for_deletion(name)
-        if info is None:
+        plan.names[kind] = target.legacy_secret_names[kind] if store.layout == "legacy" else target.secret_name
+        if store.layout == "none" or (store.layout == "legacy" and kind not in store.legacy):
             plan.create[kind] = sorted(wanted)
             continue
-        present = bootstrap.read_secret(target, name)
+        present = present_all[kind]
         conflicts = sorted(k for k, v in wanted.items() if k in present and str(present[k]) != v)
         missing = sorted(k for k in wanted if k not in present)
         if conflicts:
@@ -284,13 +294,16 @@ def plan_import(target: Target, values: dict[str, dict[str, str]]) -> ImportPlan
 
 
 def import_keys(target: Target, values: dict[str, dict[str, str]], *, dry_run: bool = False) -> ImportPlan:
-    """Write the file's keys into the target's secrets; refuses before any write when an existing key
+    """Write the file's keys into the target's secret; refuses before any write when an existing key
     differs (DESIGN invariant 2: an existing key is never replaced, not even by an import)."""
     from mastofargate.deploy import bootstrap
 
     plan = plan_import(target, values)
     if plan.conflicts:
-        listed = "; ".join(f"{target.secret_names[k]}: {', '.join(v)}" for k, v in sorted(plan.conflicts.items()))
+        listed = "; ".join(
+            f"{plan.names[k]}: {', '.join(flat_key(k, key) if plan.layout != 'legacy' else key for key in v)}"
+            for k, v in sorted(plan.conflicts.items())
+        )
         raise UsageError(
             "Refusing to import: the target already holds different values for " + listed + ".",
             why="these keys are never replaced (a database encrypted with the current keys would become "
@@ -300,24 +313,20 @@ def import_keys(target: Target, values: dict[str, dict[str, str]], *, dry_run: b
         )
     if dry_run:
         return plan
-    sm = target.client("secretsmanager")
-    for kind, keys in plan.create.items():
-        name = target.secret_names[kind]
-        with bootstrap._quiet_errors(f"creating secret {name}"):
-            sm.create_secret(
-                Name=name,
-                Description=bootstrap.DESCRIPTIONS[kind],
-                SecretString=json.dumps({k: values[kind][k] for k in keys}, sort_keys=True),
-                Tags=[{"Key": "mastofargate:stack", "Value": target.name}],
+    if plan.layout == "none" and plan.create:
+        made = {kind: {k: values[kind][k] for k in keys} for kind, keys in plan.create.items()}
+        bootstrap.create_secret(target, target.secret_name, join(made))
+    elif plan.layout == "legacy":
+        for kind, keys in plan.create.items():
+            bootstrap.create_secret(
+                target,
+                target.legacy_secret_names[kind],
+                {k: values[kind][k] for k in keys},
+                bootstrap.LEGACY_DESCRIPTIONS[kind],
             )
     for kind, keys in plan.add.items():
-        name = target.secret_names[kind]
-        present = bootstrap.read_secret(target, name)
-        new = {**present, **{k: values[kind][k] for k in keys}}
-        if any(new[k] != v for k, v in present.items()):  # plan_import guarantees this; a safety rule raises
-            raise MastofargateError(f"Refusing to change existing keys of {name} (a bug; nothing written).")
-        with bootstrap._quiet_errors(f"adding keys to secret {name}"):
-            sm.put_secret_value(SecretId=name, SecretString=json.dumps(new, sort_keys=True))
+        present = bootstrap.read_kind(target, kind)
+        bootstrap.update_kind(target, kind, {**present, **{k: values[kind][k] for k in keys}}, present)
     return plan
 
 

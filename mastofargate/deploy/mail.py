@@ -3,7 +3,7 @@
 `ensure_smtp_credentials(target)` gives Mastodon working SMTP credentials without any static key in the
 config, a template, an output or a log: it creates an access key for the data stack's SMTP user, derives
 the SMTP password from the secret key with SES's documented algorithm, and stores SMTP_LOGIN and
-SMTP_PASSWORD in the app secret (which the task definitions read). The secret access key exists only in
+SMTP_PASSWORD in the server secret (which the task definitions read). The secret access key exists only in
 this process's memory. It is idempotent: when the stored login is still an active key of that user,
 nothing changes; keys of that user that the secret does not hold (left by an interrupted run) are deleted
 first, so IAM's two-keys-per-user limit never blocks a re-run.
@@ -60,20 +60,20 @@ def _smtp_user(target: Target) -> str:
 
 
 def _write_smtp_keys(target: Target, present: dict[str, Any], login: str, password: str) -> None:
-    """Write SMTP_LOGIN/SMTP_PASSWORD; every other key of the app secret is carried over unchanged."""
+    """Write SMTP_LOGIN/SMTP_PASSWORD; every other key of the secret is carried over unchanged."""
     new = {**present, "SMTP_LOGIN": login, "SMTP_PASSWORD": password}
-    bootstrap.write_secret(target, target.secret_names["app"], new, present)  # the one guarded write
+    bootstrap.update_kind(target, "app", new, present)  # the one guarded read-merge-write
 
 
 def ensure_smtp_credentials(target: Target) -> str:
-    """Make sure the app secret holds SES SMTP credentials of a live key; return what was done
-    ("not used", "unchanged", "created"). Call after the data stack exists and the app secret has been
+    """Make sure the secret holds SES SMTP credentials of a live key; return what was done
+    ("not used", "unchanged", "created"). Call after the data stack exists and the secret has been
     created (bootstrap.ensure_secrets), before services start (their task definitions read both keys)."""
     if target.config.smtp.server:
         return "not used"
     user = _smtp_user(target)
     iam = target.client("iam")
-    present = bootstrap.read_secret(target, target.secret_names["app"])
+    present = bootstrap.read_kind(target, "app")
     login = present.get("SMTP_LOGIN")
     with aws.aws_errors(f"listing the access keys of IAM user {user}"):
         keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]

@@ -36,21 +36,19 @@ class Plans:
         return [self.data, self.app]
 
 
-def app_parameters(arns: bootstrap.SecretArns | None, tags: Tags | None, services_enabled: bool) -> dict[str, str]:
+def app_parameters(arn: str | None, tags: Tags | None, services_enabled: bool) -> dict[str, str]:
     return {
         "MastodonImageTag": tags.mastodon if tags else NOT_YET,
         "StreamingImageTag": tags.streaming if tags else NOT_YET,
         "BackupImageTag": tags.backup if tags and tags.backup else NOT_YET,
-        "AppSecretArn": arns.app if arns else "(created by deploy)",
-        "DatabaseSecretArn": arns.database if arns else "(created by deploy)",
-        "RedisSecretArn": arns.redis if arns else "(created by deploy)",
+        "SecretArn": arn or "(created by deploy)",
         "ServicesEnabled": "true" if services_enabled else "false",
     }
 
 
-def data_parameters(arns: bootstrap.SecretArns | None) -> dict[str, str]:
-    """The data stack's one parameter: the database secret, which its database setup task reads."""
-    return {"DatabaseSecretArn": arns.database if arns else "(created by deploy)"}
+def data_parameters(arn: str | None) -> dict[str, str]:
+    """The data stack's one parameter: the server's secret, whose database password its setup task reads."""
+    return {"SecretArn": arn or "(created by deploy)"}
 
 
 def make_plans(run: Run, state: State, secrets: bootstrap.SecretsReport | None, *, dry_run: bool) -> Plans:
@@ -62,9 +60,18 @@ def make_plans(run: Run, state: State, secrets: bootstrap.SecretsReport | None, 
     run.out.step("Plan")
     built = build(target.config)
     templates = {k: json.loads(stacks.render(t)) for k, t in built.items()}
-    arns = secrets.arns if secrets and secrets.arns.app else bootstrap.existing_arns(target)
+    arn = secrets.arn if secrets and secrets.arn else bootstrap.existing_arn(target)
     role = change_set_role_arn(target)
-    data_params = data_parameters(arns)
+    data_params = data_parameters(arn)
+    params = app_parameters(arn, state.tags, services_enabled=not state.installing)
+    if arn is None and state.data_exists:
+        # A dry run of a server still on the three legacy secrets: the one secret its templates reference is
+        # made by the real deploy's secrets step, so CloudFormation cannot plan against it yet (the dynamic
+        # references would not resolve; the ARN's suffix is not known).
+        note = f"planned once {target.secret_name} exists (the deploy makes it from the legacy secrets first)"
+        data_plan = stacks.deferred_plan(target.data_stack, templates["data"], data_params, note)
+        app_plan = stacks.deferred_plan(target.app_stack, templates["app"], params, note)
+        return Plans(data_plan, app_plan, secrets, params, built)
     if state.data_exists or not dry_run:
         kind: stacks.Kind = "UPDATE" if state.data_exists else "CREATE"
         data_plan = stacks.create_change_set(
@@ -72,7 +79,6 @@ def make_plans(run: Run, state: State, secrets: bootstrap.SecretsReport | None, 
         )
     else:
         data_plan = stacks.template_plan(target.data_stack, templates["data"], data_params)
-    params = app_parameters(arns, state.tags, services_enabled=not state.installing)
     app_plan = plan_app(target, state, templates["app"], params, data_plan)
     return Plans(data_plan, app_plan, secrets, params, built)
 

@@ -1,7 +1,7 @@
-"""The Redis task's TLS material in the redis secret, made by the deploy's secrets step (stack/cache.py
+"""The Redis task's TLS material in the secret's redis_ keys, made by the deploy's secrets step (stack/cache.py
 `redis_tls`: Redis in a task, its own or the one task of the one-task layout).
 
-Keys of the redis secret it adds (never values in any output):
+Keys it adds (redis_ prefixed in the one secret) (never values in any output):
   ca_cert, ca_key   the server's private CA, made ONCE: every Mastodon process trusts ca_cert, so replacing
                     it would cut them all off from Redis. Guarded by `bootstrap.write_secret` like the app
                     keys (they are not replaceable); ca_key never leaves the secret (no task receives it).
@@ -31,6 +31,7 @@ from mastofargate import aws, tlscert
 from mastofargate.deploy import bootstrap
 from mastofargate.errors import EXIT_USAGE, MastofargateError
 from mastofargate.stack import cache
+from mastofargate.stack.secrets import flat_key
 
 if TYPE_CHECKING:
     from mastofargate.target import Target
@@ -57,7 +58,8 @@ def _ca(target: Target, present: dict[str, object], now: datetime.datetime | Non
     else:
         problem = "only one of ca_cert and ca_key is there"
     raise MastofargateError(
-        f"The Redis CA in secret {target.secret_names['redis']} cannot be used: {problem}. Nothing was written.",
+        f"The Redis CA ({flat_key('redis', 'ca_cert')}) in secret {target.secret_name} cannot be used: {problem}. "
+        "Nothing was written.",
         why="ca_cert and ca_key were changed outside mastofargate; they are made once and never replaced, "
         "because every Mastodon process trusts that CA",
         fix="restore the secret's previous version in Secrets Manager (versions are kept)",
@@ -83,7 +85,7 @@ def _changed_keys(target: Target, present: dict[str, object], now: datetime.date
     password = present.get("password")
     if not isinstance(password, str) or not password:
         raise MastofargateError(
-            f"Secret {target.secret_names['redis']} has no password.",
+            f"Secret {target.secret_name} has no {flat_key('redis', 'password')}.",
             why="it was changed outside mastofargate",
             fix="restore its previous version in the Secrets Manager console",
             exit_code=EXIT_USAGE,
@@ -96,11 +98,10 @@ def _changed_keys(target: Target, present: dict[str, object], now: datetime.date
 
 
 def ensure(target: Target, *, dry_run: bool = False, now: datetime.datetime | None = None) -> str:
-    """Add what the redis secret lacks for TLS; return what was done ('unchanged', 'added KEY, ...', or
+    """Add what the redis keys lack for TLS; return what was done ('unchanged', 'added KEY, ...', or
     with `dry_run` 'would add ...'). The secret itself exists already (bootstrap.ensure_secrets)."""
-    name = target.secret_names["redis"]
     try:
-        present = bootstrap.read_secret(target, name)
+        present = bootstrap.read_kind(target, "redis")
     except aws.AccessDenied:
         if dry_run:  # a read-only role (CI's plan role) may not read values
             return "its TLS keys are not readable with these credentials"
@@ -116,5 +117,5 @@ def ensure(target: Target, *, dry_run: bool = False, now: datetime.datetime | No
     listing = ", ".join(sorted(new))
     if dry_run:
         return f"would add {listing}"
-    bootstrap.write_secret(target, name, {**present, **new}, present)
+    bootstrap.update_kind(target, "redis", {**present, **new}, present)
     return f"added {listing}"

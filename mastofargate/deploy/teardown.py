@@ -34,7 +34,7 @@ def show_plan(run: Run, app: StackState | None, data: StackState | None, delete_
     outputs = data.outputs if data is not None else {}
     if not delete_data:
         line(f"  kept: {target.data_stack} (database, file system, media bucket, network, image repositories)")
-        line(f"  kept: secrets {', '.join(target.secret_names.values())}")
+        line(f"  kept: secrets {', '.join(bootstrap.existing_names(target)) or target.secret_name}")
         return
     if data is not None:
         line(f"- {target.data_stack}: network, database, cache, image repositories (their images), deploy bucket")
@@ -46,10 +46,8 @@ def show_plan(run: Run, app: StackState | None, data: StackState | None, delete_
             if outputs.get(key):
                 line(f"  retained (not deleted): {what}: {outputs[key]}")
         line(f"  retained (not deleted): backup vault {target.name}-backups with its recovery points")
-    line(
-        f"- secrets {', '.join(target.secret_names.values())}: scheduled for deletion, recoverable for "
-        f"{SECRET_RECOVERY_DAYS} days"
-    )
+    existing = ", ".join(bootstrap.existing_names(target)) or "(none)"
+    line(f"- secrets {existing}: scheduled for deletion, recoverable for {SECRET_RECOVERY_DAYS} days")
 
 
 def delete_app(run: Run, *, timeout: float) -> None:

@@ -24,7 +24,7 @@ from troposphere import GetAtt, Ref, Tags, elasticache
 from mastofargate.stack.cluster import NAMESPACE_SUFFIX
 from mastofargate.stack.context import Build
 from mastofargate.stack.network import REDIS_PORT
-from mastofargate.stack.secrets import secret_names
+from mastofargate.stack.secrets import flat_key, secret_name
 
 if TYPE_CHECKING:
     from mastofargate.config import Config
@@ -45,6 +45,23 @@ NODE_EXTRA = f"{CA_DIR}/redis-ca.pem"
 # IP SANs (127.0.0.1, what Mastodon's URL names), `localhost` against its DNS SANs (redis-cli by hand).
 LOOPBACK_HOST = "127.0.0.1"
 LOOPBACK_NAMES = ("localhost", LOOPBACK_HOST)
+
+
+def _auth_token(b: Build) -> str:
+    """The cache's AUTH token: a dynamic reference to `redis_password` of the server's one secret.
+
+    Servers deployed before the one secret reference `mastofargate/{name}/redis:SecretString:password`; the
+    deploy's migration (deploy/migrate_secrets.py) copies that value verbatim and verifies it BEFORE this
+    template is applied. What we rely on (AWS documentation, checked for issue 12):
+      - CloudFormation resolves a dynamic reference only when the reference string itself changes
+        (knowledge-center "cloudformation-stack-update-secrets"), so this change is what makes it re-read;
+      - AuthToken is not among AWS::ElastiCache::ReplicationGroup's createOnlyProperties (the resource
+        schema cfn-lint ships), so the change updates the group in place through ModifyReplicationGroup,
+        never a replacement; tests/test_secret_layout.py holds that the schema still says so;
+      - ModifyReplicationGroup with an AuthToken and no AuthTokenUpdateStrategy uses ROTATE, which keeps the
+        old token valid beside the new one; the "new" token is the same string, so no client is cut off.
+    """
+    return "{{resolve:secretsmanager:" + secret_name(b.name) + ":SecretString:" + flat_key("redis", "password") + "}}"
 
 
 def redis_tls(config: Config) -> bool:
@@ -119,7 +136,7 @@ def add(b: Build) -> None:
             TransitEncryptionEnabled=True,
             AtRestEncryptionEnabled=True,
             KmsKeyId=GetAtt("EncryptionKey", "Arn"),
-            AuthToken="{{resolve:secretsmanager:" + secret_names(b.name)["redis"] + ":SecretString:password}}",
+            AuthToken=_auth_token(b),
             CacheSubnetGroupName=Ref(subnets),
             CacheParameterGroupName=Ref(params),
             SecurityGroupIds=[Ref("CacheSecurityGroup")],

@@ -31,21 +31,20 @@ APP_PARAMETERS: dict[str, str] = {
     "MastodonImageTag": "Tag of the pre-baked Mastodon image (web, sidekiq, jobs) in ECR",
     "StreamingImageTag": "Tag of the pre-baked streaming image in ECR",
     "BackupImageTag": "Tag of the backup image in ECR (Postgres + pgBackRest + pgtask.py; backup tasks, Postgres task)",
-    "AppSecretArn": "ARN of the Secrets Manager secret holding SECRET_KEY_BASE, VAPID and encryption keys",
-    "DatabaseSecretArn": "ARN of the Secrets Manager secret holding the Postgres password",
-    "RedisSecretArn": "ARN of the Secrets Manager secret holding the Redis password and URL",
+    "SecretArn": "ARN of the server's Secrets Manager secret (SECRET_KEY_BASE, VAPID, encryption keys, database "
+    "and Redis passwords)",
     "ServicesEnabled": "false keeps web/streaming/sidekiq at zero tasks (first install runs migrations first)",
 }
 
 
-# Secret-ARN parameters and the secret (by kind, see secrets.secret_names) each must name.
-SECRET_PARAMETERS: dict[str, str] = {"AppSecretArn": "app", "DatabaseSecretArn": "database", "RedisSecretArn": "redis"}
+# Secret-ARN parameters and the secret each must name (its last path part, see secrets.secret_name).
+SECRET_PARAMETERS: dict[str, str] = {"SecretArn": "server"}
 
 
 def secret_arn_constraint(stack_name: str, kind: str) -> dict[str, object]:
-    """AllowedPattern for a secret-ARN parameter: only this server's secret of that kind (Secrets Manager adds
-    '-' and six characters to the name), so a stack update cannot point a task at another server's secret."""
-    name = f"mastofargate/{stack_name}/{kind}"  # secrets.secret_names, restated to keep context import-light
+    """AllowedPattern for a secret-ARN parameter: only this server's secret (Secrets Manager adds '-' and six
+    characters to the name), so a stack update cannot point a task at another server's secret."""
+    name = f"mastofargate/{stack_name}/{kind}"  # secrets.secret_name, restated to keep context import-light
     arn = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:"
     return {
         "AllowedPattern": arn + re.escape(name) + r"-[A-Za-z0-9]{6}$",

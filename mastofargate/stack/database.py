@@ -16,7 +16,7 @@ from troposphere import GetAtt, Ref, Sub, Tags, backup, efs, iam, logs, rds
 from mastofargate import names
 from mastofargate.stack.context import Build
 from mastofargate.stack.network import SUBNET_CIDRS
-from mastofargate.stack.secrets import secret_names
+from mastofargate.stack.secrets import flat_key, secret_name
 
 DB_NAME = "mastodon_production"
 DB_USER = "mastodon"  # the RDS master user / the Postgres task's superuser: the database setup task only
@@ -41,8 +41,15 @@ def needs_file_system(b: Build) -> bool:
 
 
 def _password_ref(b: Build, which: str) -> str:
-    """A dynamic reference: CloudFormation resolves it at deploy time; the template holds no secret."""
-    return "{{resolve:secretsmanager:" + secret_names(b.name)[which] + ":SecretString:password}}"
+    """A dynamic reference: CloudFormation resolves it at deploy time; the template holds no secret.
+
+    Servers deployed before the one secret reference `mastofargate/{name}/database:SecretString:password`;
+    the deploy's migration copies the value verbatim and verifies it before this template is applied. The
+    changed reference string makes CloudFormation resolve it and set MasterUserPassword (AWS: a changed
+    dynamic reference is what triggers the re-read); per the RDS API, changing MasterUserPassword "doesn't
+    result in an outage" and MasterUserPassword is not a createOnlyProperty of AWS::RDS::DBInstance (the
+    schema cfn-lint ships), so the instance is modified in place, to the same password."""
+    return "{{resolve:secretsmanager:" + secret_name(b.name) + ":SecretString:" + flat_key(which, "password") + "}}"
 
 
 def _rds(b: Build) -> None:

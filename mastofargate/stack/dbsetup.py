@@ -11,10 +11,10 @@ the first upgrade of an existing server the app change set itself switches every
 role, so the setup must be runnable before that change set executes, and the data stack is always applied
 first. It also belongs with the database: its image follows the Postgres major version, not a release.
 
-Minimal on purpose: its own execution role may read only the database secret and write only its own log
-group; it has no task role (psql calls no AWS API) and no ECS Exec. The master password reaches the
-container as PGPASSWORD through the task definition's `secrets`; the command holds no secret and the SQL
-reaches psql on stdin, not in its arguments.
+Minimal on purpose: its own execution role may read only the server's secret (ECS hands the container
+only its `database_password`) and write only its own log group; it has no task role (psql calls no AWS
+API) and no ECS Exec. The master password reaches the container as PGPASSWORD through the task
+definition's `secrets`; the command holds no secret and the SQL reaches psql on stdin, not in its arguments.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
 from mastofargate.stack.iam import trust_policy
 from mastofargate.stack.network import POSTGRES_PORT
-from mastofargate.stack.secrets import secret_names
+from mastofargate.stack.secrets import flat_key, secret_name
 
 JOB = "dbsetup"
 CONTAINER = "dbsetup"
@@ -83,7 +83,7 @@ def add(b: Build) -> None:
     from mastofargate.stack.services import POSTGRES_IMAGE  # services imports the app-side builders
 
     t = b.data
-    secret_arn = b.data_param("DatabaseSecretArn")
+    secret_arn = b.data_param("SecretArn")
     log_group = b.add(
         t,
         logs.LogGroup(
@@ -114,19 +114,18 @@ def add(b: Build) -> None:
                                 Resource=[Sub(arn % ("logs", f"log-group:{names.log_group(b.name, JOB)}:*"))],
                             ),
                             Statement(
-                                Sid="ReadTheDatabaseSecret",
+                                Sid="ReadTheServerSecret",
                                 Effect=Allow,
                                 Action=[sm_actions.GetSecretValue],
-                                Resource=[
-                                    Sub(arn % ("secretsmanager", f"secret:{secret_names(b.name)['database']}-??????"))
-                                ],
+                                Resource=[Sub(arn % ("secretsmanager", f"secret:{secret_name(b.name)}-??????"))],
                             ),
                         ],
                     ),
                 )
             ],
         ),
-        "Lets ECS start the database setup task: the database secret and the task's log group only",
+        "Lets ECS start the database setup task: the server's secret (of which the task gets only the master "
+        "password) and the task's log group only",
     )
     container = ecs.ContainerDefinition(
         Name=CONTAINER,
@@ -136,7 +135,9 @@ def add(b: Build) -> None:
         MemoryReservation=MEMORY,
         Command=COMMAND,
         Environment=[ecs.Environment(Name=k, Value=v) for k, v in sorted(environment(b).items())],
-        Secrets=[ecs.Secret(Name="PGPASSWORD", ValueFrom=Join("", [secret_arn, ":password::"]))],
+        Secrets=[
+            ecs.Secret(Name="PGPASSWORD", ValueFrom=Join("", [secret_arn, f":{flat_key('database', 'password')}::"]))
+        ],
         LogConfiguration=ecs.LogConfiguration(
             LogDriver="awslogs",
             Options={

@@ -39,7 +39,7 @@ from mastofargate import names
 from mastofargate.stack.backups import METRIC_NAMESPACE, PGBACKREST_PREFIX
 from mastofargate.stack.context import Build
 from mastofargate.stack.registry import repository_names
-from mastofargate.stack.secrets import secret_names
+from mastofargate.stack.secrets import legacy_secret_names, secret_name
 
 BACKUP_ACTIONS = [
     s3_actions.GetObject,
@@ -212,13 +212,12 @@ def _role(b: Build, title: str, service: str, description: str, statements: list
 
 def add(b: Build) -> None:
     arn = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:%s"
-    for param in ("AppSecretArn", "DatabaseSecretArn", "RedisSecretArn"):
-        b.app_param(param)  # constrained to this server's secrets (context.secret_arn_constraint)
+    b.app_param("SecretArn")  # constrained to this server's secret (context.secret_arn_constraint)
     _role(
         b,
         "ExecutionRole",
         "ecs-tasks.amazonaws.com",
-        "Lets ECS pull this server's images, write its logs and read its three secrets",
+        "Lets ECS pull this server's images, write its logs and read its secret",
         [
             # GetAuthorizationToken has no resource type; the pull itself is limited to our repositories.
             Statement(Sid="EcrLogin", Effect=Allow, Action=[ecr_actions.GetAuthorizationToken], Resource=["*"]),
@@ -242,7 +241,14 @@ def add(b: Build) -> None:
                 Sid="ReadOurSecrets",
                 Effect=Allow,
                 Action=[sm_actions.GetSecretValue],
-                Resource=[Sub(arn % ("secretsmanager", f"secret:{n}-??????")) for n in secret_names(b.name).values()],
+                # The one secret, and the names of the three a server deployed before it had: while a deploy
+                # switches a running server (or CloudFormation rolls that switch back, restoring services before
+                # this role), a task of the previous task definitions may start and must still read them. After
+                # `secrets prune-legacy` those names hold nothing (only this server's deploy may create them).
+                Resource=[
+                    Sub(arn % ("secretsmanager", f"secret:{n}-??????"))
+                    for n in (secret_name(b.name), *legacy_secret_names(b.name).values())
+                ],
             ),
         ],
     )

@@ -1,9 +1,10 @@
 """Encryption key and the secrets Mastodon needs, and how containers receive them.
 
-The secret *values* are generated once by the deploy's bootstrap and stored in Secrets Manager under
-names derived from the stack name; they are never created by CloudFormation, so no stack update,
-replacement or delete can regenerate or remove them (DESIGN invariant 2). Templates only reference
-them: containers get them through the task definition's `secrets` (never plain `environment`).
+The secret *values* are generated once by the deploy's bootstrap and stored in ONE Secrets Manager secret
+(`secret_name`: one $0.40/month instead of three) as flat JSON keys; they are never created by
+CloudFormation, so no stack update, replacement or delete can regenerate or remove them (DESIGN
+invariant 2). Templates only reference them: containers get them through the task definition's
+`secrets` (never plain `environment`).
 """
 
 from __future__ import annotations
@@ -37,26 +38,68 @@ OWNER_SETUP_RECORD = "owner_setup"
 OTP_SECRET = "OTP_SECRET"  # read by Mastodon only before 4.4; generated anyway so upgrades from 4.3 work
 
 
-def secret_names(stack_name: str) -> dict[str, str]:
-    """Secrets Manager names, one place: app keys, database password, Redis password and URL, SMTP."""
-    return {
-        "app": f"mastofargate/{stack_name}/app",
-        "database": f"mastofargate/{stack_name}/database",
-        "redis": f"mastofargate/{stack_name}/redis",
-    }
+KINDS: tuple[str, ...] = ("app", "database", "redis")
+# The prefix each logical kind's keys carry in the one secret. App keys keep their names (SECRET_KEY_BASE reads
+# as itself in the console and in `secrets export`); database and redis keys are prefixed, so the flat JSON
+# object stays unambiguous. ECS `valueFrom` (`ARN:json-key::`) reaches only top-level keys, hence flat.
+KEY_PREFIX: dict[str, str] = {"app": "", "database": "database_", "redis": "redis_"}
+
+
+def secret_name(stack_name: str) -> str:
+    """THE Secrets Manager secret of a server: every generated or derived value, one JSON object ($0.40/month)."""
+    return f"mastofargate/{stack_name}/server"
+
+
+def legacy_secret_names(stack_name: str) -> dict[str, str]:
+    """The three secrets servers deployed before the one secret have (kind -> name). Read by the deploy's
+    migration (deploy/migrate_secrets.py), never written to once the one secret exists, never deleted by a
+    deploy: only `secrets prune-legacy` or `destroy --delete-data` schedule them for deletion."""
+    return {kind: f"mastofargate/{stack_name}/{kind}" for kind in KINDS}
+
+
+def flat_key(kind: str, key: str) -> str:
+    """The one place a logical (kind, key) becomes a top-level key of the one secret."""
+    if kind not in KEY_PREFIX:
+        raise ValueError(f"unknown secret kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return KEY_PREFIX[kind] + key
+
+
+def kind_of(flat: str) -> tuple[str, str]:
+    """(kind, key) of a top-level key of the one secret; the inverse of `flat_key`."""
+    for kind in ("database", "redis"):
+        if flat.startswith(KEY_PREFIX[kind]):
+            return kind, flat[len(KEY_PREFIX[kind]) :]
+    return "app", flat
+
+
+def split(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The one secret's flat object as kind -> key -> value (every kind present, possibly empty)."""
+    out: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+    for flat, value in values.items():
+        kind, key = kind_of(flat)
+        out[kind][key] = value
+    return out
+
+
+def join(kinds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """kind -> key -> value as the one secret's flat object (the inverse of `split`)."""
+    return {flat_key(kind, key): value for kind, kv in kinds.items() for key, value in kv.items()}
 
 
 @dataclass(frozen=True)
 class SecretRef:
-    """One container secret: environment name <- JSON key of one of our secrets."""
+    """One container secret: environment name <- key of one logical kind of the server's secret."""
 
     env: str
-    secret: str  # "app" | "database" | "redis"
+    secret: str  # "app" | "database" | "redis": the logical kind; flat_key maps it into the one secret
     key: str
 
+    @property
+    def json_key(self) -> str:
+        return flat_key(self.secret, self.key)
+
     def value_from(self, b: Build) -> Join:
-        param = {"app": "AppSecretArn", "database": "DatabaseSecretArn", "redis": "RedisSecretArn"}[self.secret]
-        return Join("", [b.app_param(param), f":{self.key}::"])
+        return Join("", [b.app_param("SecretArn"), f":{self.json_key}::"])
 
 
 def mastodon_secrets(b: Build, role: str, *, redis_on_loopback: bool = False) -> list[SecretRef]:
