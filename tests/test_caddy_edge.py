@@ -301,3 +301,73 @@ def test_certificates_come_from_lets_encrypt_and_live_on_efs_by_default() -> Non
 def test_an_unusable_certificate_authority_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="not usable"):
         caddy_config(make_config(), ca="http://insecure.example/directory")
+
+
+def test_two_caddies_on_one_storage_share_one_certificate(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A front of several tasks: every task's Caddy runs the same configuration on the same storage (EFS in a
+    task, one directory here), started together as a scale-out or a rolling deployment starts them. They
+    coordinate through the storage (certmagic's lock files in `locks/`): exactly one obtains the certificate,
+    the other loads it, and both serve the same one, so Let's Encrypt sees one order, not one per task.
+    Stand-in: Caddy's internal CA for Let's Encrypt (the issuance lock and storage are the same code path)."""
+    caddy = ensure("caddy", "ensure-caddy.sh")
+    work = tmp_path_factory.mktemp("caddies")
+    storage = work / "storage"
+    procs: list[tuple[subprocess.Popen[bytes], int, Any]] = []
+    try:
+        for i in range(2):
+            https_port = free_port()
+            text = caddy_json(
+                make_config(),
+                storage_dir=str(storage),  # the same for both, as the front's EFS access point is
+                ca=INTERNAL,
+                http_port=free_port(),
+                https_port=https_port,
+                health_port=free_port(),
+            )
+            (work / f"caddy{i}.json").write_text(text)
+            home = work / f"home{i}"  # each its own home: only `storage` is shared
+            env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)}
+            log = (work / f"caddy{i}.log").open("wb")
+            proc = subprocess.Popen(
+                [caddy, "run", "--config", str(work / f"caddy{i}.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            procs.append((proc, https_port, log))
+
+        def served(port: int) -> bytes | None:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # compared, not trusted
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", port), 2) as s,
+                    ctx.wrap_socket(s, server_hostname=HOST) as t,
+                ):
+                    return t.getpeercert(binary_form=True)
+            except (OSError, ssl.SSLError):
+                return None
+
+        for proc, port, _ in procs:
+            wait_for(lambda port=port, proc=proc: proc.poll() is None and served(port) is not None, 60, "HTTPS")
+        first, second = (served(port) for _, port, _ in procs)
+        assert first is not None and first == second, "both serve the one certificate"
+    finally:
+        for proc, _, log in procs:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+    logs = [
+        [json.loads(line) for line in (work / f"caddy{i}.log").read_text().splitlines() if line.startswith("{")]
+        for i in range(2)
+    ]
+    obtained = [i for i, log in enumerate(logs) for e in log if e.get("msg") == "certificate obtained successfully"]
+    assert len(obtained) == 1, f"one order for the two tasks, not {len(obtained)}"
+    certificates = sorted(p.name for p in (storage / "certificates").rglob("*.crt"))
+    assert certificates == [f"{HOST}.crt"]
+    assert (storage / "locks").is_dir(), "the issuance lock lives in the shared storage"
+    assert not list((storage / "locks").iterdir()), "and is released once the certificate is stored"
