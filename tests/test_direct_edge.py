@@ -513,3 +513,17 @@ def test_the_one_task_server_stops_at_once_and_reconciles_every_five_minutes() -
     caddy = _caddy_of(res, title)
     assert caddy["Command"] == [LAUNCH] and caddy["StopTimeout"] == 30
     assert res["DnsFollowerSchedule"]["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+
+
+def test_cost_says_an_autoscaled_front_task_costs_its_ipv4_and_gets_clients() -> None:
+    """The autoscaling assumption reads true for the direct edge: an extra front task costs what it does behind
+    the ALB (its Fargate price and its public IPv4), and the DNS follower sends it clients."""
+    from mastofargate.cost import estimate
+
+    def line(edge: str) -> str:
+        (found,) = [a for a in estimate(make_config(profile="community", edge=edge)).assumptions if "autoscales" in a]
+        return found
+
+    direct, alb = line("direct"), line("alb")
+    assert "(incl. its IPv4)" in direct and direct.endswith("the direct edge's DNS sends it clients.")
+    assert direct.split(" while it runs")[0] == alb.split(" while it runs")[0] and alb.endswith("while it runs.")
