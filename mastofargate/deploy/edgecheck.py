@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws
@@ -103,7 +104,10 @@ def facts(target: Target) -> dict[str, Any]:
             "minutes; if it stays, see the DnsFollowerErrors alarm and the dns-follower log group)"
         )
     # Every serving task's Caddy answers for the name: each must serve a good certificate (they share it on EFS).
-    certs = {address: served_certificate(address, host) for address in (task["A"] or task["AAAA"])}
+    addresses = task["A"] or task["AAAA"]
+    with ThreadPoolExecutor(max_workers=max(1, len(addresses))) as pool:  # one TLS timeout, not one per task
+        served = pool.map(lambda address: served_certificate(address, host), addresses)
+        certs = dict(zip(addresses, served, strict=True))
     out["certificates"] = certs
     worst = sorted(certs.items(), key=lambda ac: ("error" not in ac[1], ac[1].get("days_left", 0)))
     out["certificate"] = worst[0][1] if worst else None
