@@ -16,13 +16,16 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +42,7 @@ from mastofargate.stack.caddy import (
     caddy_json,
 )
 from tests.conftest import make_config
-from tests.services_support import ensure, free_port, wait_for
+from tests.services_support import REPO, ensure, free_port, wait_for
 
 HOST = "social.example.org"
 CLIENT_ADDRESS = "127.0.0.2"
@@ -371,3 +374,33 @@ def test_two_caddies_on_one_storage_share_one_certificate(tmp_path_factory: pyte
     assert certificates == [f"{HOST}.crt"]
     assert (storage / "locks").is_dir(), "the issuance lock lives in the shared storage"
     assert not list((storage / "locks").iterdir()), "and is released once the certificate is stored"
+
+
+def test_a_task_that_did_not_order_answers_the_acme_challenge(tmp_path: Path) -> None:
+    """DNS publishes every front task, so Let's Encrypt's validation may reach a task other than the one that
+    ordered the certificate. Real ACME end to end against a local ACME CA (tests/caddy_cluster.py): task A
+    orders, the CA validates at task B (the only one on 80/443), B answers from the shared storage, and then
+    loads A's certificate instead of ordering a second one."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("binding 80/443 and a private /etc/hosts need root (network and mount namespaces)")
+    caddy = ensure("caddy", "ensure-caddy.sh")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"work": str(tmp_path), "caddy": caddy}))
+    run = subprocess.run(
+        ["unshare", "--net", "--mount", "--fork", sys.executable, "-m", "tests.caddy_cluster", str(spec)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"the retried order completed {seen['stored_after_s']} s after A started")
+    assert seen["ca_made"] and seen["a_locked_first"] and seen["b_waits"], seen
+    assert seen["stored"] and seen["b_loaded"], seen
+    assert seen["obtained"] == {"a": 1, "b": 0}, "one order for the two tasks"
+    assert seen["challenges"] and set(seen["challenges"]) <= {"http-01", "tls-alpn-01"}, seen
+    assert seen["b_answered"], f"the CA validated at task B, which answered A's {seen['challenges']} challenge"
+    assert [c for c in seen["certificates"] if HOST in c] == [
+        f"certificates/acme.test-9443-acme-local-directory/{HOST}/{HOST}.crt"
+    ]

@@ -35,9 +35,11 @@ Decisions, each with its reason:
   refreshed every 5 s while held (stale after 10 s, so a task killed mid-issuance blocks nobody); the
   others wait, then load the certificate the holder stored instead of ordering their own. HTTP-01 and
   TLS-ALPN-01 challenge data is written to the storage too, so whichever task Let's Encrypt's validation
-  reaches through the multi-value DNS record answers it. What this needs of the configuration: the same
-  storage for all (one `file_system` root on the shared EFS access point, one owner uid), which is all it
-  has; no per-task storage, and no admin endpoint that could diverge one task's configuration.
+  reaches through the multi-value DNS record answers it (tests/test_caddy_edge.py runs both over real ACME
+  against a local ACME CA: one task orders, the other answers the validation). What this needs of the
+  configuration: the same storage for all (one `file_system` root on the shared EFS access point, one owner
+  uid), which is all it has; no per-task storage, and no admin endpoint that could diverge one task's
+  configuration.
 - Shutdown: Caddy closes its listeners and gives open connections GRACE_SECONDS to finish, then closes
   them (the default waits for ever, and a WebSocket never finishes), so it stops inside its stop timeout.
 - Logs: JSON on stderr (the awslogs driver ships them), so a metric filter can count failed certificate
