@@ -6,7 +6,7 @@ is RUNNING, still meant to run (desiredStatus RUNNING) and HEALTHY, as a multi-v
 the same set is always the same record; TTL 60), changed only where it differs. Several tasks (a front
 that autoscales, or a rolling deployment that starts the new task before it stops the old) each get their
 share of clients. A task ECS is stopping (desiredStatus STOPPED; lastStatus DEACTIVATING, STOPPING...) is
-dropped at the first run that sees it, while its Caddy still serves for a TTL (stack/direct_edge.py DRAIN).
+dropped at the first run that sees it, while its Caddy still serves for a TTL (stack/direct_edge.py DRAIN_SECONDS).
 With no healthy task (a first start: health not known yet) the newest running one is published; while no
 task runs, the records are left alone (the next task's address is unknown; a stale answer beats NXDOMAIN).
 ECS sends no event when a task turns HEALTHY: the scheduled run adds it.

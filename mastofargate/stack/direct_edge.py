@@ -12,6 +12,9 @@ stack needs to know how Caddy is configured. Decisions:
 - Upstreams: Puma and, when streaming runs in the same task, the streaming server on loopback; otherwise the
   streaming service's Cloud Map name in the cluster's private namespace.
 - Health: Caddy's loopback health listener (stack/caddy.py HEALTH_PORT); web keeps its own health check.
+- Several tasks (a front that autoscales, and every rolling deployment of a non-singleton): DNS publishes
+  each healthy one (lambdas/dns_follower.py), Caddy in a task being stopped drains first (DRAIN_LAUNCH), and
+  all share one certificate through the EFS storage (stack/caddy.py). A singleton stops at once.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ LAUNCH = f"{WRITE_CONFIG} && exec caddy run --config {CONFIG_FILE}"
 # Lambda -> Route 53 delay. So Caddy keeps serving DRAIN_SECONDS after the SIGTERM (the shell holds it;
 # web and streaming stop only after Caddy, by their dependsOn), then shuts down gracefully within
 # caddy.GRACE_SECONDS. Caddy's own `shutdown_delay` does this from 2.7 on; the shell does it for any version.
+# 75 s covers the TTL and the usual seconds of Lambda and Route 53 delay; Route 53's worst case (changes reach
+# its servers "within 60 seconds") plus a full TTL would exceed Fargate's 120 s stop limit and the Spot
+# warning, so a client that resolved at that worst moment gets a refused connection and retries (browsers,
+# apps and federating servers do).
 DRAIN_SECONDS = 75
 DRAIN_LAUNCH = (
     f"{WRITE_CONFIG} && {{ caddy run --config {CONFIG_FILE} & pid=$!; "
