@@ -561,7 +561,8 @@ def _autoscaling_note(w: _Walk, stack: str, service_id: str, name: str, tasks: f
             extra = size.hourly(w.prices, False) + (w.prices.public_ipv4_hour if size.public_ip else 0)
             w.assume(
                 f"{name} autoscales up to {most:g} tasks on CPU; priced at {tasks:g}. Each extra task adds up to "
-                f"{_money(w.prices.monthly(extra))}/month on-demand (incl. its IPv4) while it runs."
+                f"{_money(w.prices.monthly(extra))}/month on-demand (incl. its IPv4) while it runs"
+                + ("; the direct edge's DNS sends it clients." if w.config.deployment.edge == "direct" else ".")
             )
 
 

@@ -9,8 +9,8 @@ private namespace would resolve it to the streaming task). What stands in: the c
 chroot of this machine's /usr and /etc (Caddy's image is Alpine; the command uses only sh, printf, wget and
 caddy), and Puma/streaming are the echoing stand-ins of tests/test_caddy_edge.py.
 
-Input: a JSON spec file (container, storage dir, ca file, streaming address). Output: one JSON line of
-observations on stdout, which the test asserts on.
+Input: a JSON spec file (container, storage dir, ca file, streaming address; for a draining container the
+drain and grace seconds). Output: one JSON line of observations on stdout, which the test asserts on.
 """
 
 from __future__ import annotations
@@ -157,12 +157,26 @@ def main(spec_path: str) -> None:
             out["rss_kib"] = int(rss[0].split()[1]) if rss else None
         out["config_file_mode"] = oct((root / "tmp" / "caddy.json").stat().st_mode & 0o777)
     finally:
-        proc.terminate()
+        drain = spec.get("drain_seconds")
+        stop_at = time.monotonic()
+        proc.terminate()  # ECS's SIGTERM (tini in the task hands it to the container's command, as here)
+        if drain and proc.poll() is None:
+            # A draining front task: it keeps serving HTTPS for the drain, then stops within its grace.
+            ctx = ssl.create_default_context(cafile=spec["ca_file"])
+            answers = []
+            while time.monotonic() - stop_at < drain - 0.5:
+                try:
+                    answers.append(request(ctx, 443, "/api/v1/instance")["status"])
+                except (OSError, ssl.SSLError) as e:
+                    answers.append(f"{type(e).__name__}: {e}")
+                time.sleep(0.25)
+            out["answers_during_drain"] = answers
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=10 + (drain or 0) + spec.get("grace_seconds", 0))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        out["stopped_after_s"] = round(time.monotonic() - stop_at, 2)
         out["exit_code_after_sigterm"] = proc.returncode
         log.close()
         web.shutdown()

@@ -16,13 +16,16 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +42,7 @@ from mastofargate.stack.caddy import (
     caddy_json,
 )
 from tests.conftest import make_config
-from tests.services_support import ensure, free_port, wait_for
+from tests.services_support import REPO, ensure, free_port, wait_for
 
 HOST = "social.example.org"
 CLIENT_ADDRESS = "127.0.0.2"
@@ -301,3 +304,103 @@ def test_certificates_come_from_lets_encrypt_and_live_on_efs_by_default() -> Non
 def test_an_unusable_certificate_authority_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="not usable"):
         caddy_config(make_config(), ca="http://insecure.example/directory")
+
+
+def test_two_caddies_on_one_storage_share_one_certificate(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A front of several tasks: every task's Caddy runs the same configuration on the same storage (EFS in a
+    task, one directory here), started together as a scale-out or a rolling deployment starts them. They
+    coordinate through the storage (certmagic's lock files in `locks/`): exactly one obtains the certificate,
+    the other loads it, and both serve the same one, so Let's Encrypt sees one order, not one per task.
+    Stand-in: Caddy's internal CA for Let's Encrypt (the issuance lock and storage are the same code path)."""
+    caddy = ensure("caddy", "ensure-caddy.sh")
+    work = tmp_path_factory.mktemp("caddies")
+    storage = work / "storage"
+    procs: list[tuple[subprocess.Popen[bytes], int, Any]] = []
+    try:
+        for i in range(2):
+            https_port = free_port()
+            text = caddy_json(
+                make_config(),
+                storage_dir=str(storage),  # the same for both, as the front's EFS access point is
+                ca=INTERNAL,
+                http_port=free_port(),
+                https_port=https_port,
+                health_port=free_port(),
+            )
+            (work / f"caddy{i}.json").write_text(text)
+            home = work / f"home{i}"  # each its own home: only `storage` is shared
+            env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)}
+            log = (work / f"caddy{i}.log").open("wb")
+            proc = subprocess.Popen(
+                [caddy, "run", "--config", str(work / f"caddy{i}.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            procs.append((proc, https_port, log))
+
+        def served(port: int) -> bytes | None:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # compared, not trusted
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", port), 2) as s,
+                    ctx.wrap_socket(s, server_hostname=HOST) as t,
+                ):
+                    return t.getpeercert(binary_form=True)
+            except (OSError, ssl.SSLError):
+                return None
+
+        for proc, port, _ in procs:
+            wait_for(lambda port=port, proc=proc: proc.poll() is None and served(port) is not None, 60, "HTTPS")
+        first, second = (served(port) for _, port, _ in procs)
+        assert first is not None and first == second, "both serve the one certificate"
+    finally:
+        for proc, _, log in procs:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+    logs = [
+        [json.loads(line) for line in (work / f"caddy{i}.log").read_text().splitlines() if line.startswith("{")]
+        for i in range(2)
+    ]
+    obtained = [i for i, log in enumerate(logs) for e in log if e.get("msg") == "certificate obtained successfully"]
+    assert len(obtained) == 1, f"one order for the two tasks, not {len(obtained)}"
+    certificates = sorted(p.name for p in (storage / "certificates").rglob("*.crt"))
+    assert certificates == [f"{HOST}.crt"]
+    assert (storage / "locks").is_dir(), "the issuance lock lives in the shared storage"
+    assert not list((storage / "locks").iterdir()), "and is released once the certificate is stored"
+
+
+def test_a_task_that_did_not_order_answers_the_acme_challenge(tmp_path: Path) -> None:
+    """DNS publishes every front task, so Let's Encrypt's validation may reach a task other than the one that
+    ordered the certificate. Real ACME end to end against a local ACME CA (tests/caddy_cluster.py): task A
+    orders, the CA validates at task B (the only one on 80/443), B answers from the shared storage, and then
+    loads A's certificate instead of ordering a second one."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("binding 80/443 and a private /etc/hosts need root (network and mount namespaces)")
+    caddy = ensure("caddy", "ensure-caddy.sh")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"work": str(tmp_path), "caddy": caddy}))
+    run = subprocess.run(
+        ["unshare", "--net", "--mount", "--fork", sys.executable, "-m", "tests.caddy_cluster", str(spec)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"the retried order completed {seen['stored_after_s']} s after A started")
+    assert seen["ca_made"] and seen["a_locked_first"] and seen["b_waits"], seen
+    assert seen["stored"] and seen["b_loaded"], seen
+    assert seen["obtained"] == {"a": 1, "b": 0}, "one order for the two tasks"
+    assert seen["challenges"] and set(seen["challenges"]) <= {"http-01", "tls-alpn-01"}, seen
+    assert seen["b_answered"], f"the CA validated at task B, which answered A's {seen['challenges']} challenge"
+    assert [c for c in seen["certificates"] if HOST in c] == [
+        f"certificates/acme.test-9443-acme-local-directory/{HOST}/{HOST}.crt"
+    ]

@@ -25,8 +25,11 @@ import pytest
 
 from mastofargate.lambdas import source
 from mastofargate.stack import build
+from mastofargate.stack.caddy import GRACE_SECONDS
 from mastofargate.stack.context import Build
-from mastofargate.stack.direct_edge import caddy_container
+from mastofargate.stack.direct_edge import DRAIN_LAUNCH, DRAIN_SECONDS, LAUNCH, caddy_container
+from mastofargate.stack.edge_dns import DNS_TTL
+from mastofargate.stack.services import SPOT_WARNING_SECONDS
 from tests.conftest import make_config
 from tests.services_support import REPO, ensure
 
@@ -50,9 +53,9 @@ def template_caddy() -> dict[str, Any]:
 
 
 def same_task_caddy() -> dict[str, Any]:
-    """The variant for a task holding streaming too (layout = "one-task" calls it so)."""
+    """The variant for a task holding streaming too, a singleton (layout = "one-task" calls it so)."""
     b = Build(make_config(edge="direct"))
-    return dict(caddy_container(b, same_task_streaming=True).to_dict())
+    return dict(caddy_container(b, same_task_streaming=True, singleton=True).to_dict())
 
 
 # ------------------------------------------------------------------------------------ real Caddy
@@ -109,7 +112,17 @@ def seed_certificate(storage: Path, ca_dir: Path, days: int) -> Path:
     return ca_file
 
 
-def run_container(tmp_path: Path, container: dict[str, Any], *, seed_days: int | None) -> dict[str, Any]:
+def shortened_drain(container: dict[str, Any], seconds: int) -> dict[str, Any]:
+    """The container with its drain shortened from DRAIN_SECONDS to `seconds` (a test cannot wait 75 s); the
+    command is otherwise exactly the task definition's."""
+    (command,) = container["Command"]
+    assert f"sleep {DRAIN_SECONDS};" in command
+    return {**container, "Command": [command.replace(f"sleep {DRAIN_SECONDS};", f"sleep {seconds};")]}
+
+
+def run_container(
+    tmp_path: Path, container: dict[str, Any], *, seed_days: int | None, drain_seconds: int | None = None
+) -> dict[str, Any]:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("running the container needs root (network and mount namespaces)")
     ensure("caddy", "ensure-caddy.sh")
@@ -130,6 +143,8 @@ def run_container(tmp_path: Path, container: dict[str, Any], *, seed_days: int |
         "ca_file": str(ca_file),
         "streaming_name": streaming_name if streaming_name != "127.0.0.1" else "streaming.unused",
         "streaming_address": "127.0.0.5" if streaming_name != "127.0.0.1" else "127.0.0.1",
+        "drain_seconds": drain_seconds,
+        "grace_seconds": GRACE_SECONDS,
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     run = subprocess.run(
@@ -146,7 +161,7 @@ def run_container(tmp_path: Path, container: dict[str, Any], *, seed_days: int |
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=120 + (drain_seconds or 0),
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return dict(json.loads(run.stdout.strip().splitlines()[-1]))
@@ -168,29 +183,38 @@ def assert_serving(seen: dict[str, Any]) -> None:
 
 def test_the_task_definitions_caddy_serves_with_streaming_on_cloud_map(tmp_path: Path) -> None:
     """The exact container of the web task (split layout): streaming reached by its Cloud Map name; the
-    certificate a previous task obtained is found on EFS and served (no new issuance)."""
+    certificate a previous task obtained is found on EFS and served (no new issuance). The web service rolls
+    out with a new task beside the old (not a singleton), so on SIGTERM Caddy drains: it keeps serving the
+    clients that still have the old address cached, then stops within its grace period."""
     container = template_caddy()
-    seen = run_container(tmp_path, container, seed_days=10)
+    seen = run_container(tmp_path, shortened_drain(container, 3), seed_days=10, drain_seconds=3)
     assert_serving(seen)
     assert 9 < seen["days_left"] <= 10, "the certificate watch reads the served certificate's expiry"
     assert seen["days_left_untrusted"] == 0.0, "a certificate that does not verify counts as none"
-    assert seen["exit_code_after_sigterm"] in (0, -15), "Caddy itself receives the SIGTERM (exec)"
+    answers = seen["answers_during_drain"]
+    assert len(answers) >= 5 and set(answers) == {200}, answers
+    assert 3 <= seen["stopped_after_s"] < 3 + GRACE_SECONDS, seen["stopped_after_s"]
+    assert seen["exit_code_after_sigterm"] == 0, "Caddy's own exit status, once it has drained"
     print(f"caddy RSS after serving: {seen.get('rss_kib')} KiB; healthy after {seen['healthy_after_s']} s")
 
 
 def test_the_same_task_variant_reaches_streaming_on_loopback(tmp_path: Path) -> None:
+    """The one-task server's Caddy (a singleton: no other task to send clients to) stops at once: Caddy
+    itself receives the SIGTERM (exec) and shuts down gracefully."""
     container = same_task_caddy()
     config = json.loads(container["Environment"][0]["Value"])
     route = config["apps"]["http"]["servers"]["mastodon"]["routes"][0]["handle"][0]["routes"][0]
     assert route["handle"][0]["upstreams"] == [{"dial": "127.0.0.1:4000"}]
-    assert_serving(run_container(tmp_path, container, seed_days=60))
+    seen = run_container(tmp_path, container, seed_days=60)
+    assert_serving(seen)
+    assert seen["exit_code_after_sigterm"] in (0, -15) and seen["stopped_after_s"] < 5, seen["stopped_after_s"]
 
 
 def test_a_first_install_starts_healthy_without_a_certificate(tmp_path: Path) -> None:
     """The first task: DNS does not point at it yet and storage is empty. Caddy must still be healthy (or
     ECS would kill the task that is about to get the certificate), redirect HTTP, try to obtain the
     certificate for the host, and keep its ACME state in /data/caddy (EFS), not on the task's disk."""
-    seen = run_container(tmp_path, template_caddy(), seed_days=None)
+    seen = run_container(tmp_path, shortened_drain(template_caddy(), 1), seed_days=None, drain_seconds=1)
     assert seen["healthy"] and seen["exited"] is None, seen
     assert seen["redirect"]["location"] == f"https://{HOST}/@alice?x=1"
     assert seen["https"] is False, "no certificate yet"
@@ -468,3 +492,59 @@ def test_private_zone_only_when_a_task_is_found_by_name(overrides: dict[str, str
     assert bool(registries) is has_namespace
     # no dangling reference to a zone that is not there
     assert has_namespace or '{"Ref": "Namespace"}' not in json.dumps(app)
+
+
+def _caddy_of(resources: dict[str, Any], task_definition: str) -> dict[str, Any]:
+    (caddy,) = [c for c in resources[task_definition]["Properties"]["ContainerDefinitions"] if c["Name"] == "caddy"]
+    return caddy
+
+
+def test_a_front_of_several_tasks_drains_inside_the_spot_warning() -> None:
+    """community + direct: the front task (Puma, streaming, Caddy) autoscales and rolls out new-beside-old,
+    and DNS publishes every healthy task. A task ECS stops keeps serving for the record's TTL (clients that
+    cached its address), web and streaming stop only after Caddy, and the whole chain still fits the two
+    minutes Fargate Spot gives; the DNS follower reconciles every minute (a task that turns healthy sends no
+    event)."""
+    app = {k: t.to_dict() for k, t in build(make_config(profile="community", edge="direct")).items()}["app"]
+    res = app["Resources"]
+    service = res["FrontService"]["Properties"]
+    assert service["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
+    assert service["DeploymentConfiguration"]["MaximumPercent"] == 200
+    assert res["FrontScalableTarget"]["Properties"]["MaxCapacity"] == {"Fn::If": ["ServicesOn", 3, 0]}
+    caddy = _caddy_of(res, "FrontTaskDefinition")
+    assert caddy["Command"] == [DRAIN_LAUNCH]
+    assert DRAIN_SECONDS >= DNS_TTL + 15, "resolvers keep the old record for its TTL, plus the follower's delay"
+    assert caddy["StopTimeout"] == DRAIN_SECONDS + GRACE_SECONDS <= 120
+    assert caddy["DependsOn"] == [
+        {"ContainerName": "web", "Condition": "START"},
+        {"ContainerName": "streaming", "Condition": "START"},
+    ], "ECS stops Caddy first: Puma and streaming serve until it has drained"
+    others = [c for c in res["FrontTaskDefinition"]["Properties"]["ContainerDefinitions"] if c["Name"] != "caddy"]
+    assert caddy["StopTimeout"] + max(c["StopTimeout"] for c in others) <= SPOT_WARNING_SECONDS
+    schedule = res["DnsFollowerSchedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == "rate(1 minute)"
+    assert res["DnsFollowerTaskEvents"]["Properties"]["EventPattern"]["detail"]["group"] == ["service:front"]
+
+
+def test_the_one_task_server_stops_at_once_and_reconciles_every_five_minutes() -> None:
+    """The singleton has no other task to send clients to (its rollout is an announced outage): no drain."""
+    cfg = make_config(profile="personal", database="task", cache="task", layout="one-task", edge="direct")
+    res = {k: t.to_dict() for k, t in build(cfg).items()}["app"]["Resources"]
+    (title,) = [k for k, r in res.items() if r["Type"] == "AWS::ECS::TaskDefinition" and "caddy" in json.dumps(r)]
+    caddy = _caddy_of(res, title)
+    assert caddy["Command"] == [LAUNCH] and caddy["StopTimeout"] == 30
+    assert res["DnsFollowerSchedule"]["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+
+
+def test_cost_says_an_autoscaled_front_task_costs_its_ipv4_and_gets_clients() -> None:
+    """The autoscaling assumption reads true for the direct edge: an extra front task costs what it does behind
+    the ALB (its Fargate price and its public IPv4), and the DNS follower sends it clients."""
+    from mastofargate.cost import estimate
+
+    def line(edge: str) -> str:
+        (found,) = [a for a in estimate(make_config(profile="community", edge=edge)).assumptions if "autoscales" in a]
+        return found
+
+    direct, alb = line("direct"), line("alb")
+    assert "(incl. its IPv4)" in direct and direct.endswith("the direct edge's DNS sends it clients.")
+    assert direct.split(" while it runs")[0] == alb.split(" while it runs")[0] and alb.endswith("while it runs.")

@@ -189,18 +189,29 @@ def test_the_handler_prints_one_json_line_and_its_source_is_embeddable(
     task = world.start_task()
     dns_follower.handler(task_event(task, "RUNNING"), None)
     line = json.loads(capsys.readouterr().out.strip())
-    assert line["trigger"] == "ECS Task State Change" and line["A"] == task["ipv4"]
+    assert line["trigger"] == "ECS Task State Change" and line["A"] == [task["ipv4"]]
     text = source("dns_follower")
     assert "from mastofargate" not in text and "import mastofargate" not in text, "inline code stands alone"
     compile(text, "index.py", "exec")
 
 
-class HealthReportingEcs:
-    """moto's ECS client, with what AWS reports of a task and moto 5.2 does not: the task-level `healthStatus`
-    (derived from the containers' health checks) and `startedAt`. Everything else is moto's answer as is."""
 
-    def __init__(self, ecs: Any, healthy: set[str], started: dict[str, datetime.datetime]) -> None:
-        self.ecs, self.healthy, self.started = ecs, healthy, started
+class AwsTaskView:
+    """moto's ECS client plus what AWS reports of a task and moto 5.2 does not (the one fake layer here, for
+    fields no local part can produce): the task-level `healthStatus` (ECS derives it from the containers'
+    health checks), `startedAt`, and a task ECS is stopping: `desiredStatus` STOPPED while `lastStatus` is
+    still RUNNING, then DEACTIVATING, STOPPING (the ECS task lifecycle; moto's stop_task jumps to STOPPED at
+    once). `list_tasks` stays moto's answer, which still lists a task this view describes as stopping: the
+    race the follower must survive (listed while meant to run, described a moment later as stopping)."""
+
+    def __init__(self, ecs: Any) -> None:
+        self.ecs = ecs
+        self.health: dict[str, str] = {}
+        self.started: dict[str, datetime.datetime] = {}
+        self.stopping: dict[str, str] = {}  # task ARN -> lastStatus while ECS stops it
+
+    def get_paginator(self, name: str) -> Any:
+        return self.ecs.get_paginator(name)
 
     def list_tasks(self, **kwargs: Any) -> Any:
         return self.ecs.list_tasks(**kwargs)
@@ -208,25 +219,158 @@ class HealthReportingEcs:
     def describe_tasks(self, **kwargs: Any) -> Any:
         answer = self.ecs.describe_tasks(**kwargs)
         for task in answer["tasks"]:
-            task["healthStatus"] = "HEALTHY" if task["taskArn"] in self.healthy else "UNKNOWN"
-            task["startedAt"] = self.started[task["taskArn"]]
+            arn = task["taskArn"]
+            task["healthStatus"] = self.health.get(arn, "UNKNOWN")
+            task["startedAt"] = self.started.get(arn, task.get("createdAt"))
+            if arn in self.stopping and task["lastStatus"] != "STOPPED":
+                task["desiredStatus"], task["lastStatus"] = "STOPPED", self.stopping[arn]
         return answer
 
 
-def test_during_a_rollout_the_record_waits_for_the_new_task_to_be_healthy(world: World) -> None:
-    """Two tasks run during a rollout (maximumPercent 200): the name moves once the new one is HEALTHY (its
-    Puma booted), not as soon as it is RUNNING."""
-    old = world.start_task(ipv6=False)
-    new = world.start_task(ipv6=False)
-    now = datetime.datetime.now(datetime.UTC)
-    started = {old["arn"]: now - datetime.timedelta(days=3), new["arn"]: now}
-    zone, name = world.zone, RECORD
+class Front:
+    """A front service of several tasks (community: autoscaling, rolling deployments) seen through AwsTaskView;
+    `run(event)` is one run of the follower (the event only says that something happened: it is not read)."""
 
-    def run(healthy: set[str]) -> dict[str, Any]:
-        ecs = HealthReportingEcs(world.ecs, healthy, started)
-        return dns_follower.reconcile(ecs, world.ec2, world.r53, CLUSTER, SERVICE, zone, name)
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.ecs = AwsTaskView(world.ecs)
+        self.clock = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
 
-    assert run({old["arn"]})["A"] == old["ipv4"], "the newer task is RUNNING but not healthy yet"
-    assert world.records()["A"] == (60, [old["ipv4"]])
-    assert run({old["arn"], new["arn"]})["A"] == new["ipv4"], "both healthy: the newest"
-    assert run(set())["A"] == new["ipv4"], "no health known (a first start): the newest running"
+    def start(self, health: str = "UNKNOWN", *, ipv6: bool = True) -> dict[str, str]:
+        task = self.world.start_task(ipv6=ipv6)
+        self.clock += datetime.timedelta(minutes=1)
+        self.ecs.started[task["arn"]] = self.clock
+        self.ecs.health[task["arn"]] = health
+        return task
+
+    def run(self, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        w = self.world
+        return dns_follower.reconcile(self.ecs, w.ec2, w.r53, CLUSTER, SERVICE, w.zone, RECORD)
+
+
+def published(*tasks: dict[str, str]) -> dict[str, tuple[int, list[str]]]:
+    """The records that publish exactly `tasks`: one multi-value A (and AAAA) record, sorted, TTL 60."""
+    out = {"A": (60, sorted(t["ipv4"] for t in tasks))}
+    if any(t["ipv6"] for t in tasks):
+        out["AAAA"] = (60, sorted(t["ipv6"] for t in tasks if t["ipv6"]))
+    return out
+
+
+def test_every_healthy_task_is_published_and_only_those(world: World) -> None:
+    front = Front(world)
+    a, b = front.start("HEALTHY"), front.start("HEALTHY")
+    c = front.start("UNKNOWN")  # scaled out a moment ago: Puma still booting
+    d = front.start("UNHEALTHY")  # failing its health check: ECS will replace it
+    world.start_task(group="service:web")  # another service's task: never published
+    result = front.run(SCHEDULE)
+    assert result["action"] == "changed" and result["tasks"] == sorted([a["arn"], b["arn"]])
+    assert world.records() == published(a, b)
+    assert result["A"] == sorted([a["ipv4"], b["ipv4"]]), "sorted: the same set is always the same record"
+
+    # Nothing changed: no UPSERT, however often it runs and whatever the events say.
+    for event in (task_event(c, "RUNNING"), task_event(a, "RUNNING"), task_event(d, "RUNNING"), SCHEDULE):
+        assert front.run(event)["action"] == "unchanged"
+
+    # The scaled-out task turns healthy (ECS sends no event for that: the scheduled run adds it).
+    front.ecs.health[c["arn"]] = "HEALTHY"
+    assert front.run(SCHEDULE)["changes"] == ["UPSERT A", "UPSERT AAAA"]
+    assert world.records() == published(a, b, c)
+    assert front.run(SCHEDULE)["action"] == "unchanged"
+
+
+def test_the_same_set_in_another_order_is_not_rewritten(world: World) -> None:
+    front = Front(world)
+    a, b = front.start("HEALTHY", ipv6=False), front.start("HEALTHY", ipv6=False)
+    reverse = sorted([a["ipv4"], b["ipv4"]], reverse=True)
+    world.r53.change_resource_record_sets(
+        HostedZoneId=world.zone,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "UPSERT",
+                    "ResourceRecordSet": {
+                        "Name": RECORD,
+                        "Type": "A",
+                        "TTL": 60,
+                        "ResourceRecords": [{"Value": v} for v in reverse],
+                    },
+                }
+            ]
+        },
+    )
+    assert front.run(SCHEDULE)["action"] == "unchanged"
+
+
+@pytest.mark.parametrize("last_status", ["RUNNING", "DEACTIVATING", "STOPPING"])
+def test_a_task_ecs_is_stopping_leaves_the_record_at_the_first_run(world: World, last_status: str) -> None:
+    """Scale-in, a Spot interruption or a replaced task: ECS sets desiredStatus STOPPED first, and the task
+    keeps running (its Caddy drains) while the record drops it; a late event saying it runs brings it back
+    never, and when it is gone for good nothing changes again."""
+    front = Front(world)
+    a, b, c = front.start("HEALTHY"), front.start("HEALTHY"), front.start("HEALTHY")
+    front.run(SCHEDULE)
+    assert world.records() == published(a, b, c)
+
+    front.ecs.stopping[b["arn"]] = last_status  # ECS decided to stop b; its health still reads HEALTHY
+    result = front.run(task_event(b, "RUNNING"))
+    assert result["action"] == "changed" and b["arn"] not in result["tasks"]
+    assert world.records() == published(a, c)
+    for event in (task_event(b, "RUNNING"), task_event(b, "RUNNING"), SCHEDULE):  # late, duplicated
+        assert front.run(event)["action"] == "unchanged"
+    world.stop(b)  # gone (moto: STOPPED)
+    assert front.run(task_event(b, "STOPPED"))["action"] == "unchanged"
+    assert world.records() == published(a, c)
+
+
+def test_a_rolling_deployment_moves_the_record_without_a_gap(world: World) -> None:
+    """minimumHealthyPercent 100 / maximumPercent 200: the new task starts beside the old, ECS stops the old
+    once the new is healthy. At every step the record holds a task that serves, and never one being stopped;
+    events arrive late, twice and out of order."""
+    front = Front(world)
+    old = front.start("HEALTHY")
+    front.run(task_event(old, "RUNNING"))
+    assert world.records() == published(old)
+
+    new = front.start("UNKNOWN")
+    for event in (task_event(new, "PENDING"), task_event(new, "RUNNING"), task_event(new, "RUNNING")):
+        front.run(event)
+        assert world.records() == published(old), "the new task takes clients once it is healthy"
+
+    front.ecs.health[new["arn"]] = "HEALTHY"
+    front.run(SCHEDULE)
+    assert world.records() == published(old, new), "both serve for a moment: the load is shared"
+
+    front.ecs.stopping[old["arn"]] = "RUNNING"  # the deployment stops the old task
+    for event in (task_event(old, "RUNNING"), task_event(new, "RUNNING"), task_event(old, "DEACTIVATING")):
+        front.run(event)
+        assert world.records() == published(new), event
+    front.ecs.stopping[old["arn"]] = "STOPPING"
+    front.run(task_event(old, "STOPPING"))
+    world.stop(old)
+    for event in (task_event(old, "STOPPED"), task_event(old, "RUNNING"), SCHEDULE):
+        front.run(event)
+        assert world.records() == published(new), event
+
+
+def test_without_a_healthy_task_the_newest_running_one_is_published(world: World) -> None:
+    """A first start: no task's health is known yet (Puma boots), but the name must point somewhere for Caddy
+    to get its certificate: the newest running task. Once tasks are healthy, those."""
+    front = Front(world)
+    older, newer = front.start("UNKNOWN", ipv6=False), front.start("UNKNOWN", ipv6=False)
+    assert front.run(SCHEDULE)["tasks"] == [newer["arn"]]
+    assert world.records() == published(newer)
+    front.ecs.health[older["arn"]] = "HEALTHY"
+    assert front.run(SCHEDULE)["tasks"] == [older["arn"]], "a healthy task beats a newer unknown one"
+    front.ecs.stopping[older["arn"]] = "STOPPING"
+    assert front.run(SCHEDULE)["tasks"] == [newer["arn"]], "a task being stopped is never the fallback"
+
+
+def test_when_every_task_has_stopped_the_record_keeps_the_last_set(world: World) -> None:
+    front = Front(world)
+    a, b = front.start("HEALTHY"), front.start("HEALTHY")
+    front.run(SCHEDULE)
+    for task in (a, b):
+        world.stop(task)
+    for event in (task_event(a, "STOPPED"), task_event(b, "STOPPED"), SCHEDULE):
+        assert front.run(event)["action"] == "none"
+    assert world.records() == published(a, b)

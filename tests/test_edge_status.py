@@ -3,7 +3,9 @@
 AWS side against the moto server (the deployed world of tests/moto_server.py, a running web task of group
 `service:web` with an Elastic IP on its ENI, as tests/test_dns_follower.py arranges it: moto gives a Fargate
 ENI no public address of its own). The certificate side against a real TLS server on loopback serving a
-certificate made for the host (a task's public address cannot be reached from here).
+certificate made for the host (a task's public address cannot be reached from here). With several front
+tasks (community), task health and stopping states come from tests/test_dns_follower.AwsTaskView (moto 5.2
+reports neither).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli_w
 
 from mastofargate.deploy.edgecheck import first_install_note, served_certificate
+from mastofargate.target import Target
 from tests.conftest import config_dict, make_config
 from tests.moto_server import AWS_ENV, AWS_ENV_CLEARED, deploy_world, keep_tasks_running, serving, subprocess_env
+from tests.test_dns_follower import AwsTaskView
 
 HOST = "social.example.org"
 
@@ -188,14 +193,124 @@ def test_status_says_whether_dns_points_at_the_running_task(
     path, address, _ = _direct_world(tmp_path, record=record)
     code, data = _status(aws_endpoint, path)
     edge = data["edge"]
-    assert edge["task"]["A"] == address
+    assert edge["task"]["A"] == [address]
     assert edge["dns_points_at_task"] is (record == "task")
     dns_problems = [p for p in data["problems"] if p.startswith("DNS:")]
     if record == "task":
         assert dns_problems == []
     else:
         (problem,) = dns_problems
-        assert f"running task is at {address}" in problem and (record or "missing") in problem
+        assert f"serving task(s) are at {address}" in problem and (record or "missing") in problem
     # The task's address is not reachable from here: no certificate could be read, and status says so.
     assert "error" in edge["certificate"]
     assert any(p.startswith("certificate:") for p in data["problems"]) and code == 1
+
+
+class _SeenTarget(Target):
+    """The deployed server, its ECS answers seen through tests/test_dns_follower.AwsTaskView (the task
+    health and stopping states moto 5.2 does not report)."""
+
+    view: Any = None
+
+    @property
+    def ecs(self) -> Any:  # type: ignore[override]
+        return self.view
+
+
+def test_status_compares_dns_with_the_set_of_healthy_front_tasks(aws_endpoint: str) -> None:
+    """community with the direct edge: the front service runs several tasks, and DNS must hold exactly the
+    healthy ones. One missing (it gets no traffic) or one too many (a task ECS is stopping) is a problem."""
+    import boto3
+
+    from mastofargate.deploy import edgecheck
+
+    keep_tasks_running(aws_endpoint)
+    r53 = boto3.client("route53")
+    zone = r53.create_hosted_zone(Name="example.org.", CallerReference="edge-multi")["HostedZone"]["Id"].split("/")[-1]
+    cfg = make_config(extra={"aws": {"hosted_zone_id": zone}}, profile="community", edge="direct")
+    front = cfg.task_of("web")
+    assert front is not None and front.max > 1, "community's front autoscales"
+    world = deploy_world(cfg, tag="v4.5.4-0123abcd")
+    ecs, ec2 = world.target.client("ecs"), world.target.client("ec2")
+    family = "social-web"  # deploy_world registers a family per process; the group names the front service
+    view = AwsTaskView(ecs)
+    tasks: list[tuple[str, str]] = []
+    for _ in range(3):
+        task = ecs.run_task(
+            cluster="social",
+            taskDefinition=family,
+            group=f"service:{front.name}",
+            launchType="FARGATE",
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": world.subnets,
+                    "securityGroups": [world.security_group],
+                    "assignPublicIp": "ENABLED",
+                }
+            },
+        )["tasks"][0]
+        eni = next(d["value"] for d in task["attachments"][0]["details"] if d["name"] == "networkInterfaceId")
+        alloc = ec2.allocate_address(Domain="vpc")
+        ec2.associate_address(AllocationId=alloc["AllocationId"], NetworkInterfaceId=eni)
+        view.health[task["taskArn"]] = "HEALTHY"
+        tasks.append((task["taskArn"], alloc["PublicIp"]))
+    (a_arn, a), (b_arn, b), (c_arn, c) = tasks
+    view.stopping[c_arn] = "DEACTIVATING"  # scale-in: ECS is stopping c
+
+    def record(*values: str) -> None:
+        r53.change_resource_record_sets(
+            HostedZoneId=zone,
+            ChangeBatch={
+                "Changes": [
+                    {
+                        "Action": "UPSERT",
+                        "ResourceRecordSet": {
+                            "Name": HOST,
+                            "Type": "A",
+                            "TTL": 60,
+                            "ResourceRecords": [{"Value": v} for v in values],
+                        },
+                    }
+                ]
+            },
+        )
+
+    target = _SeenTarget(cfg)
+    target.view = view
+
+    def dns_problems() -> list[str]:
+        return [p for p in edgecheck.facts(target)["problems"] if p.startswith("DNS:")]
+
+    record(b, a)  # exactly the healthy set (in any order)
+    facts = edgecheck.facts(target)
+    assert facts["task"]["tasks"] == sorted([a_arn, b_arn]) and facts["task"]["A"] == sorted([a, b])
+    assert facts["dns_points_at_task"] is True and dns_problems() == []
+    # Each serving task's certificate is read (their addresses are not reachable from here: errors, each named).
+    assert set(facts["certificates"]) == {a, b}
+    cert_problems = sorted(p for p in facts["problems"] if p.startswith("certificate:"))
+    assert len(cert_problems) == 2
+    assert f"(task at {min(a, b)})" in cert_problems[0] and f"(task at {max(a, b)})" in cert_problems[1]
+
+    record(a)  # b gets no traffic
+    (problem,) = dns_problems()
+    assert f"is {a} but the serving task(s) are at {' '.join(sorted([a, b]))}" in problem
+
+    record(a, b, c)  # c is being stopped: clients sent there lose it within the drain
+    (problem,) = dns_problems()
+    assert f"is {' '.join(sorted([a, b, c]))} but" in problem
+
+
+def test_the_status_lines_name_every_serving_task() -> None:
+    from mastofargate.commands.status import _edge_lines
+
+    task = {"tasks": ["arn:a", "arn:b"], "A": ["198.51.100.1", "198.51.100.2"], "AAAA": []}
+    cert = {"expires": "2027-01-01T00:00:00+00:00", "days_left": 40.0, "issuer": "Let's Encrypt", "names_host": True}
+    edge = {"host": HOST, "task": task, "dns": {"A": ["198.51.100.1"]}, "dns_points_at_task": False}
+    lines = _edge_lines({"edge": {**edge, "certificate": cert}})
+    assert lines[0] == (
+        f"dns: {HOST} -> A 198.51.100.1: NOT the serving tasks (A 198.51.100.1 198.51.100.2)"
+    ), lines
+    single = {**task, "tasks": ["arn:a"], "A": ["198.51.100.1"]}
+    lines = _edge_lines({"edge": {**edge, "task": single, "dns_points_at_task": True, "certificate": cert}})
+    assert lines[0] == f"dns: {HOST} -> A 198.51.100.1: points at the running task"
+    assert lines[1].startswith("certificate: expires 2027-01-01")

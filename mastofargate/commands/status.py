@@ -265,8 +265,9 @@ def _edge_lines(data: dict[str, Any]) -> list[str]:
     dns = ", ".join(f"{k} {' '.join(v)}" for k, v in sorted(edge["dns"].items())) or "no A/AAAA record"
     if "reason" in task:
         return [f"dns: {edge['host']} -> {dns}; {task['reason']}"]
-    at = ", ".join(f"{k} {task[k]}" for k in ("A", "AAAA") if task.get(k))
-    verdict = "points at the running task" if edge.get("dns_points_at_task") else f"NOT the running task ({at})"
+    at = ", ".join(f"{k} {' '.join(task[k])}" for k in ("A", "AAAA") if task.get(k))
+    serving = "the serving tasks" if len(task["tasks"]) > 1 else "the running task"
+    verdict = f"points at {serving}" if edge.get("dns_points_at_task") else f"NOT {serving} ({at})"
     lines = [f"dns: {edge['host']} -> {dns}: {verdict}"]
     cert = edge.get("certificate") or {}
     if "error" in cert:

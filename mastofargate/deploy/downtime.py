@@ -3,7 +3,10 @@
 A task that must never run twice (the one-task server: Postgres' data directory and the scheduler queue are
 in it) rolls out with minimumHealthyPercent 0: ECS stops the old task before the new one starts, so the
 server is offline until the new task is healthy — a few minutes (image pulls, Postgres' lock, Puma's boot).
-Split services roll with 100 %/200 % and stay online. The deploy history records how long each rollout
+Split services and the community front roll with 100 %/200 % and stay online, behind either edge: with
+the direct edge the DNS follower publishes every healthy task, so the new task takes clients once healthy,
+and the old one, dropped from the record when ECS stops it, keeps serving for the record's TTL while it
+drains (stack/direct_edge.py DRAIN_SECONDS) — no downtime to announce. The deploy history records how long each rollout
 took (deploy/history.py `seconds`); the newest such figure is the best estimate of the next one.
 """
 

@@ -1,7 +1,8 @@
-"""What `status` and the deploy report say about the direct edge: does DNS point at the running task, and
-when does the certificate it serves expire.
+"""What `status` and the deploy report say about the direct edge: does DNS hold exactly the serving tasks
+(every healthy task of the front service; a multi-value record when it runs several), and when does the
+certificate they serve expire.
 
-The running task and its address are read exactly as the DNS-follower Lambda reads them (same function), the
+The serving tasks and their addresses are read exactly as the DNS-follower Lambda reads them (same function), the
 records from Route 53, and the certificate from the task itself over TLS (port 443 is open to the world, so
 this works from the user's machine, and it works before DNS points there): SNI names the host, the chain is
 not verified here (the expiry and names are what matter; a browser verifies), and `cryptography` reads it.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws
@@ -73,7 +75,9 @@ def served_certificate(address: str, host: str, port: int = 443, timeout: float 
 
 
 def facts(target: Target) -> dict[str, Any]:
-    """The edge's state and the problems in it (empty when DNS points at the task and the certificate is good)."""
+    """The edge's state and the problems in it (empty when DNS holds exactly the serving tasks and each serves
+    a good certificate). With several front tasks (community) the record is the SET of healthy tasks: one
+    missing gets no traffic, one too many is a task ECS stopped (or an address it gave back to AWS)."""
     from mastofargate import names
     from mastofargate.lambdas.dns_follower import current_records, running_task_addresses
 
@@ -81,36 +85,48 @@ def facts(target: Target) -> dict[str, Any]:
     host = cfg.server.host
     web = cfg.task_of("web")  # as stack/direct_edge.front_service
     service = web.name if web is not None else "web"
-    with aws.aws_errors("reading the web task's address"):
+    with aws.aws_errors("reading the web tasks' addresses"):
         task = running_task_addresses(target.ecs, target.client("ec2"), names.cluster(target.name), service)
     with aws.aws_errors("reading the DNS record"):
         records = current_records(target.client("route53"), str(cfg.aws.hosted_zone_id), host)
-    dns = {kind: [r["Value"] for r in rrs["ResourceRecords"]] for kind, rrs in records.items()}
+    dns = {kind: sorted(r["Value"] for r in rrs["ResourceRecords"]) for kind, rrs in records.items()}
     out: dict[str, Any] = {"host": host, "task": task, "dns": dns, "certificate": None, "problems": []}
     problems: list[str] = out["problems"]
     if "reason" in task:
         problems.append(f"edge: {task['reason']} in service {service}; DNS left as it is")
         return out
-    stale = [k for k in ("A", "AAAA") if task.get(k) and dns.get(k) != [task[k]]]
+    stale = [k for k in ("A", "AAAA") if (task[k] or dns.get(k)) and dns.get(k, []) != task[k]]
     out["dns_points_at_task"] = not stale
     if stale:
         problems.append(
-            f"DNS: {host} {'/'.join(stale)} is {', '.join(str(dns.get(k) or 'missing') for k in stale)} but the "
-            f"running task is at {', '.join(str(task[k]) for k in stale)} (the DNS follower corrects it within "
-            "5 minutes; if it stays, see the DnsFollowerErrors alarm and the dns-follower log group)"
+            f"DNS: {host} {'/'.join(stale)} is {'; '.join(_listed(dns.get(k)) for k in stale)} but the serving "
+            f"task(s) are at {'; '.join(_listed(task[k]) for k in stale)} (the DNS follower corrects it within "
+            "minutes; if it stays, see the DnsFollowerErrors alarm and the dns-follower log group)"
         )
-    cert = served_certificate(str(task.get("A") or task.get("AAAA")), host)
-    out["certificate"] = cert
-    if "error" in cert:
-        problems.append(f"certificate: {cert['error']} (Caddy obtains it once DNS points at the task)")
-    elif not cert["names_host"]:
-        problems.append(f"certificate: the one served does not name {host}")
-    elif cert["days_left"] < CERT_WARN_DAYS:
-        problems.append(
-            f"certificate: expires in {cert['days_left']:g} days ({cert['expires']}); renewals are failing: "
-            f"read the log group {names.log_group(target.name, 'caddy')}"
-        )
+    # Every serving task's Caddy answers for the name: each must serve a good certificate (they share it on EFS).
+    addresses = task["A"] or task["AAAA"]
+    with ThreadPoolExecutor(max_workers=max(1, len(addresses))) as pool:  # one TLS timeout, not one per task
+        served = pool.map(lambda address: served_certificate(address, host), addresses)
+        certs = dict(zip(addresses, served, strict=True))
+    out["certificates"] = certs
+    worst = sorted(certs.items(), key=lambda ac: ("error" not in ac[1], ac[1].get("days_left", 0)))
+    out["certificate"] = worst[0][1] if worst else None
+    for address, cert in sorted(certs.items()):
+        at = f" (task at {address})" if len(certs) > 1 else ""
+        if "error" in cert:
+            problems.append(f"certificate: {cert['error']} (Caddy obtains it once DNS points at the task){at}")
+        elif not cert["names_host"]:
+            problems.append(f"certificate: the one served does not name {host}{at}")
+        elif cert["days_left"] < CERT_WARN_DAYS:
+            problems.append(
+                f"certificate: expires in {cert['days_left']:g} days ({cert['expires']}); renewals are failing: "
+                f"read the log group {names.log_group(target.name, 'caddy')}{at}"
+            )
     return out
+
+
+def _listed(values: list[str] | None) -> str:
+    return " ".join(values) if values else "missing"
 
 
 def delete_records(target: Target) -> list[str]:

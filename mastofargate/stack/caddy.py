@@ -27,6 +27,21 @@ Decisions, each with its reason:
 - Health: a plain-HTTP listener on loopback only (`HEALTH_PORT`) answers 200 while Caddy runs; the task's
   container health check asks it. HTTPS cannot be the health signal: on a first install there is no
   certificate until DNS points at the task, and a task killed for that would never get one.
+- Several tasks, one certificate: every Caddy of the front (autoscaled tasks, and old and new task during a
+  rolling deployment) uses the same `storage_dir` on EFS, and "any Caddy instances that are configured to
+  use the same storage will automatically share those resources and coordinate certificate management as a
+  cluster" (caddyserver.com/docs/automatic-https, Storage). Concretely (certmagic's FileStorage): issuance
+  and renewal take a lock file in `storage_dir/locks`, created with O_EXCL (atomic on EFS, NFSv4.1) and
+  refreshed every 5 s while held (stale after 10 s, so a task killed mid-issuance blocks nobody); the
+  others wait, then load the certificate the holder stored instead of ordering their own. HTTP-01 and
+  TLS-ALPN-01 challenge data is written to the storage too, so whichever task Let's Encrypt's validation
+  reaches through the multi-value DNS record answers it (tests/test_caddy_edge.py runs both over real ACME
+  against a local ACME CA: one task orders, the other answers the validation). What this needs of the
+  configuration: the same storage for all (one `file_system` root on the shared EFS access point, one owner
+  uid), which is all it has; no per-task storage, and no admin endpoint that could diverge one task's
+  configuration.
+- Shutdown: Caddy closes its listeners and gives open connections GRACE_SECONDS to finish, then closes
+  them (the default waits for ever, and a WebSocket never finishes), so it stops inside its stop timeout.
 - Logs: JSON on stderr (the awslogs driver ships them), so a metric filter can count failed certificate
   obtains and renewals (loggers `tls.obtain` / `tls.renew`, level `error`).
 """
@@ -50,6 +65,7 @@ MIB = 1024 * 1024
 MASTODON_MAX_UPLOAD = 99 * MIB
 MAX_REQUEST_BODY = MASTODON_MAX_UPLOAD + 1 * MIB
 HEALTH_PORT = 2020  # loopback only; 2019 is Caddy's (disabled) admin port
+GRACE_SECONDS = 15  # open connections' time to finish once Caddy shuts down (then it closes them)
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,7 @@ def caddy_config(
         "storage": {"module": "file_system", "root": storage_dir},
         "apps": {
             "http": {
+                "grace_period": f"{GRACE_SECONDS}s",
                 "http_port": http_port,
                 "https_port": https_port,
                 "servers": {

@@ -1,8 +1,12 @@
 """The direct edge's moving parts outside the task: DNS that follows the task, and a certificate watch.
 
 - DNS follower (mastofargate/lambdas/dns_follower.py): fired by every ECS task state change of the front
-  service (the one whose task holds web and Caddy) and every 5 minutes; reads the running task's public
-  address and upserts the domain's A (and AAAA, when the task has IPv6) record, TTL 60. One run at a time
+  service (the one whose task holds web and Caddy) and on a schedule; reads the public addresses of the
+  service's healthy tasks (all of them: a front that autoscales, or a rolling deployment, runs several)
+  and upserts the domain's A (and AAAA, when the tasks have IPv6) record, TTL 60. ECS sends no event when
+  a task turns healthy (or unhealthy), so the schedule is what adds a scaled-out task: every minute when
+  the front can run several tasks (~44,000 runs a month, cents), every 5 minutes for a singleton, whose
+  events (start, stop) are all that move its record. One run at a time
   (reserved concurrency 1), failed asynchronous runs to a dead-letter queue, and an alarm when runs keep
   failing. Its role may change only that one name's A/AAAA records in the zone.
 - Certificate watch (mastofargate/lambdas/cert_watch.py): every 6 hours, days left on the certificate the
@@ -41,7 +45,8 @@ METRIC_NAMESPACE = "Mastofargate/Edge"
 CERT_METRIC = "CertificateDaysLeft"
 CERT_ALARM_DAYS = 14
 CERT_CHECK_HOURS = 6
-RECONCILE_MINUTES = 5
+RECONCILE_MINUTES = 5  # a singleton front: its events move the record, the schedule catches lost ones
+RECONCILE_MINUTES_SCALING = 1  # a front of several tasks: a task that turns healthy sends no event
 DNS_TTL = 60
 RUNTIME = "python3.13"
 FOLLOWER = "DnsFollower"
@@ -54,12 +59,23 @@ def function_name(b: Build, kind: str) -> str:
     return f"{b.name}-{'dns-follower' if kind == FOLLOWER else 'cert-watch'}"
 
 
+def reconcile_minutes(b: Build) -> int:
+    """How often the DNS follower reconciles: every minute when the front service may run several tasks."""
+    task = b.config.task_of("web")
+    return RECONCILE_MINUTES_SCALING if task is not None and task.max > 1 else RECONCILE_MINUTES
+
+
+def _every(minutes: int) -> str:
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"  # EventBridge's rate() wants the singular
+
+
 def add(b: Build) -> None:
     t = b.app
     cfg = b.config
     zone = str(cfg.aws.hosted_zone_id)
     host = cfg.server.host
     service = front_service(b)
+    minutes = reconcile_minutes(b)
     dlq = b.add(
         t,
         sqs.Queue(
@@ -120,7 +136,7 @@ def add(b: Build) -> None:
         b,
         FOLLOWER,
         "dns_follower",
-        f"Points {host}'s A/AAAA records at the running {service} task",
+        f"Points {host}'s A/AAAA records at the healthy {service} tasks",
         {
             "CLUSTER": names.cluster(b.name),
             "SERVICE": service,
@@ -163,8 +179,9 @@ def add(b: Build) -> None:
         b,
         "DnsFollowerSchedule",
         FOLLOWER,
-        f"Every {RECONCILE_MINUTES} minutes: reconcile DNS with the running task (events can be lost or late)",
-        schedule=f"rate({RECONCILE_MINUTES} minutes)",
+        f"Every {_every(minutes)}: reconcile DNS with the healthy tasks (events can be lost or late, and none "
+        "comes when a task turns healthy)",
+        schedule=f"rate({_every(minutes)})",
     )
     _trigger(
         b,
@@ -339,7 +356,7 @@ def _alarms(b: Build, dlq: sqs.Queue) -> None:
 
     alarm(
         "DnsFollowerErrorsAlarm",
-        f"The DNS follower has failed for 15 minutes: {b.config.server.host} may not point at the running task",
+        f"The DNS follower has failed for 15 minutes: {b.config.server.host} may not point at the serving tasks",
         Namespace="AWS/Lambda",
         MetricName="Errors",
         Dimensions=[cloudwatch.MetricDimension(Name="FunctionName", Value=Ref(FOLLOWER))],

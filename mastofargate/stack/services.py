@@ -380,7 +380,9 @@ def _service(b: Build, task: TaskGroup) -> None:
     # Every container of the task, from its rows, then the direct edge's Caddy beside web.
     containers = [container(b, size, task=task) for size in task.containers]
     if task.has("web") and direct_edge.enabled(b):
-        containers.append(direct_edge.caddy_container(b, same_task_streaming=task.has("streaming")))
+        containers.append(
+            direct_edge.caddy_container(b, same_task_streaming=task.has("streaming"), singleton=task.singleton)
+        )
     for size in task.containers:
         if queue_metrics.wanted(size):
             sidecar = _queue_metrics_sidecar(b, size)
