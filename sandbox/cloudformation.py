@@ -15,6 +15,10 @@ Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
   - DescribeStackEvents pages (100 events, NextToken), newest first (moto returned every event at once);
   - a change set that imports an export no stack publishes FAILS with "No export named X found", as AWS
     computes it (moto accepted it and failed only on execution);
+  - an update that removes a resource whose DeletionPolicy is Retain keeps it (DELETE_SKIPPED; moto deleted
+    it, e.g. a KMS key);
+  - an update that would delete or change an export another stack imports fails and rolls back ("Export X
+    cannot be deleted as it is in use by Y"; moto let it go and left the importer dangling);
   - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
   - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing.
 
@@ -170,8 +174,21 @@ def patch() -> None:
     models.ChangeSet.diff = diff  # type: ignore[method-assign]
     ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
     ResourceMap.delete = map_delete  # type: ignore[method-assign]
+    original_delete_resource = ResourceMap._delete_resource
+
+    def delete_resource(self: Any, parsed_resource: Any, resource_json: dict[str, Any]) -> None:
+        if resource_json.get("DeletionPolicy") == "Retain":
+            return  # AWS keeps it (DELETE_SKIPPED); moto deleted it when an update removed it
+        original_delete_resource(self, parsed_resource, resource_json)
+
+    ResourceMap._delete_resource = delete_resource  # type: ignore[method-assign,assignment]
     responses.CloudFormationResponse.update_termination_protection = update_termination_protection  # type: ignore[attr-defined]
     responses.CloudFormationResponse.describe_stack_events = describe_stack_events  # type: ignore[method-assign]
+
+
+def template_imports(template: dict[str, Any]) -> set[str]:
+    """The export names a stack's template imports (sandbox/operations.py protects them, as AWS does)."""
+    return _imports(template)
 
 
 def _imports(node: Any) -> set[str]:

@@ -111,6 +111,7 @@ def collect(target: Target) -> dict[str, Any]:
         edge = edgecheck.facts(target)
         problems += edge["problems"]
     return {
+        "retired_exec_key": _retired_exec_key(target) if facts["data"] is not None else None,
         "edge": edge,
         "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
         "queues": sidekiq_queues(target) if stacks["app"]["status"] else None,
@@ -135,6 +136,42 @@ def collect(target: Target) -> dict[str, Any]:
         "healthy": not problems,
         "problems": problems,
     }
+
+
+def _retired_exec_key(target: Target) -> dict[str, Any] | None:
+    """The ECS Exec key retired by issue 12, if this server had one: unused since, safe to delete from when,
+    and the command (deploy/exec_key.py). Not a problem: it only costs about $1/month until deleted."""
+    from datetime import UTC, datetime
+
+    from mastofargate.deploy import exec_key
+    from mastofargate.errors import MastofargateError
+
+    try:
+        retired = exec_key.read(target)
+    except MastofargateError as e:
+        return {"error": e.what}
+    if retired is None:
+        return None
+    now = datetime.now(UTC)
+    after = retired.safe_after
+    return {
+        "key_arn": retired.key_arn,
+        "unused_since": retired.unused_since.isoformat(),
+        "retention_days": retired.retention_days,
+        "safe_to_delete_after": after.isoformat() if after else None,
+        "safe_to_delete_now": retired.safe(now),
+        "command": retired.command(),
+        "note": retired.describe(now),
+    }
+
+
+def _retired_key_line(data: dict[str, Any]) -> str | None:
+    key = data.get("retired_exec_key")
+    if not key:
+        return None
+    return (
+        f"kms: {key['note']}" if "note" in key else f"kms: the retired ECS Exec key could not be read: {key['error']}"
+    )
 
 
 def _service_row(name: str, role: str, service: ServiceTypeDef | None, image: str) -> dict[str, Any]:
@@ -355,6 +392,8 @@ def render_plain(data: dict[str, Any]) -> None:
         echo(line)
     for line in _backup_lines(data):
         echo(line)
+    if line := _retired_key_line(data):
+        echo(line)
     echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
 
 
@@ -402,6 +441,8 @@ def render_rich(data: dict[str, Any]) -> None:
     for line in _edge_lines(data):
         c.print(f"  {line}", markup=False, highlight=False)
     for line in _backup_lines(data):
+        c.print(f"  {line}", markup=False, highlight=False)
+    if line := _retired_key_line(data):
         c.print(f"  {line}", markup=False, highlight=False)
     c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 

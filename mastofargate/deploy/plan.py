@@ -13,7 +13,7 @@ from typing import Any
 
 from mastofargate import cost
 from mastofargate.aws import ExportsNotPublished
-from mastofargate.deploy import bootstrap, downtime, stacks
+from mastofargate.deploy import bootstrap, downtime, exports, stacks
 from mastofargate.deploy.ci_roles import change_set_role_arn
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import Tags
@@ -65,6 +65,10 @@ def make_plans(run: Run, state: State, secrets: bootstrap.SecretsReport | None, 
     arns = secrets.arns if secrets and secrets.arns.app else bootstrap.existing_arns(target)
     role = change_set_role_arn(target)
     data_params = data_parameters(arns)
+    if state.data_exists and state.app_exists:
+        app_now = stacks.deployed_template(target, target.app_stack)
+        for export in exports.keep_imported_exports(target, templates["data"], app_now):
+            run.out.line(f"  {target.data_stack} keeps exporting {export} while {target.app_stack} imports it")
     if state.data_exists or not dry_run:
         kind: stacks.Kind = "UPDATE" if state.data_exists else "CREATE"
         data_plan = stacks.create_change_set(
