@@ -243,3 +243,33 @@ def test_status_names_the_old_key_the_date_and_the_command(run: Run) -> None:
     forever = _retired_exec_key(run.target)
     assert forever is not None and forever["safe_to_delete_after"] is None and "keep it" in forever["note"]
     time.sleep(0)  # nothing waits on wall time here
+
+
+def test_the_ci_deploy_role_may_make_every_call_of_the_migration(run: Run) -> None:
+    """The deploy job in CI runs the migration with the CI deploy role (stack/ci.py): every call the retiring
+    steps make is evaluated against that role with tests/iam_policy.py (AWS's rules, not AWS)."""
+    from mastofargate.deploy.ci_roles import ci_roles_stack
+    from tests.deploy_sandbox import recording
+    from tests.iam_policy import decide, requests_for, role_policies
+
+    _deployed(run)
+    with recording() as calls:
+        template = copy.deepcopy(NEW_DATA)
+        exports.keep_imported_exports(run.target, template, stacks.deployed_template(run.target, "social-app"))
+        assert exec_key.settle(run, dry_run=False, remind=True) is None
+    _apply(run, "social-data", template)
+    _apply(run, "social-app", _app("KeyArn"))
+    with recording() as more:
+        assert exec_key.settle(run, dry_run=False, remind=False) is not None
+        assert exec_key.settle(run, dry_run=False, remind=True) is not None
+    config = make_config({"ci": {"repository": "example/mastodon-infra"}})
+    policies, _ = role_policies(
+        ci_roles_stack(config).template,
+        "DeployRole",
+        {"GitHubOidcProvider": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
+    )
+    recorded = calls.calls + more.calls
+    assert {(c.service, c.operation) for c in recorded} >= {("ssm", "PutParameter"), ("cloudformation", "GetTemplate")}
+    requests = [r for c in recorded for r in requests_for(c.service, c.operation, dict(c.params), {})]
+    denied = [f"{r.call}: {r.action} {r.resource}" for r in requests if decide(policies, r) != "Allow"]
+    assert denied == []

@@ -93,7 +93,8 @@ def collect(target: Target) -> dict[str, Any]:
         schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
         problems += schedule_problems
     backups: dict[str, Any] | None = None
-    if facts["data"] is not None and not stack_failed(facts["data"].status):  # a failed stack is the news
+    data_ok = facts["data"] is not None and not stack_failed(facts["data"].status)  # a failed stack is the news
+    if data_ok:
         try:
             backups, backup_problems = upkeep.backup_status(target, facts["data"])
             problems += backup_problems
@@ -111,7 +112,7 @@ def collect(target: Target) -> dict[str, Any]:
         edge = edgecheck.facts(target)
         problems += edge["problems"]
     return {
-        "retired_exec_key": _retired_exec_key(target) if facts["data"] is not None else None,
+        "retired_exec_key": _retired_exec_key(target) if data_ok else None,
         "edge": edge,
         "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
         "queues": sidekiq_queues(target) if stacks["app"]["status"] else None,

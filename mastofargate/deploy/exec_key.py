@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mastofargate import aws, names
 from mastofargate.aws import NotFound
 from mastofargate.deploy import stacks
 from mastofargate.deploy.exports import template_imports
+from mastofargate.errors import MastofargateError
 
 if TYPE_CHECKING:
     from mastofargate.deploy.context import Run
@@ -85,8 +86,8 @@ class Retired:
         )
 
 
-def read(target: Target) -> Retired | None:
-    """The recorded retirement, with the transcripts' retention as it is now (it may have changed)."""
+def _recorded(target: Target) -> tuple[str, datetime] | None:
+    """(key ARN, unused since) as recorded, or None."""
     try:
         with aws.aws_errors("reading the retired ECS Exec key's record"):
             value = target.client("ssm").get_parameter(Name=parameter(target))["Parameter"]["Value"]
@@ -94,11 +95,16 @@ def read(target: Target) -> Retired | None:
         return None
     try:
         record = json.loads(value)
-        since = datetime.fromisoformat(record["unused_since"])
-        key = str(record["key_arn"])
+        return str(record["key_arn"]), datetime.fromisoformat(record["unused_since"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    return Retired(key, since, exec_log_retention(target))
+
+
+def read(target: Target) -> Retired | None:
+    """The recorded retirement, with the transcripts' retention as the log group has it now (it may have
+    changed since): what `status` shows."""
+    found = _recorded(target)
+    return Retired(found[0], found[1], exec_log_retention(target)) if found else None
 
 
 def exec_log_retention(target: Target) -> int | None:
@@ -113,25 +119,49 @@ def exec_log_retention(target: Target) -> int | None:
     return None
 
 
+def template_retention(app_template: dict[str, Any] | None) -> int | None:
+    """The Exec log group's retention as the deployed app template sets it (the deploy reads no log group:
+    its CI role need not describe them); None when it sets none (never expire)."""
+    group = ((app_template or {}).get("Resources") or {}).get("ExecLogGroup") or {}
+    days = (group.get("Properties") or {}).get("RetentionInDays")
+    return int(days) if isinstance(days, (int, str)) and str(days).isdigit() else None
+
+
 def settle(run: Run, *, dry_run: bool, remind: bool) -> Retired | None:
     """Record the old key as unused once the deployed app stack no longer imports it, and say what follows
     (`remind`: also when it was recorded before). Runs before the plan (a deploy cut short after the app
     stack moved is recorded by the next one, before its data update drops the export) and after the rollout.
+    Never fails a deploy: a record it could not write is written by the next one (it warns).
     Returns the retirement (recorded now or before), or None when this server never had the old key."""
+    try:
+        return _settle(run, dry_run=dry_run, remind=remind)
+    except MastofargateError as e:
+        run.out.warn(
+            f"could not check or record the retired ECS Exec key: {e.what} (nothing was deleted; the next deploy "
+            "tries again)"
+        )
+        return None
+
+
+def _settle(run: Run, *, dry_run: bool, remind: bool) -> Retired | None:
     target = run.target
     now = datetime.now(UTC)
-    known = read(target)
+    known = _recorded(target)
     old = target.stack_outputs(target.data_stack, refresh=True).get(OUTPUT)
-    if known is not None and (old is None or old == known.key_arn):
+    if known is None and old is None:
+        return None  # a server that never had the old key: nothing more to read
+    app = stacks.deployed_template(target, target.app_stack)
+    retention = template_retention(app)
+    if known is not None and (old is None or old == known[0]):
+        retired = Retired(known[0], known[1], retention)
         if remind:
-            run.out.line(known.describe(now))
-        return known
+            run.out.line(retired.describe(now))
+        return retired
     if old is None:
         return None
-    app = stacks.deployed_template(target, target.app_stack)
     if app is not None and names.export(target.name, OUTPUT) in template_imports(app):
         return None  # the app stack still uses it: the next step of this deploy moves it
-    retired = Retired(old, now, exec_log_retention(target))
+    retired = Retired(old, now, retention)
     if dry_run:
         run.out.line(f"  would record: {retired.describe(now)}")
         return retired
