@@ -273,3 +273,17 @@ def test_the_ci_deploy_role_may_make_every_call_of_the_migration(run: Run) -> No
     requests = [r for c in recorded for r in requests_for(c.service, c.operation, dict(c.params), {})]
     denied = [f"{r.call}: {r.action} {r.resource}" for r in requests if decide(policies, r) != "Allow"]
     assert denied == []
+
+
+def test_only_the_retired_exec_key_may_leave_the_data_stack() -> None:
+    """DESIGN invariant 3 stays: removing the retained ExecKey deletes nothing; any other key removed, or the
+    ExecKey replaced, is still a data loss the deploy refuses."""
+
+    def change(action: str, logical_id: str, rtype: str = "AWS::KMS::Key", replacement: str = "") -> stacks.Change:
+        return stacks.Change(action, logical_id, rtype, replacement, "")
+
+    assert not change("Remove", "ExecKey").loses_data
+    assert "KEPT in the account" in change("Remove", "ExecKey").line()
+    assert change("Modify", "ExecKey", replacement="True").loses_data
+    assert change("Remove", "EncryptionKey").loses_data
+    assert change("Remove", "ExecKey", "AWS::S3::Bucket").loses_data

@@ -59,7 +59,8 @@ DATA_BEARING = {
 # Retain from the start: CloudFormation keeps them in the account when the template drops them, so their
 # removal deletes nothing (DESIGN invariant 3 holds). Anything else removed or replaced is still refused.
 RETAINED = {
-    "ExecKey": "issue 10's ECS Exec key; its transcripts need it until they expire (deploy/exec_key.py)",
+    ("ExecKey", "AWS::KMS::Key"): "issue 10's ECS Exec key; its transcripts need it until they expire "
+    "(deploy/exec_key.py)",
 }
 STACK_TYPE = "AWS::CloudFormation::Stack"
 CANCELLED = ("Resource creation cancelled", "Resource update cancelled", "Resource deletion cancelled")
@@ -133,13 +134,13 @@ class Change:
     @property
     def retained(self) -> bool:
         """Removed from the stack but kept in the account (RETAINED)."""
-        return self.action == "Remove" and self.logical_id in RETAINED
+        return self.action == "Remove" and (self.logical_id, self.resource_type) in RETAINED
 
     def line(self) -> str:
         sign = {"Add": "+", "Modify": "~", "Remove": "-"}.get(self.action, "?")
         extra = ""
         if self.retained:
-            extra = f" (KEPT in the account, no longer in the stack: {RETAINED[self.logical_id]})"
+            extra = f" (KEPT in the account, no longer in the stack: {RETAINED[self.logical_id, self.resource_type]})"
         elif self.action == "Modify" and self.replacement == "True":
             extra = " (REPLACED)"
         elif self.action == "Modify" and self.replacement == "Conditional":
