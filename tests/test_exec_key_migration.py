@@ -181,7 +181,7 @@ def test_the_deploy_moves_to_one_key_keeps_the_old_one_and_says_when_it_may_go(
     retired = exec_key.settle(run, dry_run=False, remind=False)
     assert retired is not None and retired.key_arn == old and retired.retention_days == RETENTION
     assert before <= retired.unused_since <= datetime.now(UTC)
-    assert retired.safe_after == retired.unused_since + timedelta(days=RETENTION, hours=72)
+    assert retired.safe_after == retired.unused_since + timedelta(days=RETENTION, hours=72, minutes=5)
     said = capsys.readouterr().err
     assert old in said and f"{retired.safe_after:%Y-%m-%d}" in said
     assert f"aws kms schedule-key-deletion --key-id {old} --pending-window-in-days 30" in said

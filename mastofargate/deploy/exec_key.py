@@ -8,11 +8,14 @@ On such a server the deploy:
   2. updates the app stack, whose cluster and log group now use the one key;
   3. records here, once the deployed app stack no longer imports `ExecKeyArn`, that the old key is unused
      and since when (an SSM parameter beside the deploy history), and says from when it may be deleted.
-The transcripts CloudWatch Logs wrote before the switch stay encrypted under the old key (AssociateKmsKey
-re-encrypts nothing: "data previously ingested remains encrypted", CloudWatch Logs' AssociateKmsKey API
-reference), so they are readable only while it exists: until the log group's retention has passed since the
-switch, plus the up to 72 hours CloudWatch Logs takes to delete expired events (its "Change log data
-retention" guide). Nothing here deletes or schedules the deletion of a key: `status` shows the command.
+The transcripts CloudWatch Logs wrote before the switch stay encrypted under the old key, so they are readable
+only while it exists. CloudWatch Logs' API reference, AssociateKmsKey: "Only the log events ingested after the
+key is associated are encrypted with that key", the association "is stored as long as the data encrypted with
+the KMS key is still within CloudWatch Logs", and it "can take up to 5 minutes ... to take effect";
+PutRetentionPolicy: expired events are deleted "typically ... up to 72 hours after" they reach the retention.
+So the old key decrypts nothing still retained once the retention, 5 minutes and 72 hours have passed since
+the switch. Nothing here deletes or schedules the deletion of a key: `deploy` and `status` show the command,
+whose 30-day pending window still lets a mistake be undone (`aws kms cancel-key-deletion`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
     from mastofargate.target import Target
 
 OUTPUT = "ExecKeyArn"  # the data stack's output (and export key) of the retired key
-EXPIRY_LAG = timedelta(hours=72)  # CloudWatch Logs deletes expired events within 72 hours of expiry
+ASSOCIATE_LAG = timedelta(minutes=5)  # AssociateKmsKey takes up to 5 minutes to take effect
+EXPIRY_LAG = timedelta(hours=72)  # CloudWatch Logs deletes expired events typically within 72 hours
 PENDING_WINDOW_DAYS = 30  # the longest KMS allows: a mistaken deletion can still be cancelled for a month
 
 
@@ -54,7 +58,7 @@ class Retired:
         """When the last transcript it encrypted has expired and been deleted (None: never, at this retention)."""
         if self.retention_days is None:
             return None
-        return self.unused_since + timedelta(days=self.retention_days) + EXPIRY_LAG
+        return self.unused_since + ASSOCIATE_LAG + timedelta(days=self.retention_days) + EXPIRY_LAG
 
     def safe(self, now: datetime) -> bool:
         after = self.safe_after
