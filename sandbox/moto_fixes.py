@@ -16,7 +16,8 @@
     with its own name, image and exit code;
   - a KMS key made by CloudFormation kept its KeyPolicy as the template's JSON object, and DescribeKey then
     failed (HTTP 500); AWS stores the policy document as text, as it does for CreateKey. An update of the
-    key (its description, policy or rotation) dropped it from the stack's resources; AWS updates it in place;
+    key (its description, policy or rotation) dropped it from the stack's resources; AWS updates it in place.
+    ScheduleKeyDeletion failed (HTTP 500) when given a key ARN; AWS takes a key id or ARN;
   - a log group made by CloudFormation ignored KmsKeyId, and an update of the resource changed nothing (the
     log group fell out of the stack's resource map); AWS creates it with the key and updates KmsKeyId
     (AssociateKmsKey/DisassociateKmsKey) and RetentionInDays in place;
@@ -179,6 +180,15 @@ def _kms_key_policy_as_text() -> None:
     create._sandbox_wrapped = True  # type: ignore[attr-defined]
     Key.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
     Key.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
+
+    from moto.kms.models import KmsBackend
+
+    original_schedule = KmsBackend.schedule_key_deletion
+
+    def schedule_key_deletion(self: Any, key_id: str, pending_window_in_days: int) -> Any:
+        return original_schedule(self, self.get_key_id(key_id), pending_window_in_days)
+
+    KmsBackend.schedule_key_deletion = schedule_key_deletion  # type: ignore[method-assign]
 
 
 def _log_group_key_and_updates() -> None:

@@ -287,3 +287,98 @@ def test_only_the_retired_exec_key_may_leave_the_data_stack() -> None:
     assert change("Modify", "ExecKey", replacement="True").loses_data
     assert change("Remove", "EncryptionKey").loses_data
     assert change("Remove", "ExecKey", "AWS::S3::Bucket").loses_data
+
+
+def _migrated(run: Run) -> str:
+    """A server moved to the one key (the deploy's steps); returns the old key's ARN."""
+    _, old = _deployed(run)
+    template = copy.deepcopy(NEW_DATA)
+    exports.keep_imported_exports(run.target, template, stacks.deployed_template(run.target, "social-app"))
+    _apply(run, "social-data", template)
+    _apply(run, "social-app", _app("KeyArn"))
+    assert exec_key.settle(run, dry_run=False, remind=False) is not None
+    return old
+
+
+def _backdate(run: Run, old: str, days: float) -> None:
+    """The record as a deploy `days` ago would have written it (the emulator's clock cannot be moved)."""
+    since = datetime.now(UTC) - timedelta(days=days)
+    boto3.client("ssm").put_parameter(
+        Name=exec_key.parameter(run.target),
+        Value=json.dumps({"key_arn": old, "unused_since": since.isoformat()}),
+        Type="String",
+        Overwrite=True,
+    )
+
+
+def _config(tmp_path: Any) -> str:
+    from tests.deploy_sandbox import write_config
+
+    return str(write_config(tmp_path / "mastofargate.toml", "Z0123456789EXAMPLE"))
+
+
+def test_retire_key_refuses_while_transcripts_may_remain_and_changes_nothing(run: Run, tmp_path: Any) -> None:
+    from tests.deploy_sandbox import recording, run_cli
+
+    old = _migrated(run)
+    config = _config(tmp_path)
+    kms = boto3.client("kms")
+    _backdate(run, old, RETENTION + 2)  # expired, but not the 72 hours CloudWatch Logs may take to delete them
+    with recording() as calls:
+        result = run_cli("retire-key", "--config", config, "--yes")
+    assert result.exit_code == 1, result.output
+    assert "Not deleting" in result.output and "Nothing was changed" in result.output
+    assert "retire-key' again after" in result.output and "Traceback" not in result.output
+    assert calls.mutating() == []
+    assert kms.describe_key(KeyId=old)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_retire_key_refuses_a_key_still_in_use(run: Run, tmp_path: Any) -> None:
+    """A record naming a key the server still uses (the Exec log group's) is refused whatever its date."""
+    from tests.deploy_sandbox import run_cli
+
+    _migrated(run)
+    data_key = run.target.stack_outputs("social-data", refresh=True)["KeyArn"]
+    _backdate(run, data_key, RETENTION + 10)
+    result = run_cli("retire-key", "--config", _config(tmp_path), "--yes")
+    assert result.exit_code == 1, result.output
+    assert "still in use" in result.output and f"log group {EXEC_GROUP} encrypts with it" in result.output
+    assert "ECS Exec sessions use it" in result.output and "it is the key of social-data" in result.output
+    assert boto3.client("kms").describe_key(KeyId=data_key)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_retire_key_schedules_the_deletion_once_safe_after_a_dry_run(run: Run, tmp_path: Any) -> None:
+    from tests.deploy_sandbox import recording, run_cli
+
+    old = _migrated(run)
+    config = _config(tmp_path)
+    kms = boto3.client("kms")
+    _backdate(run, old, RETENTION + 4)
+    with recording() as calls:
+        dry = run_cli("retire-key", "--config", config, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "Dry run: nothing was changed." in dry.output and calls.mutating() == []
+    assert kms.describe_key(KeyId=old)["KeyMetadata"]["KeyState"] == "Enabled"
+
+    done = run_cli("retire-key", "--config", config, "--yes")
+    assert done.exit_code == 0, done.output
+    meta = kms.describe_key(KeyId=old)["KeyMetadata"]
+    assert meta["KeyState"] == "PendingDeletion"
+    assert meta["DeletionDate"] - datetime.now(UTC) > timedelta(days=29)
+    assert f"aws kms cancel-key-deletion --key-id {old}" in done.output
+    shown = exec_key.read(run.target)
+    assert shown is not None and shown.deletion_date is not None
+    assert "scheduled for deletion on" in shown.describe(datetime.now(UTC))
+    again = run_cli("retire-key", "--config", config, "--yes")  # nothing more to do, and says so
+    assert again.exit_code == 0 and "scheduled for deletion on" in again.output
+    data_key = run.target.stack_outputs("social-data", refresh=True)["KeyArn"]
+    assert kms.describe_key(KeyId=data_key)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_retire_key_without_a_retired_key_does_nothing(run: Run, tmp_path: Any) -> None:
+    from tests.deploy_sandbox import recording, run_cli
+
+    with recording() as calls:
+        result = run_cli("retire-key", "--config", _config(tmp_path), "--yes")
+    assert result.exit_code == 0 and "nothing to delete" in result.output
+    assert calls.mutating() == []

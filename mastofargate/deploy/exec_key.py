@@ -21,6 +21,7 @@ whose 30-day pending window still lets a mistake be undone (`aws kms cancel-key-
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ class Retired:
     key_arn: str
     unused_since: datetime
     retention_days: int | None
+    deletion_date: datetime | None = None  # set once `retire-key` scheduled its deletion
 
     @property
     def safe_after(self) -> datetime | None:
@@ -75,6 +77,11 @@ class Retired:
     def describe(self, now: datetime) -> str:
         """One line for `deploy` and `status`: unused since when, safe to delete from when, and how."""
         head = f"old ECS Exec key {self.key_arn} unused since {self.unused_since:%Y-%m-%d %H:%M} UTC"
+        if self.deletion_date is not None:
+            return (
+                f"{head}; scheduled for deletion on {self.deletion_date:%Y-%m-%d} (until then "
+                f"'aws kms cancel-key-deletion --key-id {self.key_arn}' keeps it)"
+            )
         after = self.safe_after
         if after is None:
             return (
@@ -83,15 +90,15 @@ class Retired:
                 "first and then the key"
             )
         if now >= after:
-            return f"{head}; its transcripts have expired: delete it with '{self.command()}'"
+            return f"{head}; its transcripts have expired: delete it with 'mastofargate retire-key' ({self.command()})"
         return (
-            f"{head}; its last transcripts expire by {after:%Y-%m-%d} (retention {self.retention_days} days): "
-            f"from then, delete it with '{self.command()}'"
+            f"{head}; its last transcripts expire by {after:%Y-%m-%d %H:%M} UTC (retention {self.retention_days} "
+            f"days): from then, delete it with 'mastofargate retire-key' ({self.command()})"
         )
 
 
-def _recorded(target: Target) -> tuple[str, datetime] | None:
-    """(key ARN, unused since) as recorded, or None."""
+def _recorded(target: Target) -> tuple[str, datetime, datetime | None] | None:
+    """(key ARN, unused since, deletion date if scheduled) as recorded, or None."""
     try:
         with aws.aws_errors("reading the retired ECS Exec key's record"):
             value = target.client("ssm").get_parameter(Name=parameter(target))["Parameter"]["Value"]
@@ -99,7 +106,12 @@ def _recorded(target: Target) -> tuple[str, datetime] | None:
         return None
     try:
         record = json.loads(value)
-        return str(record["key_arn"]), datetime.fromisoformat(record["unused_since"])
+        deletion = record.get("deletion_date")
+        return (
+            str(record["key_arn"]),
+            datetime.fromisoformat(record["unused_since"]),
+            datetime.fromisoformat(deletion) if deletion else None,
+        )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
@@ -108,7 +120,7 @@ def read(target: Target) -> Retired | None:
     """The recorded retirement, with the transcripts' retention as the log group has it now (it may have
     changed since): what `status` shows."""
     found = _recorded(target)
-    return Retired(found[0], found[1], exec_log_retention(target)) if found else None
+    return Retired(found[0], found[1], exec_log_retention(target), found[2]) if found else None
 
 
 def exec_log_retention(target: Target) -> int | None:
@@ -157,7 +169,7 @@ def _settle(run: Run, *, dry_run: bool, remind: bool) -> Retired | None:
     app = stacks.deployed_template(target, target.app_stack)
     retention = template_retention(app)
     if known is not None and (old is None or old == known[0]):
-        retired = Retired(known[0], known[1], retention)
+        retired = Retired(known[0], known[1], retention, known[2])
         if remind:
             run.out.line(retired.describe(now))
         return retired
@@ -169,13 +181,109 @@ def _settle(run: Run, *, dry_run: bool, remind: bool) -> Retired | None:
     if dry_run:
         run.out.line(f"  would record: {retired.describe(now)}")
         return retired
+    _write(target, retired)
+    run.out.warn(f"{retired.describe(now)} (kept: nothing that may decrypt retained logs is deleted by a deploy)")
+    return retired
+
+
+def _write(target: Target, retired: Retired) -> None:
+    record = {"key_arn": retired.key_arn, "unused_since": retired.unused_since.isoformat()}
+    if retired.deletion_date is not None:
+        record["deletion_date"] = retired.deletion_date.isoformat()
     with aws.aws_errors("recording the retired ECS Exec key"):
         target.client("ssm").put_parameter(
             Name=parameter(target),
-            Value=json.dumps({"key_arn": old, "unused_since": now.isoformat()}),
+            Value=json.dumps(record),
             Type="String",
             Overwrite=True,
             Description="mastofargate: the retired ECS Exec KMS key and since when nothing uses it",
         )
-    run.out.warn(f"{retired.describe(now)} (kept: nothing that may decrypt retained logs is deleted by a deploy)")
-    return retired
+
+
+def still_used(target: Target, key_arn: str) -> list[str]:
+    """What of this server still uses `key_arn` (empty: nothing): the data stack's key, the app stack's
+    import of the old export, the Exec log group's key, the cluster's Exec configuration."""
+    uses = []
+    if target.stack_outputs(target.data_stack, refresh=True).get("KeyArn") == key_arn:
+        uses.append(f"it is the key of {target.data_stack}")
+    app = stacks.deployed_template(target, target.app_stack)
+    if app is not None and names.export(target.name, OUTPUT) in template_imports(app):
+        uses.append(f"{target.app_stack} still imports {names.export(target.name, OUTPUT)}")
+    group = names.log_group(target.name, "exec")
+    with aws.aws_errors("reading the ECS Exec log group"):
+        groups = target.client("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    if any(g.get("logGroupName") == group and g.get("kmsKeyId") == key_arn for g in groups):
+        uses.append(f"log group {group} encrypts with it")
+    with aws.aws_errors("reading the ECS cluster"):
+        clusters = target.client("ecs").describe_clusters(clusters=[target.cluster], include=["CONFIGURATIONS"])
+    for cluster in clusters.get("clusters", []):
+        exec_config = (cluster.get("configuration") or {}).get("executeCommandConfiguration") or {}
+        if exec_config.get("kmsKeyId") == key_arn:
+            uses.append(f"cluster {target.cluster}'s ECS Exec sessions use it")
+    return uses
+
+
+def schedule_deletion(run: Run, *, dry_run: bool, confirm: Callable[[str], bool]) -> Retired | None:
+    """`mastofargate retire-key`: schedule the retired key's deletion (KMS's 30-day window), only once its
+    last transcripts have expired and nothing uses it. Refuses (changing nothing) otherwise."""
+    target = run.target
+    now = datetime.now(UTC)
+    retired = read(target)
+    if retired is None:
+        run.out.line(f"No retired ECS Exec key is recorded for {target.name}: nothing to delete.")
+        return None
+    if retired.deletion_date is not None:
+        run.out.line(retired.describe(now))
+        return retired
+    if not retired.safe(now):
+        after = retired.safe_after
+        raise MastofargateError(
+            f"Not deleting {retired.key_arn}: transcripts it encrypted may still be retained. Nothing was changed.",
+            why=(
+                f"the ECS Exec log group keeps events {retired.retention_days} days; the last ones written under "
+                f"this key expire by {after:%Y-%m-%d %H:%M} UTC (with CloudWatch Logs' 72 hours to delete them)"
+                if after
+                else "the ECS Exec log group keeps events forever, so transcripts under this key never expire"
+            ),
+            fix=(
+                f"run 'mastofargate retire-key' again after {after:%Y-%m-%d %H:%M} UTC"
+                if after
+                else "keep the key (about $1/month), or delete the log streams written before "
+                f"{retired.unused_since:%Y-%m-%d} first and then the key with '{retired.command()}'"
+            ),
+        )
+    uses = still_used(target, retired.key_arn)
+    if uses:
+        raise MastofargateError(
+            f"Not deleting {retired.key_arn}: it is still in use. Nothing was changed.",
+            why="; ".join(uses),
+            fix="run 'mastofargate deploy' (it moves everything to the server's one key), then retire-key again",
+        )
+    try:
+        with aws.aws_errors("reading the retired ECS Exec key"):
+            state = target.client("kms").describe_key(KeyId=retired.key_arn)["KeyMetadata"]
+    except NotFound:
+        run.out.line(f"{retired.key_arn} no longer exists: nothing to delete.")
+        return retired
+    if state.get("KeyState") == "PendingDeletion":
+        scheduled = Retired(retired.key_arn, retired.unused_since, retired.retention_days, state.get("DeletionDate"))
+        run.out.line(scheduled.describe(now))
+        return scheduled
+    run.out.line(
+        f"{retired.key_arn} (ECS Exec key of {target.name}, unused since {retired.unused_since:%Y-%m-%d}; its "
+        f"transcripts expired by {retired.safe_after:%Y-%m-%d}) will be scheduled for deletion in "
+        f"{PENDING_WINDOW_DAYS} days; until then it can be cancelled."
+    )
+    if dry_run:
+        run.out.line("Dry run: nothing was changed.")
+        return retired
+    if not confirm("Schedule its deletion?"):
+        raise MastofargateError("Cancelled; nothing was changed.")
+    with aws.aws_errors("scheduling the deletion of the retired ECS Exec key"):
+        answer = target.client("kms").schedule_key_deletion(
+            KeyId=retired.key_arn, PendingWindowInDays=PENDING_WINDOW_DAYS
+        )
+    scheduled = Retired(retired.key_arn, retired.unused_since, retired.retention_days, answer["DeletionDate"])
+    _write(target, scheduled)
+    run.out.line(scheduled.describe(now))
+    return scheduled
