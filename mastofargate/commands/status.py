@@ -161,7 +161,9 @@ def _retired_exec_key(target: Target) -> dict[str, Any] | None:
         "retention_days": retired.retention_days,
         "safe_to_delete_after": after.isoformat() if after else None,
         "safe_to_delete_now": retired.safe(now),
-        "command": retired.command(),
+        "deletion_scheduled_for": retired.deletion_date.isoformat() if retired.deletion_date else None,
+        "command": "mastofargate retire-key",
+        "aws_command": retired.command(),
         "note": retired.describe(now),
     }
 
