@@ -152,6 +152,7 @@ _NOT_FOUND_CODES = frozenset(
         "DBInstanceNotFound",
         "DBSnapshotNotFound",
         "LogGroupNotFoundException",
+        "NotFoundException",  # KMS: a key that does not exist (any more)
     }
 )
 _ACCESS_CODES = frozenset(

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "exec",
     "rollback",
     "destroy",
+    "retire_key",
     "secrets",
     "backups",
     "backup",

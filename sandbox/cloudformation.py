@@ -20,6 +20,10 @@ Where moto 5.2 differs from AWS, and what is done here instead (as AWS does):
     deletion, or lacks that JSON key FAILS, as AWS resolves dynamic references while computing the change set
     (moto never resolved them: an RDS password naming a missing secret deployed). The value itself is not
     put anywhere (moto's stand-ins keep the reference string), so nothing secret reaches the emulator's state;
+  - an update that removes a resource whose DeletionPolicy is Retain keeps it (DELETE_SKIPPED; moto deleted
+    it, e.g. a KMS key);
+  - an update that would delete or change an export another stack imports fails and rolls back ("Export X
+    cannot be deleted as it is in use by Y"; moto let it go and left the importer dangling);
   - `UpdateTerminationProtection` exists, and `DeleteStack` refuses a protected stack (moto has neither);
   - deleting a stack forgets resources moto cannot delete (e.g. a VPC with dependants) instead of failing;
   - a modified resource whose type moto cannot update (AWS::RDS::DBInstance: a new MasterUserPassword) is kept
@@ -184,6 +188,14 @@ def patch() -> None:
     models.ChangeSet.diff = diff  # type: ignore[method-assign]
     ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
     ResourceMap.delete = map_delete  # type: ignore[method-assign]
+    original_delete_resource = ResourceMap._delete_resource
+
+    def delete_resource(self: Any, parsed_resource: Any, resource_json: dict[str, Any]) -> None:
+        if resource_json.get("DeletionPolicy") == "Retain":
+            return  # AWS keeps it (DELETE_SKIPPED); moto deleted it when an update removed it
+        original_delete_resource(self, parsed_resource, resource_json)
+
+    ResourceMap._delete_resource = delete_resource  # type: ignore[method-assign,assignment]
     responses.CloudFormationResponse.update_termination_protection = update_termination_protection  # type: ignore[attr-defined]
     responses.CloudFormationResponse.describe_stack_events = describe_stack_events  # type: ignore[method-assign]
 
@@ -211,6 +223,9 @@ def _unresolvable_secret(template: dict[str, Any], account_id: str, region: str)
             if key not in values:
                 return f"Could not find SecretString key {key} in secret {name}"
     return ""
+def template_imports(template: dict[str, Any]) -> set[str]:
+    """The export names a stack's template imports (sandbox/operations.py protects them, as AWS does)."""
+    return _imports(template)
 
 
 def _imports(node: Any) -> set[str]:

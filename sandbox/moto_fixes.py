@@ -14,6 +14,15 @@
   - an ECS task held ONE container, made from the task definition's first container definition; on AWS a
     task holds a container per definition (a task of several containers: `layout = "one-task"`), each
     with its own name, image and exit code;
+  - a KMS key made by CloudFormation kept its KeyPolicy as the template's JSON object, and DescribeKey then
+    failed (HTTP 500); AWS stores the policy document as text, as it does for CreateKey. An update of the
+    key (its description, policy or rotation) dropped it from the stack's resources; AWS updates it in place.
+    ScheduleKeyDeletion failed (HTTP 500) when given a key ARN; AWS takes a key id or ARN;
+  - a log group made by CloudFormation ignored KmsKeyId, and an update of the resource changed nothing (the
+    log group fell out of the stack's resource map); AWS creates it with the key and updates KmsKeyId
+    (AssociateKmsKey/DisassociateKmsKey) and RetentionInDays in place;
+  - an ECS cluster made or updated by CloudFormation ignored Configuration (ECS Exec's key and logging);
+    AWS applies it, and DescribeClusters returns it;
   - SES v2 `GetAccount` did not exist; here it answers as for a new AWS account: sending enabled, still in
     the SES sandbox (ProductionAccessEnabled false, 200 mails a day, 1 a second).
 """
@@ -26,6 +35,9 @@ from typing import Any
 def apply() -> None:
     """Small fixes of moto models our templates trip over (listed in the module docstring)."""
     _bucket_policy_conditions()
+    _kms_key_policy_as_text()
+    _log_group_key_and_updates()
+    _cluster_configuration()
     from moto.efs.models import AccessPoint, FileSystem
     from moto.rds.models import DBParameterGroup
     from moto.route53.models import HostedZoneIdentifier
@@ -135,6 +147,115 @@ def _task_containers() -> None:
 
     init._sandbox_wrapped = True  # type: ignore[attr-defined]
     Task.__init__ = init  # type: ignore[method-assign]
+
+
+def _kms_key_policy_as_text() -> None:
+    import json
+
+    from moto.kms.models import Key
+
+    original = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    if getattr(original, "_sandbox_wrapped", False):
+        return
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
+        props = cloudformation_json.get("Properties", {})
+        if isinstance(props.get("KeyPolicy"), dict):
+            cloudformation_json = {
+                **cloudformation_json,
+                "Properties": {**props, "KeyPolicy": json.dumps(props["KeyPolicy"])},
+            }
+        return original(cls, resource_name, cloudformation_json, *args, **kwargs)
+
+    def update(
+        cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        props = cloudformation_json.get("Properties", {})
+        policy = props.get("KeyPolicy")
+        original_resource.policy = json.dumps(policy) if isinstance(policy, dict) else policy
+        original_resource.description = props.get("Description", "")
+        original_resource.key_rotation_status = props.get("EnableKeyRotation", False)
+        return original_resource
+
+    create._sandbox_wrapped = True  # type: ignore[attr-defined]
+    Key.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+    Key.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
+
+    from moto.kms.models import KmsBackend
+
+    original_schedule = KmsBackend.schedule_key_deletion
+
+    def schedule_key_deletion(self: Any, key_id: str, pending_window_in_days: int) -> Any:
+        return original_schedule(self, self.get_key_id(key_id), pending_window_in_days)
+
+    KmsBackend.schedule_key_deletion = schedule_key_deletion  # type: ignore[method-assign]
+
+
+def _log_group_key_and_updates() -> None:
+    from moto.logs.models import LogGroup, logs_backends
+
+    original = LogGroup.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    if getattr(original, "_sandbox_wrapped", False):
+        return
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
+        group = original(cls, resource_name, cloudformation_json, *args, **kwargs)
+        group.kms_key_id = cloudformation_json.get("Properties", {}).get("KmsKeyId")
+        return group
+
+    def update(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        props = cloudformation_json.get("Properties", {})
+        if props.get("LogGroupName", original_resource.name) != original_resource.name:
+            logs_backends[account_id][region_name].delete_log_group(original_resource.name)
+            return create(cls, new_resource_name, cloudformation_json, account_id, region_name)
+        original_resource.kms_key_id = props.get("KmsKeyId")
+        original_resource.retention_in_days = props.get("RetentionInDays")
+        return original_resource
+
+    create._sandbox_wrapped = True  # type: ignore[attr-defined]
+    LogGroup.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+    LogGroup.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
+
+
+def _camel(node: Any) -> Any:
+    """CloudFormation's property names (KmsKeyId) as the ECS API's (kmsKeyId)."""
+    if isinstance(node, dict):
+        return {k[:1].lower() + k[1:]: _camel(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_camel(v) for v in node]
+    return node
+
+
+def _cluster_configuration() -> None:
+    from moto.ecs.models import Cluster
+
+    create_original = Cluster.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    update_original = Cluster.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    if getattr(create_original, "_sandbox_wrapped", False):
+        return
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
+        cluster = create_original(cls, resource_name, cloudformation_json, *args, **kwargs)
+        cluster.configuration = _camel(cloudformation_json.get("Properties", {}).get("Configuration"))
+        return cluster
+
+    def update(
+        cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        cluster = update_original(cls, original_resource, new_resource_name, cloudformation_json, *args, **kwargs)
+        cluster.configuration = _camel(cloudformation_json.get("Properties", {}).get("Configuration"))
+        return cluster
+
+    create._sandbox_wrapped = True  # type: ignore[attr-defined]
+    Cluster.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+    Cluster.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
 
 
 def _add_attributes(cls: type, attrs: dict[str, str]) -> None:

@@ -94,6 +94,7 @@ class StackOperation:
     added: list[Step] = field(default_factory=list)  # resources the failed update created (deleted in cleanup)
     replaced: dict[str, Any] = field(default_factory=dict)  # logical id -> replacement to delete after rollback
     rollback_reason: str | None = None
+    outputs_failure: str | None = None  # an export still imported elsewhere would go: roll back at the end
     finish: Callable[[], None] | None = None  # a delete's last act: moto deletes the stack and its resources
 
     # --- starting -------------------------------------------------------------------------------------
@@ -120,6 +121,14 @@ class StackOperation:
         op._stack_event(f"{kind}_IN_PROGRESS", "User Initiated")
         change_set.execution_status = "EXECUTE_IN_PROGRESS"
         error: tuple[str | None, str] | None = None
+        in_use = _exports_in_use(backend, stack, change_set.template_dict) if kind == "UPDATE" else None
+        if in_use is not None:
+            # AWS updates the resources, fails at the outputs and rolls the resources back: the same end
+            # state as changing nothing, which is what happens here (no resource events in between).
+            op.outputs_failure = in_use
+            _operations.append(op)
+            op.advance(now)
+            return op
         ecs.DEFER.active = True
         try:
             change_set.apply()
@@ -252,6 +261,10 @@ class StackOperation:
             if self.kind == "CREATE":
                 self._succeed("CREATE_COMPLETE")
                 return
+            if self.outputs_failure is not None:
+                self._stack_event("UPDATE_ROLLBACK_IN_PROGRESS", self.outputs_failure)
+                self.phase, self.steps = "ROLLBACK", []
+                return
             self._stack_event("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
             self.phase, self.steps = "CLEANUP", self._cleanup_steps(rolled_back=False)
         elif self.phase == "CLEANUP":
@@ -360,9 +373,10 @@ class StackOperation:
             for change in self.removed:
                 old = self.old_objects.get(change.logical_resource_id)
                 rtype = old_resources.get(change.logical_resource_id, {}).get("Type", change.resource_type)
-                steps.append(
-                    Step(change.logical_resource_id, rtype, "DELETE", set(), physical_id=_physical_id(old))
-                )
+                step = Step(change.logical_resource_id, rtype, "DELETE", set(), physical_id=_physical_id(old))
+                # AWS keeps a removed resource whose DeletionPolicy is Retain (DELETE_SKIPPED)
+                step.retained = old_resources.get(change.logical_resource_id, {}).get("DeletionPolicy") == "Retain"
+                steps.append(step)
         return steps
 
     def _delete_step(self, logical_id: str, obj: Any) -> Step:
@@ -401,6 +415,35 @@ class StackOperation:
 
 
 # --- helpers --------------------------------------------------------------------------------------------
+
+
+def _exports_in_use(backend: Any, stack: Any, template: dict[str, Any]) -> str | None:
+    """AWS's reason when an update would delete or change an export another stack imports, else None
+    (AWS: UPDATE_ROLLBACK_IN_PROGRESS "Export X cannot be deleted as it is in use by Y")."""
+    from sandbox.cloudformation import template_imports
+
+    new: dict[str, Any] = {}
+    for output in (template.get("Outputs") or {}).values():
+        name = (output.get("Export") or {}).get("Name")
+        if isinstance(name, str):
+            new[name] = output.get("Value")
+    old = {e.name: e for e in stack.exports}
+    for name in old:
+        importers = [
+            other.name
+            for other in backend.stacks.values()
+            if other.stack_id != stack.stack_id
+            and not other.status.startswith("DELETE_COMPLETE")
+            and name in template_imports(other.template_dict or {})
+        ]
+        if not importers:
+            continue
+        if name not in new:
+            return f"Export {name} cannot be deleted as it is in use by {importers[0]}"
+        value = new[name]
+        if isinstance(value, str) and value != old[name].value:
+            return f"Cannot update export {name} as it is in use by {importers[0]}"
+    return None
 
 
 def start(backend: Any, change_set: Any, now: float) -> StackOperation:

@@ -116,8 +116,8 @@ def test_personal_default_lines_match_hand_arithmetic() -> None:
     assert usd(est, "EFS Elastic Throughput writes") == pytest.approx((appended + appended / (64 / 1024) * 0.02) * 0.06)
     assert usd(est, "EFS Standard storage") == pytest.approx(0.02 * 0.30)
     assert usd(est, "Secrets Manager secrets") == pytest.approx(1 * 0.40)  # one secret per server (issue 12)
-    # the data key and the ECS Exec sessions' own key
-    assert usd(est, "KMS customer-managed keys") == pytest.approx(2.00)
+    # one key: ECS Exec sessions use the data key under a scoped grant (stack/keys.py)
+    assert usd(est, "KMS customer-managed keys") == pytest.approx(1.00)
     # BackupDump: nightly = 730/24 runs x (2 min start + 2 min/GB x 3 GB) on the backup task (0.5 vCPU, 1 GB,
     # 30 GiB ephemeral = 10 GiB above the free 20), on-demand, + its IPv4
     backup_hourly = 0.5 * 0.03238 + 1 * 0.00356 + 10 * 0.000111 + 0.005

@@ -42,7 +42,17 @@ EXEC = {
         None,
     ),
     "EcsExecLogGroups": (["logs:DescribeLogGroups"], [sub("logs", "log-group:*")], None),
-    "EcsExecKey": (["kms:Decrypt"], [imported("ExecKeyArn")], None),
+    # The server's one key, only under an Exec session's encryption context into this cluster (stack/keys.py).
+    "EcsExecKey": (
+        ["kms:Decrypt"],
+        [imported("KeyArn")],
+        {
+            "StringLike": {
+                "kms:EncryptionContext:aws:ssm:SessionId": "*",
+                "kms:EncryptionContext:aws:ssm:TargetId": "ecs:social_*",
+            }
+        },
+    ),
 }
 
 BACKUP = {
@@ -342,19 +352,34 @@ def test_ecs_exec_only_where_an_operator_needs_it(combo: tuple) -> None:
             else:
                 assert role == "MastodonTaskRole"
     cluster = app["Cluster"]["Properties"]["Configuration"]["ExecuteCommandConfiguration"]
-    assert cluster["KmsKeyId"] == imported("ExecKeyArn")
-    assert app["ExecLogGroup"]["Properties"]["KmsKeyId"] == imported("ExecKeyArn")
+    assert cluster["KmsKeyId"] == imported("KeyArn")
+    assert app["ExecLogGroup"]["Properties"]["KmsKeyId"] == imported("KeyArn")
 
 
 @combos
-def test_exec_key_grants_only_the_session_log_group(combo: tuple) -> None:
-    data = stacks(combo)["data"]["Resources"]
-    key = data["ExecKey"]
+def test_one_customer_managed_key_whose_logs_grant_covers_the_exec_transcripts(combo: tuple) -> None:
+    """One key per server (issue 12: each key costs $1/month and more once rotated); CloudWatch Logs may use it
+    for this account's and region's log groups, the Exec transcripts' among them, and for no other account's."""
+    from tests.iam_policy import ACCOUNT, REGION, Request, decide, resolve
+
+    built = stacks(combo)
+    keys = {k: v for t in built.values() for k, v in t["Resources"].items() if v["Type"] == "AWS::KMS::Key"}
+    assert list(keys) == ["EncryptionKey"]
+    key = keys["EncryptionKey"]
     assert key["DeletionPolicy"] == "Retain" and key["Properties"]["EnableKeyRotation"] is True
     statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
-    assert set(statements) == {"AccountAdmin", "ExecTranscripts"}
-    context = statements["ExecTranscripts"]["Condition"]["StringEquals"]["kms:EncryptionContext:aws:logs:arn"]
-    assert context == sub("logs", "log-group:/mastofargate/social/exec")
+    assert set(statements) == {"AccountAdmin", "CloudWatchLogs", "AlarmsToSns"}
+    logs = dict(statements["CloudWatchLogs"])
+    principal = logs.pop("Principal")["Service"]
+    assert principal == {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    policy = {"Version": "2012-10-17", "Statement": [resolve(logs)]}
+    group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/mastofargate/social/exec"
+    assert built["app"]["Resources"]["ExecLogGroup"]["Properties"]["LogGroupName"] == "/mastofargate/social/exec"
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert decide([policy], Request(action, "*", {"kms:EncryptionContext:aws:logs:arn": group})) == "Allow"
+        other = group.replace(ACCOUNT, "210987654321")
+        assert decide([policy], Request(action, "*", {"kms:EncryptionContext:aws:logs:arn": other})) != "Allow"
+        assert decide([policy], Request(action, "*")) != "Allow"
 
 
 @combos

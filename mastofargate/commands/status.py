@@ -93,7 +93,8 @@ def collect(target: Target) -> dict[str, Any]:
         schedules, schedule_problems = upkeep.scheduled_jobs(target, facts["app"])
         problems += schedule_problems
     backups: dict[str, Any] | None = None
-    if facts["data"] is not None and not stack_failed(facts["data"].status):  # a failed stack is the news
+    data_ok = facts["data"] is not None and not stack_failed(facts["data"].status)  # a failed stack is the news
+    if data_ok:
         try:
             backups, backup_problems = upkeep.backup_status(target, facts["data"])
             problems += backup_problems
@@ -112,6 +113,7 @@ def collect(target: Target) -> dict[str, Any]:
         problems += edge["problems"]
     return {
         "legacy_secrets": _legacy_secrets(target) if deployed else None,
+        "retired_exec_key": _retired_exec_key(target) if data_ok else None,
         "edge": edge,
         "upstream": upstream(running or cfg.deployment.mastodon_version) if deployed else None,
         "queues": sidekiq_queues(target) if stacks["app"]["status"] else None,
@@ -153,6 +155,44 @@ def _legacy_secrets(target: Target) -> dict[str, Any] | None:
 def _legacy_line(data: dict[str, Any]) -> str | None:
     legacy = data.get("legacy_secrets")
     return f"legacy secrets {', '.join(legacy['names'])}: {legacy['note']}" if legacy else None
+
+
+def _retired_exec_key(target: Target) -> dict[str, Any] | None:
+    """The ECS Exec key retired by issue 12, if this server had one: unused since, safe to delete from when,
+    and the command (deploy/exec_key.py). Not a problem: it only costs about $1/month until deleted."""
+    from datetime import UTC, datetime
+
+    from mastofargate.deploy import exec_key
+    from mastofargate.errors import MastofargateError
+
+    try:
+        retired = exec_key.read(target)
+    except MastofargateError as e:
+        return {"error": e.what}
+    if retired is None:
+        return None
+    now = datetime.now(UTC)
+    after = retired.safe_after
+    return {
+        "key_arn": retired.key_arn,
+        "unused_since": retired.unused_since.isoformat(),
+        "retention_days": retired.retention_days,
+        "safe_to_delete_after": after.isoformat() if after else None,
+        "safe_to_delete_now": retired.safe(now),
+        "deletion_scheduled_for": retired.deletion_date.isoformat() if retired.deletion_date else None,
+        "command": "mastofargate retire-key",
+        "aws_command": retired.command(),
+        "note": retired.describe(now),
+    }
+
+
+def _retired_key_line(data: dict[str, Any]) -> str | None:
+    key = data.get("retired_exec_key")
+    if not key:
+        return None
+    return (
+        f"kms: {key['note']}" if "note" in key else f"kms: the retired ECS Exec key could not be read: {key['error']}"
+    )
 
 
 def _service_row(name: str, role: str, service: ServiceTypeDef | None, image: str) -> dict[str, Any]:
@@ -374,7 +414,7 @@ def render_plain(data: dict[str, Any]) -> None:
         echo(line)
     for line in _backup_lines(data):
         echo(line)
-    if line := _legacy_line(data):
+    for line in filter(None, (_legacy_line(data), _retired_key_line(data))):
         echo(line)
     echo("healthy" if data["healthy"] else "unhealthy: " + "; ".join(data["problems"]))
 
@@ -424,7 +464,7 @@ def render_rich(data: dict[str, Any]) -> None:
         c.print(f"  {line}", markup=False, highlight=False)
     for line in _backup_lines(data):
         c.print(f"  {line}", markup=False, highlight=False)
-    if line := _legacy_line(data):
+    for line in filter(None, (_legacy_line(data), _retired_key_line(data))):
         c.print(f"  {line}", markup=False, highlight=False)
     c.print("[green]healthy[/]" if data["healthy"] else "[red]unhealthy:[/] " + escape("; ".join(data["problems"])))
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mastofargate import validate
-from mastofargate.deploy import bootstrap, dbsetup, handoff, history, jobs, mail, rollout, spot, stacks
+from mastofargate.deploy import bootstrap, dbsetup, exec_key, handoff, history, jobs, mail, rollout, spot, stacks
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import DeployOptions, ImageChoice, PlanOptions, RollbackOptions, Tags
 from mastofargate.deploy.plan import Plans, app_change_set, discard, make_plans, nothing_to_do, show_plan
@@ -55,6 +55,8 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
     )
     need_tags = not (opts.images.build or opts.data_only or opts.dry_run)
     state = preflight(run, opts.images, need_tags=need_tags)
+    if state.data_exists:
+        exec_key.settle(run, dry_run=opts.dry_run, remind=True)
     secrets = bootstrap.secrets_step(run, dry_run=opts.dry_run, smtp_password=smtp_password)
     plans = make_plans(run, state, secrets, dry_run=opts.dry_run)
     show_plan(run, state, plans)
@@ -100,6 +102,8 @@ def deploy(run: Run, opts: DeployOptions, confirm: Confirm, smtp_password: str |
     else:
         outcome = upgrade(run, state, plans, tags, opts)
         outcome.changed = outcome.changed or data_changed or (secrets.changed if secrets else False)
+    if not opts.no_wait:
+        exec_key.settle(run, dry_run=False, remind=False)  # the app stack may have let go of the old Exec key
     if outcome.changed and not opts.no_wait:
         history.record_history(target, tags, seconds=run.poller.clock.monotonic() - rollout_started)
     outcome.url = target.stack_outputs(target.app_stack, refresh=True).get("Url", "")

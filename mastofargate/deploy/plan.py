@@ -13,7 +13,7 @@ from typing import Any
 
 from mastofargate import cost
 from mastofargate.aws import ExportsNotPublished
-from mastofargate.deploy import bootstrap, downtime, stacks
+from mastofargate.deploy import bootstrap, downtime, exports, stacks
 from mastofargate.deploy.ci_roles import change_set_role_arn
 from mastofargate.deploy.context import Run
 from mastofargate.deploy.options import Tags
@@ -64,6 +64,10 @@ def make_plans(run: Run, state: State, secrets: bootstrap.SecretsReport | None, 
     role = change_set_role_arn(target)
     data_params = data_parameters(arn)
     params = app_parameters(arn, state.tags, services_enabled=not state.installing)
+    if state.data_exists and state.app_exists:
+        app_now = stacks.deployed_template(target, target.app_stack)
+        for export in exports.keep_imported_exports(target, templates["data"], app_now):
+            run.out.line(f"  {target.data_stack} keeps exporting {export} while {target.app_stack} imports it")
     if arn is None and state.data_exists:
         # A dry run of a server still on the three legacy secrets: the one secret its templates reference is
         # made by the real deploy's secrets step, so CloudFormation cannot plan against it yet (the dynamic

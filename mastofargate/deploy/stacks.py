@@ -55,6 +55,14 @@ DATA_BEARING = {
     "AWS::KMS::Key": "encryption key",
     "AWS::ECR::Repository": "image repository",
 }
+# Data-bearing resources a release removed from the templates on purpose, each deployed with DeletionPolicy
+# Retain from the start: CloudFormation keeps them in the account when the template drops them, so their
+# removal deletes nothing (DESIGN invariant 3 holds). Anything else removed or replaced is still refused.
+RETAINED = {
+    ("ExecKey", "AWS::KMS::Key"): "issue 10's ECS Exec key; its transcripts need it until they expire "
+    "(deploy/exec_key.py)",
+}
+STACK_TYPE = "AWS::CloudFormation::Stack"
 CANCELLED = ("Resource creation cancelled", "Resource update cancelled", "Resource deletion cancelled")
 CHANGE_SET_POLL_SECONDS = 2  # the change_set_create_complete waiter's delay (botocore's default is 30 s)
 
@@ -119,14 +127,21 @@ class Change:
     @property
     def loses_data(self) -> bool:
         """A data-bearing resource removed, or replaced (or maybe replaced)."""
-        if self.data_kind is None:
+        if self.data_kind is None or self.retained:
             return False
         return self.action == "Remove" or (self.action == "Modify" and self.replacement in ("True", "Conditional"))
+
+    @property
+    def retained(self) -> bool:
+        """Removed from the stack but kept in the account (RETAINED)."""
+        return self.action == "Remove" and (self.logical_id, self.resource_type) in RETAINED
 
     def line(self) -> str:
         sign = {"Add": "+", "Modify": "~", "Remove": "-"}.get(self.action, "?")
         extra = ""
-        if self.action == "Modify" and self.replacement == "True":
+        if self.retained:
+            extra = f" (KEPT in the account, no longer in the stack: {RETAINED[self.logical_id, self.resource_type]})"
+        elif self.action == "Modify" and self.replacement == "True":
             extra = " (REPLACED)"
         elif self.action == "Modify" and self.replacement == "Conditional":
             extra = " (may be replaced)"
@@ -444,10 +459,18 @@ class EventReader:
     def first_failure(self) -> StackEvent | None:
         """The first resource that failed (not the ones cancelled because of it)."""
         for event in self.events:
-            own = event.resource_type != "AWS::CloudFormation::Stack" and not any(c in event.reason for c in CANCELLED)
+            own = event.resource_type != STACK_TYPE and not any(c in event.reason for c in CANCELLED)
             if own and event.status.endswith("_FAILED"):
                 return event
-        return next((e for e in self.events if e.status.endswith("_FAILED")), None)
+        failed = next((e for e in self.events if e.status.endswith("_FAILED")), None)
+        if failed is not None:
+            return failed
+        # No resource failed: CloudFormation rolled back for the stack itself (e.g. "Export X cannot be
+        # deleted as it is in use by Y", found only when it reaches the outputs); its reason says why.
+        return next(
+            (e for e in self.events if e.resource_type == STACK_TYPE and e.status.endswith("ROLLBACK_IN_PROGRESS")),
+            None,
+        )
 
 
 def start(target: Target, plan: Plan) -> EventReader | None:

@@ -18,19 +18,19 @@ from mastofargate.stack import (
     edge,
     iam,
     jobs,
+    keys,
     mail,
     media,
     network,
     observability,
     registry,
-    secrets,
     services,
     spot,
     storage,
 )
 from mastofargate.stack.context import Build
 
-DATA_BUILDERS = (network, secrets, registry, database, dbsetup, cache, media, mail, backups)
+DATA_BUILDERS = (network, keys, registry, database, dbsetup, cache, media, mail, backups)
 APP_BUILDERS = (iam, cluster, edge, services, jobs, backup_tasks, observability, spot, storage)
 
 

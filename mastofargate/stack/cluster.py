@@ -50,7 +50,7 @@ def add(b: Build) -> None:
             ],
             Configuration=ecs.ClusterConfiguration(
                 ExecuteCommandConfiguration=ecs.ExecuteCommandConfiguration(
-                    KmsKeyId=b.imported("ExecKeyArn"),  # its own key: see stack/secrets.py
+                    KmsKeyId=b.imported("KeyArn"),  # tasks may use it only for sessions: stack/keys.py
                     Logging="OVERRIDE",
                     LogConfiguration=ecs.ExecuteCommandLogConfiguration(
                         CloudWatchLogGroupName=Ref("ExecLogGroup"), CloudWatchEncryptionEnabled=True

@@ -7,8 +7,8 @@
   certificate directory on EFS (so Sidekiq's role cannot reach the site's private key);
 - streaming: no task role at all (it needs no AWS API), so no credentials and no ECS Exec;
 - data task role (Redis task): its EFS access point only; no ECS Exec into a data store;
-- ECS Exec sessions: their own KMS key (`ExecKey`), which the task role may only decrypt with, and which
-  encrypts the session transcripts; the data key is never reachable from a task;
+- ECS Exec sessions: the server's one KMS key, which the task roles may decrypt with only under the
+  encryption context of an Exec session into this cluster (stack/keys.py): nothing of the data it encrypts;
 - Postgres task role: its EFS access point, and only the pgbackrest/ prefix of the backup bucket (pgBackRest
   archives WAL and takes base backups from inside the Postgres container; the dumps are out of its reach),
   and the backup metrics (WalArchiveFailing);
@@ -38,6 +38,7 @@ from troposphere import GetAtt, Join, Sub, iam
 from mastofargate import names
 from mastofargate.stack.backups import METRIC_NAMESPACE, PGBACKREST_PREFIX
 from mastofargate.stack.context import Build
+from mastofargate.stack.keys import SSM_SESSION_CONTEXT, SSM_TARGET_CONTEXT, exec_target_pattern
 from mastofargate.stack.registry import repository_names
 from mastofargate.stack.secrets import legacy_secret_names, secret_name
 
@@ -79,7 +80,7 @@ def exec_log_group_arn() -> Sub:
 
 def _exec_statements(b: Build) -> list[Statement]:
     """What the ECS Exec agent in a task needs (AWS's ECS Exec guide): the SSM channels, writing the
-    session transcript to its log group, and decrypting the session with the exec key. Nothing else."""
+    session transcript to its log group, and decrypting the session's data key. Nothing else."""
     return [
         Statement(
             Sid="EcsExecChannels",
@@ -104,8 +105,21 @@ def _exec_statements(b: Build) -> list[Statement]:
             Action=[logs_actions.DescribeLogGroups],
             Resource=[Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*")],
         ),
-        Statement(Sid="EcsExecKey", Effect=Allow, Action=[kms_actions.Decrypt], Resource=[b.imported("ExecKeyArn")]),
+        exec_key_statement(b),
     ]
+
+
+def exec_key_statement(b: Build) -> Statement:
+    """kms:Decrypt on the server's one key, only for the data key of an ECS Exec session into a task of this
+    cluster (its `aws:ssm:TargetId` and `aws:ssm:SessionId` context: stack/keys.py). Without both keys in the
+    context the condition fails, so what EFS, RDS, S3, Logs or SNS encrypted with the key cannot be decrypted."""
+    return Statement(
+        Sid="EcsExecKey",
+        Effect=Allow,
+        Action=[kms_actions.Decrypt],
+        Resource=[b.imported("KeyArn")],
+        Condition=Condition(StringLike({SSM_TARGET_CONTEXT: exec_target_pattern(b.name), SSM_SESSION_CONTEXT: "*"})),
+    )
 
 
 def _backup_statements(b: Build) -> list[Statement]:

@@ -52,7 +52,9 @@ def add(b: Build) -> None:
             "ExecLogGroup",
             LogGroupName=log_group_name(b, "exec"),
             RetentionInDays=b.config.logs.retention_days,
-            KmsKeyId=b.imported("ExecKeyArn"),
+            # The server's one key (stack/keys.py); servers that had ExecKey keep it for the transcripts
+            # written before the switch, until they expire (deploy/exec_key.py reads this retention).
+            KmsKeyId=b.imported("KeyArn"),
         ),
         "Transcripts of ECS Exec sessions",
     )

@@ -1,4 +1,4 @@
-"""Encryption key and the secrets Mastodon needs, and how containers receive them.
+"""The secrets Mastodon needs, and how containers receive them (the KMS key is in stack/keys.py).
 
 The secret *values* are generated once by the deploy's bootstrap and stored in ONE Secrets Manager secret
 (`secret_name`: one $0.40/month instead of three) as flat JSON keys; they are never created by
@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from awacs.aws import Action, Allow, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
-from troposphere import AccountId, GetAtt, Join, Partition, Ref, Region, Sub, kms
+from troposphere import Join
 
-from mastofargate import names
 from mastofargate.stack.context import Build
 
 # Keys of the app secret (JSON). Generated once; changing any of them logs users out, breaks push, or
@@ -132,104 +130,3 @@ def mastodon_secrets(b: Build, role: str, *, redis_on_loopback: bool = False) ->
         # SES: both derived from the SMTP user's access key by deploy.mail.ensure_smtp_credentials
         refs += [SecretRef("SMTP_LOGIN", "app", "SMTP_LOGIN"), SecretRef("SMTP_PASSWORD", "app", "SMTP_PASSWORD")]
     return refs
-
-
-def add(b: Build) -> None:
-    """One customer-managed KMS key for logs, EFS, RDS, ElastiCache, ECR, SNS and the backup vault."""
-    logs_arn = Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*")
-    policy = PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            _account_admin(),
-            _logs_may_use("CloudWatchLogs", StringLike("kms:EncryptionContext:aws:logs:arn", logs_arn)),
-            Statement(
-                Sid="AlarmsToSns",
-                Effect=Allow,
-                Principal=Principal("Service", ["cloudwatch.amazonaws.com", "events.amazonaws.com"]),
-                Action=[_kms("Decrypt"), _kms("GenerateDataKey*")],
-                Resource=["*"],
-                Condition=Condition(StringEquals("aws:SourceAccount", AccountId)),
-            ),
-        ],
-    )
-    key = b.add(
-        b.data,
-        kms.Key(
-            "EncryptionKey",
-            Description=f"mastofargate {b.name}: logs, storage, images",
-            EnableKeyRotation=True,
-            KeyPolicy=policy,
-            PendingWindowInDays=30,
-        ),
-        "KMS key encrypting logs, EFS, RDS, ElastiCache, ECR and alarms",
-    )
-    key.DeletionPolicy = "Retain"
-    key.UpdateReplacePolicy = "Retain"
-    b.add(
-        b.data,
-        kms.Alias("EncryptionKeyAlias", AliasName=f"alias/mastofargate/{b.name}", TargetKeyId=Ref(key)),
-        "Readable name of the KMS key",
-    )
-    b.export("KeyArn", GetAtt(key, "Arn"), "KMS key ARN")
-    add_exec_key(b)
-
-
-def _account_admin() -> Statement:
-    """The account administers its keys (without it a key can lock everyone out)."""
-    return Statement(
-        Sid="AccountAdmin",
-        Effect=Allow,
-        Principal=Principal("AWS", Join("", ["arn:", Partition, ":iam::", AccountId, ":root"])),
-        Action=[_kms("*")],
-        Resource=["*"],
-    )
-
-
-def _logs_may_use(sid: str, condition: Any) -> Statement:
-    """CloudWatch Logs in this region may encrypt with the key, for the log groups the condition names."""
-    return Statement(
-        Sid=sid,
-        Effect=Allow,
-        Principal=Principal("Service", Join("", ["logs.", Region, ".amazonaws.com"])),
-        Action=[_kms("Encrypt*"), _kms("Decrypt*"), _kms("ReEncrypt*"), _kms("GenerateDataKey*"), _kms("Describe*")],
-        Resource=["*"],
-        Condition=Condition(condition),
-    )
-
-
-def add_exec_key(b: Build) -> None:
-    """The key of ECS Exec sessions and their transcripts, separate from the data key (which encrypts the
-    database, file system and images): a task can decrypt sessions, and nothing of the data."""
-    key = b.add(
-        b.data,
-        kms.Key(
-            "ExecKey",
-            Description=f"mastofargate {b.name}: ECS Exec sessions and their transcripts",
-            EnableKeyRotation=True,
-            PendingWindowInDays=30,
-            KeyPolicy=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[
-                    _account_admin(),
-                    _logs_may_use(
-                        "ExecTranscripts",
-                        StringEquals(
-                            "kms:EncryptionContext:aws:logs:arn",
-                            Sub(
-                                "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
-                                + names.log_group(b.name, "exec")
-                            ),
-                        ),
-                    ),
-                ],
-            ),
-        ),
-        "KMS key of ECS Exec sessions and transcripts only (tasks may decrypt with it, nothing more)",
-    )
-    key.DeletionPolicy = "Retain"  # transcripts encrypted with it outlive an app stack
-    key.UpdateReplacePolicy = "Retain"
-    b.export("ExecKeyArn", GetAtt(key, "Arn"), "KMS key ARN of ECS Exec sessions")
-
-
-def _kms(action: str) -> Action:
-    return Action("kms", action)
