@@ -1358,11 +1358,16 @@ def _apply_free_tier(w: _Walk) -> None:
             continue
         n, unit = allowance.per_unit, allowance.count_unit or allowance.unit
         everything = math.isclose(free, used, rel_tol=1e-9)
+        used_unit = (
+            unit.removesuffix("s")
+            if _count(used * n) == "1" and unit.endswith(("metrics", "alarms", "boards"))
+            else unit
+        )
         share = f"all {_count(used * n)}" if everything else f"{_count(free * n)} of {_count(used * n)}"
         w.items.append(
             LineItem(
-                f"Always-free tier: {allowance.label} ({share} {unit}; {_count(allowance.quantity * n)} {unit} free "
-                "a month)",
+                f"Always-free tier: {allowance.label} ({share} {used_unit}; {_count(allowance.quantity * n)} {unit} "
+                "free a month)",
                 -free,
                 allowance.unit,
                 usd / free,
