@@ -125,7 +125,7 @@ def test_a_dashboard_is_free_only_up_to_50_metrics() -> None:
     assert 5 < metrics <= 50  # every service's CPU and memory, errors, the backlog, the database, the cache
     est = estimate(cfg, templates)
     assert usd_of(est, f"CloudWatch dashboard social ({metrics} metrics)") == pytest.approx(3.00)
-    assert usd_of(est, "Always-free tier: CloudWatch dashboards (all 1 dashboards") == pytest.approx(-3.00)
+    assert usd_of(est, "Always-free tier: CloudWatch dashboards (all 1 dashboard;") == pytest.approx(-3.00)
     sub = props["DashboardBody"]["Fn::Sub"]
     body = json.loads(sub[0] if isinstance(sub, list) else sub)
     body["widgets"][0]["properties"]["metrics"] *= 60  # a dashboard of far more than 50 metrics
