@@ -23,6 +23,7 @@ test: lint
 
 lint: install
 	$(BIN)/ruff check mastofargate sandbox tests bench
+	$(BIN)/ruff format --check mastofargate sandbox tests bench
 	$(BIN)/mypy
 
 # Regenerate the committed cfn/ and task_definitions/ from the example mastofargate.toml.

@@ -223,6 +223,8 @@ def _unresolvable_secret(template: dict[str, Any], account_id: str, region: str)
             if key not in values:
                 return f"Could not find SecretString key {key} in secret {name}"
     return ""
+
+
 def template_imports(template: dict[str, Any]) -> set[str]:
     """The export names a stack's template imports (sandbox/operations.py protects them, as AWS does)."""
     return _imports(template)

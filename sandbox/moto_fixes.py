@@ -1,30 +1,30 @@
 """Small fixes of moto 5.2's models that the real templates trip over (each: what moto does, what AWS does).
 
-  - `Ref` to an RDS DB parameter group or an EFS access point returned the Python object; AWS returns the
-    group's name / the access point's id;
-  - `Fn::GetAtt` Arn / FileSystemId of an EFS file system, Arn / AccessPointId of an access point, the
-    ALB's DNSName, CanonicalHostedZoneID, LoadBalancerFullName, LoadBalancerName, LoadBalancerArn and the
-    target group's TargetGroupFullName, TargetGroupArn, TargetGroupName were "not implemented" in moto;
-  - a VPC made by CloudFormation ignored EnableDnsHostnames/EnableDnsSupport (RunTask then failed on the
-    task's ENI); AWS applies them;
-  - Route 53 hosted zone ids did not always start with "Z" as AWS's do (and as the config requires);
-  - a bucket policy statement whose Condition does not hold was taken as a Deny (so the TLS-only policy,
-    `Deny` when aws:SecureTransport is "false", refused every object request); AWS skips such a statement,
-    and the SDKs reach S3 over TLS, so here requests count as aws:SecureTransport "true";
-  - an ECS task held ONE container, made from the task definition's first container definition; on AWS a
-    task holds a container per definition (a task of several containers: `layout = "one-task"`), each
-    with its own name, image and exit code;
-  - a KMS key made by CloudFormation kept its KeyPolicy as the template's JSON object, and DescribeKey then
-    failed (HTTP 500); AWS stores the policy document as text, as it does for CreateKey. An update of the
-    key (its description, policy or rotation) dropped it from the stack's resources; AWS updates it in place.
-    ScheduleKeyDeletion failed (HTTP 500) when given a key ARN; AWS takes a key id or ARN;
-  - a log group made by CloudFormation ignored KmsKeyId, and an update of the resource changed nothing (the
-    log group fell out of the stack's resource map); AWS creates it with the key and updates KmsKeyId
-    (AssociateKmsKey/DisassociateKmsKey) and RetentionInDays in place;
-  - an ECS cluster made or updated by CloudFormation ignored Configuration (ECS Exec's key and logging);
-    AWS applies it, and DescribeClusters returns it;
-  - SES v2 `GetAccount` did not exist; here it answers as for a new AWS account: sending enabled, still in
-    the SES sandbox (ProductionAccessEnabled false, 200 mails a day, 1 a second).
+- `Ref` to an RDS DB parameter group or an EFS access point returned the Python object; AWS returns the
+  group's name / the access point's id;
+- `Fn::GetAtt` Arn / FileSystemId of an EFS file system, Arn / AccessPointId of an access point, the
+  ALB's DNSName, CanonicalHostedZoneID, LoadBalancerFullName, LoadBalancerName, LoadBalancerArn and the
+  target group's TargetGroupFullName, TargetGroupArn, TargetGroupName were "not implemented" in moto;
+- a VPC made by CloudFormation ignored EnableDnsHostnames/EnableDnsSupport (RunTask then failed on the
+  task's ENI); AWS applies them;
+- Route 53 hosted zone ids did not always start with "Z" as AWS's do (and as the config requires);
+- a bucket policy statement whose Condition does not hold was taken as a Deny (so the TLS-only policy,
+  `Deny` when aws:SecureTransport is "false", refused every object request); AWS skips such a statement,
+  and the SDKs reach S3 over TLS, so here requests count as aws:SecureTransport "true";
+- an ECS task held ONE container, made from the task definition's first container definition; on AWS a
+  task holds a container per definition (a task of several containers: `layout = "one-task"`), each
+  with its own name, image and exit code;
+- a KMS key made by CloudFormation kept its KeyPolicy as the template's JSON object, and DescribeKey then
+  failed (HTTP 500); AWS stores the policy document as text, as it does for CreateKey. An update of the
+  key (its description, policy or rotation) dropped it from the stack's resources; AWS updates it in place.
+  ScheduleKeyDeletion failed (HTTP 500) when given a key ARN; AWS takes a key id or ARN;
+- a log group made by CloudFormation ignored KmsKeyId, and an update of the resource changed nothing (the
+  log group fell out of the stack's resource map); AWS creates it with the key and updates KmsKeyId
+  (AssociateKmsKey/DisassociateKmsKey) and RetentionInDays in place;
+- an ECS cluster made or updated by CloudFormation ignored Configuration (ECS Exec's key and logging);
+  AWS applies it, and DescribeClusters returns it;
+- SES v2 `GetAccount` did not exist; here it answers as for a new AWS account: sending enabled, still in
+  the SES sandbox (ProductionAccessEnabled false, 200 mails a day, 1 a second).
 """
 
 from __future__ import annotations

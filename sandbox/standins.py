@@ -82,9 +82,9 @@ def _stand_in_specs() -> dict[str, dict[str, Any]]:
                     for i in (1, 2, 3)
                 },
                 **{
-                    f"DkimDNSTokenValue{i}": (
-                        lambda i: lambda pid, p, acct, region: f"{rand(32)}.dkim.amazonses.com"
-                    )(i)
+                    f"DkimDNSTokenValue{i}": (lambda i: lambda pid, p, acct, region: f"{rand(32)}.dkim.amazonses.com")(
+                        i
+                    )
                     for i in (1, 2, 3)
                 },
             },
@@ -321,4 +321,3 @@ def register() -> None:
         )
         model_map[rtype] = cls
         name_map[rtype] = name_property
-

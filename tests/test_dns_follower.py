@@ -195,7 +195,6 @@ def test_the_handler_prints_one_json_line_and_its_source_is_embeddable(
     compile(text, "index.py", "exec")
 
 
-
 class AwsTaskView:
     """moto's ECS client plus what AWS reports of a task and moto 5.2 does not (the one fake layer here, for
     fields no local part can produce): the task-level `healthStatus` (ECS derives it from the containers'

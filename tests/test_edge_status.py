@@ -307,9 +307,7 @@ def test_the_status_lines_name_every_serving_task() -> None:
     cert = {"expires": "2027-01-01T00:00:00+00:00", "days_left": 40.0, "issuer": "Let's Encrypt", "names_host": True}
     edge = {"host": HOST, "task": task, "dns": {"A": ["198.51.100.1"]}, "dns_points_at_task": False}
     lines = _edge_lines({"edge": {**edge, "certificate": cert}})
-    assert lines[0] == (
-        f"dns: {HOST} -> A 198.51.100.1: NOT the serving tasks (A 198.51.100.1 198.51.100.2)"
-    ), lines
+    assert lines[0] == (f"dns: {HOST} -> A 198.51.100.1: NOT the serving tasks (A 198.51.100.1 198.51.100.2)"), lines
     single = {**task, "tasks": ["arn:a"], "A": ["198.51.100.1"]}
     lines = _edge_lines({"edge": {**edge, "task": single, "dns_points_at_task": True, "certificate": cert}})
     assert lines[0] == f"dns: {HOST} -> A 198.51.100.1: points at the running task"

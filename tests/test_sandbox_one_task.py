@@ -115,9 +115,7 @@ def test_plan_says_the_rollout_takes_the_server_offline_and_how_long_the_last_to
         push_fake_images(TAG_B)
         history = boto3.client("ssm").get_parameter(Name="/mastofargate/social/deploy-history")["Parameter"]
         last = float(json.loads(history["Value"])[0]["seconds"])
-        plan = run_cli(
-            "plan", "--config", str(world.config), "--mastodon-tag", TAG_B, "--streaming-tag", TAG_B
-        )
+        plan = run_cli("plan", "--config", str(world.config), "--mastodon-tag", TAG_B, "--streaming-tag", TAG_B)
         assert plan.exit_code in (0, 1), plan.output
         minutes, seconds = divmod(round(last), 60)
         took = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"

@@ -219,9 +219,7 @@ def dump_points(target: Target, bucket: str, manifests: int = MANIFESTS_READ) ->
     return points
 
 
-def restore_points(
-    target: Target, manifests: int = MANIFESTS_READ, *, aws_backup: bool = True
-) -> list[RestorePoint]:
+def restore_points(target: Target, manifests: int = MANIFESTS_READ, *, aws_backup: bool = True) -> list[RestorePoint]:
     """All restore points of the server, newest first (`manifests`: how many dumps' details to read;
     aws_backup=False leaves out AWS Backup's recovery points, which `status` does not need: the database's
     newest backup is RDS's point-in-time window or the newest dump)."""

@@ -52,9 +52,7 @@ def serving_tasks(ecs: Any, cluster: str, service: str) -> list[dict]:
     """The service's tasks that should take traffic: every RUNNING task ECS still means to run that reports
     HEALTHY; with none healthy, the newest running one (a first start); [] when none runs."""
     arns: list[str] = []
-    for page in ecs.get_paginator("list_tasks").paginate(
-        cluster=cluster, serviceName=service, desiredStatus="RUNNING"
-    ):
+    for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, serviceName=service, desiredStatus="RUNNING"):
         arns += page["taskArns"]
     tasks: list[dict] = []
     for i in range(0, len(arns), 100):  # DescribeTasks takes at most 100 tasks

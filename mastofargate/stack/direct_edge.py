@@ -51,7 +51,7 @@ LAUNCH = f"{WRITE_CONFIG} && exec caddy run --config {CONFIG_FILE}"
 DRAIN_SECONDS = 75
 DRAIN_LAUNCH = (
     f"{WRITE_CONFIG} && {{ caddy run --config {CONFIG_FILE} & pid=$!; "
-    f"trap 'sleep {DRAIN_SECONDS}; kill -TERM \"$pid\"; wait \"$pid\"; exit $?' TERM; wait \"$pid\"; }}"
+    f'trap \'sleep {DRAIN_SECONDS}; kill -TERM "$pid"; wait "$pid"; exit $?\' TERM; wait "$pid"; }}'
 )
 # A singleton has no other task to send clients to: it stops at once (its downtime is said by `plan`).
 STOP_SECONDS = 30
