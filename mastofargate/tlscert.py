@@ -50,39 +50,73 @@ def _pem_pair(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
-def self_signed(common_name: str, *, now: datetime.datetime | None = None) -> tuple[str, str]:
-    """(certificate PEM, private key PEM): ECDSA P-256, valid ten years from `now` (default: the current time)."""
+def _certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    signer: ec.EllipticCurvePrivateKey,
+    days: int,
+    now: datetime.datetime | None,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    """One certificate for `key`, signed by `signer`: SHA-256, a random serial, valid from just before `now`
+    (clocks differ a little) for `days`, with `extensions` as (extension, critical) pairs."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     start = _now(now)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start - BACKDATE)
-        .not_valid_after(start + datetime.timedelta(days=VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .not_valid_after(start + datetime.timedelta(days=days))
     )
-    return _pem_pair(cert, key)
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
+    """A CA signs certificates and CRLs; a server only signs its handshakes (ECDSA: digital_signature)."""
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=not signs_certificates,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def self_signed(common_name: str, *, now: datetime.datetime | None = None) -> tuple[str, str]:
+    """(certificate PEM, private key PEM): ECDSA P-256, valid ten years from `now` (default: the current time)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.SubjectAlternativeName([x509.DNSName(common_name)]), False),
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+    ]
+    return _pem_pair(_certificate(name, name, key, key, VALID_DAYS, now, extensions), key)
 
 
 def make_ca(common_name: str, *, now: datetime.datetime | None = None) -> tuple[str, str]:
     """(CA certificate PEM, CA private key PEM): a root that may sign end-entity certificates only."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    start = _now(now)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -90,33 +124,12 @@ def make_ca(common_name: str, *, now: datetime.datetime | None = None) -> tuple[
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start - BACKDATE)
-        .not_valid_after(start + datetime.timedelta(days=CA_VALID_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return _pem_pair(cert, key)
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (_key_usage(signs_certificates=True), True),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+    ]
+    return _pem_pair(_certificate(name, name, key, key, CA_VALID_DAYS, now, extensions), key)
 
 
 def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -149,7 +162,7 @@ def issue_server(
     """(certificate PEM, private key PEM) for a TLS server named `dns_name` (its common name and first SAN)
     and `extra_names` (host names or IP addresses), signed by the CA."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -157,36 +170,16 @@ def issue_server(
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError("the CA key is not an EC key")
-    start = _now(now)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start - BACKDATE)
-        .not_valid_after(start + datetime.timedelta(days=SERVER_VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName(_subject_alt_names(dns_name, extra_names)), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.SubjectAlternativeName(_subject_alt_names(dns_name, extra_names)), False),
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (_key_usage(signs_certificates=False), True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False),
+    ]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)])
+    cert = _certificate(subject, ca_cert.subject, key, ca_key, SERVER_VALID_DAYS, now, extensions)
     return _pem_pair(cert, key)
 
 
