@@ -23,7 +23,7 @@ def _default_name(domain: str) -> str:
 # What `init` proposes for a NEW server, per profile. Only written configs carry it: a config without these keys
 # keeps config.PROFILE_DEFAULTS (RDS, ElastiCache, split, ALB), so no deployed server ever changes shape.
 # - personal: everything in one task (Postgres and Redis in it, backed up by pgBackRest's WAL archive, a nightly
-#   dump and a monthly restore drill) and no load balancer (~$22/month instead of ~$77).
+#   dump and a monthly restore drill) and no load balancer (~$16/month instead of ~$71 on a dedicated account).
 # - community: no load balancer either (the DNS record lists every healthy front task), and Redis as a task
 #   (twice ElastiCache micro's memory, verified TLS, an append-only file on EFS so a Spot stop loses nothing) for
 #   less than the cache node; Postgres stays on RDS, where a community's data is best looked after.
