@@ -92,3 +92,14 @@ def plain_run(config: Config, interval: float = 0.05) -> Any:
     from mastofargate.ui import Output
 
     return Run.for_config(config, Output(live=False), Poller(SystemClock(), interval))
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a CLI process a test interrupts with SIGINT: SIGINT at its default and unblocked, as
+    in a process a terminal started. An ignored or blocked SIGINT is inherited across fork and exec (a suite
+    launched in the background by a script ignores it; a worker may have blocked it), and Python then
+    installs no KeyboardInterrupt handler, or never sees the signal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

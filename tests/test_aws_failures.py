@@ -25,7 +25,7 @@ from mastofargate import aws
 from mastofargate.aws import AwsError, Unreachable
 from mastofargate.deploy import jobs, rollout, stacks
 from mastofargate.errors import EXIT_INTERRUPTED, Interrupted
-from tests.conftest import make_config, plain_run
+from tests.conftest import interruptible, make_config, plain_run
 from tests.test_rollout import plan_touching_web
 
 CONFIG = (
@@ -204,6 +204,7 @@ def test_ctrl_c_on_a_real_cli_process_prints_what_happened_and_exits_130(tmp_pat
             stdin=subprocess.DEVNULL,
             text=True,
             env=env,
+            preexec_fn=interruptible,
         )
         time.sleep(2.5)  # in preflight, waiting for STS
         proc.send_signal(signal.SIGINT)

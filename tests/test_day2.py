@@ -23,7 +23,7 @@ from mastofargate.commands import status as status_cmd
 from mastofargate.commands.run import run_task_command
 from mastofargate.errors import MastofargateError
 from mastofargate.target import Target
-from tests.conftest import config_dict, make_config
+from tests.conftest import config_dict, interruptible, make_config
 from tests.day2_fakes import at, fake_network, job_definition, stub_clients, task_arn
 from tests.moto_server import (  # noqa: F401
     aws_endpoint,
@@ -339,6 +339,7 @@ def test_logs_follow_ends_cleanly_on_ctrl_c(moto, config_file):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         first = proc.stdout.readline()
