@@ -388,14 +388,12 @@ def update_kind(target: Target, kind: str, new: dict[str, Any], old: dict[str, A
         )
 
 
-def ensure_secret(target: Target, *, dry_run: bool = False) -> tuple[str, str]:
-    """(ARN, action) for the one secret of a server that has it or is new: creates it, or adds the keys a
-    newer mastofargate needs (generated, and only those); never changes an existing key."""
+def ensure_secret(target: Target, store: Store, *, dry_run: bool = False) -> tuple[str, str]:
+    """(ARN, action) for the one secret of a server that has it or is new (`store`, from `locate`): creates
+    it, or adds the keys a newer mastofargate needs (generated, and only those); never changes an existing
+    key."""
     name = target.secret_name
-    info = describe(target, name)
-    if info is not None and info.get("DeletedDate"):
-        raise scheduled_for_deletion(name)
-    if info is None:
+    if store.layout != "one":
         if dry_run:
             return "", "would be created"
         return create_secret(target, name, join({kind: required_values(kind, {}) for kind in KINDS})), "created"
@@ -403,18 +401,18 @@ def ensure_secret(target: Target, *, dry_run: bool = False) -> tuple[str, str]:
         try:
             present = read_secret(target, name)
         except aws.AccessDenied:  # a read-only role (CI's plan role) may see that a secret exists, not its value
-            return str(info["ARN"]), "exists (its keys are not readable with these credentials)"
+            return store.arn, "exists (its keys are not readable with these credentials)"
     else:
         present = read_secret(target, name)
     kinds = split(present)
     missing = {kind: required_values(kind, kinds[kind]) for kind in KINDS}
     added = sorted(flat_key(kind, k) for kind, kv in missing.items() for k in kv)
     if not added:
-        return str(info["ARN"]), "unchanged"
+        return store.arn, "unchanged"
     if dry_run:
-        return str(info["ARN"]), "would add " + ", ".join(added)
+        return store.arn, "would add " + ", ".join(added)
     write_secret(target, name, {**present, **join(missing)}, present)
-    return str(info["ARN"]), "added " + ", ".join(added)
+    return store.arn, "added " + ", ".join(added)
 
 
 def ensure_secrets(target: Target, *, dry_run: bool = False) -> SecretsReport:
@@ -429,7 +427,7 @@ def ensure_secrets(target: Target, *, dry_run: bool = False) -> SecretsReport:
         return SecretsReport(arn, action, legacy)
     if store.layout == "one" and store.legacy:
         migrate_secrets.check_consistent(target, store, dry_run=dry_run)
-    arn, action = ensure_secret(target, dry_run=dry_run)
+    arn, action = ensure_secret(target, store, dry_run=dry_run)
     return SecretsReport(arn, action, legacy)
 
 
