@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from awacs import logs as logs_actions
 from awacs import secretsmanager as sm_actions
-from awacs.aws import Allow, PolicyDocument, Statement
-from troposphere import GetAtt, Join, Ref, Sub, ecs, iam, logs
+from awacs.aws import Allow, Statement
+from troposphere import GetAtt, Join, Ref, Sub, ecs, logs
 
 from mastofargate import names
 from mastofargate.stack.context import Build
 from mastofargate.stack.database import DB_NAME, DB_USER
-from mastofargate.stack.iam import trust_policy
+from mastofargate.stack.iam import least_privilege_role
 from mastofargate.stack.network import POSTGRES_PORT
 from mastofargate.stack.secrets import flat_key, secret_name
 
@@ -95,37 +95,28 @@ def add(b: Build) -> None:
         f"Logs of the database setup task, kept {b.config.logs.retention_days} days",
     )
     arn = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:%s"
-    role = b.add(
-        t,
-        iam.Role(
-            "DatabaseSetupExecutionRole",
-            RoleName=role_name(b.name),  # a fixed name, so the CI deploy role may pass exactly this one
-            AssumeRolePolicyDocument=trust_policy("ecs-tasks.amazonaws.com"),
-            Policies=[
-                iam.Policy(
-                    PolicyName="least-privilege",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            Statement(
-                                Sid="WriteItsLog",
-                                Effect=Allow,
-                                Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
-                                Resource=[Sub(arn % ("logs", f"log-group:{names.log_group(b.name, JOB)}:*"))],
-                            ),
-                            Statement(
-                                Sid="ReadTheServerSecret",
-                                Effect=Allow,
-                                Action=[sm_actions.GetSecretValue],
-                                Resource=[Sub(arn % ("secretsmanager", f"secret:{secret_name(b.name)}-??????"))],
-                            ),
-                        ],
-                    ),
-                )
-            ],
-        ),
+    role = least_privilege_role(
+        b,
+        "DatabaseSetupExecutionRole",
+        "ecs-tasks.amazonaws.com",
         "Lets ECS start the database setup task: the server's secret (of which the task gets only the master "
         "password) and the task's log group only",
+        [
+            Statement(
+                Sid="WriteItsLog",
+                Effect=Allow,
+                Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
+                Resource=[Sub(arn % ("logs", f"log-group:{names.log_group(b.name, JOB)}:*"))],
+            ),
+            Statement(
+                Sid="ReadTheServerSecret",
+                Effect=Allow,
+                Action=[sm_actions.GetSecretValue],
+                Resource=[Sub(arn % ("secretsmanager", f"secret:{secret_name(b.name)}-??????"))],
+            ),
+        ],
+        template=t,
+        RoleName=role_name(b.name),  # a fixed name, so the CI deploy role may pass exactly this one
     )
     container = ecs.ContainerDefinition(
         Name=CONTAINER,

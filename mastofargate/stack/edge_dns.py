@@ -33,13 +33,13 @@ from awacs.aws import (
     Statement,
     StringEquals,
 )
-from troposphere import GetAtt, Output, Ref, Sub, awslambda, cloudwatch, events, iam, logs, sqs
+from troposphere import GetAtt, Output, Ref, Sub, awslambda, cloudwatch, events, logs, sqs
 
 from mastofargate import names
 from mastofargate.lambdas import source
 from mastofargate.stack.context import Build
 from mastofargate.stack.direct_edge import front_service
-from mastofargate.stack.iam import trust_policy
+from mastofargate.stack.iam import least_privilege_role
 
 METRIC_NAMESPACE = "Mastofargate/Edge"
 CERT_METRIC = "CertificateDaysLeft"
@@ -214,36 +214,26 @@ def _function(
         ),
         f"Logs of the {name} Lambda, kept {b.config.logs.retention_days} days",
     )
-    role = b.add(
-        b.app,
-        iam.Role(
-            f"{kind}Role",
-            AssumeRolePolicyDocument=trust_policy("lambda.amazonaws.com"),
-            Policies=[
-                iam.Policy(
-                    PolicyName="least-privilege",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            *statements,
-                            Statement(
-                                Sid="OwnLogs",
-                                Effect=Allow,
-                                Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
-                                Resource=[GetAtt(log, "Arn")],
-                            ),
-                            Statement(
-                                Sid="DeadLetters",
-                                Effect=Allow,
-                                Action=[sqs_actions.SendMessage],
-                                Resource=[GetAtt(dlq, "Arn")],
-                            ),
-                        ],
-                    ),
-                )
-            ],
-        ),
+    role = least_privilege_role(
+        b,
+        f"{kind}Role",
+        "lambda.amazonaws.com",
         f"The {name} Lambda: {description[0].lower()}{description[1:]}, nothing else",
+        [
+            *statements,
+            Statement(
+                Sid="OwnLogs",
+                Effect=Allow,
+                Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
+                Resource=[GetAtt(log, "Arn")],
+            ),
+            Statement(
+                Sid="DeadLetters",
+                Effect=Allow,
+                Action=[sqs_actions.SendMessage],
+                Resource=[GetAtt(dlq, "Arn")],
+            ),
+        ],
     )
     return b.add(
         b.app,

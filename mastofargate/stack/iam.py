@@ -33,7 +33,7 @@ from awacs import sqs as sqs_actions
 from awacs import ssmmessages
 from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Principal, Statement, StringEquals, StringLike
 from awacs.sts import AssumeRole
-from troposphere import GetAtt, Join, Sub, iam
+from troposphere import GetAtt, Join, Sub, Template, iam
 
 from mastofargate import names
 from mastofargate.stack.backups import METRIC_NAMESPACE, PGBACKREST_PREFIX
@@ -71,6 +71,35 @@ def trust_policy(service: str) -> PolicyDocument:
                 Condition=Condition(StringEquals("aws:SourceAccount", Sub("${AWS::AccountId}"))),
             )
         ],
+    )
+
+
+def least_privilege_role(
+    b: Build,
+    title: str,
+    service: str,
+    description: str,
+    statements: list[Statement],
+    *,
+    template: Template | None = None,
+    **props: object,
+) -> iam.Role:
+    """A role `service` may assume, with one inline policy and no AWS managed policy (those name every resource
+    of a kind), in the app stack unless `template` says otherwise; `props` are further Role properties."""
+    return b.add(
+        b.app if template is None else template,
+        iam.Role(
+            title,
+            **props,
+            AssumeRolePolicyDocument=trust_policy(service),
+            Policies=[
+                iam.Policy(
+                    PolicyName="least-privilege",
+                    PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements),
+                )
+            ],
+        ),
+        description,
     )
 
 
@@ -206,28 +235,10 @@ def _backup_metric_statement() -> Statement:
     )
 
 
-def _role(b: Build, title: str, service: str, description: str, statements: list[Statement]) -> iam.Role:
-    """A role with one inline policy and no AWS managed policy (those name every resource of a kind)."""
-    return b.add(
-        b.app,
-        iam.Role(
-            title,
-            AssumeRolePolicyDocument=trust_policy(service),
-            Policies=[
-                iam.Policy(
-                    PolicyName="least-privilege",
-                    PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements),
-                )
-            ],
-        ),
-        description,
-    )
-
-
 def add(b: Build) -> None:
     arn = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:%s"
     b.app_param("SecretArn")  # constrained to this server's secret (context.secret_arn_constraint)
-    _role(
+    least_privilege_role(
         b,
         "ExecutionRole",
         "ecs-tasks.amazonaws.com",
@@ -278,7 +289,7 @@ def add(b: Build) -> None:
         ),
         *_exec_statements(b),
     ]
-    _role(
+    least_privilege_role(
         b,
         "MastodonTaskRole",
         "ecs-tasks.amazonaws.com",
@@ -289,7 +300,7 @@ def add(b: Build) -> None:
     if b.config.deployment.edge == "direct" and not (one is not None and one.has("web")):
         from mastofargate.stack.direct_edge import ACCESS_POINT, TASK_ROLE
 
-        _role(
+        least_privilege_role(
             b,
             TASK_ROLE,
             "ecs-tasks.amazonaws.com",
@@ -316,7 +327,7 @@ def add(b: Build) -> None:
         aps = [f"{r.capitalize()}AccessPoint" for r in ("postgres", "redis") if one.has(r)]
         if b.config.deployment.edge == "direct" and one.has("web"):
             aps.append(ACCESS_POINT)
-        _role(
+        least_privilege_role(
             b,
             "ServerTaskRole",
             "ecs-tasks.amazonaws.com",
@@ -330,7 +341,7 @@ def add(b: Build) -> None:
         )
     else:
         if cfg.database == "task":
-            _role(
+            least_privilege_role(
                 b,
                 "PostgresTaskRole",
                 "ecs-tasks.amazonaws.com",
@@ -338,21 +349,21 @@ def add(b: Build) -> None:
                 [_mount_statement(b, "postgres"), *_pgbackrest_statements(b), _backup_metric_statement()],
             )
         if cfg.cache == "task":
-            _role(
+            least_privilege_role(
                 b,
                 "DataTaskRole",
                 "ecs-tasks.amazonaws.com",
                 "Redis task: its EFS directory only (no ECS Exec into a data store)",
                 [_mount_statement(b, "redis")],
             )
-    _role(
+    least_privilege_role(
         b,
         "BackupTaskRole",
         "ecs-tasks.amazonaws.com",
         "One-off backup, verify and restore-drill tasks: the backup bucket and their metrics only",
         [*_backup_statements(b), _backup_metric_statement()],
     )
-    _role(
+    least_privilege_role(
         b,
         "SchedulerRole",
         "scheduler.amazonaws.com",

@@ -19,13 +19,13 @@ from typing import Any
 from awacs import ecs as ecs_actions
 from awacs import logs as logs_actions
 from awacs import sqs as sqs_actions
-from awacs.aws import Allow, ArnEquals, Condition, PolicyDocument, Statement
-from troposphere import GetAtt, Ref, Sub, awslambda, events, iam, logs, sqs
+from awacs.aws import Allow, ArnEquals, Condition, Statement
+from troposphere import GetAtt, Ref, Sub, awslambda, events, logs, sqs
 
 from mastofargate import names
 from mastofargate.lambdas import source
 from mastofargate.stack.context import Build
-from mastofargate.stack.iam import trust_policy
+from mastofargate.stack.iam import least_privilege_role
 from mastofargate.stack.observability import _alarm, log_group_name
 
 SPOT = "FARGATE_SPOT"
@@ -76,53 +76,44 @@ def add(b: Build) -> None:
         ),
         f"Logs of the Spot fallback: one JSON line per run, kept {b.config.logs.retention_days} days",
     )
-    role = b.add(
-        t,
-        iam.Role(
-            "SpotFallbackRole",
-            AssumeRolePolicyDocument=trust_policy("lambda.amazonaws.com"),
-            Policies=[
-                iam.Policy(
-                    PolicyName="least-privilege",
-                    PolicyDocument=PolicyDocument(
-                        Version="2012-10-17",
-                        Statement=[
-                            Statement(
-                                Sid="SwitchOurServices",
-                                Effect=Allow,
-                                Action=[
-                                    ecs_actions.DescribeServices,
-                                    ecs_actions.UpdateService,
-                                    ecs_actions.TagResource,
-                                    ecs_actions.UntagResource,
-                                ],
-                                Resource=[Sub(arn % ("ecs", f"service/{cluster}/*"))],
-                            ),
-                            Statement(
-                                Sid="ListOurServices",
-                                Effect=Allow,
-                                Action=[ecs_actions.ListServices],
-                                Resource=["*"],  # ListServices has no resource type; the condition scopes it
-                                Condition=Condition(ArnEquals("ecs:cluster", GetAtt("Cluster", "Arn"))),
-                            ),
-                            Statement(
-                                Sid="WriteOwnLog",
-                                Effect=Allow,
-                                Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
-                                Resource=[GetAtt(log_group, "Arn")],  # "log-group:NAME:*": its streams
-                            ),
-                            Statement(
-                                Sid="DeadLetters",
-                                Effect=Allow,
-                                Action=[sqs_actions.SendMessage],
-                                Resource=[GetAtt(queue, "Arn")],
-                            ),
-                        ],
-                    ),
-                )
-            ],
-        ),
+    role = least_privilege_role(
+        b,
+        "SpotFallbackRole",
+        "lambda.amazonaws.com",
         "Spot fallback: may switch only this cluster's services between Spot and on-demand",
+        [
+            Statement(
+                Sid="SwitchOurServices",
+                Effect=Allow,
+                Action=[
+                    ecs_actions.DescribeServices,
+                    ecs_actions.UpdateService,
+                    ecs_actions.TagResource,
+                    ecs_actions.UntagResource,
+                ],
+                Resource=[Sub(arn % ("ecs", f"service/{cluster}/*"))],
+            ),
+            Statement(
+                Sid="ListOurServices",
+                Effect=Allow,
+                Action=[ecs_actions.ListServices],
+                Resource=["*"],  # ListServices has no resource type; the condition scopes it
+                Condition=Condition(ArnEquals("ecs:cluster", GetAtt("Cluster", "Arn"))),
+            ),
+            Statement(
+                Sid="WriteOwnLog",
+                Effect=Allow,
+                Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
+                Resource=[GetAtt(log_group, "Arn")],  # "log-group:NAME:*": its streams
+            ),
+            Statement(
+                Sid="DeadLetters",
+                Effect=Allow,
+                Action=[sqs_actions.SendMessage],
+                Resource=[GetAtt(queue, "Arn")],
+            ),
+        ],
+        template=t,
     )
     function = b.add(
         t,
